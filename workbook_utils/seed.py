@@ -1,0 +1,106 @@
+"""Seed the dataset from data/sql at a scale, keep a template copy, and reset from it in about a second."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import config, db
+from .config import WorkbookError
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "data" / "sql"
+STEP = "-- step: "
+
+
+def steps() -> list[tuple[str, str]]:
+    """(label, SQL) for every `-- step:` section of data/sql/*.sql, in file order."""
+    result = []
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        for chunk in path.read_text().split(STEP)[1:]:
+            label, _, sql = chunk.partition("\n")
+            result.append((label.strip(), sql))
+    return result
+
+
+def template_name(dbname: str) -> str:
+    """The pristine copy kept beside a seeded database."""
+    return f"{dbname}_template"
+
+
+def _terminate_others(admin, dbname: str) -> None:
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE datname = %s AND pid <> pg_backend_pid()", [dbname])
+
+
+def save_template(dbname: str) -> bool:
+    """Copy the freshly seeded database to its template; False if this server does not let us."""
+    import psycopg
+
+    with db.connect(db.admin_url()) as admin:
+        try:
+            _terminate_others(admin, dbname)
+            admin.execute(f'DROP DATABASE IF EXISTS "{template_name(dbname)}"')
+            admin.execute(f'CREATE DATABASE "{template_name(dbname)}" TEMPLATE "{dbname}" STRATEGY FILE_COPY')
+            return True
+        except psycopg.errors.InsufficientPrivilege:
+            return False
+
+
+def seed(scale: str | None = None, progress: Callable[[str], None] = print) -> float:
+    """Load the dataset at `scale` into the workbook database (refusing foreign databases); seconds taken."""
+    scale = scale or config.scale()
+    if scale not in config.SCALES:
+        raise WorkbookError(f"Unknown scale {scale!r}; use one of {', '.join(config.SCALES)}.")
+    db.ensure_database(scale)
+    url = db.libpq_url(scale)
+    start = time.perf_counter()
+    with db.connect(url) as conn:
+        db.claim(conn)
+        conn.execute("DELETE FROM _workbook.meta WHERE key = 'scale'")  # not seeded until the last step
+        conn.execute("SELECT set_config('workbook.scale', %s, false)", [scale])
+        todo = steps()
+        with conn.transaction():  # one transaction: tables created and filled in it skip the WAL
+            for i, (label, sql) in enumerate(todo, 1):
+                t0 = time.perf_counter()
+                conn.execute(sql)
+                progress(f"  [{i:>2}/{len(todo)}] {label:<24}{time.perf_counter() - t0:6.2f} s")
+        dbname = conn.info.dbname
+    kept = save_template(dbname)
+    progress(f"  template copy {template_name(dbname)}: {'saved' if kept else 'not allowed here (reset will reseed)'}")
+    return time.perf_counter() - start
+
+
+def seed_if_needed(scale: str | None = None, progress: Callable[[str], None] = print) -> bool:
+    """Seed unless the database already holds this scale; True if it seeded."""
+    scale = scale or config.scale()
+    db.ensure_database(scale)
+    with db.connect(db.libpq_url(scale)) as conn:
+        if db.seeded_scale(conn) == scale:
+            return False
+    progress(f"Seeding the {scale} dataset into {db.where(db.libpq_url(scale))} …")
+    seconds = seed(scale, progress)
+    progress(f"Seeded in {seconds:.1f} s.")
+    return True
+
+
+def reset(scale: str | None = None, progress: Callable[[str], None] = print) -> float:
+    """Restore the pristine dataset from the template copy (or reseed when there is none); seconds taken."""
+    scale = scale or config.scale()
+    start = time.perf_counter()
+    url = db.libpq_url(scale)
+    with db.connect(url) as conn:
+        if db.marker(conn) is None:
+            raise WorkbookError(f"Refusing to reset {db.where(url)}: the workbook did not create it. Nothing was changed.")
+        dbname, owner = conn.info.dbname, conn.info.user
+    with db.connect(db.admin_url()) as admin:
+        has_template = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                     [template_name(dbname)]).fetchone()
+        if has_template:
+            _terminate_others(admin, dbname)
+            admin.execute(f'DROP DATABASE "{dbname}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{dbname}" TEMPLATE "{template_name(dbname)}" '
+                          f'STRATEGY FILE_COPY OWNER "{owner}"')
+            return time.perf_counter() - start
+    progress("No template copy: reseeding instead.")
+    return seed(scale, progress)
