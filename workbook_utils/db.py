@@ -63,6 +63,7 @@ def where(url: str) -> str:
 def explain_error(exc: Exception, url: str) -> WorkbookError:
     """Turn a connection failure into one or two lines that say what to try."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = text.split("FATAL:")[-1].strip()  # keep the server's own words, drop libpq's preamble
     place = where(url)
     hint = "check DATABASE_URL" if config.external_url() else "start it with `workbook db start` (or `make lab`)"
     if "password authentication failed" in text or "no password supplied" in text:
@@ -149,9 +150,10 @@ def seeded_scale(conn: psycopg.Connection) -> str | None:
 
 
 def ensure_database(scale: str) -> None:
-    """Embedded server: create the application role and the scale's database (marked) if missing."""
+    """Embedded server: start it, create the application role and the scale's database (marked) if missing."""
     if config.external_url():
         return
+    server.start()
     name = database_name(scale)
     with connect(admin_url()) as admin:
         if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [APP_ROLE]).fetchone() is None:

@@ -1,0 +1,116 @@
+"""The `workbook` command: doctor, db start|stop|status|url|psql, seed, reset, lab, run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from . import config, db, seed, server
+from .config import WorkbookError
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    if config.external_url() and args.action in ("start", "stop"):
+        print(f"DATABASE_URL is set: the workbook uses {db.where(db.libpq_url())} and leaves the embedded server alone.")
+        return 0
+    if args.action == "start":
+        t0 = time.perf_counter()
+        st = server.start()
+        print(f"embedded PostgreSQL running on 127.0.0.1:{st.port} (pid {st.pid}, {time.perf_counter() - t0:.2f} s)")
+    elif args.action == "stop":
+        server.stop()
+        print("embedded PostgreSQL stopped")
+    elif args.action == "status":
+        if config.external_url():
+            print(f"using DATABASE_URL: {db.where(db.libpq_url())}")
+            return 0
+        st = server.status()
+        print(f"running on 127.0.0.1:{st.port} (pid {st.pid})" if st.running else "not running")
+        return 0 if st.running else 3
+    elif args.action == "url":
+        print(db.libpq_url(args.scale))
+    elif args.action == "psql":
+        psql = server.bin_path("psql")
+        program = str(psql) if psql.exists() else "psql"
+        os.execvp(program, [program, db.libpq_url(args.scale)])
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    if args.if_needed:
+        seed.seed_if_needed(args.scale)
+        return 0
+    scale = args.scale or config.scale()
+    print(f"Seeding the {scale} dataset …")
+    print(f"Seeded in {seed.seed(scale):.1f} s.")
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    seconds = seed.reset(args.scale)
+    print(f"Dataset restored in {seconds:.2f} s.")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import checks
+
+    ok = True
+    for passed, line in checks():
+        print(("  ok       " if passed else "  PROBLEM  ") + line)
+        ok = ok and passed
+    return 0 if ok else 1
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from .lab import start_lab
+
+    seed.seed_if_needed()
+    return start_lab()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .notebooks import run_all
+
+    seed.seed_if_needed()
+    failures = run_all(config.project_root() / "build", timeout=args.timeout)
+    return 1 if failures else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbook", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("db", help="the embedded PostgreSQL server")
+    d.add_argument("action", choices=["start", "stop", "status", "url", "psql"])
+    d.add_argument("--scale", choices=config.SCALES)
+    d.set_defaults(func=cmd_db)
+    s = sub.add_parser("seed", help="load the dataset (refuses databases the workbook did not create)")
+    s.add_argument("--scale", choices=config.SCALES)
+    s.add_argument("--if-needed", action="store_true", help="only if this scale is not seeded yet")
+    s.set_defaults(func=cmd_seed)
+    r = sub.add_parser("reset", help="restore the pristine dataset from its template copy")
+    r.add_argument("--scale", choices=config.SCALES)
+    r.set_defaults(func=cmd_reset)
+    sub.add_parser("doctor", help="check server, version, extensions, limits, dataset").set_defaults(func=cmd_doctor)
+    sub.add_parser("lab", help="prepare everything and start JupyterLab").set_defaults(func=cmd_lab)
+    run = sub.add_parser("run", help="execute every notebook headless into build/ as HTML")
+    run.add_argument("--timeout", type=int, default=600, help="seconds allowed per notebook")
+    run.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WorkbookError as exc:
+        print(f"workbook: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""`workbook doctor`: one line per check, each saying ok or what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+from . import config, db, server
+from .config import WorkbookError
+
+Check = tuple[bool, str]
+PRELOADED = ("pg_stat_statements", "auto_explain")
+
+
+def checks() -> Iterator[Check]:
+    """Run the checks in order; stop after the first one that makes the rest meaningless."""
+    yield sys.version_info >= (3, 11), f"Python {sys.version.split()[0]} (3.11 or newer needed)"
+    try:
+        scale = config.scale()
+        url = db.libpq_url(scale)
+    except WorkbookError as exc:
+        yield False, str(exc)
+        return
+    if config.external_url():
+        yield True, f"target: DATABASE_URL → {db.where(url)}"
+    else:
+        st = server.status()
+        yield st.running, (f"embedded server running on 127.0.0.1:{st.port}" if st.running
+                           else "embedded server is not running → `workbook db start` (or `make lab`)")
+        if not st.running:
+            return
+    try:
+        conn = db.connect(url)
+    except WorkbookError as exc:
+        yield False, str(exc)
+        return
+    with conn:
+        yield from _server_checks(conn, scale)
+
+
+def _server_checks(conn, scale: str) -> Iterator[Check]:
+    try:
+        version = db.check_version(conn)
+        yield True, f"PostgreSQL {version}"
+    except WorkbookError as exc:
+        yield False, str(exc)
+    preload = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+    missing = [lib for lib in PRELOADED if lib not in preload]
+    yield not missing, ("preloaded: " + preload if not missing else
+                        f"not preloaded: {', '.join(missing)} → add to shared_preload_libraries and restart the server "
+                        "(the embedded server and docker-compose.yml do this); notebooks 03 and 07 need them")
+    has_ext = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone()
+    yield bool(has_ext), ("extension pg_stat_statements installed" if has_ext else
+                          "extension pg_stat_statements missing → as a superuser: CREATE EXTENSION pg_stat_statements")
+    limit, reserved = (int(conn.execute(f"SHOW {name}").fetchone()[0])
+                       for name in ("max_connections", "superuser_reserved_connections"))
+    yield limit >= 20, f"max_connections = {limit} ({reserved} reserved for superusers)" + (
+        "" if limit >= 20 else " → the pooling demos need at least 20")
+    seeded = db.seeded_scale(conn)
+    yield seeded == scale, (f"dataset seeded at scale {scale}" if seeded == scale else
+                            f"dataset not seeded at scale {scale} (found: {seeded or 'none'}) → `workbook seed --scale {scale}`")

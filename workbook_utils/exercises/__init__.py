@@ -1,0 +1,104 @@
+"""Exercises that check themselves: `q1.check(answer)`, `q1.hint()`, `q1.solution()`.
+
+Expected values come from running each exercise's reference solution against the database,
+never from numbers typed in. A `____` placeholder means "not attempted", which differs from wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class _Blank:
+    """The placeholder a learner replaces with an answer."""
+
+    def __repr__(self) -> str:
+        return "____"
+
+
+____ = _Blank()
+
+CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
+
+
+def _contains_blank(value: Any) -> bool:
+    if value is ____:
+        return True
+    if isinstance(value, (list, tuple, set)):
+        return any(_contains_blank(v) for v in value)
+    if isinstance(value, dict):
+        return any(_contains_blank(v) for v in value.values())
+    return False
+
+
+def first_difference(answer: Any, expected: Any, where: str = "your answer") -> str | None:
+    """Describe the first way `answer` differs from `expected` without revealing `expected`; None if equal."""
+    if hasattr(answer, "to_dict") and hasattr(answer, "columns"):  # a DataFrame: compare its rows
+        answer = [tuple(r) for r in answer.itertuples(index=False)]
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        if not isinstance(answer, (int, float)) or isinstance(answer, bool):
+            return f"{where} should be a number, not {type(answer).__name__}"
+        if math.isclose(answer, expected, rel_tol=1e-6, abs_tol=1e-9):
+            return None
+        return f"{where} is too {'high' if answer > expected else 'low'}"
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(answer, (list, tuple)):
+            return f"{where} should be a list, not {type(answer).__name__}"
+        if len(answer) != len(expected):
+            return f"{where} has {len(answer)} items; the expected result has {len(expected)}"
+        for i, (a, e) in enumerate(zip(answer, expected)):
+            label = f"item {i}" if where == "your answer" else f"{where}, item {i}"
+            if (diff := first_difference(a, e, label)) is not None:
+                return diff
+        return None
+    if type(answer) is not type(expected) and not (isinstance(answer, str) and isinstance(expected, str)):
+        return f"{where} should be a {type(expected).__name__}, not {type(answer).__name__}"
+    return None if answer == expected else f"{where} ({answer!r}) is not the expected value"
+
+
+@dataclass
+class Exercise:
+    """One question: its reference solution (run against the database), a hint, and the solution's code."""
+
+    name: str
+    question: str
+    reference: Callable[[], Any]
+    hint_text: str
+    solution_code: str
+    evaluate: Callable[[Any], Any] = field(default=lambda answer: answer)  # e.g. run a statement the learner wrote
+    _expected: Any = field(default=____, repr=False)
+
+    @property
+    def expected(self) -> Any:
+        if self._expected is ____:
+            self._expected = self.reference()
+        return self._expected
+
+    def verdict(self, answer: Any) -> tuple[str, str | None]:
+        """(correct | incorrect | not attempted, first difference) without printing."""
+        if _contains_blank(answer):
+            return NOT_ATTEMPTED, None
+        try:
+            value = self.evaluate(answer)
+        except Exception as exc:  # a learner's statement that fails is an incorrect answer, not a crash
+            return INCORRECT, f"running your answer raised {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        diff = first_difference(value, self.expected)
+        return (CORRECT, None) if diff is None else (INCORRECT, diff)
+
+    def check(self, answer: Any) -> bool:
+        """Say whether `answer` is right; when it is not, name the first difference."""
+        status, diff = self.verdict(answer)
+        messages = {CORRECT: f"✅ {self.name}: correct.",
+                    NOT_ATTEMPTED: f"… {self.name}: not attempted yet — replace ____ with your answer.",
+                    INCORRECT: f"❌ {self.name}: not yet — {diff}. Try {self.name}.hint()."}
+        print(messages[status])
+        return status == CORRECT
+
+    def hint(self) -> None:
+        print(f"💡 {self.hint_text}")
+
+    def solution(self) -> None:
+        print(self.solution_code)

@@ -1,0 +1,86 @@
+"""Count the SQL a piece of code sends, time it, and race alternatives into one DataFrame."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.engine import Engine
+
+
+@dataclass
+class Captured:
+    """Statements one engine sent while a `capture_sql` block ran (thread-safe)."""
+
+    statements: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def show(self, limit: int = 10) -> None:
+        """Print the statements, the way SQLAlchemy's echo would, first `limit` of them."""
+        for sql in self.statements[:limit]:
+            print(" ".join(sql.split()))
+        if self.count > limit:
+            print(f"… and {self.count - limit} more")
+
+
+@contextmanager
+def capture_sql(engine: Engine) -> Iterator[Captured]:
+    """Record every statement `engine` executes inside the block (executemany counts once)."""
+    captured = Captured()
+
+    def listener(conn, cursor, statement, parameters, context, executemany) -> None:
+        with captured._lock:
+            captured.statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        yield captured
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+
+
+@dataclass
+class Timer:
+    """Wall-clock seconds of a `with` block (perf_counter)."""
+
+    seconds: float = 0.0
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+
+def compare(cases: dict[str, Callable[[], Any]], engine: Engine | None = None, repeat: int = 1) -> pd.DataFrame:
+    """Run each case `repeat` times (slowest-first order is the caller's); best time and statements per case."""
+    import pandas as pd
+
+    rows = []
+    for label, case in cases.items():
+        best, statements = float("inf"), None
+        for _ in range(repeat):
+            with (capture_sql(engine) if engine is not None else _nothing()) as cap, Timer() as t:
+                case()
+            best = min(best, t.seconds)
+            statements = cap.count if cap is not None else None
+        rows.append({"case": label, "seconds": best, "statements": statements})
+    return pd.DataFrame(rows).set_index("case")
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None

@@ -1,0 +1,85 @@
+"""`setup("NN")`: the first code cell of every notebook. Makes the notebook stand alone and says where it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import config, db, seed
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy.engine import Engine
+
+
+@dataclass
+class Workbook:
+    """What a notebook works with: its engine, URL, scale and a scratch schema of its own."""
+
+    number: str
+    scale: str
+    url: str
+    version: str
+    engines: list[Engine] = field(default_factory=list, repr=False)
+
+    @property
+    def schema(self) -> str:
+        """The notebook's scratch schema (recreated empty by setup) for anything it mutates."""
+        return f"nb{self.number}"
+
+    @property
+    def app_name(self) -> str:
+        """application_name of this notebook's sessions, as seen in pg_stat_activity."""
+        return f"workbook-nb{self.number}"
+
+    @property
+    def engine(self) -> Engine:
+        """The notebook's default engine (created on first use)."""
+        if not self.engines:
+            self.make_engine()
+        return self.engines[0]
+
+    def make_engine(self, **kwargs: Any) -> Engine:
+        """A new engine on the workbook database, tagged with this notebook's application_name."""
+        kwargs.setdefault("connect_args", {}).setdefault("application_name", self.app_name)
+        engine = db.make_engine(self.url, **kwargs)
+        self.engines.append(engine)
+        return engine
+
+    def query(self, sql: str, **params: Any) -> pd.DataFrame:
+        """Run a SELECT and return a DataFrame."""
+        import pandas as pd
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(text(sql), params).mappings().all())
+
+    def close(self) -> None:
+        """Dispose every engine (and %sql's connections) so no session of this notebook stays open."""
+        for engine in self.engines:
+            engine.dispose()
+        self.engines.clear()
+        try:
+            from sql.connection import Connection  # ipython-sql, when %sql was used
+        except ImportError:
+            return
+        for conn in list(Connection.connections.values()):
+            conn.internal_connection.close()
+            conn.internal_connection.engine.dispose()
+        Connection.connections.clear()
+        Connection.current = None
+
+
+def setup(number: str) -> Workbook:
+    """Start/seed what is missing, recreate the scratch schema, print one line saying where we run."""
+    scale = config.scale()
+    seed.seed_if_needed(scale)
+    url = db.libpq_url(scale)
+    with db.connect(url) as conn:
+        version = db.check_version(conn)
+        conn.execute(f"DROP SCHEMA IF EXISTS nb{number} CASCADE")
+        conn.execute(f"CREATE SCHEMA nb{number}")
+    wb = Workbook(number=number, scale=scale, url=db.database_url(scale), version=version)
+    source = "DATABASE_URL" if config.external_url() else "embedded server"
+    print(f"Notebook {number} · PostgreSQL {version} ({source}, {db.where(url)}) · scale {scale}")
+    return wb
