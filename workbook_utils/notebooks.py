@@ -1,0 +1,55 @@
+"""Find, execute and render the notebooks (used by `workbook run` and the notebook tests)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import config
+
+if TYPE_CHECKING:
+    import nbformat
+
+
+def notebook_paths() -> list[Path]:
+    """notebooks/NN_*.ipynb in order."""
+    return sorted((config.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def execute(path: Path, timeout: int = 600) -> nbformat.NotebookNode:
+    """Run a notebook top to bottom on a fresh kernel (in its own folder); raises on the first failing cell."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    return nb
+
+
+def to_html(nb: nbformat.NotebookNode, out: Path) -> Path:
+    """Write an executed notebook as a standalone HTML page (charts embedded)."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def run_all(build: Path, timeout: int = 600) -> list[str]:
+    """Execute every notebook into build/NN_name.html, printing progress; names of those that failed."""
+    failures = []
+    paths = notebook_paths()
+    for i, path in enumerate(paths, 1):
+        start = time.perf_counter()
+        try:
+            out = to_html(execute(path, timeout), build / f"{path.stem}.html")
+            print(f"[{i}/{len(paths)}] {path.name}: ok in {time.perf_counter() - start:.1f} s → {out}")
+        except Exception as exc:  # report and go on: the facilitator wants every notebook's status
+            failures.append(path.name)
+            print(f"[{i}/{len(paths)}] {path.name}: FAILED after {time.perf_counter() - start:.1f} s: "
+                  f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}")
+    return failures
