@@ -49,7 +49,7 @@ def first_difference(answer: Any, expected: Any, where: str = "your answer") -> 
             return f"{where} should be a list, not {type(answer).__name__}"
         if len(answer) != len(expected):
             return f"{where} has {len(answer)} items; the expected result has {len(expected)}"
-        for i, (a, e) in enumerate(zip(answer, expected)):
+        for i, (a, e) in enumerate(zip(answer, expected, strict=True)):
             label = f"item {i}" if where == "your answer" else f"{where}, item {i}"
             if (diff := first_difference(a, e, label)) is not None:
                 return diff

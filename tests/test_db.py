@@ -1,0 +1,85 @@
+"""URLs, friendly connection errors, and the marker that keeps seed/reset away from other people's data."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from workbook_utils import db, seed
+from workbook_utils.config import WorkbookError
+
+from .conftest import fingerprint
+
+
+def test_urls_name_the_embedded_server_and_the_psycopg_driver():
+    port = db.server.status().port
+    assert db.libpq_url("tiny") == f"postgresql://workbook@127.0.0.1:{port}/workbook_tiny"
+    assert db.database_url("small") == f"postgresql+psycopg://workbook@127.0.0.1:{port}/workbook"
+
+
+def test_database_url_env_wins_and_driver_suffix_is_normalised(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://u:p@db.example:5432/app")
+    assert db.libpq_url() == "postgresql://u:p@db.example:5432/app"
+    assert db.database_url() == "postgresql+psycopg://u:p@db.example:5432/app"
+    assert db.admin_url() == "postgresql://u:p@db.example:5432/postgres"
+
+
+def test_non_postgresql_url_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "mysql://root@localhost/app")
+    with pytest.raises(WorkbookError, match="must be a PostgreSQL URL") as info:
+        db.libpq_url()
+    assert "\n" not in str(info.value)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_names_host_and_port():
+    port = _closed_port()
+    with pytest.raises(WorkbookError) as info:
+        db.connect(f"postgresql://workbook@127.0.0.1:{port}/workbook")
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message and "refused" in message.lower() and "\n" not in message
+
+
+def test_missing_database_is_named():
+    with pytest.raises(WorkbookError, match='database "no_such_db" does not exist'):
+        db.connect(db.libpq_url("tiny").rsplit("/", 1)[0] + "/no_such_db")
+
+
+def test_version_is_checked():
+    with db.connect() as conn:
+        assert int(db.check_version(conn).split(".")[0]) >= 14
+
+
+def test_seed_refuses_a_database_with_foreign_tables_and_changes_nothing(scratch_db, monkeypatch):
+    with db.connect(scratch_db) as conn:
+        conn.execute("CREATE TABLE invoices (id int PRIMARY KEY); INSERT INTO invoices VALUES (1), (2)")
+    monkeypatch.setenv("DATABASE_URL", scratch_db)
+    with pytest.raises(WorkbookError, match=r"Refusing .*public\.invoices.*Nothing was changed"):
+        seed.seed("tiny", progress=lambda _: None)
+    with pytest.raises(WorkbookError, match="did not create"):
+        seed.reset("tiny", progress=lambda _: None)
+    with db.connect(scratch_db) as conn:
+        assert conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 2
+        assert conn.execute("SELECT to_regclass('_workbook.meta')").fetchone()[0] is None
+
+
+def test_seed_claims_an_empty_database_given_by_database_url(scratch_db, seeded, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", scratch_db)
+    seed.seed("tiny", progress=lambda _: None)
+    with db.connect(scratch_db) as conn:
+        assert db.seeded_scale(conn) == "tiny"
+    assert fingerprint(scratch_db) == fingerprint(seeded)  # same rows as the embedded seed: deterministic
+    seed.seed("tiny", progress=lambda _: None)             # a marked database may be seeded again
+
+
+def test_database_url_mode_never_touches_the_embedded_databases(scratch_db, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", scratch_db)
+    db.ensure_database("large")  # would create workbook_large on the embedded server if it ignored DATABASE_URL
+    with db.connect(db.admin_url()) as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'workbook_large'").fetchone() is None

@@ -1,0 +1,62 @@
+"""capture_sql counts exactly the statements of one engine, from any thread; compare() races cases."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import text
+
+from workbook_utils import db
+from workbook_utils.measure import capture_sql, compare
+
+
+def test_counts_each_statement_of_its_engine_only():
+    engine, other = db.make_engine(), db.make_engine()
+    try:
+        with capture_sql(engine) as captured:
+            with engine.connect() as conn:
+                for i in range(3):
+                    conn.execute(text("SELECT :i"), {"i": i})
+            with other.connect() as conn:
+                conn.execute(text("SELECT 42"))  # another engine: not counted
+        assert captured.count == 3
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))  # after the block: not counted
+        assert captured.count == 3
+    finally:
+        engine.dispose()
+        other.dispose()
+
+
+def test_counts_from_many_threads():
+    engine = db.make_engine(pool_size=4)
+    try:
+        def work():
+            with engine.connect() as conn:
+                for _ in range(25):
+                    conn.execute(text("SELECT 1"))
+
+        with capture_sql(engine) as captured:
+            threads = [threading.Thread(target=work) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+        assert captured.count == 100
+    finally:
+        engine.dispose()
+
+
+def test_compare_reports_seconds_and_statements():
+    engine = db.make_engine()
+    try:
+        def two():
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+                conn.execute(text("SELECT 2"))
+
+        result = compare({"two statements": two}, engine=engine, repeat=2)
+        assert result.loc["two statements", "statements"] == 2
+        assert result.loc["two statements", "seconds"] > 0
+    finally:
+        engine.dispose()

@@ -1,0 +1,60 @@
+"""Seeding: the steps, determinism, the deliberate gaps, and reset from the template copy."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbook_utils import db, seed
+from workbook_utils.config import WorkbookError
+
+from .conftest import TABLES, fingerprint
+
+
+def test_steps_cover_every_file_in_order():
+    labels = [label for label, _ in seed.steps()]
+    assert labels[0] == "schema" and labels[-1] == "mark as the workbook's"
+    assert {"users", "posts", "comments", "orders", "keys", "foreign keys", "analyze"} <= set(labels)
+
+
+def test_tiny_scale_has_a_few_thousand_rows(seeded):
+    with db.connect(seeded) as conn:
+        counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+    assert counts == {"users": 100, "profiles": 90, "products": 20, "posts": 1000, "comments": 2500, "orders": 1000}
+
+
+def test_posts_are_skewed_towards_a_few_users(seeded):
+    with db.connect(seeded) as conn:
+        top, median = conn.execute("""
+            SELECT max(n), percentile_cont(0.5) WITHIN GROUP (ORDER BY n)
+            FROM (SELECT count(*) AS n FROM posts GROUP BY user_id) s""").fetchone()
+    assert top > 10 * median
+
+
+def test_foreign_keys_have_no_index_on_purpose(seeded):
+    with db.connect(seeded) as conn:
+        indexed = conn.execute("""
+            SELECT count(*) FROM pg_constraint c WHERE c.contype = 'f'
+              AND EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.conrelid AND i.indkey[0] = c.conkey[1])
+        """).fetchone()[0]
+    assert indexed == 1  # only profiles.user_id, which is also its primary key
+
+
+def test_unknown_scale_is_refused():
+    with pytest.raises(WorkbookError, match="Unknown scale"):
+        seed.seed("huge")
+
+
+def test_reset_restores_the_pristine_dataset_from_the_template(seeded):
+    before = fingerprint(seeded)
+    with db.connect(seeded) as conn:
+        conn.execute("DELETE FROM comments WHERE id % 2 = 0")
+        conn.execute("UPDATE users SET name = 'changed'")
+    assert fingerprint(seeded) != before
+    seed.reset("tiny", progress=lambda _: None)
+    assert fingerprint(seeded) == before
+    with db.connect(seeded) as conn:
+        assert db.seeded_scale(conn) == "tiny"
+
+
+def test_seed_if_needed_does_nothing_when_seeded(seeded):
+    assert seed.seed_if_needed("tiny", progress=lambda _: None) is False
