@@ -83,3 +83,13 @@ def test_database_url_mode_never_touches_the_embedded_databases(scratch_db, monk
     db.ensure_database("large")  # would create workbook_large on the embedded server if it ignored DATABASE_URL
     with db.connect(db.admin_url()) as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'workbook_large'").fetchone() is None
+
+
+def test_setup_in_a_notebook_fails_in_one_line_not_a_traceback(monkeypatch):
+    from workbook_utils import setup
+
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://app@127.0.0.1:{_closed_port()}/app")
+    with pytest.raises(WorkbookError) as info:
+        setup("00")
+    rendered = info.value._render_traceback_()  # what IPython shows instead of the traceback
+    assert len(rendered) == 1 and "Cannot reach PostgreSQL" in rendered[0]
