@@ -28,7 +28,7 @@ class User(Base):
     region: Mapped[str]
     created_at: Mapped[datetime]
     bio: Mapped[str | None]
-    avatar: Mapped[bytes | None] = mapped_column(BYTEA)  # about 2 KB a row: the column to defer
+    avatar: Mapped[bytes | None] = mapped_column(BYTEA)  # 1 KB a row: the column to defer
 
     profile: Mapped[Profile | None] = relationship(back_populates="user")
     posts: Mapped[list[Post]] = relationship(back_populates="user")

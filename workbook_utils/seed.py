@@ -60,7 +60,7 @@ def seed(scale: str | None = None, progress: Callable[[str], None] = print) -> f
         conn.execute("DELETE FROM _workbook.meta WHERE key = 'scale'")  # not seeded until the last step
         conn.execute("SELECT set_config('workbook.scale', %s, false)", [scale])
         todo = steps()
-        with conn.transaction():  # one transaction: tables created and filled in it skip the WAL
+        with conn.transaction():  # tables created and filled in one transaction skip the WAL (wal_level=minimal)
             for i, (label, sql) in enumerate(todo, 1):
                 t0 = time.perf_counter()
                 conn.execute(sql)
