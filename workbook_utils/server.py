@@ -48,10 +48,6 @@ class Status:
     pid: int | None
     pgdata: Path
 
-    def url(self, user: str, dbname: str) -> str:
-        """A plain libpq URL for this server (TCP on 127.0.0.1, so psql and pgbench accept it)."""
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
-
 
 def pgdata() -> Path:
     """The embedded server's data directory."""
