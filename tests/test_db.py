@@ -93,3 +93,16 @@ def test_setup_in_a_notebook_fails_in_one_line_not_a_traceback(monkeypatch):
         setup("00")
     rendered = info.value._render_traceback_()  # what IPython shows instead of the traceback
     assert len(rendered) == 1 and "Cannot reach PostgreSQL" in rendered[0]
+
+
+def test_setup_gives_up_clearly_when_another_session_holds_its_schema():
+    from workbook_utils import setup
+
+    setup("99")
+    with db.connect(db.libpq_url("tiny"), autocommit=False) as holder:
+        holder.execute("CREATE TABLE nb99.held (id int)")  # uncommitted: holds a lock on schema nb99
+        with pytest.raises(WorkbookError, match="Waited 5s for a lock: .*nb99"):
+            setup("99")
+        holder.rollback()
+    with db.connect(db.libpq_url("tiny")) as conn:
+        conn.execute("DROP SCHEMA nb99 CASCADE")

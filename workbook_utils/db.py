@@ -166,3 +166,16 @@ def ensure_database(scale: str) -> None:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             with connect(libpq_url(scale)) as conn:
                 mark(conn)
+
+
+def bounded(conn: psycopg.Connection, sql: str, blocked: str, timeout: str = "5s") -> None:
+    """Run DDL that may queue behind another session's lock, giving up after `timeout` with a clear message."""
+    import psycopg
+
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", [timeout])
+    try:
+        conn.execute(sql)
+    except psycopg.errors.LockNotAvailable:
+        raise WorkbookError(f"Waited {timeout} for a lock: {blocked}.") from None
+    finally:
+        conn.execute("SET lock_timeout = 0")

@@ -77,8 +77,9 @@ def setup(number: str) -> Workbook:
     url = db.libpq_url(scale)
     with db.connect(url) as conn:
         version = db.check_version(conn)
-        conn.execute(f"DROP SCHEMA IF EXISTS nb{number} CASCADE")
-        conn.execute(f"CREATE SCHEMA nb{number}")
+        db.bounded(conn, f"DROP SCHEMA IF EXISTS nb{number} CASCADE; CREATE SCHEMA nb{number}",
+                   f"another session (an open kernel of notebook {number}?) holds its scratch schema nb{number}: "
+                   "shut that kernel down, then run this cell again")
     wb = Workbook(number=number, scale=scale, url=db.database_url(scale), version=version)
     source = "DATABASE_URL" if config.external_url() else "embedded server"
     print(f"Notebook {number} · PostgreSQL {version} ({source}, {db.where(url)}) · scale {scale}")

@@ -63,7 +63,8 @@ def seed(scale: str | None = None, progress: Callable[[str], None] = print) -> f
         with conn.transaction():  # tables created and filled in one transaction skip the WAL (wal_level=minimal)
             for i, (label, sql) in enumerate(todo, 1):
                 t0 = time.perf_counter()
-                conn.execute(sql)
+                db.bounded(conn, sql, "a session still uses the dataset tables: close it (or run `workbook reset`, "
+                                      "which disconnects everyone) and seed again", timeout="10s")
                 progress(f"  [{i:>2}/{len(todo)}] {label:<24}{time.perf_counter() - t0:6.2f} s")
         dbname = conn.info.dbname
     kept = save_template(dbname)
