@@ -1,4 +1,4 @@
-"""The workbook's chart kinds, one visual style: failing-vs-fixed bars (more kinds join as notebooks need them)."""
+"""The workbook's chart kinds, one visual style: failing-vs-fixed bars, curves and timelines, swim lanes."""
 
 from __future__ import annotations
 
@@ -25,6 +25,53 @@ def bars(values: pd.Series, title: str, unit: str = "s", failing: tuple[str, ...
         ax.annotate(f" {v:,.3g} {unit}", (v, y), va="center", fontsize=9)
     ax.set_title(title, loc="left", fontsize=11)
     ax.set_xlabel(unit)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return ax
+
+
+def lines(data: pd.DataFrame, title: str, xlabel: str, ylabel: str, failing: tuple[str, ...] = (),
+          logx: bool = False, logy: bool = False, steps: bool = False, limits: dict[str, float] | None = None) -> Axes:
+    """One line per column against the index (cost-vs-size curves, timelines); `limits` draws labelled levels."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    palette = iter([FIXED, "#2980b9", "#8e44ad", "#d35400", NEUTRAL])
+    for column in data.columns:
+        color = FAILING if column in failing else next(palette)
+        ax.plot(data.index, data[column], label=str(column), color=color, marker=None if steps else "o",
+                markersize=3, drawstyle="steps-post" if steps else "default")
+    for label, level in (limits or {}).items():
+        ax.axhline(level, color=NEUTRAL, linestyle="--", linewidth=1)
+        ax.annotate(f" {label}", (ax.get_xlim()[0], level), va="bottom", fontsize=8, color=NEUTRAL)
+    ax.set(xscale="log" if logx else "linear", yscale="log" if logy else "linear", xlabel=xlabel, ylabel=ylabel)
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.legend(frameon=False, fontsize=9)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return ax
+
+
+def lanes(phases: pd.DataFrame, title: str, colors: dict[str, str], outcomes: pd.DataFrame | None = None,
+          label: str = "worker") -> Axes:
+    """Swim lanes: one row per worker, one segment per phase (worker, phase, start, end); failed outcomes labelled."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    workers = sorted(phases["worker"].unique())
+    fig, ax = plt.subplots(figsize=(8, max(1.8, 0.8 + 0.25 * len(workers))))
+    for row in phases.itertuples():
+        ax.barh(row.worker, row.end - row.start, left=row.start, height=0.7, color=colors.get(row.phase, NEUTRAL))
+    for worker, row in (outcomes if outcomes is not None else phases.iloc[:0]).iterrows():
+        if row.outcome != "ok":
+            ax.annotate(f" {row.outcome}", (row.seconds, worker), va="center", fontsize=8, color=FAILING)
+    ax.set_xlim(0, phases["end"].max() * 1.2)  # room for the failure labels
+    ax.set_yticks(workers, [f"{label} {w}" for w in workers], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since all started")
+    ax.set_title(title, loc="left", fontsize=11)
+    ax.legend(handles=[Patch(color=c, label=p) for p, c in colors.items()], frameon=False, fontsize=8,
+              loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return ax

@@ -39,10 +39,10 @@ class Workbook:
             self.make_engine()
         return self.engines[0]
 
-    def make_engine(self, **kwargs: Any) -> Engine:
-        """A new engine on the workbook database, tagged with this notebook's application_name."""
+    def make_engine(self, url: str | None = None, **kwargs: Any) -> Engine:
+        """A new engine (on the workbook database unless `url` says otherwise), tagged with this notebook's name."""
         kwargs.setdefault("connect_args", {}).setdefault("application_name", self.app_name)
-        engine = db.make_engine(self.url, **kwargs)
+        engine = db.make_engine(url or self.url, **kwargs)
         self.engines.append(engine)
         return engine
 

@@ -38,7 +38,15 @@ def first_difference(answer: Any, expected: Any, where: str = "your answer") -> 
     """Describe the first way `answer` differs from `expected` without revealing `expected`; None if equal."""
     if hasattr(answer, "to_dict") and hasattr(answer, "columns"):  # a DataFrame: compare its rows
         answer = [tuple(r) for r in answer.itertuples(index=False)]
-    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+    if isinstance(expected, bool):
+        if answer is expected:
+            return None
+        return f"“{where}” does not hold" if expected else f"“{where}” should not hold"
+    if isinstance(expected, dict):
+        if not isinstance(answer, dict) or answer.keys() != expected.keys():
+            return f"{where} should be a dict with the keys {', '.join(map(repr, expected))}"
+        return next((d for k in expected if (d := first_difference(answer[k], expected[k], k)) is not None), None)
+    if isinstance(expected, (int, float)):
         if not isinstance(answer, (int, float)) or isinstance(answer, bool):
             return f"{where} should be a number, not {type(answer).__name__}"
         if math.isclose(answer, expected, rel_tol=1e-6, abs_tol=1e-9):
@@ -88,14 +96,13 @@ class Exercise:
         diff = first_difference(value, self.expected)
         return (CORRECT, None) if diff is None else (INCORRECT, diff)
 
-    def check(self, answer: Any) -> bool:
-        """Say whether `answer` is right; when it is not, name the first difference."""
+    def check(self, answer: Any) -> None:
+        """Say whether `answer` is right; when it is not, name the first difference (prints; returns nothing)."""
         status, diff = self.verdict(answer)
         messages = {CORRECT: f"✅ {self.name}: correct.",
                     NOT_ATTEMPTED: f"… {self.name}: not attempted yet — replace ____ with your answer.",
                     INCORRECT: f"❌ {self.name}: not yet — {diff}. Try {self.name}.hint()."}
         print(messages[status])
-        return status == CORRECT
 
     def hint(self) -> None:
         print(f"💡 {self.hint_text}")
