@@ -8,7 +8,7 @@ import re
 import pytest
 
 from workbook_utils.config import project_root
-from workbook_utils.notebooks import notebook_paths
+from workbook_utils.notebooks import NAV, nav_line, notebook_paths
 
 NOTEBOOKS = notebook_paths()
 
@@ -65,3 +65,10 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one():
     first_block = readme.split("```")[1]
     assert "make lab" in first_block and "make test" in first_block
     assert "make test" in (project_root() / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("i", range(len(NOTEBOOKS)), ids=[p.name for p in NOTEBOOKS])
+def test_navigation_lines_are_generated_and_current(i):
+    """Top and bottom carry the line `python -m workbook_utils.notebooks` writes from the file names and titles."""
+    text = "\n".join("".join(c["source"]) for c in _load(NOTEBOOKS[i])["cells"] if c["cell_type"] == "markdown")
+    assert NAV.findall(text) == [nav_line(NOTEBOOKS, i)] * 2

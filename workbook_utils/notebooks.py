@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,44 @@ if TYPE_CHECKING:
 def notebook_paths() -> list[Path]:
     """notebooks/NN_*.ipynb in order."""
     return sorted((config.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+NAV = re.compile(r"<!-- nav -->.*?<!-- /nav -->")
+
+
+def title(path: Path) -> str:
+    """A notebook's H1, e.g. "01 · Connection pooling"."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return next(line[2:] for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()
+                if line.startswith("# "))
+
+
+def nav_line(paths: list[Path], i: int) -> str:
+    """The navigation line of notebook i: previous, contents, next (generated from file names and titles)."""
+    parts = [f"← [{title(paths[i - 1])}]({paths[i - 1].name})"] if i > 0 else []
+    parts.append("[Contents](../README.md#notebooks)")
+    if i + 1 < len(paths):
+        parts.append(f"[{title(paths[i + 1])}]({paths[i + 1].name}) →")
+    return f"<!-- nav -->{' · '.join(parts)}<!-- /nav -->"
+
+
+def update_navigation() -> list[Path]:
+    """Rewrite every notebook's <!-- nav --> lines in place; the notebooks that changed."""
+    import nbformat
+
+    paths, changed = notebook_paths(), []
+    for i, path in enumerate(paths):
+        nb = nbformat.read(path, as_version=4)
+        line = nav_line(paths, i)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = NAV.sub(line, cell.source)
+        if nbformat.writes(nb) + "\n" != path.read_text(encoding="utf-8"):
+            nbformat.write(nb, path)
+            changed.append(path)
+    return changed
 
 
 def execute(path: Path, timeout: int = 600) -> nbformat.NotebookNode:
@@ -53,3 +92,8 @@ def run_all(build: Path, timeout: int = 600) -> list[str]:
             print(f"[{i}/{len(paths)}] {path.name}: FAILED after {time.perf_counter() - start:.1f} s: "
                   f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}")
     return failures
+
+
+if __name__ == "__main__":  # python -m workbook_utils.notebooks: after adding or renaming a notebook
+    for path in update_navigation():
+        print(f"navigation updated: {path.name}")
