@@ -9,7 +9,8 @@ from . import config, db, server
 from .config import WorkbookError
 
 Check = tuple[bool, str]
-PRELOADED = ("pg_stat_statements", "auto_explain")
+# Each library defines these settings once it is loaded; reading them needs no superuser (SHOW shared_preload_libraries does).
+PRELOADED = {"pg_stat_statements": "pg_stat_statements.max", "auto_explain": "auto_explain.log_min_duration"}
 
 
 def checks() -> Iterator[Check]:
@@ -44,9 +45,9 @@ def _server_checks(conn, scale: str) -> Iterator[Check]:
         yield True, f"PostgreSQL {version}"
     except WorkbookError as exc:
         yield False, str(exc)
-    preload = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
-    missing = [lib for lib in PRELOADED if lib not in preload]
-    yield not missing, ("preloaded: " + preload if not missing else
+    missing = [lib for lib, setting in PRELOADED.items()
+               if conn.execute("SELECT current_setting(%s, true)", [setting]).fetchone()[0] is None]
+    yield not missing, ("preloaded: " + ", ".join(PRELOADED) if not missing else
                         f"not preloaded: {', '.join(missing)} → add to shared_preload_libraries and restart the server "
                         "(the embedded server and docker-compose.yml do this); notebooks 03 and 07 need them")
     has_ext = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone()

@@ -136,6 +136,9 @@ def create_limited_role(url: str, name: str, limit: int) -> str | None:
     password = secrets.token_urlsafe(16)
     try:
         with db.connect(url) as conn:
+            if not conn.execute("SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+                print(f"Skipped: the role {conn.info.user} may not create roles (it lacks CREATEROLE).")
+                return None
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT {} PASSWORD {}").format(
                 sql.Identifier(name), sql.Literal(limit), sql.Literal(password)))
