@@ -21,6 +21,13 @@ def test_db_url_is_accepted_by_psql():
     assert out.returncode == 0 and out.stdout.strip() == "100"
 
 
+def test_db_psql_passes_arguments_on_and_other_commands_refuse_extras():
+    result = workbook("db", "psql", "-Atc", "SELECT count(*) FROM posts")
+    assert result.returncode == 0 and result.stdout.strip() == "1000"
+    result = workbook("db", "url", "--bogus")
+    assert result.returncode == 2 and "unrecognized arguments: --bogus" in result.stderr
+
+
 def test_db_status_reports_running():
     result = workbook("db", "status")
     assert result.returncode == 0 and "running on 127.0.0.1:" in result.stdout

@@ -106,3 +106,27 @@ def test_setup_gives_up_clearly_when_another_session_holds_its_schema():
         holder.rollback()
     with db.connect(db.libpq_url("tiny")) as conn:
         conn.execute("DROP SCHEMA nb99 CASCADE")
+
+
+def test_scratch_copy_holds_the_same_rows_with_keys_and_asked_indexes():
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from workbook_utils import setup
+    from workbook_utils.models import Post
+
+    wb = setup("99")
+    try:
+        engine = wb.scratch_copy(["posts"], indexes=["posts(user_id)"])
+        with Session(engine) as session:
+            assert session.scalar(select(func.count()).select_from(Post)) == wb.query(
+                "SELECT count(*) AS n FROM public.posts")["n"][0]
+        indexes = wb.query("SELECT indexdef FROM pg_indexes WHERE schemaname = 'nb99' ORDER BY 1")["indexdef"].tolist()
+        assert len(indexes) == 2 and "(id)" in indexes[0] + indexes[1] and "(user_id)" in indexes[0] + indexes[1]
+        with engine.begin() as conn:  # the copy is the notebook's to change; the dataset stays as it was
+            conn.execute(Post.__table__.delete())
+        assert wb.query("SELECT count(*) AS n FROM public.posts")["n"][0] > 0
+    finally:
+        wb.close()
+        with db.connect(db.libpq_url()) as conn:
+            conn.execute("DROP SCHEMA nb99 CASCADE")

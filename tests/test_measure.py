@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from sqlalchemy import text
 
 from workbook_utils import db
-from workbook_utils.measure import capture_sql, compare
+from workbook_utils.measure import BudgetExceeded, at_most, capture_sql, compare
 
 
 def test_counts_each_statement_of_its_engine_only():
@@ -58,5 +60,30 @@ def test_compare_reports_seconds_and_statements():
         result = compare({"two statements": two}, engine=engine, repeat=2)
         assert result.loc["two statements", "statements"] == 2
         assert result.loc["two statements", "seconds"] > 0
+    finally:
+        engine.dispose()
+
+
+def test_rows_sums_what_the_server_returned():
+    engine = db.make_engine()
+    try:
+        with capture_sql(engine) as captured, engine.connect() as conn:
+            conn.execute(text("SELECT g FROM generate_series(1, 7) g")).all()
+            conn.execute(text("SELECT 1")).all()
+        assert captured.rowcounts == [7, 1] and captured.rows == 8
+    finally:
+        engine.dispose()
+
+
+def test_at_most_passes_within_budget_and_fails_beyond_it():
+    engine = db.make_engine()
+    try:
+        with at_most(engine, 2), engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            conn.execute(text("SELECT 2"))
+        with pytest.raises(BudgetExceeded, match=r"3 statements, budget 2\. First: SELECT 1; SELECT 2; SELECT 3"):
+            with at_most(engine, 2), engine.connect() as conn:
+                for i in (1, 2, 3):
+                    conn.execute(text(f"SELECT {i}"))
     finally:
         engine.dispose()

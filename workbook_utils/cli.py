@@ -34,7 +34,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     elif args.action == "psql":
         psql = server.bin_path("psql")
         program = str(psql) if psql.exists() else "psql"
-        os.execvp(program, [program, db.libpq_url(args.scale)])
+        os.execvp(program, [program, db.libpq_url(args.scale), *args.psql_args])
     return 0
 
 
@@ -83,7 +83,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbook", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("db", help="the embedded PostgreSQL server")
-    d.add_argument("action", choices=["start", "stop", "status", "url", "psql"])
+    d.add_argument("action", choices=["start", "stop", "status", "url", "psql"],
+                   help="psql passes any further arguments on, e.g. workbook db psql -c 'SELECT 1'")
     d.add_argument("--scale", choices=config.SCALES)
     d.set_defaults(func=cmd_db)
     s = sub.add_parser("seed", help="load the dataset (refuses databases the workbook did not create)")
@@ -102,7 +103,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    args.psql_args = extra
+    if extra and getattr(args, "action", None) != "psql":
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except WorkbookError as exc:

@@ -21,11 +21,17 @@ class Captured:
     """Statements one engine sent while a `capture_sql` block ran (thread-safe)."""
 
     statements: list[str] = field(default_factory=list)
+    rowcounts: list[int] = field(default_factory=list)  # rows each completed statement returned or changed
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def count(self) -> int:
         return len(self.statements)
+
+    @property
+    def rows(self) -> int:
+        """Rows the server sent back (or changed), summed over the statements."""
+        return sum(n for n in self.rowcounts if n > 0)
 
     def show(self, limit: int = 10) -> None:
         """Print the statements, the way SQLAlchemy's echo would, first `limit` of them."""
@@ -40,15 +46,35 @@ def capture_sql(engine: Engine) -> Iterator[Captured]:
     """Record every statement `engine` executes inside the block (executemany counts once)."""
     captured = Captured()
 
-    def listener(conn, cursor, statement, parameters, context, executemany) -> None:
+    def before(conn, cursor, statement, parameters, context, executemany) -> None:
         with captured._lock:
             captured.statements.append(statement)
 
-    event.listen(engine, "before_cursor_execute", listener)
+    def after(conn, cursor, statement, parameters, context, executemany) -> None:
+        with captured._lock:
+            captured.rowcounts.append(cursor.rowcount)
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
     try:
         yield captured
     finally:
-        event.remove(engine, "before_cursor_execute", listener)
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+
+
+class BudgetExceeded(AssertionError):
+    """A block sent more statements than its budget allows."""
+
+
+@contextmanager
+def at_most(engine: Engine, budget: int) -> Iterator[Captured]:
+    """Fail the block if `engine` sent more than `budget` statements: an N+1 guard for tests (notebook 02)."""
+    with capture_sql(engine) as captured:
+        yield captured
+    if captured.count > budget:
+        first = "; ".join(" ".join(s.split())[:80] for s in captured.statements[:3])
+        raise BudgetExceeded(f"{captured.count} statements, budget {budget}. First: {first} …")
 
 
 @dataclass

@@ -46,6 +46,24 @@ class Workbook:
         self.engines.append(engine)
         return engine
 
+    def scratch_copy(self, tables: list[str], indexes: list[str] = ()) -> Engine:
+        """Copy dataset tables into the scratch schema, keys included, plus `indexes` ("posts(user_id)").
+
+        Returns an engine on which the ORM models map to the copies, so a notebook may change them freely.
+        """
+        from sqlalchemy import text
+
+        with self.engine.begin() as conn:
+            for table in tables:
+                conn.execute(text(f"DROP TABLE IF EXISTS {self.schema}.{table}"))
+                conn.execute(text(f"CREATE TABLE {self.schema}.{table} (LIKE public.{table} INCLUDING ALL)"))
+                conn.execute(text(f"INSERT INTO {self.schema}.{table} SELECT * FROM public.{table}"))
+            for index in indexes:
+                conn.execute(text(f"CREATE INDEX ON {self.schema}.{index}"))
+            for table in tables:
+                conn.execute(text(f"ANALYZE {self.schema}.{table}"))
+        return self.engine.execution_options(schema_translate_map={None: self.schema})
+
     def query(self, sql: str, **params: Any) -> pd.DataFrame:
         """Run a SELECT and return a DataFrame."""
         import pandas as pd
