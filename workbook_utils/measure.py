@@ -33,10 +33,11 @@ class Captured:
         """Rows the server sent back (or changed), summed over the statements."""
         return sum(n for n in self.rowcounts if n > 0)
 
-    def show(self, limit: int = 10) -> None:
-        """Print the statements, the way SQLAlchemy's echo would, first `limit` of them."""
+    def show(self, limit: int = 10, width: int = 300) -> None:
+        """Print the first `limit` statements on one line each (cut at `width` characters), as echo would."""
         for sql in self.statements[:limit]:
-            print(" ".join(sql.split()))
+            line = " ".join(sql.split())
+            print(line if len(line) <= width else line[:width] + " …")
         if self.count > limit:
             print(f"… and {self.count - limit} more")
 
