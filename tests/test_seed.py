@@ -58,3 +58,15 @@ def test_reset_restores_the_pristine_dataset_from_the_template(seeded):
 
 def test_seed_if_needed_does_nothing_when_seeded(seeded):
     assert seed.seed_if_needed("tiny", progress=lambda _: None) is False
+
+
+def test_seed_if_needed_reseeds_a_database_seeded_from_other_sql(seeded):
+    """After a `git pull` that changes data/sql, the next `make lab` or setup() reseeds by itself."""
+    with db.connect(seeded) as conn:
+        conn.execute("INSERT INTO _workbook.meta VALUES ('dataset', 'older') "
+                     "ON CONFLICT (key) DO UPDATE SET value = 'older'")
+    said = []
+    assert seed.seed_if_needed("tiny", progress=said.append) is True
+    assert said[0] == "data/sql changed since this database was seeded."
+    with db.connect(seeded) as conn:
+        assert db.marker(conn)["dataset"] == seed.dataset_version()

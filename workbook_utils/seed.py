@@ -23,6 +23,16 @@ def steps() -> list[tuple[str, str]]:
     return result
 
 
+def dataset_version() -> str:
+    """A fingerprint of data/sql: a database seeded from other SQL is reseeded by seed_if_needed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def template_name(dbname: str) -> str:
     """The pristine copy kept beside a seeded database."""
     return f"{dbname}_template"
@@ -66,6 +76,8 @@ def seed(scale: str | None = None, progress: Callable[[str], None] = print) -> f
                 db.bounded(conn, sql, "a session still uses the dataset tables: close it (or run `workbook reset`, "
                                       "which disconnects everyone) and seed again", timeout="10s")
                 progress(f"  [{i:>2}/{len(todo)}] {label:<24}{time.perf_counter() - t0:6.2f} s")
+            conn.execute("INSERT INTO _workbook.meta VALUES ('dataset', %s) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", [dataset_version()])
         dbname = conn.info.dbname
     kept = save_template(dbname)
     progress(f"  template copy {template_name(dbname)}: {'saved' if kept else 'not allowed here (reset will reseed)'}")
@@ -77,8 +89,11 @@ def seed_if_needed(scale: str | None = None, progress: Callable[[str], None] = p
     scale = scale or config.scale()
     db.ensure_database(scale)
     with db.connect(db.libpq_url(scale)) as conn:
-        if db.seeded_scale(conn) == scale:
+        seeded_from = (db.marker(conn) or {}).get("dataset")  # None: seeded by the docker init scripts
+        if db.seeded_scale(conn) == scale and seeded_from in (None, dataset_version()):
             return False
+    if seeded_from is not None:
+        progress("data/sql changed since this database was seeded.")
     progress(f"Seeding the {scale} dataset into {db.where(db.libpq_url(scale))} …")
     seconds = seed(scale, progress)
     progress(f"Seeded in {seconds:.1f} s.")

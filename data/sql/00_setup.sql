@@ -8,9 +8,20 @@
 --   `workbook seed --scale tiny` sets it for its session; docker passes PGOPTIONS=-c workbook.scale=….
 -- Skew is deliberate: power(random(), k) makes a few users own many posts and orders,
 -- so plans and loaders behave as they do in production.
+-- Timestamps are to_timestamp(1704067200 + random() * 60480000): 2024-01-01 plus up to 700 days,
+-- in seconds (cheaper per row than interval arithmetic; the seed's speed is a budget).
 -- step: drop old tables
 SET client_min_messages = warning;
 DROP TABLE IF EXISTS comments, orders, posts, profiles, products, users CASCADE;
+-- The notebooks' scratch schemas (nb00, nb01, …) go too: setup("NN") recreates its own, and the
+-- template copy taken after seeding holds the dataset only.
+DO $$
+DECLARE s text;
+BEGIN
+    FOR s IN SELECT nspname FROM pg_namespace WHERE nspname ~ '^nb[0-9]{2}$' LOOP
+        EXECUTE format('DROP SCHEMA %I CASCADE', s);
+    END LOOP;
+END $$;
 
 -- step: parameters
 SET synchronous_commit = off;

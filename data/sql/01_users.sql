@@ -16,7 +16,7 @@ SELECT g,
        (ARRAY['Ada','Grace','Linus','Barbara','Edsger','Margaret','Ken','Frances'])[1 + g % 8] || ' ' ||
        (ARRAY['Lovelace','Hopper','Torvalds','Liskov','Dijkstra','Hamilton','Thompson','Allen'])[1 + (g / 8) % 8],
        (ARRAY['eu','us','apac','latam','africa'])[1 + floor(power(random(), 2) * 5)::int],
-       timestamptz '2024-01-01 00:00+00' + random() * interval '700 days',
+       to_timestamp(1704067200 + random() * 60480000),
        repeat('Writes about databases and pools. ', 5 + floor(random() * 20)::int),
        decode(repeat('89504e470d0a1a0a', 128), 'hex')   -- 1 KB, the same for everyone
 FROM params p, generate_series(1, p.users) AS g;

@@ -18,7 +18,7 @@ FROM (
            1 + floor(p.products * power(random(), 2))::bigint AS product_id,
            1 + floor(random() * 5)::int AS quantity,
            (ARRAY['pending','paid','shipped','delivered','cancelled'])[1 + floor(random() * 5)::int] AS status,
-           timestamptz '2024-01-01 00:00+00' + random() * interval '700 days' AS created_at
+           to_timestamp(1704067200 + random() * 60480000) AS created_at
     FROM params p, generate_series(1, p.orders) AS g
 ) AS o
 JOIN products AS pr ON pr.id = o.product_id;

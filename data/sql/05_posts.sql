@@ -14,10 +14,12 @@ SELECT g,
        1 + floor(p.users * power(random(), 4))::bigint,
        'Post ' || g || ': notes on ' ||
        (ARRAY['indexes','pools','locks','migrations','plans','transactions'])[1 + g % 6],
-       repeat('Lorem ipsum dolor sit amet. ', 1 + floor(random() * 5)::int),
+       bodies.body[1 + floor(random() * 5)::int],
        random() < 0.7,
-       timestamptz '2024-01-01 00:00+00' + random() * interval '700 days'
-FROM params p, generate_series(1, p.posts) AS g;
+       to_timestamp(1704067200 + random() * 60480000)
+FROM params p, generate_series(1, p.posts) AS g,
+     (SELECT array_agg(repeat('Lorem ipsum dolor sit amet. ', n) ORDER BY n) AS body
+      FROM generate_series(1, 5) AS n) AS bodies;   -- 1 to 5 sentences, built once
 
 ALTER TABLE posts ADD CONSTRAINT posts_pkey PRIMARY KEY (id);
 ANALYZE posts;

@@ -12,8 +12,9 @@ INSERT INTO comments (id, post_id, user_id, body, created_at)
 SELECT g,
        1 + floor(p.posts * power(random(), 3))::bigint,
        1 + floor(p.users * random())::bigint,
-       'Comment ' || g || ': ' || repeat('good point. ', 1 + floor(random() * 3)::int),
-       timestamptz '2024-01-01 00:00+00' + random() * interval '700 days'
+       'Comment ' || g || ': ' || (ARRAY['good point.', 'good point. good point.',
+                                   'good point. good point. good point.'])[1 + floor(random() * 3)::int],
+       to_timestamp(1704067200 + random() * 60480000)
 FROM params p, generate_series(1, p.comments) AS g;
 
 ALTER TABLE comments ADD CONSTRAINT comments_pkey PRIMARY KEY (id);
