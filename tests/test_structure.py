@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 from workbook_utils.config import project_root
 from workbook_utils.notebooks import NAV, nav_line, notebook_paths
@@ -72,3 +73,5 @@ def test_navigation_lines_are_generated_and_current(i):
     """Top and bottom carry the line `python -m workbook_utils.notebooks` writes from the file names and titles."""
     text = "\n".join("".join(c["source"]) for c in _load(NOTEBOOKS[i])["cells"] if c["cell_type"] == "markdown")
     assert NAV.findall(text) == [nav_line(NOTEBOOKS, i)] * 2
+    html = markdown2html_mistune(nav_line(NOTEBOOKS, i))  # rendered, the links are links, not raw text
+    assert '<a href="../README.md#notebooks">Contents</a>' in html

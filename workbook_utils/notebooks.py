@@ -18,7 +18,7 @@ def notebook_paths() -> list[Path]:
     return sorted((config.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-NAV = re.compile(r"<!-- nav -->.*?<!-- /nav -->")
+NAV = re.compile(r"<!-- nav -->.*?<!-- /nav -->", re.S)
 
 
 def title(path: Path) -> str:
@@ -36,7 +36,9 @@ def nav_line(paths: list[Path], i: int) -> str:
     parts.append("[Contents](../README.md#notebooks)")
     if i + 1 < len(paths):
         parts.append(f"[{title(paths[i + 1])}]({paths[i + 1].name}) →")
-    return f"<!-- nav -->{' · '.join(parts)}<!-- /nav -->"
+    # The markers stand on lines of their own: a line that starts with "<!--" is raw HTML in Markdown,
+    # and links on it would show as text.
+    return f"<!-- nav -->\n{' · '.join(parts)}\n<!-- /nav -->"
 
 
 def update_navigation() -> list[Path]:
