@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from workbook_utils import db, seed
+from workbook_utils import db, seed, server
 from workbook_utils.config import WorkbookError
 
 from .conftest import fingerprint
@@ -130,3 +130,29 @@ def test_scratch_copy_holds_the_same_rows_with_keys_and_asked_indexes():
         wb.close()
         with db.connect(db.libpq_url()) as conn:
             conn.execute("DROP SCHEMA nb99 CASCADE")
+
+
+def test_wrong_password_is_one_line_naming_the_place_and_what_to_check(monkeypatch):
+    """A pg_hba.conf line that asks one role for a password, as a managed server does for all of them."""
+    hba = server.pgdata() / "pg_hba.conf"
+    original = hba.read_text()
+    with db.connect(db.admin_url()) as admin:
+        admin.execute("DROP ROLE IF EXISTS pw_check")
+        admin.execute("CREATE ROLE pw_check LOGIN PASSWORD 'right-one'")
+        try:
+            hba.write_text("host all pw_check 127.0.0.1/32 scram-sha-256\n" + original)
+            admin.execute("SELECT pg_reload_conf()")
+            port = server.status().port
+            url = f"postgresql://pw_check:wrong-one@127.0.0.1:{port}/postgres"
+            monkeypatch.setenv("DATABASE_URL", url)
+            with pytest.raises(WorkbookError) as info:
+                db.connect(url)
+            message = str(info.value)
+            assert f"127.0.0.1:{port}/postgres" in message and "\n" not in message and "wrong-one" not in message
+            assert 'password authentication failed for user "pw_check"' in message
+            assert "Check the user and password in DATABASE_URL" in message
+            db.connect(url.replace("wrong-one", "right-one")).close()  # the right password gets in: the check is real
+        finally:
+            hba.write_text(original)
+            admin.execute("SELECT pg_reload_conf()")
+            admin.execute("DROP ROLE IF EXISTS pw_check")
