@@ -20,14 +20,16 @@ def test_workers_start_together_and_outcomes_are_recorded():
         lane.phase("working")
         if lane.worker == 2:
             raise ValueError("worker 2 fails\nsecond line")
+        if lane.worker == 1:
+            raise TimeoutError  # no message at all
         return lane.worker * 10
 
     run = run_together(work, 4, first_phase="starting")
     assert max(arrived) - min(arrived) < 0.5                      # released by one barrier
-    assert run.outcomes["outcome"].tolist() == ["ok", "ok", "ValueError", "ok"]
+    assert run.outcomes["outcome"].tolist() == ["ok", "TimeoutError", "ValueError", "ok"]
     assert run.outcomes.loc[2, "error"] == "worker 2 fails"
     assert run.outcomes.loc[3, "result"] == 30
-    assert run.count("ok") == 3 and run.count("ValueError") == 1
+    assert run.count("ok") == 2 and run.count("ValueError") == 1 and run.outcomes.loc[1, "error"] == ""
     assert set(run.phases["phase"]) == {"starting", "working"}
     assert (run.phases["end"] >= run.phases["start"]).all()
     assert len(run.phases) == 8                                   # two phases per worker

@@ -78,14 +78,14 @@ def watch_pool(engine: Engine, every: float | None = None) -> Iterator[PoolWatch
     listeners = {"connect": on_connect, "checkout": on_checkout, "checkin": on_checkin}
     for name, fn in listeners.items():
         event.listen(engine, name, fn)
-    sampler = threading.Thread(target=sample, daemon=True)
-    if every:
+    sampler = threading.Thread(target=sample, daemon=True) if every else None
+    if sampler:
         sampler.start()
     try:
         yield watch
     finally:
         stop.set()
-        if every:
+        if sampler:
             sampler.join(5)
         for name, fn in listeners.items():
             event.remove(engine, name, fn)

@@ -53,7 +53,8 @@ def run_together(work: Callable[[Lane], Any], n: int, first_phase: str = "start"
         try:
             rows[lane.worker] = {"outcome": "ok", "error": "", "result": work(lane)}
         except Exception as exc:  # the failure is the observation: record its class and first line
-            rows[lane.worker] = {"outcome": type(exc).__name__, "error": str(exc).splitlines()[0], "result": None}
+            first_line = (str(exc).splitlines() or [""])[0]
+            rows[lane.worker] = {"outcome": type(exc).__name__, "error": first_line, "result": None}
         lane.phase("end")
 
     threads = [threading.Thread(target=body, args=(lane,), daemon=True) for lane in lanes]
