@@ -13,7 +13,13 @@ from .conftest import TABLES, fingerprint
 def test_steps_cover_every_file_in_order():
     labels = [label for label, _ in seed.steps()]
     assert labels == ["drop old tables", "parameters", "users", "profiles", "products", "orders", "posts",
-                      "comments", "foreign keys", "mark as the workbook's"]
+                      "comments", "foreign keys to users and posts", "foreign keys of orders", "mark as the workbook's"]
+
+
+def test_parallel_lanes_share_no_step_and_miss_none():
+    in_lanes = [label for lane in seed.LANES for label in lane]
+    assert len(in_lanes) == len(set(in_lanes))
+    assert set(in_lanes) | set(seed.FIRST) | {seed.LANE_SETUP} < {label for label, _ in seed.steps()}
 
 
 def test_tiny_scale_has_a_few_thousand_rows(seeded):

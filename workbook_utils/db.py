@@ -178,4 +178,5 @@ def bounded(conn: psycopg.Connection, sql: str, blocked: str, timeout: str = "5s
     except psycopg.errors.LockNotAvailable:
         raise WorkbookError(f"Waited {timeout} for a lock: {blocked}.") from None
     finally:
-        conn.execute("SET lock_timeout = 0")
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:  # else the rollback resets it
+            conn.execute("SET lock_timeout = 0")

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import config, db
 from .config import WorkbookError
 
+if TYPE_CHECKING:
+    import psycopg
+
 SQL_DIR = Path(__file__).resolve().parent.parent / "data" / "sql"
 STEP = "-- step: "
+# On two cores, two sessions load at once. Each creates and fills its tables in one transaction (so both skip
+# the WAL) and adds the keys that stay within its own tables; the steps not named here run after both.
+FIRST = ("drop old tables",)
+LANES = (("users", "profiles", "posts", "comments", "foreign keys to users and posts"), ("products", "orders"))
+LANE_SETUP = "parameters"  # each session needs its own (temporary) parameters table
 
 
 def steps() -> list[tuple[str, str]]:
@@ -68,20 +78,33 @@ def seed(scale: str | None = None, progress: Callable[[str], None] = print) -> f
     with db.connect(url) as conn:
         db.claim(conn)
         conn.execute("DELETE FROM _workbook.meta WHERE key = 'scale'")  # not seeded until the last step
-        conn.execute("SELECT set_config('workbook.scale', %s, false)", [scale])
-        todo = steps()
-        with conn.transaction():  # tables created and filled in one transaction skip the WAL (wal_level=minimal)
-            for i, (label, sql) in enumerate(todo, 1):
-                t0 = time.perf_counter()
-                db.bounded(conn, sql, "a session still uses the dataset tables: close it (or run `workbook reset`, "
-                                      "which disconnects everyone) and seed again", timeout="10s")
-                progress(f"  [{i:>2}/{len(todo)}] {label:<24}{time.perf_counter() - t0:6.2f} s")
-            conn.execute("INSERT INTO _workbook.meta VALUES ('dataset', %s) "
-                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", [dataset_version()])
         dbname = conn.info.dbname
+    sql = dict(steps())
+    last = [label for label in sql if label not in {*FIRST, LANE_SETUP, *(s for lane in LANES for s in lane)}]
+    _run_steps(url, scale, sql, FIRST, progress)
+    with ThreadPoolExecutor(len(LANES)) as pool:
+        for done in [pool.submit(_run_steps, url, scale, sql, (LANE_SETUP, *lane), progress) for lane in LANES]:
+            done.result()  # a lane's error is raised here
+    _run_steps(url, scale, sql, last, progress,
+               after=lambda conn: conn.execute("INSERT INTO _workbook.meta VALUES ('dataset', %s) ON CONFLICT (key) "
+                                               "DO UPDATE SET value = excluded.value", [dataset_version()]))
     kept = save_template(dbname)
     progress(f"  template copy {template_name(dbname)}: {'saved' if kept else 'not allowed here (reset will reseed)'}")
     return time.perf_counter() - start
+
+
+def _run_steps(url: str, scale: str, sql: dict[str, str], labels: Sequence[str], progress: Callable[[str], None],
+               after: Callable[[psycopg.Connection], Any] | None = None) -> None:
+    """Run these steps in one transaction of a session of their own (tables it creates and fills skip the WAL)."""
+    with db.connect(url) as conn, conn.transaction():
+        conn.execute("SELECT set_config('workbook.scale', %s, false)", [scale])
+        for label in labels:
+            t0 = time.perf_counter()
+            db.bounded(conn, sql[label], "a session still uses the dataset tables: close it (or run `workbook reset`, "
+                                         "which disconnects everyone) and seed again", timeout="10s")
+            progress(f"  {label:<34}{time.perf_counter() - t0:6.2f} s")
+        if after is not None:
+            after(conn)
 
 
 def seed_if_needed(scale: str | None = None, progress: Callable[[str], None] = print) -> bool:

@@ -3,7 +3,8 @@
 -- script (data/initdb.sh), which runs them in file order. Each table's file creates it, fills it
 -- on the server (generate_series; setseed first, so its rows never depend on what ran before),
 -- adds its primary key and analyzes it; 90_relations.sql adds the foreign keys last.
--- `workbook seed` runs them all in one transaction, so the bulk load skips the WAL.
+-- `workbook seed` loads in two sessions at once (workbook_utils/seed.py: LANES), each creating and
+-- filling its tables in one transaction, so the bulk load skips the WAL (wal_level=minimal).
 -- The scale comes from the setting workbook.scale (tiny | small | large; default small):
 --   `workbook seed --scale tiny` sets it for its session; docker passes PGOPTIONS=-c workbook.scale=….
 -- Skew is deliberate: power(random(), k) makes a few users own many posts and orders,

@@ -1,11 +1,15 @@
 -- Foreign keys, after every table is loaded. Deliberately NOT indexed: posts.user_id,
 -- comments.post_id, comments.user_id, orders.user_id, orders.product_id. PostgreSQL does not index
 -- foreign keys by itself; notebooks 03 and 05 add these indexes and measure what changes.
--- step: foreign keys
+-- (Two steps: `workbook seed` loads users, profiles, posts and comments in one session and products and
+-- orders in another, in parallel; each step's keys stay within what one session loaded, or come last.)
+-- step: foreign keys to users and posts
 ALTER TABLE profiles ADD CONSTRAINT profiles_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id);
 ALTER TABLE posts    ADD CONSTRAINT posts_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id);
 ALTER TABLE comments ADD CONSTRAINT comments_post_id_fkey FOREIGN KEY (post_id) REFERENCES posts (id),
                      ADD CONSTRAINT comments_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id);
+
+-- step: foreign keys of orders
 ALTER TABLE orders   ADD CONSTRAINT orders_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id),
                      ADD CONSTRAINT orders_product_id_fkey FOREIGN KEY (product_id) REFERENCES products (id);
 -- Identity columns continue after the generated ids.
