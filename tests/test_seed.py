@@ -76,3 +76,16 @@ def test_seed_if_needed_reseeds_a_database_seeded_from_other_sql(seeded):
     assert said[0] == "data/sql changed since this database was seeded."
     with db.connect(seeded) as conn:
         assert db.marker(conn)["dataset"] == seed.dataset_version()
+
+
+def test_seed_gives_up_clearly_when_a_session_holds_the_tables(seeded, monkeypatch):
+    monkeypatch.setattr(seed, "LOCK_WAIT", "1s")
+    holder = db.connect(seeded, autocommit=False)
+    holder.execute("SELECT count(*) FROM users")  # an open transaction: a notebook kernel left idle
+    try:
+        with pytest.raises(WorkbookError, match="Waited 1s for a lock: a session still uses the dataset tables"):
+            seed.seed("tiny", progress=lambda _: None)
+    finally:
+        holder.close()
+    assert seed.seed_if_needed("tiny", progress=lambda _: None) is True  # the interrupted seed is redone
+    assert fingerprint(seeded)["users"]

@@ -21,6 +21,7 @@ STEP = "-- step: "
 FIRST = ("drop old tables",)
 LANES = (("users", "profiles", "posts", "comments", "foreign keys to users and posts"), ("products", "orders"))
 LANE_SETUP = "parameters"  # each session needs its own (temporary) parameters table
+LOCK_WAIT = "10s"  # how long a step waits for another session's lock on the dataset tables
 
 
 def steps() -> list[tuple[str, str]]:
@@ -101,7 +102,7 @@ def _run_steps(url: str, scale: str, sql: dict[str, str], labels: Sequence[str],
         for label in labels:
             t0 = time.perf_counter()
             db.bounded(conn, sql[label], "a session still uses the dataset tables: close it (or run `workbook reset`, "
-                                         "which disconnects everyone) and seed again", timeout="10s")
+                                         "which disconnects everyone) and seed again", timeout=LOCK_WAIT)
             progress(f"  {label:<34}{time.perf_counter() - t0:6.2f} s")
         if after is not None:
             after(conn)
