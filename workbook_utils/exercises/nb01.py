@@ -65,14 +65,14 @@ def kill_verdict(wb: Workbook, engine_options: dict[str, Any]) -> dict[str, bool
     return {"the first request after the kill succeeded": survived}
 
 
-def handle_fixed(engine: Engine, user_id: int) -> int:
+def handle_fixed(engine: Engine, user_id: int) -> str:
     """Reference for q2: the connection goes back to the pool before the slow work."""
     from sqlalchemy import text
 
     with engine.connect() as conn:
-        orders = conn.execute(text("SELECT count(*) FROM orders WHERE user_id = :id"), {"id": user_id}).scalar()
+        name = conn.execute(text("SELECT name FROM users WHERE id = :id"), {"id": user_id}).scalar()
     time.sleep(0.5)  # slow work: rendering the invoice
-    return orders
+    return name
 
 
 def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
@@ -97,10 +97,10 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
         hint_text="Only the query needs the connection: end the `with engine.connect()` block before time.sleep().",
         solution_code="def handle(engine, user_id):\n"
                       "    with engine.connect() as conn:\n"
-                      "        orders = conn.execute(text(\"SELECT count(*) FROM orders WHERE user_id = :id\"),\n"
-                      "                              {\"id\": user_id}).scalar()\n"
+                      "        name = conn.execute(text(\"SELECT name FROM users WHERE id = :id\"),\n"
+                      "                            {\"id\": user_id}).scalar()\n"
                       "    time.sleep(0.5)   # slow work, after the connection went back to the pool\n"
-                      "    return orders\n\nq2.check(handle)",
+                      "    return name\n\nq2.check(handle)",
         evaluate=lambda handle: burst_verdict(wb, handle),
     )
     q3 = Exercise(
