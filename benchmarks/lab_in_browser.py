@@ -49,16 +49,17 @@ def wait_for_server(url: str, timeout: float = 60) -> None:
 def check(page, notebook: str) -> dict[str, float]:
     """Open the notebook, wait for an idle kernel, run the setup cell; the moments each happened."""
     start = time.perf_counter()
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    panel = page.locator(".jp-NotebookPanel:visible")  # the notebook's own tab, not others left open
+    panel.locator(".jp-Cell").first.wait_for(timeout=60_000)
     page.wait_for_selector("text=| Idle", timeout=60_000)  # the status bar: "Python 3 (ipykernel) | Idle"
     ready = time.perf_counter() - start
     dialogs = page.locator(".jp-Dialog").count()
     toasts = page.locator(".Toastify__toast").count()
-    kernel = page.locator(".jp-KernelName").first.inner_text()
-    page.locator(".jp-CodeCell").first.click()  # select the setup cell …
+    kernel = panel.locator(".jp-KernelName").first.inner_text()
+    panel.locator(".jp-CodeCell").first.click()  # select the setup cell …
     time.sleep(0.5)
     page.keyboard.press("Shift+Enter")  # … and run it, as a learner would
-    output = page.locator(".jp-OutputArea-output").first
+    output = panel.locator(".jp-OutputArea-output").first
     output.wait_for(timeout=120_000)
     ran = time.perf_counter() - start
     text = output.inner_text()
@@ -101,7 +102,7 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"http://127.0.0.1:{port}/lab/tree/{args.notebook}?token={token}")
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/{args.notebook}?reset&token={token}")  # reset: no old tabs
             shot = ROOT / "build" / "lab_in_browser.png"
             shot.parent.mkdir(exist_ok=True)
             try:
