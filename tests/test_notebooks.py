@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -31,6 +32,7 @@ def test_notebook_runs_twice_and_cleans_up(path, tmp_path):
         assert _open_sessions(app_name) == 0, f"{path.name} left sessions in pg_stat_activity"
     html = to_html(executed, tmp_path / f"{path.stem}.html").read_text()  # what `workbook run` writes
     assert "data:image/png;base64" in html, "the report carries the notebook's charts"
+    assert not re.search(r'href="\d\d_\w+\.ipynb"', html), "links between rendered pages point to .html"
 
 
 @pytest.fixture

@@ -71,10 +71,11 @@ def execute(path: Path, timeout: int = 600) -> nbformat.NotebookNode:
 
 
 def to_html(nb: nbformat.NotebookNode, out: Path) -> Path:
-    """Write an executed notebook as a standalone HTML page (charts embedded)."""
+    """Write an executed notebook as a standalone HTML page (charts embedded, links to the other pages)."""
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter().from_notebook_node(nb)
+    body = re.sub(r'href="(\d\d_[a-z0-9_]+)\.ipynb"', r'href="\1.html"', body)  # links between the rendered pages
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(body, encoding="utf-8")
     return out
