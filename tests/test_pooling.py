@@ -102,3 +102,14 @@ def test_limited_role_is_skipped_with_a_sentence_when_not_allowed(url, capsys):
     finally:
         with db.connect(url) as conn:
             conn.execute("DROP ROLE workbook_tiny_plain")
+
+
+def test_kill_then_use_fails_without_pre_ping_and_recovers_with_it(url):
+    for options, outcome in (({}, "OperationalError, connection_invalidated=True"), ({"pool_pre_ping": True}, "ok")):
+        engine = db.make_engine(url, pool_size=1, **options)
+        try:
+            seen = pooling.kill_then_use(engine, url)
+        finally:
+            engine.dispose()
+        assert seen["next use"] == outcome
+        assert (seen["pid of next use"] is None) == (outcome != "ok") and seen["pid of next use"] != seen["killed pid"]

@@ -51,18 +51,14 @@ class Workbook:
 
         Returns an engine on which the ORM models map to the copies, so a notebook may change them freely.
         """
-        from sqlalchemy import text
-
-        with self.engine.begin() as conn:
-            for table in tables:
-                conn.execute(text(f"DROP TABLE IF EXISTS {self.schema}.{table}"))
-                conn.execute(text(f"CREATE TABLE {self.schema}.{table} (LIKE public.{table} INCLUDING ALL)"))
-                conn.execute(text(f"INSERT INTO {self.schema}.{table} SELECT * FROM public.{table}"))
-            for index in indexes:
-                conn.execute(text(f"CREATE INDEX ON {self.schema}.{index}"))
-            for table in tables:
-                conn.execute(text(f"ANALYZE {self.schema}.{table}"))
-        return self.engine.execution_options(schema_translate_map={None: self.schema})
+        s = self.schema
+        sql = [f"DROP TABLE IF EXISTS {s}.{t}; CREATE TABLE {s}.{t} (LIKE public.{t} INCLUDING ALL); "
+               f"INSERT INTO {s}.{t} SELECT * FROM public.{t}" for t in tables]
+        sql += [f"CREATE INDEX ON {s}.{index}" for index in indexes] + [f"ANALYZE {s}.{t}" for t in tables]
+        with db.connect(self.url) as conn, conn.transaction():
+            db.bounded(conn, "; ".join(sql), f"another session (an open kernel of notebook {self.number}?) uses "
+                                             f"the tables in {s}: shut that kernel down, then run this cell again")
+        return self.engine.execution_options(schema_translate_map={None: s})
 
     def query(self, sql: str, **params: Any) -> pd.DataFrame:
         """Run a SELECT and return a DataFrame."""

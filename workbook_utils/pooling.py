@@ -125,6 +125,22 @@ def terminate(url: str, pids: list[int], timeout: float = 5.0) -> None:
             time.sleep(0.05)
 
 
+def kill_then_use(engine: Engine, url: str) -> dict[str, Any]:
+    """Pool one connection, terminate its backend (through `url`), use the engine again: what happened."""
+    from sqlalchemy import exc, text
+
+    with engine.connect() as conn:
+        killed = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    terminate(url, [killed])
+    try:
+        with engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        return {"next use": "ok", "killed pid": killed, "pid of next use": pid}
+    except exc.DBAPIError as error:
+        return {"next use": f"{type(error).__name__}, connection_invalidated={error.connection_invalidated}",
+                "killed pid": killed, "pid of next use": None}
+
+
 def create_limited_role(url: str, name: str, limit: int) -> str | None:
     """Create (or recreate) a login role with a CONNECTION LIMIT; its URL, or None (why printed) if not allowed."""
     import secrets

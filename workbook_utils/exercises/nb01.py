@@ -45,24 +45,13 @@ def burst_verdict(wb: Workbook, handle: Callable[[Engine, int], Any], workers: i
 
 def kill_verdict(wb: Workbook, engine_options: dict[str, Any]) -> dict[str, bool]:
     """Make an engine with these options, pool one connection, terminate its backend: does the next request work?"""
-    from sqlalchemy import text
-
-    from ..pooling import terminate
+    from ..pooling import kill_then_use
 
     engine = wb.make_engine(pool_size=1, **engine_options)
     try:
-        with engine.connect() as conn:
-            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-        terminate(wb.url, [pid])
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            survived = True
-        except Exception:  # the disconnect error the learner is asked to prevent
-            survived = False
+        return {"the first request after the kill succeeded": kill_then_use(engine, wb.url)["next use"] == "ok"}
     finally:
         engine.dispose()
-    return {"the first request after the kill succeeded": survived}
 
 
 def handle_fixed(engine: Engine, user_id: int) -> str:
