@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from workbook_utils import db
-from workbook_utils.measure import BudgetExceeded, at_most, capture_sql, compare
+from workbook_utils.measure import BudgetExceeded, at_most, capture_sql, compare, error_of
 
 
 def test_counts_each_statement_of_its_engine_only():
@@ -86,3 +86,16 @@ def test_at_most_passes_within_budget_and_fails_beyond_it():
                     conn.execute(text(f"SELECT {i}"))
     finally:
         engine.dispose()
+
+
+def test_error_of_returns_the_message_and_fails_when_nothing_is_raised():
+    from sqlalchemy.exc import InvalidRequestError
+
+    def raises():
+        raise InvalidRequestError("'User.posts' is not available (Background on this error at: https://sqlalche.me)")
+
+    assert error_of(raises, InvalidRequestError) == "'User.posts' is not available"
+    with pytest.raises(AssertionError, match="expected InvalidRequestError, but nothing was raised"):
+        error_of(lambda: None, InvalidRequestError)
+    with pytest.raises(InvalidRequestError):  # another class than expected is not swallowed
+        error_of(raises, AttributeError)

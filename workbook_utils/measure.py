@@ -64,6 +64,15 @@ def capture_sql(engine: Engine) -> Iterator[Captured]:
         event.remove(engine, "after_cursor_execute", after)
 
 
+def error_of(action: Callable[[], Any], expected: type[Exception] = Exception) -> str:
+    """The message `action()` raises (SQLAlchemy's "Background on this error" link cut); fails if nothing is raised."""
+    try:
+        action()
+    except expected as error:
+        return str(error).split(" (Background on this error")[0]
+    raise AssertionError(f"expected {expected.__name__}, but nothing was raised")
+
+
 class BudgetExceeded(AssertionError):
     """A block sent more statements than its budget allows."""
 

@@ -73,7 +73,6 @@ def raise_verdict(wb: Workbook, engine: Engine, options: list[Any]) -> dict[str,
     from ..models import User
 
     def work(session: Any) -> dict[str, bool]:
-
         users = session.scalars(select(User).order_by(User.id.desc()).limit(5).options(*options)).unique().all()
         return {"user.profile was loaded with the users": touch(users, "profile") == 0,
                 "touching user.posts raised": touch(users, "posts") is None}
