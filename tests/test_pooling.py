@@ -58,7 +58,7 @@ def test_server_limits_reads_the_settings(url):
         limits = pooling.server_limits(engine)
     finally:
         engine.dispose()
-    assert limits["max_connections"] == 50 and limits["superuser_reserved"] == 3 and limits["in_use"] >= 1
+    assert limits["max_connections"] == 50 and limits["superuser_reserved"] == 3
 
 
 def test_terminate_kills_and_waits_for_the_backend(url):

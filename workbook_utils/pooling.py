@@ -39,14 +39,14 @@ class PoolWatch:
     checkouts: int = 0
     in_use: int = 0
     peak: int = 0
-    samples: list[tuple[float, int, int]] = field(default_factory=list)  # (seconds, checked out, open)
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, checked out)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def timeline(self) -> pd.DataFrame:
-        """Checked-out and open connections over time (seconds since the watch began)."""
+        """Checked-out connections over time (seconds since the watch began)."""
         import pandas as pd
 
-        return pd.DataFrame(self.samples, columns=["seconds", "checked out", "open"]).set_index("seconds")
+        return pd.DataFrame(self.samples, columns=["seconds", "checked out"]).set_index("seconds")
 
 
 @contextmanager
@@ -70,8 +70,7 @@ def watch_pool(engine: Engine, every: float | None = None) -> Iterator[PoolWatch
 
     def sample() -> None:
         while True:
-            health = pool_health(engine)
-            watch.samples.append((time.perf_counter() - t0, health.get("checked_out", 0), health.get("open", 0)))
+            watch.samples.append((time.perf_counter() - t0, pool_health(engine).get("checked_out", 0)))
             if stop.wait(every):
                 return
 
@@ -109,9 +108,8 @@ def server_limits(engine: Engine) -> dict[str, int]:
         rows = dict(conn.execute(text(
             "SELECT name, setting::int FROM pg_settings WHERE name IN "
             "('max_connections', 'superuser_reserved_connections', 'reserved_connections')")).all())
-        in_use = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")).scalar()
     return {"max_connections": rows["max_connections"], "superuser_reserved": rows["superuser_reserved_connections"],
-            "reserved": rows.get("reserved_connections", 0), "in_use": in_use}
+            "reserved": rows.get("reserved_connections", 0)}
 
 
 def terminate(url: str, pids: list[int], timeout: float = 5.0) -> None:
