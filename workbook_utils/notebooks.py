@@ -11,6 +11,7 @@ from . import config
 
 if TYPE_CHECKING:
     import nbformat
+    from nbclient import NotebookClient
 
 
 def notebook_paths() -> list[Path]:
@@ -58,15 +59,45 @@ def update_navigation() -> list[Path]:
     return changed
 
 
-def execute(path: Path, timeout: int = 600) -> nbformat.NotebookNode:
-    """Run a notebook top to bottom on a fresh kernel (in its own folder); raises on the first failing cell."""
-    import nbformat
+def _client(nb: nbformat.NotebookNode, path: Path, timeout: int, kernel_dir: str) -> NotebookClient:
+    """A notebook client whose kernel talks over unix sockets where there are some (TCP makes ipykernel warn)."""
+    import os
+
     from nbclient import NotebookClient
+    from traitlets.config import Config
+
+    config = Config()
+    if os.name == "posix":
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(Path(kernel_dir) / "kernel")
+    return NotebookClient(nb, timeout=timeout, kernel_name="python3", config=config,
+                          resources={"metadata": {"path": str(path.parent)}})
+
+
+def lesson_cells(nb: nbformat.NotebookNode) -> list[int]:
+    """Indexes of the code cells after the setup cell: what a learner runs again after finishing the notebook."""
+    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    return code[1:]
+
+
+def execute(path: Path, timeout: int = 600, rerun: bool = False) -> nbformat.NotebookNode:
+    """Run a notebook top to bottom on a fresh kernel (in its own folder); raises on the first failing cell.
+
+    With `rerun`, the lesson cells then run once more in the same kernel, as a learner who goes back does.
+    """
+    import tempfile
+
+    import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
+    with tempfile.TemporaryDirectory(prefix="workbook-kernel-") as kernel_dir:
+        client = _client(nb, path, timeout, kernel_dir)
+        with client.setup_kernel():
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+            if rerun:
+                for index in lesson_cells(nb):
+                    client.execute_cell(nb.cells[index], index)
     return nb
 
 

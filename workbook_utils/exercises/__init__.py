@@ -1,12 +1,16 @@
 """Exercises that check themselves: `q1.check(answer)`, `q1.hint()`, `q1.solution()`.
 
 Expected values come from running each exercise's reference solution against the database,
-never from numbers typed in. A `____` placeholder means "not attempted", which differs from wrong.
+never from numbers typed in. A `____` placeholder means "not attempted", which differs from wrong;
+so does starter code handed back unchanged (the buggy function a question asks the learner to fix).
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
 import math
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +36,17 @@ def _contains_blank(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_contains_blank(v) for v in value.values())
     return False
+
+
+def same_code(function: Any, source: str) -> bool:
+    """True if `function` was defined by `source` (comments and layout aside): the starter, not yet changed."""
+    try:
+        mine = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (TypeError, OSError, SyntaxError):  # not a function, or its source is not available
+        return False
+    theirs = ast.parse(textwrap.dedent(source))
+    named = [n for n in theirs.body if isinstance(n, ast.FunctionDef) and n.name == function.__name__]
+    return bool(named) and ast.dump(mine.body[0]) == ast.dump(named[0])
 
 
 def first_difference(answer: Any, expected: Any, where: str = "your answer") -> str | None:
@@ -77,6 +92,7 @@ class Exercise:
     hint_text: str
     solution_code: str
     evaluate: Callable[[Any], Any] = field(default=lambda answer: answer)  # e.g. run a statement the learner wrote
+    starter: str = ""  # the starter code of the notebook's cell: a function it defines, unchanged, is not attempted
     _expected: Any = field(default=____, repr=False)
 
     @property
@@ -87,7 +103,7 @@ class Exercise:
 
     def verdict(self, answer: Any) -> tuple[str, str | None]:
         """(correct | incorrect | not attempted, first difference) without printing."""
-        if _contains_blank(answer):
+        if _contains_blank(answer) or (self.starter and callable(answer) and same_code(answer, self.starter)):
             return NOT_ATTEMPTED, None
         try:
             value = self.evaluate(answer)
@@ -100,7 +116,8 @@ class Exercise:
         """Say whether `answer` is right; when it is not, name the first difference (prints; returns nothing)."""
         status, diff = self.verdict(answer)
         messages = {CORRECT: f"✅ {self.name}: correct.",
-                    NOT_ATTEMPTED: f"… {self.name}: not attempted yet — replace ____ with your answer.",
+                    NOT_ATTEMPTED: f"… {self.name}: not attempted yet — replace ____ (or change the starter code) "
+                                   "with your answer.",
                     INCORRECT: f"❌ {self.name}: not yet — {diff}. Try {self.name}.hint()."}
         print(messages[status])
 
