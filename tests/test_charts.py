@@ -38,3 +38,13 @@ def test_lanes_draw_one_segment_per_phase_and_label_failures():
     widths = sorted(round(p.get_width(), 3) for p in ax.patches)
     assert widths == [0.1, 0.3, 0.4]
     assert [t.get_text().strip() for t in ax.texts] == ["TimeoutError"]
+
+
+def test_log_axes_are_labelled_as_plain_numbers():
+    data = pd.DataFrame({"lazy": [0.4, 6.0, 40.0]}, index=[1, 10, 100])
+    ax = charts.lines(data, "t", "N", "ms", logx=True, logy=True)
+    ax.figure.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert "0.5" in labels and "1" in labels and "20" in labels, labels
+    assert not any("10^" in label or "times" in label for label in labels)
+    assert {"1", "2", "5", "10", "100"} <= {t.get_text() for t in ax.get_xticklabels()}

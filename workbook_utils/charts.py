@@ -11,6 +11,21 @@ if TYPE_CHECKING:
 FAILING, FIXED, NEUTRAL = "#c0392b", "#27ae60", "#7f8c8d"
 
 
+def plain_numbers(ax: Axes) -> Axes:
+    """Label the ticks of an axis's log scales as a reader writes numbers (0.4, 1, 40), not as 4×10⁻¹."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def plain(value: float, _pos: int) -> str:
+        return f"{value:,.6g}"
+
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() == "log":
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(plain))
+            axis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
+    return ax
+
+
 def bars(values: pd.Series, title: str, unit: str = "s", failing: tuple[str, ...] = (), log: bool = False) -> Axes:
     """Horizontal bars, one per case, failing cases red and the rest green, each labelled with its value."""
     import matplotlib.pyplot as plt
@@ -26,6 +41,7 @@ def bars(values: pd.Series, title: str, unit: str = "s", failing: tuple[str, ...
     ax.set_title(title, loc="left", fontsize=11)
     ax.set_xlabel(unit)
     ax.spines[["top", "right"]].set_visible(False)
+    plain_numbers(ax)
     fig.tight_layout()
     return ax
 
@@ -48,6 +64,7 @@ def lines(data: pd.DataFrame, title: str, xlabel: str, ylabel: str, failing: tup
     ax.set_title(title, loc="left", fontsize=11)
     ax.legend(frameon=False, fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
+    plain_numbers(ax)
     fig.tight_layout()
     return ax
 
