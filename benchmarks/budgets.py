@@ -24,12 +24,12 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def pgbench_init(server, db) -> float:
+def pgbench_init(server, db, urls) -> float:
     """Seconds for `pgbench -i -s 10` (1 million accounts) into a fresh database."""
-    with db.connect(db.admin_url()) as admin:
+    with db.connect(urls.admin_url()) as admin:
         admin.execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
         admin.execute("CREATE DATABASE bench")
-    url = db.admin_url().rsplit("/", 1)[0] + "/bench"
+    url = urls.with_database(urls.admin_url(), "bench")
     cmd = [str(server.bin_path("pgbench")), "-i", "-s", "10", "-q", url]
     return timed(lambda: subprocess.run(cmd, check=True, capture_output=True))
 
@@ -41,7 +41,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="workbook-bench-"))
     os.environ["WORKBOOK_HOME"] = str(home)  # a separate server: your own .workbook is not touched
     os.environ.pop("DATABASE_URL", None)
-    from workbook_utils import db, seed, server
+    from workbook_utils import db, seed, server, urls
 
     try:
         first = timed(server.start)
@@ -54,9 +54,9 @@ def main() -> None:
         server.start()
         seeds, benches, resets, templates = [], [], [], []
         for _ in range(args.runs):  # interleaved, so both see the same machine state
-            benches.append(pgbench_init(server, db))
+            benches.append(pgbench_init(server, db, urls))
             seeds.append(timed(lambda: seed.seed("small", progress=lambda _: None)))
-            templates.append(timed(lambda: seed.save_template(db.database_name("small"))))  # its share of the seed
+            templates.append(timed(lambda: seed.save_template(urls.database_name("small"))))  # its share of the seed
             resets.append(timed(lambda: seed.reset("small", progress=lambda _: None)))
         s, b, r, t = (statistics.median(x) for x in (seeds, benches, resets, templates))
         print(f"server first start (initdb)   {first:6.2f} s   budget 5 s")

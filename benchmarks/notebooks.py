@@ -23,7 +23,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["WORKBOOK_SCALE"] = args.scale  # before workbook_utils reads it (also for the kernels)
     from workbook_utils import seed
-    from workbook_utils.notebooks import execute, notebook_paths
+    from workbook_utils.notebook_files import execute, notebook_paths
 
     seed.seed_if_needed(args.scale)
     over = 0

@@ -10,7 +10,7 @@ os.environ["WORKBOOK_SCALE"] = "tiny"  # before anything reads it: the test suit
 
 import pytest
 
-from workbook_utils import db, seed
+from workbook_utils import db, seed, urls
 
 TABLES = ("users", "profiles", "products", "posts", "comments", "orders")
 
@@ -19,7 +19,7 @@ TABLES = ("users", "profiles", "products", "posts", "comments", "orders")
 def seeded() -> str:
     """The tiny dataset, seeded once (the server is started if it is not running)."""
     seed.seed_if_needed("tiny", progress=lambda _: None)
-    return db.libpq_url("tiny")
+    return urls.libpq_url("tiny")
 
 
 def fingerprint(url: str) -> dict[str, str]:
@@ -33,9 +33,9 @@ def fingerprint(url: str) -> dict[str, str]:
 def scratch_db() -> Iterator[str]:
     """A new, empty database owned by the workbook role on the embedded server; dropped afterwards."""
     name = f"scratch_{uuid.uuid4().hex[:8]}"
-    with db.connect(db.admin_url()) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" OWNER {db.APP_ROLE}')
-    yield db.libpq_url("tiny").rsplit("/", 1)[0] + f"/{name}"
-    with db.connect(db.admin_url()) as admin:
+    with db.connect(urls.admin_url()) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" OWNER {urls.APP_ROLE}')
+    yield urls.with_database(urls.libpq_url("tiny"), name)
+    with db.connect(urls.admin_url()) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'DROP DATABASE IF EXISTS "{name}_template" WITH (FORCE)')

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from workbook_utils import lab, server
+from workbook_utils import db, lab, server
 
 
 def workbook(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -60,3 +60,50 @@ def test_lab_settings_are_offline_and_root_safe(tmp_path):
     cmd = lab.lab_command()
     assert "--ServerApp.ip=127.0.0.1" in cmd
     assert ("--allow-root" in cmd) == (os.geteuid() == 0)
+    assert "--KernelManager.transport=ipc" in cmd  # kernels over unix sockets: no TCP warning in the terminal
+
+
+def test_doctor_names_only_notebooks_that_exist_and_use_the_library():
+    from workbook_utils.doctor import _needed_by, notebooks_using
+    from workbook_utils.notebook_files import notebook_paths
+
+    assert "01" in notebooks_using("create_engine") and "00" not in notebooks_using("pool_pre_ping")
+    assert set(notebooks_using("pg_stat_statements")) <= {p.name[:2] for p in notebook_paths()}
+    assert _needed_by(["no_such_library"]) == ""
+    assert _needed_by(["create_engine"]) == "; used by notebook 01"
+    assert _needed_by(["create_engine", "selectinload"]) == "; used by notebooks 01, 02"
+
+
+def test_db_status_exits_3_when_stopped(tmp_path):
+    result = workbook("db", "status", WORKBOOK_HOME=str(tmp_path))  # a home whose server never started
+    assert result.returncode == 3 and result.stdout.strip() == "not running"
+
+
+def test_db_start_and_stop_leave_the_embedded_server_alone_under_database_url(seeded):
+    pid = server.status().pid
+    for action in ("start", "stop"):
+        result = workbook("db", action, DATABASE_URL=seeded)
+        assert result.returncode == 0 and "leaves the embedded server alone" in result.stdout
+    assert server.status().pid == pid
+
+
+def test_reset_restores_the_dataset(seeded):
+    with db.connect(seeded) as conn:
+        conn.execute("DELETE FROM comments")
+    result = workbook("reset", "--scale", "tiny")
+    assert result.returncode == 0 and result.stdout.startswith("Dataset restored in ")
+    with db.connect(seeded) as conn:
+        assert conn.execute("SELECT count(*) FROM comments").fetchone()[0] == 2500
+
+
+def test_run_reports_a_failing_notebook_and_exits_1(tmp_path, seeded):
+    import nbformat
+
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('fine')"),
+                                         nbformat.v4.new_code_cell("1 / 0")])
+    nbformat.write(nb, tmp_path / "notebooks" / "98_fails.ipynb")
+    result = workbook("run", WORKBOOK_HOME=str(tmp_path), DATABASE_URL=seeded)  # seeded already: nothing to do
+    assert result.returncode == 1, result.stderr
+    assert "[1/1] 98_fails.ipynb: FAILED" in result.stdout and "ZeroDivisionError" in result.stdout
+    assert "Kernel is running over TCP" not in result.stdout + result.stderr

@@ -6,29 +6,29 @@ import socket
 
 import pytest
 
-from workbook_utils import db, seed, server
-from workbook_utils.config import WorkbookError
+from workbook_utils import db, marker, provision, seed, server, urls
+from workbook_utils.errors import WorkbookError
 
 from .conftest import fingerprint
 
 
 def test_urls_name_the_embedded_server_and_the_psycopg_driver():
-    port = db.server.status().port
-    assert db.libpq_url("tiny") == f"postgresql://workbook@127.0.0.1:{port}/workbook_tiny"
-    assert db.database_url("small") == f"postgresql+psycopg://workbook@127.0.0.1:{port}/workbook"
+    port = server.port()
+    assert urls.libpq_url("tiny") == f"postgresql://workbook@127.0.0.1:{port}/workbook_tiny"
+    assert urls.database_url("small") == f"postgresql+psycopg://workbook@127.0.0.1:{port}/workbook"
 
 
 def test_database_url_env_wins_and_driver_suffix_is_normalised(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://u:p@db.example:5432/app")
-    assert db.libpq_url() == "postgresql://u:p@db.example:5432/app"
-    assert db.database_url() == "postgresql+psycopg://u:p@db.example:5432/app"
-    assert db.admin_url() == "postgresql://u:p@db.example:5432/postgres"
+    assert urls.libpq_url() == "postgresql://u:p@db.example:5432/app"
+    assert urls.database_url() == "postgresql+psycopg://u:p@db.example:5432/app"
+    assert urls.admin_url() == "postgresql://u:p@db.example:5432/postgres"
 
 
 def test_non_postgresql_url_is_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "mysql://root@localhost/app")
     with pytest.raises(WorkbookError, match="must be a PostgreSQL URL") as info:
-        db.libpq_url()
+        urls.libpq_url()
     assert "\n" not in str(info.value)
 
 
@@ -48,7 +48,7 @@ def test_unreachable_server_names_host_and_port():
 
 def test_missing_database_is_named():
     with pytest.raises(WorkbookError, match='database "no_such_db" does not exist'):
-        db.connect(db.libpq_url("tiny").rsplit("/", 1)[0] + "/no_such_db")
+        db.connect(urls.with_database(urls.libpq_url("tiny"), "no_such_db"))
 
 
 def test_version_is_checked():
@@ -73,15 +73,15 @@ def test_seed_claims_an_empty_database_given_by_database_url(scratch_db, seeded,
     monkeypatch.setenv("DATABASE_URL", scratch_db)
     seed.seed("tiny", progress=lambda _: None)
     with db.connect(scratch_db) as conn:
-        assert db.seeded_scale(conn) == "tiny"
+        assert marker.seeded_scale(conn) == "tiny"
     assert fingerprint(scratch_db) == fingerprint(seeded)  # same rows as the embedded seed: deterministic
     seed.seed("tiny", progress=lambda _: None)             # a marked database may be seeded again
 
 
 def test_database_url_mode_never_touches_the_embedded_databases(scratch_db, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", scratch_db)
-    db.ensure_database("large")  # would create workbook_large on the embedded server if it ignored DATABASE_URL
-    with db.connect(db.admin_url()) as conn:
+    provision.ensure_database("large")  # would create workbook_large on the embedded server if it ignored DATABASE_URL
+    with db.connect(urls.admin_url()) as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'workbook_large'").fetchone() is None
 
 
@@ -99,12 +99,12 @@ def test_setup_gives_up_clearly_when_another_session_holds_its_schema():
     from workbook_utils import setup
 
     setup("99")
-    with db.connect(db.libpq_url("tiny"), autocommit=False) as holder:
+    with db.connect(urls.libpq_url("tiny"), autocommit=False) as holder:
         holder.execute("CREATE TABLE nb99.held (id int)")  # uncommitted: holds a lock on schema nb99
         with pytest.raises(WorkbookError, match="Waited 5s for a lock: .*nb99"):
             setup("99")
         holder.rollback()
-    with db.connect(db.libpq_url("tiny")) as conn:
+    with db.connect(urls.libpq_url("tiny")) as conn:
         conn.execute("DROP SCHEMA nb99 CASCADE")
 
 
@@ -128,7 +128,7 @@ def test_scratch_copy_holds_the_same_rows_with_keys_and_asked_indexes():
         assert wb.query("SELECT count(*) AS n FROM public.posts")["n"][0] > 0
     finally:
         wb.close()
-        with db.connect(db.libpq_url()) as conn:
+        with db.connect(urls.libpq_url()) as conn:
             conn.execute("DROP SCHEMA nb99 CASCADE")
 
 
@@ -136,7 +136,7 @@ def test_wrong_password_is_one_line_naming_the_place_and_what_to_check(monkeypat
     """A pg_hba.conf line that asks one role for a password, as a managed server does for all of them."""
     hba = server.pgdata() / "pg_hba.conf"
     original = hba.read_text()
-    with db.connect(db.admin_url()) as admin:
+    with db.connect(urls.admin_url()) as admin:
         admin.execute("DROP ROLE IF EXISTS pw_check")
         admin.execute("CREATE ROLE pw_check LOGIN PASSWORD 'right-one'")
         try:

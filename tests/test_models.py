@@ -6,12 +6,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Column, MetaData, Table, Text
 
-from workbook_utils import db
+from workbook_utils import db, urls
 from workbook_utils.models import Base
 
 
 def _diff(metadata: MetaData) -> list:
-    engine = db.make_engine(db.database_url("tiny"))
+    engine = db.make_engine(urls.database_url("tiny"))
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})

@@ -10,7 +10,7 @@ import uuid
 
 import yaml
 
-from workbook_utils import db, server
+from workbook_utils import db, marker, server, urls
 from workbook_utils.config import project_root
 
 from .conftest import fingerprint
@@ -55,7 +55,7 @@ def test_compose_binds_loopback_has_healthcheck_and_seeds_from_data():
 def test_docker_init_script_seeds_the_same_data_as_workbook_seed(seeded):
     """Run data/initdb.sh the way the postgres image would, against a fresh database on the embedded server."""
     name = f"docker_{uuid.uuid4().hex[:8]}"
-    with db.connect(db.admin_url()) as admin:
+    with db.connect(urls.admin_url()) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         env = {**os.environ, "PATH": f"{server.bin_path('psql').parent}:{os.environ['PATH']}",
@@ -63,12 +63,12 @@ def test_docker_init_script_seeds_the_same_data_as_workbook_seed(seeded):
                "POSTGRES_USER": "postgres", "POSTGRES_DB": name, "WORKBOOK_SCALE": "tiny"}
         subprocess.run(["bash", str(ROOT / "data" / "initdb.sh")], env=env, check=True, capture_output=True,
                        timeout=120)
-        url = seeded.rsplit("/", 1)[0] + f"/{name}"
+        url = urls.with_database(seeded, name)
         assert fingerprint(url) == fingerprint(seeded)
         with db.connect(url) as conn:
-            assert db.seeded_scale(conn) == "tiny"
+            assert marker.seeded_scale(conn) == "tiny"
             owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'users'").fetchone()[0]
-            assert owner == db.APP_ROLE
+            assert owner == urls.APP_ROLE
     finally:
-        with db.connect(db.admin_url()) as admin:
+        with db.connect(urls.admin_url()) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

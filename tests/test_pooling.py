@@ -6,12 +6,13 @@ import pytest
 from sqlalchemy import exc, text
 from sqlalchemy.pool import NullPool
 
-from workbook_utils import db, pooling
+from workbook_utils import db, pooling, urls
+from workbook_utils.errors import WorkbookError
 
 
 @pytest.fixture
 def url():
-    return db.database_url("tiny")
+    return urls.database_url("tiny")
 
 
 def test_pool_health_reports_overflow_in_use_never_negative(url):
@@ -82,7 +83,7 @@ def test_limited_role_refuses_connections_beyond_its_limit_and_is_dropped(url):
     assert role_url is not None and name in role_url
     try:
         first = db.connect(role_url)
-        with pytest.raises(db.WorkbookError, match="too many connections for role"):
+        with pytest.raises(WorkbookError, match="too many connections for role"):
             db.connect(role_url)
         first.close()
     finally:

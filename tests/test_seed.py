@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
-from workbook_utils import db, seed
-from workbook_utils.config import WorkbookError
+from workbook_utils import db, marker, seed
+from workbook_utils.errors import WorkbookError
 
 from .conftest import TABLES, fingerprint
 
@@ -59,7 +65,7 @@ def test_reset_restores_the_pristine_dataset_from_the_template(seeded):
     seed.reset("tiny", progress=lambda _: None)
     assert fingerprint(seeded) == before
     with db.connect(seeded) as conn:
-        assert db.seeded_scale(conn) == "tiny"
+        assert marker.seeded_scale(conn) == "tiny"
 
 
 def test_seed_if_needed_does_nothing_when_seeded(seeded):
@@ -75,7 +81,7 @@ def test_seed_if_needed_reseeds_a_database_seeded_from_other_sql(seeded):
     assert seed.seed_if_needed("tiny", progress=said.append) is True
     assert said[0] == "data/sql changed since this database was seeded."
     with db.connect(seeded) as conn:
-        assert db.marker(conn)["dataset"] == seed.dataset_version()
+        assert marker.marker(conn)["dataset"] == seed.dataset_version()
 
 
 def test_seed_gives_up_clearly_when_a_session_holds_the_tables(seeded, monkeypatch):
@@ -88,4 +94,76 @@ def test_seed_gives_up_clearly_when_a_session_holds_the_tables(seeded, monkeypat
     finally:
         holder.close()
     assert seed.seed_if_needed("tiny", progress=lambda _: None) is True  # the interrupted seed is redone
+    assert fingerprint(seeded)["users"]
+
+
+def _mark_outdated(url: str) -> None:
+    with db.connect(url) as conn:
+        conn.execute("INSERT INTO _workbook.meta VALUES ('dataset', 'older') ON CONFLICT (key) DO UPDATE SET value = 'older'")
+
+
+def _workbook(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "workbook_utils.cli", *args], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "WORKBOOK_SCALE": "tiny"})
+
+
+def test_two_seeds_at_once_seed_once(seeded):
+    """Two kernels whose seed_if_needed both decide to seed: the second waits, then finds the dataset seeded."""
+    _mark_outdated(seeded)
+    both = [_workbook("seed", "--if-needed"), _workbook("seed", "--if-needed")]
+    outputs = [p.communicate(timeout=120) for p in both]
+    assert [p.returncode for p in both] == [0, 0], outputs
+    assert sum("Seeded in" in out for out, _ in outputs) == 1, outputs
+    assert seed.seed_if_needed("tiny", progress=lambda _: None) is False
+
+
+def test_a_seed_killed_mid_statement_is_redone_and_its_backend_ended(seeded):
+    """kill -9 of a seeding client: its backend runs on holding locks; the next seed ends it instead of waiting."""
+    orphan = subprocess.Popen([sys.executable, "-c", f"""
+import psycopg
+with psycopg.connect({seeded!r}, application_name={seed.APP_NAME!r}) as conn:
+    conn.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+    conn.execute("SELECT pg_sleep(60)")
+"""])
+    try:
+        with db.connect(seeded) as conn:
+            deadline = time.time() + 30
+            while time.time() < deadline and not conn.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND query LIKE '%%pg_sleep%%'",
+                    [seed.APP_NAME]).fetchone():
+                time.sleep(0.05)
+        orphan.kill()
+        orphan.wait(timeout=10)
+        with db.connect(seeded) as conn:  # the client is gone, its backend is not
+            assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                [seed.APP_NAME]).fetchone()[0] == 1
+        _mark_outdated(seeded)
+        said: list[str] = []
+        started = time.perf_counter()
+        assert seed.seed_if_needed("tiny", progress=said.append) is True
+        assert "  ended 1 session(s) of an interrupted seed" in said
+        assert time.perf_counter() - started < 8  # it did not wait out LOCK_WAIT (10 s) behind the orphan
+    finally:
+        orphan.kill()
+
+
+def test_ctrl_c_during_a_seed_exits_130_and_the_next_seed_redoes_it(seeded):
+    holder = db.connect(seeded, autocommit=False)
+    holder.execute("SELECT count(*) FROM users")  # the seed's first step now waits for this lock (LOCK_WAIT)
+    try:
+        seeding = _workbook("seed")
+        with db.connect(seeded) as conn:
+            deadline = time.time() + 30
+            while time.time() < deadline and not conn.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
+                    [seed.APP_NAME]).fetchone():
+                time.sleep(0.05)
+        seeding.send_signal(signal.SIGINT)
+        out, err = seeding.communicate(timeout=30)
+    finally:
+        holder.close()
+    assert seeding.returncode == 130 and "Traceback" not in err and err.strip() == "workbook: interrupted", err
+    with db.connect(seeded) as conn:
+        assert marker.seeded_scale(conn) is None  # interrupted: not marked as seeded
+    assert seed.seed_if_needed("tiny", progress=lambda _: None) is True
     assert fingerprint(seeded)["users"]

@@ -6,7 +6,7 @@ from importlib.metadata import version
 
 from packaging.version import Version
 
-from workbook_utils import db
+from workbook_utils import urls
 
 
 def test_prettytable_is_pinned_below_3_12():
@@ -18,7 +18,7 @@ def test_sql_magic_runs_a_query():
 
     shell = start_ipython()
     shell.run_line_magic("load_ext", "sql")
-    shell.run_line_magic("sql", db.database_url("tiny"))
+    shell.run_line_magic("sql", urls.database_url("tiny"))
     result = shell.run_cell_magic("sql", "", "SELECT count(*) AS n FROM users")
     assert result.DataFrame()["n"][0] == 100
     assert "| n" in str(result) or "n" in result._repr_html_()

@@ -9,7 +9,7 @@ import pytest
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 from workbook_utils.config import project_root
-from workbook_utils.notebooks import NAV, nav_line, notebook_paths
+from workbook_utils.notebook_files import NAV, nav_line, notebook_paths
 
 NOTEBOOKS = notebook_paths()
 
@@ -70,7 +70,7 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one():
 
 @pytest.mark.parametrize("i", range(len(NOTEBOOKS)), ids=[p.name for p in NOTEBOOKS])
 def test_navigation_lines_are_generated_and_current(i):
-    """Top and bottom carry the line `python -m workbook_utils.notebooks` writes from the file names and titles."""
+    """Top and bottom carry the line `python -m workbook_utils.notebook_files` writes from the file names and titles."""
     text = "\n".join("".join(c["source"]) for c in _load(NOTEBOOKS[i])["cells"] if c["cell_type"] == "markdown")
     assert NAV.findall(text) == [nav_line(NOTEBOOKS, i)] * 2
     html = markdown2html_mistune(nav_line(NOTEBOOKS, i))  # rendered, the links are links, not raw text

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from workbook_utils.config import WorkbookError
+from workbook_utils.errors import WorkbookError
 from workbook_utils.workload import run_together
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .notebook import Workbook
+    from .workbook import Workbook
 
 
 def setup(number: str) -> Workbook:
-    """The first code cell of every notebook (see workbook_utils.notebook.setup)."""
-    from .notebook import setup as _setup
+    """The first code cell of every notebook (see workbook_utils.workbook.setup)."""
+    from .workbook import setup as _setup
 
     return _setup(number)

@@ -7,13 +7,13 @@ import os
 import sys
 import time
 
-from . import config, db, seed, server
-from .config import WorkbookError
+from . import config, seed, server, urls
+from .errors import WorkbookError
 
 
 def cmd_db(args: argparse.Namespace) -> int:
     if config.external_url() and args.action in ("start", "stop"):
-        print(f"DATABASE_URL is set: the workbook uses {db.where(db.libpq_url())} and leaves the embedded server alone.")
+        print(f"DATABASE_URL is set: the workbook uses {urls.where(urls.libpq_url())} and leaves the embedded server alone.")
         return 0
     if args.action == "start":
         t0 = time.perf_counter()
@@ -24,17 +24,17 @@ def cmd_db(args: argparse.Namespace) -> int:
         print("embedded PostgreSQL stopped")
     elif args.action == "status":
         if config.external_url():
-            print(f"using DATABASE_URL: {db.where(db.libpq_url())}")
+            print(f"using DATABASE_URL: {urls.where(urls.libpq_url())}")
             return 0
         st = server.status()
         print(f"running on 127.0.0.1:{st.port} (pid {st.pid})" if st.running else "not running")
         return 0 if st.running else 3
     elif args.action == "url":
-        print(db.libpq_url(args.scale))
+        print(urls.libpq_url(args.scale))
     elif args.action == "psql":
         psql = server.bin_path("psql")
         program = str(psql) if psql.exists() else "psql"
-        os.execvp(program, [program, db.libpq_url(args.scale), *args.psql_args])
+        os.execvp(program, [program, urls.libpq_url(args.scale), *args.psql_args])
     return 0
 
 
@@ -72,7 +72,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .notebooks import run_all
+    from .notebook_files import run_all
 
     seed.seed_if_needed()
     failures = run_all(config.project_root() / "build", timeout=args.timeout)
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"workbook: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("workbook: interrupted", file=sys.stderr)
         return 130
 
 

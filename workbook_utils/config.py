@@ -5,16 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import WorkbookError
+
 SCALES = ("tiny", "small", "large")
 DEFAULT_SCALE = "small"
-
-
-class WorkbookError(Exception):
-    """A problem the user can fix, shown as one short message instead of a traceback."""
-
-    def _render_traceback_(self) -> list[str]:
-        # IPython calls this instead of printing a traceback (see IPython's InteractiveShell).
-        return [f"\x1b[31m{type(self).__name__}\x1b[0m: {self}"]
 
 
 def project_root() -> Path:

@@ -29,6 +29,8 @@ def lab_command() -> list[str]:
     """The jupyter lab command line for this environment (with --allow-root when run as root)."""
     args = [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.root_dir={config.project_root() / 'notebooks'}"]
+    if os.name == "posix":
+        args.append("--KernelManager.transport=ipc")  # unix sockets: no "Kernel is running over TCP" warning
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         args.append("--allow-root")  # JupyterLab refuses root otherwise (containers, CI)
     return args

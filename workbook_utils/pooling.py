@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 
 from . import db
-from .config import WorkbookError
+from .errors import WorkbookError, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -157,7 +157,7 @@ def create_limited_role(url: str, name: str, limit: int) -> str | None:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT {} PASSWORD {}").format(
                 sql.Identifier(name), sql.Literal(limit), sql.Literal(password)))
     except psycopg.Error as exc:
-        print(f"Skipped: this role cannot create a role with a connection limit ({str(exc).splitlines()[0]}).")
+        print(f"Skipped: this role cannot create a role with a connection limit ({first_line(exc)}).")
         return None
     parts = urlsplit(url)
     netloc = f"{quote(name)}:{quote(password)}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")

@@ -5,15 +5,20 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import WorkbookError, state_dir
+from .config import state_dir
+from .errors import WorkbookError
+from .state_lock import hold
 
 MAJOR = "18"
 DEFAULT_PORT = 54329
@@ -78,6 +83,7 @@ def _run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
 
 
 def _conf_port() -> int | None:
+    """The port written at the last start, or None before the first."""
     conf = pgdata() / "workbook.conf"
     if conf.exists():
         for line in conf.read_text().splitlines():
@@ -94,6 +100,11 @@ def _pid() -> int | None:
         return pid
     except (OSError, ValueError, IndexError):
         return None
+
+
+def port() -> int:
+    """The port the server listens on (read from its configuration file: no process is started to learn it)."""
+    return _conf_port() or DEFAULT_PORT
 
 
 def status() -> Status:
@@ -162,16 +173,55 @@ def _give_to_os_user(path: Path) -> None:
 
 
 def _initdb() -> None:
-    """Create the data directory (about a second) and include the workbook's settings."""
+    """Create the data directory (about a second) in a temporary folder renamed into place only when complete."""
     data = pgdata()
-    data.mkdir(parents=True, exist_ok=True)
-    _give_to_os_user(data)
-    proc = _run([str(bin_path("initdb")), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
+    for leftover in data.parent.glob(f"{data.name}.init-*"):  # an initdb that was killed: never a usable cluster
+        shutil.rmtree(leftover, ignore_errors=True)
+    building = data.with_name(f"{data.name}.init-{os.getpid()}")
+    building.mkdir(parents=True)
+    _give_to_os_user(building)
+    proc = _run([str(bin_path("initdb")), "-D", str(building), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
                  "--no-locale", "--no-sync", "--no-instructions"], timeout=120)
     if proc.returncode != 0:
-        raise WorkbookError(f"initdb failed in {data}:\n{proc.stdout.strip()}")
-    with open(data / "postgresql.conf", "a") as conf:
+        shutil.rmtree(building, ignore_errors=True)
+        log = state_dir() / "initdb.log"
+        log.write_text(proc.stdout)
+        raise WorkbookError(f"initdb could not create the embedded server's data directory (log: {log}): "
+                            f"{_last_line(proc.stdout)}. Check free disk space, then run `workbook db start` again.")
+    with open(building / "postgresql.conf", "a") as conf:
         conf.write("\ninclude_if_exists = 'workbook.conf'\n")
+    building.rename(data)
+
+
+def _is_cluster(path: Path) -> bool:
+    """True if `path` holds a complete data directory (what initdb leaves when it succeeded)."""
+    return (path / "PG_VERSION").is_file() and (path / "global" / "pg_control").is_file()
+
+
+def _set_aside_incomplete() -> None:
+    """Move a data directory that is neither empty nor complete out of the way (renamed, never deleted)."""
+    data = pgdata()
+    if not data.exists() or _is_cluster(data):
+        return
+    if not any(data.iterdir()):
+        data.rmdir()
+        return
+    aside = data.with_name(f"{data.name}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}")
+    data.rename(aside)
+    print(f"workbook: {data} was not a complete PostgreSQL data directory (an interrupted first start?); "
+          f"moved it to {aside} and creating a new one.", file=sys.stderr)
+
+
+def _log_reason(log: str) -> str:
+    """The server's last two messages, without their time and pid (e.g. an invalid setting, then its FATAL)."""
+    messages = [re.sub(r"^\S+ \S+ \S+ \[\d+\] ", "", line).strip() for line in log.splitlines() if line.strip()]
+    return " — ".join(messages[-2:]) if messages else "the log is empty"
+
+
+def _last_line(output: str) -> str:
+    """The last non-empty line a server program printed (its reason, usually)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
 
 
 def _write_conf(port: int, sockdir: Path) -> None:
@@ -181,8 +231,6 @@ def _write_conf(port: int, sockdir: Path) -> None:
     conf.write_text("# written by workbook_utils.server on every start; edit SETTINGS there instead\n"
                     + "\n".join(lines) + "\n")
     if _as_root():
-        import shutil
-
         shutil.chown(conf, OS_USER)
 
 
@@ -208,33 +256,42 @@ def _kill_leftovers() -> None:
 
 
 def start() -> Status:
-    """Start the embedded server (running initdb the first time); recover from a stale pid or busy port."""
-    current = status()
-    if current.running:
-        return current
-    if not (pgdata() / "PG_VERSION").exists():
-        _initdb()
-    _check_version()
+    """Start the embedded server (running initdb the first time); one process at a time, the others wait."""
+    with hold("server", "starting the embedded PostgreSQL"):
+        current = status()
+        if current.running:
+            return current
+        _set_aside_incomplete()
+        if not pgdata().exists():
+            _initdb()
+        _check_version()
+        return _start_existing()
+
+
+def _start_existing() -> Status:
+    """pg_ctl start on the data directory; recover from a stale pid or busy port, or say in one line what failed."""
     sockdir = _socket_dir()
     sockdir.mkdir(parents=True, exist_ok=True)
     _give_to_os_user(sockdir)
-    port = _choose_port()
-    _write_conf(port, sockdir)
+    _write_conf(_choose_port(), sockdir)
     log = pgdata() / "server.log"
     for attempt in (1, 2):
         if _call_pg_ctl("start", "-w", "-t", "30", "-l", str(log)) == 0:
             return status()
         if attempt == 1:
             _kill_leftovers()  # a killed postmaster can leave children that hold its shared memory
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-5:]) if log.exists() else ""
-    raise WorkbookError(f"The embedded PostgreSQL did not start (log: {log}):\n{tail}")
+    reason = _log_reason(log.read_text(errors="replace")) if log.exists() else "no log was written"
+    raise WorkbookError(f"The embedded PostgreSQL did not start: {reason} (log: {log}). "
+                        "Run `workbook db stop` and `workbook db start`; if it still fails, `make clean-state` "
+                        "recreates the server (the dataset is seeded again).")
 
 
 def stop() -> Status:
     """Stop the embedded server quickly (fast shutdown: open sessions are disconnected)."""
-    if status().running and _call_pg_ctl("stop", "-w", "-t", "30", "-m", "fast") != 0:
-        pid = _pid()
-        if pid:
-            os.kill(pid, signal.SIGQUIT)
-            time.sleep(1)
-    return status()
+    with hold("server", "stopping the embedded PostgreSQL"):
+        if status().running and _call_pg_ctl("stop", "-w", "-t", "30", "-m", "fast") != 0:
+            pid = _pid()
+            if pid:
+                os.kill(pid, signal.SIGQUIT)
+                time.sleep(1)
+        return status()

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import first_line
+
 
 class _Blank:
     """The placeholder a learner replaces with an answer."""
@@ -108,7 +110,7 @@ class Exercise:
         try:
             value = self.evaluate(answer)
         except Exception as exc:  # a learner's statement that fails is an incorrect answer, not a crash
-            return INCORRECT, f"running your answer raised {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            return INCORRECT, f"running your answer raised {type(exc).__name__}: {first_line(exc)}"
         diff = first_difference(value, self.expected)
         return (CORRECT, None) if diff is None else (INCORRECT, diff)
 

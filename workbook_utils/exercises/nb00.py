@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from . import Exercise
 
 if TYPE_CHECKING:
-    from ..notebook import Workbook
+    from ..workbook import Workbook
 
 
 def _rows(wb: Workbook, statement: Any) -> list[tuple]:

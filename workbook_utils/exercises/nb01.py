@@ -11,7 +11,7 @@ from . import Exercise
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from ..notebook import Workbook
+    from ..workbook import Workbook
 
 PROCESSES, THREADS, MAX_CONNECTIONS, SUPERUSER_RESERVED, HEADROOM = 4, 8, 100, 3, 10
 SIZING = (f"Your API runs {PROCESSES} worker processes with {THREADS} threads each; a thread runs at most one query "

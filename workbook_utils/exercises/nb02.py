@@ -10,7 +10,7 @@ from . import Exercise
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from ..notebook import Workbook
+    from ..workbook import Workbook
 
 BUDGET = 3
 

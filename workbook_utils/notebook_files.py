@@ -128,6 +128,6 @@ def run_all(build: Path, timeout: int = 600) -> list[str]:
     return failures
 
 
-if __name__ == "__main__":  # python -m workbook_utils.notebooks: after adding or renaming a notebook
+if __name__ == "__main__":  # python -m workbook_utils.notebook_files: after adding or renaming a notebook
     for path in update_navigation():
         print(f"navigation updated: {path.name}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import config, db, seed
+from . import config, db, seed, urls
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,13 +88,13 @@ def setup(number: str) -> Workbook:
     """Start/seed what is missing, recreate the scratch schema, print one line saying where we run."""
     scale = config.scale()
     seed.seed_if_needed(scale)
-    url = db.libpq_url(scale)
+    url = urls.libpq_url(scale)
     with db.connect(url) as conn:
         version = db.check_version(conn)
         db.bounded(conn, f"DROP SCHEMA IF EXISTS nb{number} CASCADE; CREATE SCHEMA nb{number}",
                    f"another session (an open kernel of notebook {number}?) holds its scratch schema nb{number}: "
                    "shut that kernel down, then run this cell again")
-    wb = Workbook(number=number, scale=scale, url=db.database_url(scale), version=version)
+    wb = Workbook(number=number, scale=scale, url=urls.database_url(scale), version=version)
     source = "DATABASE_URL" if config.external_url() else "embedded server"
-    print(f"Notebook {number} · PostgreSQL {version} ({source}, {db.where(url)}) · scale {scale}")
+    print(f"Notebook {number} · PostgreSQL {version} ({source}, {urls.where(url)}) · scale {scale}")
     return wb

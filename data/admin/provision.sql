@@ -1,0 +1,15 @@
+-- The application role and what the workbook database needs, run as a superuser inside that database
+-- once it exists: by workbook_utils/provision.py (embedded server) and data/initdb.sh (docker).
+-- (In a folder of its own: the postgres image would run a top-level .sql file of data/ by itself.)
+-- The demos connect as the ordinary role `workbook`, the way an application does.
+-- CREATEROLE: notebook 01 makes a role with a CONNECTION LIMIT; pg_monitor: read pg_stat_* in full;
+-- pg_signal_backend: end the sessions of its own demos.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'workbook') THEN
+        CREATE ROLE workbook LOGIN CREATEDB CREATEROLE;
+    END IF;
+    EXECUTE format('ALTER DATABASE %I OWNER TO workbook', current_database());
+END $$;
+GRANT pg_monitor, pg_signal_backend TO workbook;
+GRANT ALL ON SCHEMA public TO workbook;
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
