@@ -83,6 +83,17 @@ def test_stop_then_start_keeps_the_data():
         assert marker.seeded_scale(conn) == "tiny"
 
 
+def test_setup_runs_pg_ctl_once_at_most(monkeypatch):
+    """URLs read the port from the server's file; only start() checks that the server is alive."""
+    from workbook_utils import setup
+
+    calls = []
+    real = server._call_pg_ctl
+    monkeypatch.setattr(server, "_call_pg_ctl", lambda *a, **k: calls.append(a) or real(*a, **k))
+    setup("99").close()
+    assert calls == [("status",)]
+
+
 @pytest.fixture
 def fresh_home(tmp_path):
     """A workbook home with no server yet; its server (if a test started one) is stopped afterwards."""
