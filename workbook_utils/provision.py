@@ -10,19 +10,17 @@ PROVISION_SQL = Path(__file__).resolve().parent.parent / "data" / "admin" / "pro
 
 
 def ensure_database(scale: str) -> None:
-    """Embedded server: start it, create the scale's database, its role and extension (marked) if missing.
+    """Embedded server: start it, create the scale's database if missing, provision its role and extension, mark it.
 
-    The database changes owner last but one, so one left half-made by an interrupted first run is made again.
+    Provisioning runs every time (a few ms, every statement idempotent): a database half-made by an interrupted
+    first run is completed, and a role made by an older release gets what this one grants.
     """
     if config.external_url():
         return
     server.start()
     name = urls.database_name(scale)
     with db.connect(urls.admin_url()) as admin:
-        owner = admin.execute("SELECT datdba::regrole::text FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if owner == (urls.APP_ROLE,):
-            return
-        if owner is None:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
             admin.execute(f'CREATE DATABASE "{name}"')
     with db.connect(urls.with_database(urls.admin_url(), name)) as conn:
         conn.execute(PROVISION_SQL.read_text())

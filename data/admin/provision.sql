@@ -3,7 +3,8 @@
 -- (In a folder of its own: the postgres image would run a top-level .sql file of data/ by itself.)
 -- The demos connect as the ordinary role `workbook`, the way an application does.
 -- CREATEROLE: notebook 01 makes a role with a CONNECTION LIMIT; pg_monitor: read pg_stat_* in full;
--- pg_signal_backend: end the sessions of its own demos.
+-- pg_signal_backend: end the sessions of its own demos. Every statement may run again (setup() runs it
+-- each time, so a role provisioned by an older release gets what a newer one grants).
 DO $$ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'workbook') THEN
         CREATE ROLE workbook LOGIN CREATEDB CREATEROLE;
@@ -11,5 +12,14 @@ DO $$ BEGIN
     EXECUTE format('ALTER DATABASE %I OWNER TO workbook', current_database());
 END $$;
 GRANT pg_monitor, pg_signal_backend TO workbook;
+-- Notebook 03 lowers these for its own session to show slow-query logging (PostgreSQL 15+ can grant that).
+DO $$ BEGIN
+    IF current_setting('server_version_num')::int >= 150000 THEN
+        EXECUTE 'GRANT SET ON PARAMETER log_min_duration_statement TO workbook';
+        IF current_setting('auto_explain.log_min_duration', true) IS NOT NULL THEN  -- preloaded
+            EXECUTE 'GRANT SET ON PARAMETER auto_explain.log_min_duration TO workbook';
+        END IF;
+    END IF;
+END $$;
 GRANT ALL ON SCHEMA public TO workbook;
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;

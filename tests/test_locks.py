@@ -1,0 +1,36 @@
+"""Who blocks whom and which locks a session holds, read from the real server."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from workbook_utils import db, locks
+from workbook_utils.errors import WorkbookError
+
+
+def test_a_blocked_session_names_its_blocker_and_the_locks_are_read(seeded):
+    with (db.connect(seeded, autocommit=False) as holder, db.connect(seeded, autocommit=False) as waiter,
+          db.connect(seeded) as observer):
+        holder.execute("UPDATE products SET inventory = inventory WHERE id = 1")
+        waiter.execute("SET LOCAL lock_timeout = '5s'")
+        update = threading.Thread(target=lambda: waiter.execute("UPDATE products SET inventory = 0 WHERE id = 1"))
+        update.start()
+        try:
+            assert locks.wait_until_blocked(observer, waiter.info.backend_pid) == [holder.info.backend_pid]
+            held = locks.locks_held(observer, holder.info.backend_pid)
+            assert {"relation": "products", "mode": "RowExclusiveLock", "granted": True}.items() <= \
+                held[held.relation == "products"].iloc[0].to_dict().items()
+            assert locks.blockers(observer, [holder.info.backend_pid]) == {}  # the holder waits for no one
+        finally:
+            holder.rollback()
+            update.join(10)
+        assert not update.is_alive()
+        assert waiter.execute("SELECT inventory FROM products WHERE id = 1").fetchone() == (0,)  # it went through
+        waiter.rollback()  # the dataset stays as seeded
+
+
+def test_waiting_for_a_session_that_never_blocks_gives_up(seeded):
+    with db.connect(seeded) as conn, pytest.raises(WorkbookError, match="did not start waiting"):
+        locks.wait_until_blocked(conn, conn.info.backend_pid, timeout=0.2)

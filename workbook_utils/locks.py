@@ -1,0 +1,45 @@
+"""Lock facts measured, not recited: who blocks whom (pg_blocking_pids) and which locks a session holds (pg_locks).
+
+Taught in notebook 04 (who blocks whom) and notebook 05 (the lock ledger); both show the queries in a cell first.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from .errors import WorkbookError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import psycopg
+
+BLOCKERS_SQL = "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity WHERE pid = ANY(%s)"
+LOCKS_SQL = """
+    SELECT l.locktype, coalesce(c.relname, l.relation::text) AS relation, l.mode, l.granted
+    FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
+    WHERE l.pid = %s AND l.locktype <> 'virtualxid' AND NOT (l.locktype = 'relation' AND c.relname LIKE 'pg_%%')
+    ORDER BY l.granted DESC, l.locktype, relation, l.mode"""
+
+
+def blockers(conn: psycopg.Connection, pids: list[int]) -> dict[int, list[int]]:
+    """For each of `pids` that is waiting for a lock, the pids it waits for (sessions not waiting are left out)."""
+    rows = conn.execute(BLOCKERS_SQL, [pids]).fetchall()
+    return {pid: sorted(blocking) for pid, blocking in rows if blocking}
+
+
+def wait_until_blocked(conn: psycopg.Connection, pid: int, timeout: float = 5.0) -> list[int]:
+    """Poll until session `pid` waits for a lock; the pids blocking it. Raises after `timeout` s (never hangs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if waiting_for := blockers(conn, [pid]).get(pid):
+            return waiting_for
+        time.sleep(0.01)
+    raise WorkbookError(f"session {pid} did not start waiting for a lock within {timeout} s")
+
+
+def locks_held(conn: psycopg.Connection, pid: int) -> pd.DataFrame:
+    """The locks session `pid` holds or waits for, as rows (locktype, relation, mode, granted); catalogs left out."""
+    import pandas as pd
+
+    return pd.DataFrame(conn.execute(LOCKS_SQL, [pid]).fetchall(), columns=["locktype", "relation", "mode", "granted"])
