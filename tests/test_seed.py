@@ -107,6 +107,16 @@ def _workbook(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "WORKBOOK_SCALE": "tiny"})
 
 
+def _until_a_seed_session(url: str, condition: str, timeout: float = 30) -> None:
+    """Wait until a session tagged as the seed's matches `condition` in pg_stat_activity."""
+    with db.connect(url) as conn:
+        deadline = time.time() + timeout
+        while not conn.execute(f"SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND {condition}",
+                               [seed.APP_NAME]).fetchone():
+            assert time.time() < deadline, f"no seed session with {condition}"
+            time.sleep(0.05)
+
+
 def test_two_seeds_at_once_seed_once(seeded):
     """Two kernels whose seed_if_needed both decide to seed: the second waits, then finds the dataset seeded."""
     _mark_outdated(seeded)
@@ -126,12 +136,7 @@ with psycopg.connect({seeded!r}, application_name={seed.APP_NAME!r}) as conn:
     conn.execute("SELECT pg_sleep(60)")
 """])
     try:
-        with db.connect(seeded) as conn:
-            deadline = time.time() + 30
-            while time.time() < deadline and not conn.execute(
-                    "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND query LIKE '%%pg_sleep%%'",
-                    [seed.APP_NAME]).fetchone():
-                time.sleep(0.05)
+        _until_a_seed_session(seeded, "query LIKE '%%pg_sleep%%'")
         orphan.kill()
         orphan.wait(timeout=10)
         with db.connect(seeded) as conn:  # the client is gone, its backend is not
@@ -139,10 +144,8 @@ with psycopg.connect({seeded!r}, application_name={seed.APP_NAME!r}) as conn:
                                 [seed.APP_NAME]).fetchone()[0] == 1
         _mark_outdated(seeded)
         said: list[str] = []
-        started = time.perf_counter()
-        assert seed.seed_if_needed("tiny", progress=said.append) is True
+        assert seed.seed_if_needed("tiny", progress=said.append) is True  # waiting behind the orphan would fail
         assert "  ended 1 session(s) of an interrupted seed" in said
-        assert time.perf_counter() - started < 8  # it did not wait out LOCK_WAIT (10 s) behind the orphan
     finally:
         orphan.kill()
 
@@ -152,12 +155,7 @@ def test_ctrl_c_during_a_seed_exits_130_and_the_next_seed_redoes_it(seeded):
     holder.execute("SELECT count(*) FROM users")  # the seed's first step now waits for this lock (LOCK_WAIT)
     try:
         seeding = _workbook("seed")
-        with db.connect(seeded) as conn:
-            deadline = time.time() + 30
-            while time.time() < deadline and not conn.execute(
-                    "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
-                    [seed.APP_NAME]).fetchone():
-                time.sleep(0.05)
+        _until_a_seed_session(seeded, "wait_event_type = 'Lock'")
         seeding.send_signal(signal.SIGINT)
         out, err = seeding.communicate(timeout=30)
     finally:
