@@ -48,6 +48,7 @@ def test_nb00_reference_solutions_pass(questions):
     "SELECT count(*) FROM users u LEFT JOIN profiles p ON p.user_id = u.id WHERE p.user_id IS NULL",
     "SELECT count(*) FROM users WHERE id NOT IN (SELECT user_id FROM profiles)",
     "  select count(*) from users where not exists (select from profiles where user_id = users.id);",
+    "-- users without a profile\n(SELECT count(*) FROM users u LEFT JOIN profiles p ON p.user_id = u.id WHERE p IS NULL)",
     select(func.count()).select_from(User).where(~select(Profile.user_id).where(Profile.user_id == User.id).exists()),
 ])
 def test_nb00_q1_other_correct_answers_pass(questions, answer):
@@ -57,7 +58,7 @@ def test_nb00_q1_other_correct_answers_pass(questions, answer):
 def test_nb00_q1_known_wrong_answers_fail(wb, questions):
     q1 = questions[0]
     copied = seeded(wb, "SELECT count(*) FROM users u WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.user_id = u.id)")[0]
-    for wrong in [copied,                                                         # the number, not the query
+    for wrong in [copied, str(copied),                                            # the number, not the query
                   f"SELECT {copied}",                                             # the number, dressed as a query
                   "SELECT count(*) FROM users WHERE id % 10 = 0",                 # the seed's rule, not the data
                   "SELECT count(*) FROM users u LEFT JOIN profiles p ON p.user_id = u.id "

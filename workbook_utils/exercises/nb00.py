@@ -8,6 +8,7 @@ cannot pass.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from . import Exercise
@@ -52,12 +53,12 @@ def _statement(answer: Any, select_only: bool) -> Any:
     if isinstance(answer, Select):
         return answer
     if select_only:
-        raise NotAQuery(f"this question asks for a SQLAlchemy select(), not a {type(answer).__name__}")
-    if isinstance(answer, str) and answer.lstrip(" \t\n(").lower().startswith(("select", "with")):
+        raise NotAQuery(f"this question asks for a SQLAlchemy select() (got: {type(answer).__name__})")
+    if isinstance(answer, str) and re.sub(r"^(\s*--[^\n]*\n)*[\s(]*", "", answer).lower().startswith(("select", "with")):
         return text(answer)
-    kind = "an answer" if isinstance(answer, str) else f"a {type(answer).__name__}"
-    raise NotAQuery(f"pass the SQL text of your query (a string starting with SELECT or WITH), not {kind}: "
-                    "the checker runs your query on a second, made-up dataset")
+    got = repr(answer[:40]) if isinstance(answer, str) else type(answer).__name__
+    raise NotAQuery(f"pass the SQL text of your query (a string starting with SELECT or WITH), not its result "
+                    f"(got: {got}): the checker runs your query on a second, made-up dataset")
 
 
 def _value(rows: list[tuple]) -> Any:
