@@ -44,6 +44,23 @@ def test_nb00_reference_solutions_pass(questions):
     assert q3.verdict(exec_globals["answer"]) == (CORRECT, None)
 
 
+def test_nb00_made_up_dataset_is_what_its_comment_says(questions):
+    """Independent of the references: the answers worked out by hand from the made-up rows."""
+    q1, q2, q3 = questions
+    assert q1.expected[nb00.MADE_UP] == 4                        # users 2, 5, 7, 11; not user 10
+    assert q2.expected[nb00.MADE_UP] == [("apac", 4)]            # apac and us tie at 4
+    assert q3.expected[nb00.MADE_UP] == [(9, 6), (4, 5), (3, 3), (8, 3), (11, 3)]  # user 12 is cut by the tie
+
+
+@pytest.mark.parametrize("answer", [
+    "SELECT region, count(*) AS n FROM users GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
+    "WITH c AS (SELECT region, count(*) AS n FROM users GROUP BY region) "
+    "SELECT region, n FROM c ORDER BY n DESC, region FETCH FIRST 1 ROW ONLY",
+])
+def test_nb00_q2_other_correct_answers_pass(questions, answer):
+    assert questions[1].verdict(answer) == (CORRECT, None)
+
+
 @pytest.mark.parametrize("answer", [
     "SELECT count(*) FROM users u LEFT JOIN profiles p ON p.user_id = u.id WHERE p.user_id IS NULL",
     "SELECT count(*) FROM users WHERE id NOT IN (SELECT user_id FROM profiles)",

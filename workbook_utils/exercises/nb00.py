@@ -41,6 +41,14 @@ MADE_UP_SQL = [
             generate_series(1, n)""",
 ]
 
+# The reference solutions, run to get the expected values and printed by q.solution().
+Q1_SQL = "SELECT count(*) FROM users u WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.user_id = u.id)"
+Q2_SQL = "SELECT region, count(*) FROM users GROUP BY region ORDER BY count(*) DESC, region LIMIT 1"
+Q3_CODE = """from sqlalchemy import func, select
+from workbook_utils.models import Post
+answer = (select(Post.user_id, func.count()).group_by(Post.user_id)
+          .order_by(func.count().desc(), Post.user_id).limit(5))"""
+
 
 class NotAQuery(TypeError):
     """The answer is not the kind of query the question asks for."""
@@ -92,46 +100,38 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
         name="q1",
         question="Write the SQL (as a string) that counts the users who have no profile row. Try it with %sql "
                  "first; the checker runs your query here and on a small made-up dataset.",
-        reference=lambda: check_query()("SELECT count(*) FROM users u "
-                                         "WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.user_id = u.id)"),
+        reference=lambda: check_query()(Q1_SQL),
         hint_text="A user has no profile when no profiles row carries that user's id, whatever their id is. "
                   "Look up NOT EXISTS (or a LEFT JOIN that keeps the users with no match).",
-        solution_code='q1.check("SELECT count(*) FROM users u '
-                      'WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.user_id = u.id)")',
+        solution_code=f'q1.check("{Q1_SQL}")',
         evaluate=check_query(),
     )
     q2 = Exercise(
         name="q2",
         question="Write the SQL (as a string) that returns one row: the region with the most users, and its "
                  "number of users. On a tie, the region first in alphabetical order wins.",
-        reference=lambda: check_query()("SELECT region, count(*) FROM users GROUP BY region "
-                                        "ORDER BY count(*) DESC, region LIMIT 1"),
+        reference=lambda: check_query()(Q2_SQL),
         hint_text="Count users per region, then sort. One sort key cannot settle a tie: "
                   "what does the question say decides it?",
-        solution_code='q2.check("SELECT region, count(*) FROM users GROUP BY region '
-                      'ORDER BY count(*) DESC, region LIMIT 1")',
+        solution_code=f'q2.check("{Q2_SQL}")',
         evaluate=check_query(),
     )
     q3 = Exercise(
         name="q3",
         question="Write a SQLAlchemy select() returning (user id, number of posts) for the 5 users with the "
                  "most posts, most first; on a tie, the smaller user id comes first.",
-        reference=lambda: check_query(select_only=True)(_q3_reference()),
+        reference=lambda: check_query(select_only=True)(_run(Q3_CODE)["answer"]),
         hint_text="Start from the select() of §3, but only the posts table is needed: group its rows by their "
                   "user and count them. Then sort by two keys, in the order the question gives them.",
-        solution_code="from sqlalchemy import func, select\n"
-                      "from workbook_utils.models import Post\n"
-                      "answer = (select(Post.user_id, func.count()).group_by(Post.user_id)\n"
-                      "          .order_by(func.count().desc(), Post.user_id).limit(5))",
+        solution_code=Q3_CODE,
         evaluate=check_query(select_only=True),
     )
     return q1, q2, q3
 
 
-def _q3_reference() -> Any:
-    from sqlalchemy import func, select
 
-    from ..models import Post
-
-    return (select(Post.user_id, func.count()).group_by(Post.user_id)
-            .order_by(func.count().desc(), Post.user_id).limit(5))
+def _run(code: str) -> dict[str, Any]:
+    """The names a solution's code defines."""
+    names: dict[str, Any] = {}
+    exec(code, names)
+    return names
