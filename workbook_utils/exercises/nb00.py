@@ -1,58 +1,137 @@
-"""Exercises of notebook 00 (start here): reading the dataset."""
+"""Exercises of notebook 00 (start here): reading the dataset with SQL and with select().
+
+Each answer is a query, not its result: the checker runs it on the seeded data and again on a small made-up
+dataset (temporary tables named users, profiles and posts, which hide the real ones for that one session),
+so a number copied from an earlier output, a rule read off the seed script, or a tie broken the other way
+cannot pass.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from . import Exercise
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from ..workbook import Workbook
 
+SEEDED, MADE_UP = "your result on this database", "your result on a small made-up dataset"
 
-def _rows(wb: Workbook, statement: Any) -> list[tuple]:
-    """Run a select() (or SQL text) the learner wrote and return its rows as tuples."""
-    from sqlalchemy import text
+# Twelve users. No profile: users 2, 5, 7, 11 (not "every tenth", as in the seed; user 10 has one).
+# Regions: us and apac tie at 4 users. Posts: user 9 has 6, user 4 has 5, users 3, 8, 11 and 12 have 3 each,
+# so the tie at 3 posts crosses the top-5 cut, and the busiest users are not the smallest ids.
+MADE_UP_SQL = [
+    "CREATE TEMP TABLE users (LIKE public.users INCLUDING DEFAULTS)",
+    "CREATE TEMP TABLE profiles (LIKE public.profiles INCLUDING DEFAULTS)",
+    "CREATE TEMP TABLE posts (LIKE public.posts INCLUDING DEFAULTS)",
+    """INSERT INTO users (id, email, name, region, created_at)
+       SELECT id, 'made-up' || id || '@example.com', 'Made Up ' || id, region, '2025-01-01 00:00+00'
+       FROM unnest(ARRAY[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+                   ARRAY['us', 'apac', 'us', 'eu', 'apac', 'us', 'eu', 'apac', 'latam', 'us', 'apac', 'eu'])
+            AS t(id, region)""",
+    """INSERT INTO profiles (user_id, display_name, website)
+       SELECT id, 'made-up ' || id, 'https://example.com/~' || id
+       FROM users WHERE id NOT IN (2, 5, 7, 11)""",
+    """INSERT INTO posts (id, user_id, title, body, created_at)
+       SELECT row_number() OVER (), user_id, 'made-up post', 'text', '2025-01-01 00:00+00'
+       FROM unnest(ARRAY[9, 4, 3, 8, 11, 12, 1, 6], ARRAY[6, 5, 3, 3, 3, 3, 2, 1]) AS t(user_id, n),
+            generate_series(1, n)""",
+]
 
-    if isinstance(statement, str):
-        statement = text(statement)
-    with wb.engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(statement)]
+# The reference solutions, run to get the expected values and printed by q.solution().
+Q1_SQL = "SELECT count(*) FROM users u WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.user_id = u.id)"
+Q2_SQL = "SELECT region, count(*) FROM users GROUP BY region ORDER BY count(*) DESC, region LIMIT 1"
+Q3_CODE = """from sqlalchemy import func, select
+from workbook_utils.models import Post
+answer = (select(Post.user_id, func.count()).group_by(Post.user_id)
+          .order_by(func.count().desc(), Post.user_id).limit(5))"""
+
+
+class NotAQuery(TypeError):
+    """The answer is not the kind of query the question asks for."""
+
+
+def _statement(answer: Any, select_only: bool) -> Any:
+    """The answer as something a connection executes: SQL text (a string) or a select()."""
+    from sqlalchemy import Select, text
+
+    if isinstance(answer, Select):
+        return answer
+    if select_only:
+        raise NotAQuery(f"this question asks for a SQLAlchemy select() (got: {type(answer).__name__})")
+    if isinstance(answer, str) and re.sub(r"^(\s*--[^\n]*\n)*[\s(]*", "", answer).lower().startswith(("select", "with")):
+        return text(answer)
+    got = repr(answer[:40]) if isinstance(answer, str) else type(answer).__name__
+    raise NotAQuery(f"pass the SQL text of your query (a string starting with SELECT or WITH), not its result "
+                    f"(got: {got}): the checker runs your query on a second, made-up dataset")
+
+
+def _value(rows: list[tuple]) -> Any:
+    """One row of one column reads as that value; anything else as the list of rows."""
+    return rows[0][0] if len(rows) == 1 and len(rows[0]) == 1 else rows
+
+
+def results(wb: Workbook, made_up_engine: Engine, answer: Any, select_only: bool = False) -> dict[str, Any]:
+    """What the query returns on this database and on the made-up dataset (both rolled back afterwards)."""
+    statement = _statement(answer, select_only)
+    out = {}
+    with wb.engine.connect() as conn:  # never committed: a query that writes leaves nothing behind
+        out[SEEDED] = _value([tuple(r) for r in conn.execute(statement)])
+    with made_up_engine.connect() as conn:  # a fresh session (NullPool): its temporary tables end with it
+        for sql in MADE_UP_SQL:
+            conn.exec_driver_sql(sql)
+        out[MADE_UP] = _value([tuple(r) for r in conn.execute(statement)])
+    return out
 
 
 def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
     """q1, q2, q3 of notebook 00, bound to this notebook's database."""
+    from sqlalchemy.pool import NullPool
+
+    made_up = wb.make_engine(poolclass=NullPool)
+
+    def check_query(select_only: bool = False):
+        return lambda answer: results(wb, made_up, answer, select_only)
+
     q1 = Exercise(
         name="q1",
-        question="How many users have no profile row?",
-        reference=lambda: wb.query(
-            "SELECT count(*) AS n FROM users u WHERE NOT EXISTS "
-            "(SELECT FROM profiles p WHERE p.user_id = u.id)")["n"][0].item(),
-        hint_text="An anti-join: users for which NOT EXISTS a profiles row with that user_id "
-                  "(or a LEFT JOIN … WHERE profiles.user_id IS NULL).",
-        solution_code="%sql SELECT count(*) FROM users u WHERE NOT EXISTS "
-                      "(SELECT FROM profiles p WHERE p.user_id = u.id)",
+        question="Write the SQL (as a string) that counts the users who have no profile row. Try it with %sql "
+                 "first; the checker runs your query here and on a small made-up dataset.",
+        reference=lambda: check_query()(Q1_SQL),
+        hint_text="A user has no profile when no profiles row carries that user's id, whatever their id is. "
+                  "Look up NOT EXISTS (or a LEFT JOIN that keeps the users with no match).",
+        solution_code=f'q1.check("{Q1_SQL}")',
+        evaluate=check_query(),
     )
     q2 = Exercise(
         name="q2",
-        question="Which region has the most users? Answer with its name as a string.",
-        reference=lambda: wb.query(
-            "SELECT region FROM users GROUP BY region ORDER BY count(*) DESC, region LIMIT 1")["region"][0],
-        hint_text="GROUP BY region, ORDER BY count(*) DESC, LIMIT 1.",
-        solution_code="%sql SELECT region, count(*) FROM users GROUP BY region ORDER BY count(*) DESC LIMIT 1",
+        question="Write the SQL (as a string) that returns one row: the region with the most users, and its "
+                 "number of users. On a tie, the region first in alphabetical order wins.",
+        reference=lambda: check_query()(Q2_SQL),
+        hint_text="Count users per region, then sort. One sort key cannot settle a tie: "
+                  "what does the question say decides it?",
+        solution_code=f'q2.check("{Q2_SQL}")',
+        evaluate=check_query(),
     )
     q3 = Exercise(
         name="q3",
-        question="Write a SQLAlchemy select() returning (user id, number of posts) for the 5 users "
-                 "with the most posts, most first, ties broken by the smaller id.",
-        reference=lambda: _rows(wb, "SELECT user_id, count(*) FROM posts GROUP BY user_id "
-                                    "ORDER BY count(*) DESC, user_id LIMIT 5"),
-        hint_text="select(Post.user_id, func.count()).group_by(Post.user_id)"
-                  ".order_by(func.count().desc(), Post.user_id).limit(5)",
-        solution_code="from sqlalchemy import func, select\n"
-                      "from workbook_utils.models import Post\n"
-                      "answer = (select(Post.user_id, func.count()).group_by(Post.user_id)\n"
-                      "          .order_by(func.count().desc(), Post.user_id).limit(5))",
-        evaluate=lambda statement: _rows(wb, statement),
+        question="Write a SQLAlchemy select() returning (user id, number of posts) for the 5 users with the "
+                 "most posts, most first; on a tie, the smaller user id comes first.",
+        reference=lambda: check_query(select_only=True)(_run(Q3_CODE)["answer"]),
+        hint_text="Start from the select() of §3, but only the posts table is needed: group its rows by their "
+                  "user and count them. Then sort by two keys, in the order the question gives them.",
+        solution_code=Q3_CODE,
+        evaluate=check_query(select_only=True),
     )
     return q1, q2, q3
+
+
+
+def _run(code: str) -> dict[str, Any]:
+    """The names a solution's code defines."""
+    names: dict[str, Any] = {}
+    exec(code, names)
+    return names
