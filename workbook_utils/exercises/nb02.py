@@ -125,13 +125,10 @@ def raise_verdict(wb: Workbook, engine: Engine, options: list[Any]) -> dict[str,
     def work(session: Any) -> dict[str, Any]:
         with capture_sql(wb.engine) as loading:
             users = session.scalars(select(User).order_by(User.id.desc()).limit(5).options(*options)).unique().all()
-        verdict = {"users and profiles came in one statement":
-                   loading.count == 1 and touch(users, "profile") == 0}
-        verdict["the users and their profiles"] = [
-            (u.id, u.profile.user_id if u.profile is not None else None) for u in users] if verdict[
-            "users and profiles came in one statement"] else None
-        verdict |= {f"touching user.{name} raised": touch(users, name) is None for name in ("posts", "orders", "comments")}
-        return verdict
+        together = loading.count == 1 and touch(users, "profile") == 0
+        profiles = [(u.id, u.profile.user_id if u.profile is not None else None) for u in users] if together else None
+        return {"users and profiles came in one statement": together, "the users and their profiles": profiles} | {
+            f"touching user.{name} raised": touch(users, name) is None for name in ("posts", "orders", "comments")}
 
     return _counted(wb, engine, work)[0]
 
