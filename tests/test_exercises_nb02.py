@@ -1,10 +1,18 @@
-"""Notebook 02's exercises: reference solutions pass, known-wrong answers fail."""
+"""Notebook 02's exercises: reference and printed solutions pass, starters read as not attempted, and answers
+that meet the letter of a question but break its lesson (loaders that load nothing, wrong rows, wrong order,
+another session, joined collections, inner joins that drop users) fail."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from workbook_utils.exercises import CORRECT, INCORRECT, nb02
+from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb02
+
+pytestmark = pytest.mark.filterwarnings("ignore:The noload:DeprecationWarning")  # a known-wrong answer
+NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "02_n_plus_one_and_eager_loading.ipynb"
 
 
 @pytest.fixture(scope="module")
@@ -18,45 +26,146 @@ def wb02():
     workbook.close()
 
 
-def test_nb02_reference_solutions_and_printed_solutions_pass(wb02, capsys):
+@pytest.fixture(scope="module")
+def exercises(wb02):
+    return nb02.load(*wb02)
+
+
+def _namespace(**extra):
     from sqlalchemy import select
-    from sqlalchemy.orm import joinedload, raiseload, selectinload
+    from sqlalchemy.orm import Session, joinedload, lazyload, noload, raiseload, selectinload, subqueryload
 
-    from workbook_utils.models import Post, User
+    from workbook_utils.models import Comment, Post, User
 
-    wb, engine = wb02
-    q1, q2, q3 = nb02.load(wb, engine)
+    return {"select": select, "Session": Session, "joinedload": joinedload,
+            "lazyload": lazyload, "noload": noload, "raiseload": raiseload, "selectinload": selectinload,
+            "subqueryload": subqueryload, "User": User, "Post": Post, "Comment": Comment} | extra
+
+
+def _define(source: str, **extra):
+    """The function `report` that `source` defines (exec'd in a file of its own, so inspect.getsource works)."""
+    import linecache
+
+    filename = f"<q1-answer-{abs(hash(source))}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = _namespace(**extra)
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace["report"]
+
+
+def test_nb02_reference_solutions_and_printed_solutions_pass(exercises, capsys):
+    from sqlalchemy.orm import joinedload, raiseload
+
+    from workbook_utils.models import User
+
+    q1, q2, q3 = exercises
     assert q1.verdict(nb02.report_reference) == (CORRECT, None)
     assert q2.verdict({"profile": "joinedload", "posts": "selectinload", "orders": "selectinload"}) == (CORRECT, None)
-    assert q3.verdict([raiseload(User.posts), joinedload(User.profile)]) == (CORRECT, None)
-    namespace = {"q1": q1, "q2": q2, "q3": q3, "select": select, "selectinload": selectinload,
-                 "joinedload": joinedload, "raiseload": raiseload, "User": User, "Post": Post}
+    assert q3.verdict([raiseload("*"), joinedload(User.profile)]) == (CORRECT, None)
+    namespace = _namespace(q1=q1, q2=q2, q3=q3)
     for exercise in (q1, q2, q3):
         exec(exercise.solution_code, namespace)
         assert f"✅ {exercise.name}: correct." in capsys.readouterr().out
 
 
-def test_nb02_known_wrong_answers_fail(wb02):
-    from sqlalchemy import select
-    from sqlalchemy.orm import joinedload, lazyload, raiseload, selectinload
+def test_nb02_other_right_answers_pass(exercises):
+    from sqlalchemy.orm import joinedload, raiseload, selectinload, subqueryload
 
     from workbook_utils.models import User
 
-    def lazy_report(session):
-        users = session.scalars(select(User).order_by(User.id.desc()).limit(20)).all()
-        return [(u.name, len(u.posts), sum(len(p.comments) for p in u.posts)) for u in users]
+    q1, q2, q3 = exercises
+    for body in ("joinedload(User.posts).joinedload(Post.comments)",       # one statement, unique() needed
+                 "subqueryload(User.posts).subqueryload(Post.comments)",
+                 "selectinload(User.posts).joinedload(Post.comments)"):
+        report = _define("def report(session):\n"
+                         "    return session.scalars(select(User).order_by(User.id.desc()).limit(20)\n"
+                         f"                           .options({body})).unique().all()\n")
+        assert q1.verdict(report) == (CORRECT, None), body
+    assert q2.verdict({"profile": joinedload, "posts": subqueryload, "orders": selectinload}) == (CORRECT, None)
+    assert q3.verdict([joinedload(User.profile), raiseload(User.posts), raiseload(User.orders),
+                       raiseload(User.comments)]) == (CORRECT, None)
+    assert q3.verdict([joinedload(User.profile), raiseload("*", sql_only=True)]) == (CORRECT, None)
+    assert q3.verdict([selectinload(User.posts), joinedload(User.profile), raiseload("*")])[0] == INCORRECT
 
-    def fast_but_wrong(session):
-        return [(name, n, c + 1) for name, n, c in nb02.report_reference(session)]
 
-    wb, engine = wb02
-    q1, q2, q3 = nb02.load(wb, engine)
-    cases = [(q1, lazy_report, "at most 3 statements"), (q1, fast_but_wrong, "the report, item 0, item 2 is too high"),
-             (q2, {"profile": joinedload, "posts": joinedload, "orders": joinedload}, "nothing multiplied"),
-             (q2, {"profile": selectinload, "posts": selectinload, "orders": selectinload}, "at most 3"),
-             (q2, {"profile": lazyload, "posts": selectinload, "orders": selectinload}, "at most 3"),
-             (q3, [raiseload("*")], "profile was loaded"), (q3, [joinedload(User.profile)], "posts raised"),
-             (q3, [], "profile was loaded")]
+def test_nb02_the_starter_reads_as_not_attempted_and_the_notebook_holds_it(exercises):
+    q1 = exercises[0]
+    assert q1.verdict(_define(nb02.Q1_STARTER)) == (NOT_ATTEMPTED, None)
+    cells = ["".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+    assert any(nb02.Q1_STARTER in cell and "q1.check(report)" in cell for cell in cells)
+
+
+Q1_WRONG = {
+    # lazy loads inside report: the page works, but 1 + 20 + one per post statements
+    "lazy, touched in report": ("users = session.scalars(select(User).order_by(User.id.desc()).limit(20)).all()\n"
+                                "    [len(p.comments) for u in users for p in u.posts]\n    return users",
+                                "at most 3 statements"),
+    "only the first level": ("return session.scalars(select(User).order_by(User.id.desc()).limit(20)\n"
+                             "        .options(selectinload(User.posts))).all()", "were loaded by report"),
+    "noload fills empty collections": ("return session.scalars(select(User).order_by(User.id.desc()).limit(20)\n"
+                                       "        .options(noload(User.posts))).all()", "the posts' comments, item"),
+    "comments noloaded": ("return session.scalars(select(User).order_by(User.id.desc()).limit(20)\n"
+                          "        .options(selectinload(User.posts).noload(Post.comments))).all()",
+                          "the posts' comments, item"),
+    "raiseload loads nothing": ("return session.scalars(select(User).order_by(User.id.desc()).limit(20)\n"
+                                "        .options(raiseload('*'))).all()", "were loaded by report"),
+    "only published posts": ("return session.scalars(select(User).order_by(User.id.desc()).limit(20)\n"
+                             "        .options(selectinload(User.posts.and_(Post.published))"
+                             ".selectinload(Post.comments))).all()", "the posts' comments, item"),
+    "newest by created_at": ("return session.scalars(select(User).order_by(User.created_at.desc()).limit(20)\n"
+                             "        .options(selectinload(User.posts).selectinload(Post.comments))).all()",
+                             "the posts' comments, item 0"),
+    "right users, wrong order": ("return list(reversed(session.scalars(select(User).order_by(User.id.desc()).limit(20)\n"
+                        "        .options(selectinload(User.posts).selectinload(Post.comments))).all()))",
+                        "the posts' comments, item 0"),
+    # bypassing the ORM: one GROUP BY gives the page's numbers, but no objects
+    "a GROUP BY instead of objects": ("from sqlalchemy import func\n"
+                                      "    return session.execute(select(User.name, func.count(Post.id))\n"
+                                      "        .outerjoin(User.posts).group_by(User.id).order_by(User.id.desc())"
+                                      ".limit(20)).all()", "User objects of the session"),
+    # a session of its own escapes the statement count and stays open for lazy loads
+    "another session": ("other = Session(session.get_bind())\n"
+                        "    return other.scalars(select(User).order_by(User.id.desc()).limit(20)).all()",
+                        "User objects of the session"),
+}
+
+
+@pytest.mark.parametrize("name", list(Q1_WRONG))
+def test_nb02_q1_rejects(exercises, name):
+    body, why = Q1_WRONG[name]
+    status, diff = exercises[0].verdict(_define(f"def report(session):\n    {body}\n"))
+    assert status == INCORRECT and why in diff, (name, diff)
+
+
+def test_nb02_q2_and_q3_reject_answers_that_break_the_lesson(exercises):
+    from sqlalchemy.orm import joinedload, lazyload, noload, raiseload, selectinload
+
+    from workbook_utils.models import User
+
+    def inner(attribute):
+        return joinedload(attribute, innerjoin=True)
+
+    _, q2, q3 = exercises
+    cases = [
+        (q2, {"profile": joinedload, "posts": joinedload, "orders": joinedload}, "one row per user"),
+        (q2, {"profile": joinedload, "posts": joinedload, "orders": selectinload}, "one row per user"),  # 2 statements
+        (q2, {"profile": selectinload, "posts": joinedload, "orders": selectinload}, "one row per user"),
+        (q2, {"profile": selectinload, "posts": selectinload, "orders": selectinload}, "at most 3"),
+        (q2, {"profile": lazyload, "posts": selectinload, "orders": selectinload}, "at most 3"),
+        (q2, {"profile": noload, "posts": selectinload, "orders": selectinload}, "profiles, posts and orders, item"),
+        (q2, {"profile": joinedload, "posts": selectinload, "orders": noload}, "profiles, posts and orders, item"),
+        (q2, {"profile": inner, "posts": selectinload, "orders": selectinload},  # 20 users, but not 10 and 20
+         "profiles, posts and orders, item"),
+        (q2, {"profile": raiseload, "posts": selectinload, "orders": selectinload}, "raised InvalidRequestError"),
+        (q3, [raiseload("*")], "one statement"),
+        (q3, [], "one statement"),
+        (q3, [joinedload(User.profile)], "user.posts raised"),
+        (q3, [selectinload(User.profile), raiseload("*")], "one statement"),
+        (q3, [noload(User.profile), raiseload("*")], "the users and their profiles, item"),
+        (q3, [inner(User.profile), raiseload("*")], "profiles, item 0"),     # 5 users, but not 100 (no profile)
+        (q3, [joinedload(User.profile), raiseload(User.posts)], "user.orders raised"),
+        (q3, [joinedload(User.profile), noload("*")], "user.posts raised"),           # empty, not raising
+    ]
     for exercise, wrong, why in cases:
         status, diff = exercise.verdict(wrong)
         assert status == INCORRECT and why in diff, (exercise.name, wrong, diff)

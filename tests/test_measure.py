@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from workbook_utils import db
-from workbook_utils.measure import BudgetExceeded, at_most, capture_sql, compare, error_of
+from workbook_utils.measure import BudgetExceeded, at_most, capture_sql, compare, error_of, raised
 
 
 def test_counts_each_statement_of_its_engine_only():
@@ -99,3 +99,24 @@ def test_error_of_returns_the_message_and_fails_when_nothing_is_raised():
         error_of(lambda: None, InvalidRequestError)
     with pytest.raises(InvalidRequestError):  # another class than expected is not swallowed
         error_of(raises, AttributeError)
+
+
+def test_bytes_sums_the_values_the_server_sent():
+    engine = db.make_engine()
+    try:
+        with capture_sql(engine, with_bytes=True) as captured, engine.connect() as conn:
+            conn.execute(text("SELECT repeat('x', 1000), NULL::text, 'abc' FROM generate_series(1, 3)")).all()
+            conn.execute(text("SELECT '\\x0102'::bytea")).all()  # bytea arrives as hex text: \x0102
+        assert captured.sizes == [3 * 1003, 6] and captured.bytes == 3015
+        with capture_sql(engine) as unmeasured, engine.connect() as conn:
+            conn.execute(text("SELECT repeat('x', 1000)")).all()
+        assert unmeasured.sizes == [0]
+    finally:
+        engine.dispose()
+
+
+def test_raised_returns_the_exception_itself():
+    error = raised(lambda: 1 / 0, ZeroDivisionError)
+    assert isinstance(error, ZeroDivisionError)
+    with pytest.raises(AssertionError, match="expected KeyError, but nothing was raised"):
+        raised(lambda: None, KeyError)

@@ -30,3 +30,17 @@ def test_the_comparison_does_see_a_difference():
         table.to_metadata(changed)
     Table("users", changed, Column("nickname", Text), extend_existing=True)
     assert any(d[0] == "add_column" and d[3].name == "nickname" for d in _diff(changed))
+
+
+def test_models_offer_awaitable_attrs_for_asyncio():
+    import asyncio
+
+    from workbook_utils.models import User
+
+    user = User(name="x")
+    user.posts = []
+    assert asyncio.run(_await(user.awaitable_attrs.posts)) == []  # a loaded attribute: no IO needed
+
+
+async def _await(awaitable):
+    return await awaitable

@@ -22,6 +22,7 @@ class Captured:
 
     statements: list[str] = field(default_factory=list)
     rowcounts: list[int] = field(default_factory=list)  # rows each completed statement returned or changed
+    sizes: list[int] = field(default_factory=list)  # bytes of the values each statement returned (with_bytes=True)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -33,6 +34,11 @@ class Captured:
         """Rows the server sent back (or changed), summed over the statements."""
         return sum(n for n in self.rowcounts if n > 0)
 
+    @property
+    def bytes(self) -> int:
+        """Bytes of the values the server sent back, summed over the statements (needs `with_bytes=True`)."""
+        return sum(self.sizes)
+
     def show(self, limit: int = 10, width: int = 300) -> None:
         """Print the first `limit` statements on one line each (cut at `width` characters), as echo would."""
         for sql in self.statements[:limit]:
@@ -42,9 +48,21 @@ class Captured:
             print(f"… and {self.count - limit} more")
 
 
+def result_bytes(cursor: Any) -> int:
+    """Bytes of the values in a psycopg cursor's result, as the server sent them (NULLs count 0)."""
+    result = getattr(cursor, "pgresult", None)
+    if result is None:
+        return 0
+    return sum(len(result.get_value(row, col) or b"") for row in range(result.ntuples) for col in range(result.nfields))
+
+
 @contextmanager
-def capture_sql(engine: Engine) -> Iterator[Captured]:
-    """Record every statement `engine` executes inside the block (executemany counts once)."""
+def capture_sql(engine: Engine, with_bytes: bool = False) -> Iterator[Captured]:
+    """Record every statement `engine` executes inside the block (executemany counts once).
+
+    A `before_cursor_execute` listener on one engine: notebook 02 (§1) writes it out and explains why one engine.
+    `with_bytes` also sums the bytes of the values each result carried (psycopg 3 only).
+    """
     captured = Captured()
 
     def before(conn, cursor, statement, parameters, context, executemany) -> None:
@@ -52,8 +70,10 @@ def capture_sql(engine: Engine) -> Iterator[Captured]:
             captured.statements.append(statement)
 
     def after(conn, cursor, statement, parameters, context, executemany) -> None:
+        size = result_bytes(cursor) if with_bytes else 0
         with captured._lock:
             captured.rowcounts.append(cursor.rowcount)
+            captured.sizes.append(size)
 
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "after_cursor_execute", after)
@@ -64,13 +84,18 @@ def capture_sql(engine: Engine) -> Iterator[Captured]:
         event.remove(engine, "after_cursor_execute", after)
 
 
-def error_of(action: Callable[[], Any], expected: type[Exception] = Exception) -> str:
-    """The message `action()` raises (SQLAlchemy's "Background on this error" link cut); fails if nothing is raised."""
+def raised(action: Callable[[], Any], expected: type[Exception] = Exception) -> Exception:
+    """The exception `action()` raises (of class `expected`); fails if nothing is raised."""
     try:
         action()
     except expected as error:
-        return str(error).split(" (Background on this error")[0]
+        return error
     raise AssertionError(f"expected {expected.__name__}, but nothing was raised")
+
+
+def error_of(action: Callable[[], Any], expected: type[Exception] = Exception) -> str:
+    """The message `action()` raises (SQLAlchemy's "Background on this error" link cut); fails if nothing is raised."""
+    return str(raised(action, expected)).split(" (Background on this error")[0]
 
 
 class BudgetExceeded(AssertionError):
@@ -79,7 +104,7 @@ class BudgetExceeded(AssertionError):
 
 @contextmanager
 def at_most(engine: Engine, budget: int) -> Iterator[Captured]:
-    """Fail the block if `engine` sent more than `budget` statements: an N+1 guard for tests (notebook 02)."""
+    """Fail the block if `engine` sent more than `budget` statements: an N+1 guard for tests (notebook 02, §6)."""
     with capture_sql(engine) as captured:
         yield captured
     if captured.count > budget:

@@ -8,10 +8,13 @@ from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKey, Identity, Integer, Numeric, Text
 from sqlalchemy.dialects.postgresql import BYTEA, JSONB, TIMESTAMP
+from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
-class Base(DeclarativeBase):
+class Base(AsyncAttrs, DeclarativeBase):
+    """AsyncAttrs adds `obj.awaitable_attrs.<name>`: load a lazy attribute with `await` (notebook 02, §9)."""
+
     type_annotation_map = {int: BigInteger, str: Text, datetime: TIMESTAMP(timezone=True)}
 
 

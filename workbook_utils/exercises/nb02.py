@@ -1,4 +1,9 @@
-"""Exercises of notebook 02 (N+1 and eager loading): a statement budget, choosing loaders, making lazy loads raise."""
+"""Exercises of notebook 02 (N+1 and eager loading): a statement budget, choosing loaders, making lazy loads raise.
+
+Each checker reads what the ORM really did, not only how many statements it sent: which attributes are loaded,
+what they contain (a loader that loads nothing, such as `noload`, fills an empty collection or None), which
+session the objects came from, and how many rows each statement returned.
+"""
 
 from __future__ import annotations
 
@@ -14,38 +19,73 @@ if TYPE_CHECKING:
 
 BUDGET = 3
 
+Q1_STARTER = '''def report(session):
+    """The 20 users with the highest ids (highest first), for page(): their posts and the posts' comments."""
+    return session.scalars(select(User).order_by(User.id.desc()).limit(20)).all()
+'''
 
-def _counted(wb: Workbook, engine: Engine, work: Callable[[Any], Any]) -> tuple[Any, int, int]:
-    """Run work(session) on `engine`; (its result, statements sent, rows the server returned)."""
+
+def _counted(wb: Workbook, engine: Engine, work: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """Run work(session) on `engine`; (its result, the statements it sent)."""
     from sqlalchemy.orm import Session
 
     from ..measure import capture_sql
 
     with Session(engine) as session, capture_sql(wb.engine) as captured:
         result = work(session)
-    return result, captured.count, captured.rows
+    return result, captured
 
 
-def report_reference(session: Any) -> list[tuple[str, int, int]]:
+def report_reference(session: Any) -> list[Any]:
     """Reference for q1: both levels loaded up front, in 3 statements."""
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
     from ..models import Post, User
 
-    users = session.scalars(select(User).order_by(User.id.desc()).limit(20)
-                            .options(selectinload(User.posts).selectinload(Post.comments))).all()
-    return [(u.name, len(u.posts), sum(len(p.comments) for p in u.posts)) for u in users]
+    return session.scalars(select(User).order_by(User.id.desc()).limit(20)
+                           .options(selectinload(User.posts).selectinload(Post.comments))).all()
 
 
-def budget_verdict(wb: Workbook, engine: Engine, report: Callable[[Any], Any]) -> dict[str, Any]:
-    result, statements, _ = _counted(wb, engine, report)
-    return {f"at most {BUDGET} statements": statements <= BUDGET, "the report": result}
+def _loaded(user: Any) -> bool:
+    """True if user.posts and every post's comments are in memory (reading them needs no query)."""
+    from sqlalchemy import inspect
+
+    return "posts" not in inspect(user).unloaded and all("comments" not in inspect(p).unloaded for p in user.posts)
 
 
-def loaders_verdict(wb: Workbook, engine: Engine, choice: dict[str, Any]) -> dict[str, bool]:
-    """Load 20 busy users with profile, posts and orders using the chosen loaders; count statements and rows."""
-    from sqlalchemy import func, orm, select
+def report_verdict(wb: Workbook, engine: Engine, report: Callable[[Any], Any]) -> dict[str, Any]:
+    """Run report(session), close the session, then read what page() needs from the objects it returned."""
+    from sqlalchemy.orm import Session, object_session
+
+    from ..measure import capture_sql
+    from ..models import User
+
+    with Session(engine) as session, capture_sql(wb.engine) as sent:
+        users = list(report(session))
+        own = all(isinstance(u, User) and object_session(u) is session for u in users)
+    loaded = own and all(_loaded(u) for u in users)  # the session is closed: nothing can load lazily any more
+    contents = [(u.id, sorted(p.id for p in u.posts), sorted(c.id for p in u.posts for c in p.comments))
+                for u in users] if loaded else None
+    return {"report returns the User objects of the session it is given": own,
+            f"at most {BUDGET} statements": sent.count <= BUDGET,
+            "every user's posts and their comments were loaded by report": loaded,
+            "the users, their posts and the posts' comments": contents}
+
+
+def _busy_users() -> Any:
+    """20 users with many posts (the seed gives low ids the most), a few of them without a profile (every 10th)."""
+    from sqlalchemy import func, select
+
+    from ..models import User
+
+    return (select(User).where(User.id > select(func.count()).select_from(User).scalar_subquery() / 20)
+            .order_by(User.id).limit(20))
+
+
+def loaders_verdict(wb: Workbook, engine: Engine, choice: dict[str, Any]) -> dict[str, Any]:
+    """Load the busy users with the chosen loaders for profile, posts and orders; statements, rows, contents."""
+    from sqlalchemy import orm
 
     from ..models import User
 
@@ -53,40 +93,42 @@ def loaders_verdict(wb: Workbook, engine: Engine, choice: dict[str, Any]) -> dic
         chosen = choice[name]
         return getattr(orm, chosen) if isinstance(chosen, str) else chosen
 
-    def work(session: Any) -> int:
-        busy = (select(User).where(User.id > select(func.count()).select_from(User).scalar_subquery() / 20)
-                .order_by(User.id).limit(20)
-                .options(loader("profile")(User.profile), loader("posts")(User.posts), loader("orders")(User.orders)))
-        users = session.scalars(busy).unique().all()
-        return len(users) + sum((u.profile is not None) + len(u.posts) + len(u.orders) for u in users)
+    def work(session: Any) -> list[Any]:
+        options = [loader("profile")(User.profile), loader("posts")(User.posts), loader("orders")(User.orders)]
+        users = session.scalars(_busy_users().options(*options)).unique().all()
+        return [(u.id, u.profile.user_id if u.profile is not None else None, sorted(p.id for p in u.posts),
+                 sorted(o.id for o in u.orders)) for u in users]
 
-    objects, statements, rows = _counted(wb, engine, work)
-    return {f"at most {BUDGET} statements": statements <= BUDGET,
-            "no more rows than objects (nothing multiplied)": rows <= objects}
+    contents, sent = _counted(wb, engine, work)
+    return {f"at most {BUDGET} statements": sent.count <= BUDGET,
+            "the users' statement returned one row per user (nothing multiplied)": sent.rowcounts[:1] == [len(contents)],
+            "the users with their profiles, posts and orders": contents}
 
 
-def raise_verdict(wb: Workbook, engine: Engine, options: list[Any]) -> dict[str, bool]:
-    """Load 5 users with these options: is the profile there without a query, and does touching posts raise?"""
+def raise_verdict(wb: Workbook, engine: Engine, options: list[Any]) -> dict[str, Any]:
+    """Load the 5 highest-id users with these options; profiles in the same statement, other relationships raise?"""
     from sqlalchemy import select
     from sqlalchemy.exc import InvalidRequestError
 
+    from ..measure import capture_sql
     from ..models import User
-
-    def work(session: Any) -> dict[str, bool]:
-        users = session.scalars(select(User).order_by(User.id.desc()).limit(5).options(*options)).unique().all()
-        return {"user.profile was loaded with the users": touch(users, "profile") == 0,
-                "touching user.posts raised": touch(users, "posts") is None}
 
     def touch(users: list[Any], name: str) -> int | None:
         """Statements sent while reading `name` of every user, or None if reading it raised."""
-        from ..measure import capture_sql
-
         with capture_sql(wb.engine) as touched:
             try:
                 [getattr(u, name) for u in users]
             except InvalidRequestError:
                 return None
         return touched.count
+
+    def work(session: Any) -> dict[str, Any]:
+        with capture_sql(wb.engine) as loading:
+            users = session.scalars(select(User).order_by(User.id.desc()).limit(5).options(*options)).unique().all()
+        together = loading.count == 1 and touch(users, "profile") == 0
+        profiles = [(u.id, u.profile.user_id if u.profile is not None else None) for u in users] if together else None
+        return {"users and profiles came in one statement": together, "the users and their profiles": profiles} | {
+            f"touching user.{name} raised": touch(users, name) is None for name in ("posts", "orders", "comments")}
 
     return _counted(wb, engine, work)[0]
 
@@ -99,34 +141,38 @@ def load(wb: Workbook, engine: Engine) -> tuple[Exercise, Exercise, Exercise]:
 
     q1 = Exercise(
         name="q1",
-        question=f"report(session) lists the 20 newest users with their number of posts and of comments on those "
-                 f"posts. It sends 1 + 20 + (one per post) statements. Make it send at most {BUDGET}, same result.",
-        reference=lambda: budget_verdict(wb, engine, report_reference),
-        hint_text="Chain the loaders along the path: .options(selectinload(User.posts).selectinload(Post.comments)).",
+        question=f"report(session) returns the 20 users with the highest ids; page(users) then shows each one's "
+                 f"posts and the comments on them, after the request's session has closed. Change report so that "
+                 f"it sends at most {BUDGET} statements and returns those same User objects with everything page() "
+                 "reads already loaded (keep its query: same users, same order).",
+        reference=lambda: report_verdict(wb, engine, report_reference),
+        hint_text="Loader options chain along a path, one level after the other; which loader suits a collection?",
         solution_code="def report(session):\n"
-                      "    users = session.scalars(select(User).order_by(User.id.desc()).limit(20)\n"
-                      "                            .options(selectinload(User.posts).selectinload(Post.comments))).all()\n"
-                      "    return [(u.name, len(u.posts), sum(len(p.comments) for p in u.posts)) for u in users]\n\n"
+                      "    return session.scalars(select(User).order_by(User.id.desc()).limit(20)\n"
+                      "                           .options(selectinload(User.posts).selectinload(Post.comments))).all()\n\n"
                       "q1.check(report)",
-        evaluate=lambda report: budget_verdict(wb, engine, report),
+        evaluate=lambda report: report_verdict(wb, engine, report),
+        starter=Q1_STARTER,
     )
     q2 = Exercise(
         name="q2",
-        question=f"Loading 20 busy users with their profile (one-to-one), posts and orders (two collections): choose "
-                 f"a loader for each (joinedload, selectinload, …) so that at most {BUDGET} statements are sent and "
-                 "the server sends no more rows than objects are built.",
+        question=f"Load 20 busy users (some have no profile) with their profile (one-to-one), posts and orders "
+                 f"(two collections): choose a loader for each (joinedload, selectinload, …) so that at most {BUDGET} "
+                 "statements are sent, the users' own statement returns one row per user, and every user comes back "
+                 "with the right profile (or None), posts and orders.",
         reference=lambda: loaders_verdict(wb, engine, {"profile": joinedload, "posts": selectinload,
                                                        "orders": selectinload}),
-        hint_text="A one-to-one joins without multiplying rows; two joined collections multiply each other.",
+        hint_text="A one-to-one joins without multiplying rows; a joined collection repeats its parent's row per child.",
         solution_code="q2.check({'profile': joinedload, 'posts': selectinload, 'orders': selectinload})",
         evaluate=lambda choice: loaders_verdict(wb, engine, choice),
     )
     q3 = Exercise(
         name="q3",
-        question="Give the loader options (a list) for select(User) so that each user's profile is loaded with "
-                 "the users, and touching user.posts raises instead of sending a query.",
+        question="Give the loader options (a list) for select(User) so that the users and their profiles (or None) "
+                 "arrive in one statement, and touching any other relationship of a user (posts, orders, comments) "
+                 "raises instead of sending a query.",
         reference=lambda: raise_verdict(wb, engine, [joinedload(User.profile), raiseload("*")]),
-        hint_text="Combine an eager loader for User.profile with raiseload for everything else: raiseload('*').",
+        hint_text="One option loads the profile in the users' statement; a wildcard makes every other lazy load raise.",
         solution_code="q3.check([joinedload(User.profile), raiseload('*')])",
         evaluate=lambda options: raise_verdict(wb, engine, options),
     )
