@@ -48,3 +48,15 @@ def test_unchanged_starter_code_is_not_attempted_and_a_changed_one_is_checked(tm
     assert q.verdict(changed) == (CORRECT, None)
     assert q.verdict(lambda n: n)[0] == INCORRECT
     assert q.verdict(____) == (NOT_ATTEMPTED, None)
+
+
+def test_an_answer_of_the_wrong_kind_is_told_what_is_asked_for():
+    from workbook_utils.exercises import WrongKind
+
+    def needs_text(answer):
+        if not isinstance(answer, str):
+            raise WrongKind("pass the SQL text of your query")
+        return answer
+
+    q = Exercise("q", "?", reference=lambda: "SELECT 1", hint_text="", solution_code="", evaluate=needs_text)
+    assert q.verdict(42) == (INCORRECT, "pass the SQL text of your query")

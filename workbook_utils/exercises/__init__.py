@@ -30,6 +30,10 @@ ____ = _Blank()
 CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
 
 
+class WrongKind(TypeError):
+    """Raised by a checker when the answer is not the kind of thing asked for; its message is shown as it is."""
+
+
 def _contains_blank(value: Any) -> bool:
     if value is ____:
         return True
@@ -109,6 +113,8 @@ class Exercise:
             return NOT_ATTEMPTED, None
         try:
             value = self.evaluate(answer)
+        except WrongKind as exc:
+            return INCORRECT, str(exc)
         except Exception as exc:  # a learner's statement that fails is an incorrect answer, not a crash
             return INCORRECT, f"running your answer raised {type(exc).__name__}: {first_line(exc)}"
         diff = first_difference(value, self.expected)

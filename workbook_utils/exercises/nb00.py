@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from . import Exercise
+from . import Exercise, WrongKind
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -50,7 +50,7 @@ answer = (select(Post.user_id, func.count()).group_by(Post.user_id)
           .order_by(func.count().desc(), Post.user_id).limit(5))"""
 
 
-class NotAQuery(TypeError):
+class NotAQuery(WrongKind):
     """The answer is not the kind of query the question asks for."""
 
 
