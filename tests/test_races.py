@@ -73,9 +73,18 @@ def test_a_deadlock_aborts_exactly_one_session_and_the_other_commits(engine):
 
 
 def test_every_wait_is_bounded_by_lock_timeout(engine):
-    race = races.run(engine, [("s1", ROW.format(1)), ("s2", ROW.format(1), "BLOCKS"), ("s2", "ROLLBACK")],
-                     lock_timeout="200ms").check()
-    assert race.outcome(2) == "55P03" and race.steps.loc[2, "waited for"] == "s1"
+    with engine.connect() as holder:   # a lock held outside the script, which the script cannot release
+        holder.execute(text(ROW.format(1)))
+        pid = holder.connection.driver_connection.info.backend_pid
+        race = races.run(engine, [("s2", ROW.format(1), "BLOCKS"), ("s2", "ROLLBACK")], lock_timeout="200ms").check()
+        holder.rollback()
+    assert race.outcome(1) == "55P03" and race.steps.loc[1, "waited for"] == str(pid)
+
+
+def test_a_step_for_a_waiting_session_queues_behind_it(engine):
+    race = races.run(engine, [("s1", ROW.format(1)), ("s2", ROW.format(1), "BLOCKS"), ("s2", ROW.format(2), "BLOCKS"),
+                              ("s1", "COMMIT"), ("s2", "COMMIT")]).check()
+    assert race.steps["done after"].tolist() == [1, 4, 4, 4, 5] and race.value(3) == 9
 
 
 def test_a_script_left_open_is_rolled_back_and_its_waiters_end(engine):

@@ -3,7 +3,8 @@
 A script is a list of steps, each `(session, action, expect)`: the harness runs them one after another,
 each on its session's own thread and connection. A step that waits for a lock is *seen* waiting in
 `pg_blocking_pids` (never guessed from a sleep), and the script moves on to the step that will release
-it. Every wait is bounded: `lock_timeout` and `statement_timeout` on each session, deadlines on the harness.
+it. A step for a session still waiting queues behind its previous step (and reads as waiting too).
+Every wait is bounded: `lock_timeout` and `statement_timeout` on each session, deadlines on the harness.
 
     race = races.run(engine, [
         ("s1", "UPDATE products SET inventory = inventory - 1 WHERE id = 1"),
@@ -173,8 +174,6 @@ def run(engine: Engine, script: Sequence[Step | tuple], isolation_level: str | N
             rows[i].update(vars(future.result(max(0.0, deadline - time.monotonic()))), **{"done after": after})
 
         for i, step in enumerate(steps):
-            for j in [j for j in pending if steps[j].session == step.session]:  # its session's previous step first
-                finish(j, pending.pop(j), i)
             future = threads[step.session].submit(_perform, sessions[step.session], step, t0)
             rows.append({"session": step.session, "statement": step.label, "expected": step.expect or "",
                          "started": time.perf_counter() - t0})
