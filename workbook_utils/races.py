@@ -218,7 +218,7 @@ def draw(runs: dict[str, Race], title: str, failing: Sequence[str] = ()) -> Figu
 
     sessions = sorted({s for race in runs.values() for s in race.steps["session"]})
     most = max(len(race.steps) for race in runs.values())
-    fig, axes = plt.subplots(1, len(runs), figsize=(min(4.2 * len(runs), 13), 0.9 + 0.45 * len(sessions)),
+    fig, axes = plt.subplots(1, len(runs), figsize=(min(4.2 * len(runs), 13), 1.3 + 0.5 * len(sessions)),
                              sharey=True, sharex=True, squeeze=False)
     for ax, (name, race) in zip(axes[0], runs.items(), strict=True):
         for n, r in race.steps.iterrows():
