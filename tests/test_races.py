@@ -82,9 +82,16 @@ def test_every_wait_is_bounded_by_lock_timeout(engine):
 
 
 def test_a_step_for_a_waiting_session_queues_behind_it(engine):
-    race = races.run(engine, [("s1", ROW.format(1)), ("s2", ROW.format(1), "BLOCKS"), ("s2", ROW.format(2), "BLOCKS"),
-                              ("s1", "COMMIT"), ("s2", "COMMIT")]).check()
+    race = races.run(engine, [("s1", ROW.format(1)), ("s2", ROW.format(1), "BLOCKS"), ("s2", ROW.format(2), "BLOCKS|ok"),
+                              ("s1", "COMMIT"), ("s2", "COMMIT", "ok")]).check()
+    assert race.steps["waited for"].tolist() == ["", "s1", "step 2", "", ""]
     assert race.steps["done after"].tolist() == [1, 4, 4, 4, 5] and race.value(3) == 9
+
+
+def test_a_step_for_a_waiting_session_that_cannot_block_waits_for_it_first(engine):
+    race = races.run(engine, [("s1", ROW.format(1)), ("s2", ROW.format(1), "BLOCKS|55P03"),
+                              ("s2", "SELECT 1", "ok"), ("s1", "COMMIT")], lock_timeout="100ms").check()
+    assert race.outcome(2) == "55P03"   # s1's COMMIT (step 4) ran only after step 3, so step 2 timed out
 
 
 def test_a_script_left_open_is_rolled_back_and_its_waiters_end(engine):

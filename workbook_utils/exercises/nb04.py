@@ -32,6 +32,7 @@ def run_with_retry(engine, work, attempts=5):
     with Session(engine) as session, session.begin():
         return work(session)
 '''
+QUEUE = "BLOCKS|ok"  # a step that may wait, or queue behind its session's waiting step
 TABLES = """
     CREATE TABLE IF NOT EXISTS nb04.accounts (id int PRIMARY KEY, balance int NOT NULL);
     CREATE TABLE IF NOT EXISTS nb04.attempts (n int);
@@ -75,8 +76,8 @@ def sell_verdict(engine: Engine, sell: Callable[[Any, int], int]) -> dict[str, b
         return sell(s, 2)
 
     race = races.run(engine, [("s1", s1_sale), ("s3", "SELECT inventory FROM products WHERE id = 1"),
-                              ("s3", other_sale), ("s2", s1_sale), ("s1", "COMMIT"), ("s2", "COMMIT"),
-                              ("s3", "COMMIT")])
+                              ("s3", other_sale, QUEUE), ("s2", s1_sale, QUEUE), ("s1", "COMMIT", QUEUE),
+                              ("s2", "COMMIT", QUEUE), ("s3", "COMMIT", QUEUE)])
     return {"both sales of product 1 counted (10 → 8)": _scalar(engine, "SELECT inventory FROM products "
                                                                          "WHERE id = 1") == 8,
             "every sale succeeded": set(race.steps.outcome) == {"ok"},
@@ -103,8 +104,9 @@ def transfer_verdict(engine: Engine, statements: Callable[[int, int, int], list[
 
     one, two = statements(1, 2, 10), statements(2, 1, 5)
     race = races.run(engine, [("s1", run_all(one[:1])), ("s2", run_all(two[:1])),
-                              ("s3", run_all(statements(3, 4, 10))), ("s1", run_all(one[1:])),
-                              ("s2", run_all(two[1:])), ("s1", "COMMIT"), ("s2", "COMMIT"), ("s3", "COMMIT")],
+                              ("s3", run_all(statements(3, 4, 10))), ("s1", run_all(one[1:]), QUEUE),
+                              ("s2", run_all(two[1:]), QUEUE), ("s1", "COMMIT", QUEUE), ("s2", "COMMIT", QUEUE),
+                              ("s3", "COMMIT", QUEUE)],
                      lock_timeout=f"{max(3 * deadlock_ms, 2000)}ms")
     with engine.connect() as conn:
         balances = dict(conn.execute(text("SELECT id, balance FROM accounts ORDER BY id")).all())
