@@ -46,6 +46,8 @@ def test_a_step_waiting_for_a_lock_is_seen_blocked_and_released_by_the_commit(en
     assert (race.value(1), race.value(2)) == (9, 8)
     assert race.sessions["s1"] != race.sessions["s2"]
     assert _busy_or_locking(engine) == 0   # no transaction left open, no lock held
+    with engine.connect() as conn:            # and the pooled connections are back to the server's settings
+        assert conn.execute(text("SHOW lock_timeout")).scalar() == "0"
 
 
 def test_check_names_the_steps_that_did_not_behave_as_expected(engine):

@@ -205,6 +205,8 @@ def run(engine: Engine, script: Sequence[Step | tuple], isolation_level: str | N
         for name in names:
             threads[name].submit(sessions[name].close).result(timeout)
             threads[name].shutdown(wait=True)
+            conns[name].execute(text("RESET lock_timeout; RESET statement_timeout"))  # not for the pool's next user
+            conns[name].commit()
             conns[name].close()
         observer.close()
     table = pd.DataFrame(rows, index=pd.RangeIndex(1, len(rows) + 1, name="step"))
