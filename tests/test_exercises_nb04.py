@@ -1,0 +1,161 @@
+"""Notebook 04's exercises: references and printed solutions pass; wrong answers and lesson-breaking "fixes" fail."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb04
+from workbook_utils.models import Product
+
+
+@pytest.fixture(scope="module")
+def exercises():
+    from workbook_utils import setup
+
+    workbook = setup("04")
+    yield nb04.load(workbook)
+    workbook.close()
+
+
+def _starter(source, name, tmp_path):
+    """The starter function, loaded from a file (so its source can be read back, as from a notebook cell)."""
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def test_nb04_references_printed_solutions_and_other_right_answers_pass(exercises, capsys):
+    q1, q2, q3 = exercises
+    assert q1.verdict(nb04.sell_reference) == (CORRECT, None)
+    assert q2.verdict(nb04.transfer_reference) == (CORRECT, None)
+    assert q3.verdict(nb04.retry_reference) == (CORRECT, None)
+
+    def sell_locked(session, product_id):
+        product = session.scalars(select(Product).where(Product.id == product_id).with_for_update()).one()
+        product.inventory -= 1
+        session.flush()
+        return product.inventory
+
+    def transfer_sorted(from_id, to_id, amount):
+        low, high = sorted([(from_id, -amount), (to_id, amount)])
+        return [f"UPDATE accounts SET balance = balance + {d} WHERE id = {i}" for i, d in (low, high)]
+
+    from sqlalchemy import select
+
+    assert q1.verdict(sell_locked) == (CORRECT, None)
+    assert q2.verdict(transfer_sorted) == (CORRECT, None)
+    namespace = {"q1": q1, "q2": q2, "q3": q3, "update": update, "Product": Product, "Session": Session,
+                 "OperationalError": OperationalError}
+    for exercise in exercises:
+        exec(exercise.solution_code, namespace)
+        assert f"✅ {exercise.name}: correct." in capsys.readouterr().out
+
+
+def test_nb04_starters_are_not_attempted(exercises, tmp_path):
+    q1, q2, q3 = exercises
+    assert q1.verdict(_starter(nb04.SELL_STARTER, "sell", tmp_path))[0] == NOT_ATTEMPTED
+    assert q2.verdict(_starter(nb04.TRANSFER_STARTER, "transfer_statements", tmp_path))[0] == NOT_ATTEMPTED
+    assert q3.verdict(_starter(nb04.RETRY_STARTER, "run_with_retry", tmp_path))[0] == NOT_ATTEMPTED
+
+
+def test_nb04_q1_rejects_lost_updates_table_locks_commits_and_failures(exercises):
+    q1 = exercises[0]
+
+    def naive(session, product_id):   # the starter, reworded: still read-modify-write
+        p = session.get(Product, product_id)
+        p.inventory = p.inventory - 1
+        session.flush()
+        return p.inventory
+
+    def table_lock(session, product_id):
+        session.execute(text("LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE"))
+        return nb04.sell_reference(session, product_id)
+
+    def commits(session, product_id):
+        new = nb04.sell_reference(session, product_id)
+        session.commit()
+        return new
+
+    def repeatable_read(session, product_id):
+        session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        return naive(session, product_id)
+
+    def no_return(session, product_id):
+        nb04.sell_reference(session, product_id)
+
+    for wrong, why in [(naive, "both sales of product 1 counted"), (table_lock, "another product does not wait"),
+                       (commits, "leaves the commit"), (repeatable_read, "product 1 counted"),
+                       (no_return, "returns the new inventory")]:
+        status, diff = q1.verdict(wrong)
+        assert status == INCORRECT and why in diff, (wrong.__name__, diff)
+
+
+def test_nb04_q2_rejects_opposite_orders_and_a_table_lock(exercises):
+    q2 = exercises[1]
+
+    def credit_first(from_id, to_id, amount):
+        return [f"UPDATE accounts SET balance = balance + {amount} WHERE id = {to_id}",
+                f"UPDATE accounts SET balance = balance - {amount} WHERE id = {from_id}"]
+
+    def table_lock(from_id, to_id, amount):
+        return ["LOCK TABLE accounts IN EXCLUSIVE MODE", *nb04.transfer_reference(from_id, to_id, amount)[1:]]
+
+    def wrong_amount(from_id, to_id, amount):
+        return nb04.transfer_reference(from_id, to_id, amount)[:2]
+
+    for wrong, why in [(credit_first, "no deadlock"), (table_lock, "other accounts does not wait"),
+                       (wrong_amount, "balances are right")]:
+        status, diff = q2.verdict(wrong)
+        assert status == INCORRECT and why in diff, (wrong.__name__, diff)
+
+
+def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(exercises):
+    q3 = exercises[2]
+
+    def unbounded(engine, work, attempts=5):
+        while True:
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except OperationalError:
+                continue
+
+    def swallows(engine, work, attempts=5):
+        for _ in range(attempts):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except Exception:
+                pass
+        return None
+
+    def retries_everything(engine, work, attempts=5):
+        for attempt in range(attempts):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except Exception:
+                if attempt == attempts - 1:
+                    raise
+
+    def one_session(engine, work, attempts=5):   # retries inside a transaction that already failed
+        with Session(engine) as session, session.begin():
+            for attempt in range(attempts):
+                try:
+                    return work(session)
+                except OperationalError:
+                    if attempt == attempts - 1:
+                        raise
+
+    for wrong, why in [(unbounded, "gives up"), (swallows, "gives up"), (retries_everything, "does not retry other"),
+                       (one_session, "after a 40001")]:
+        status, diff = q3.verdict(wrong)
+        assert status == INCORRECT and why in diff, (wrong.__name__, diff)
