@@ -48,21 +48,29 @@ def walk(node: dict, depth: int = 0, parent: int | None = None, counter: list[in
         yield from walk(child, depth + 1, me, counter)
 
 
-def _inclusive_ms(node: dict) -> float:
-    """Time spent in a node and below it, over all its loops (ms); 0 for nodes that never ran."""
-    return float(node.get("Actual Total Time", 0.0)) * float(node.get("Actual Loops", 0) or 0)
+def _inclusive_ms(node: dict, processes: int = 1) -> dict[int, float]:
+    """Time in each node and below it, over all its loops (ms), keyed by id(node).
+
+    Under a Gather, loops count the workers too, which run at the same time: their sum is divided by the processes.
+    """
+    times = {id(node): float(node.get("Actual Total Time", 0.0)) * float(node.get("Actual Loops", 0) or 0) / processes}
+    if node["Node Type"] in ("Gather", "Gather Merge"):
+        processes = int(node.get("Workers Launched", 0)) + 1  # the leader takes part too
+    for child in node.get("Plans", []):
+        times.update(_inclusive_ms(child, processes))
+    return times
 
 
 def nodes(plan: dict) -> pd.DataFrame:
     """One row per plan node: type, relation, index, rows estimated and actual (all loops), own time, buffers."""
     import pandas as pd
 
-    rows = []
+    rows, inclusive = [], _inclusive_ms(plan["Plan"])
     for me, parent, depth, node in walk(plan["Plan"]):
         loops = float(node.get("Actual Loops", 0) or 0)
-        children = sum(_inclusive_ms(child) for child in node.get("Plans", []))
+        children = sum(inclusive[id(child)] for child in node.get("Plans", []))
         rows.append({
-            "id": me, "parent": parent, "depth": depth, "node": node["Node Type"],
+            "id": me, "parent": parent, "depth": depth, "node": name(node),
             "relation": node.get("Relation Name") or node.get("CTE Name"), "index": node.get("Index Name"),
             "role": node.get("Subplan Name") or node.get("Parent Relationship"),
             "estimated rows": float(node["Plan Rows"]) * max(loops, 1),
@@ -70,7 +78,7 @@ def nodes(plan: dict) -> pd.DataFrame:
             "removed by filter": float(node.get("Rows Removed by Filter", 0)
                                        + node.get("Rows Removed by Index Recheck", 0)) * loops,
             "heap fetches": node.get("Heap Fetches"),
-            "self ms": max(_inclusive_ms(node) - children, 0.0),
+            "self ms": max(inclusive[id(node)] - children, 0.0),
             "buffers": node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0),
             "workers": node.get("Workers Launched"),
         })
@@ -79,9 +87,14 @@ def nodes(plan: dict) -> pd.DataFrame:
     return frame
 
 
+def name(node: dict) -> str:
+    """A node's type as EXPLAIN's text prints it ("Parallel Seq Scan": JSON keeps "Parallel Aware" apart)."""
+    return ("Parallel " if node.get("Parallel Aware") else "") + node["Node Type"]
+
+
 def node_types(plan: dict) -> list[str]:
     """Every node type in the plan, depth first."""
-    return [node["Node Type"] for *_, node in walk(plan["Plan"])]
+    return [name(node) for *_, node in walk(plan["Plan"])]
 
 
 def indexes(plan: dict) -> set[str]:
@@ -98,7 +111,7 @@ def scans(plan: dict, relation: str) -> pd.DataFrame:
 def summary(plan: dict) -> dict[str, Any]:
     """What a before/after comparison shows of one plan: node types, indexes, rows read, time, buffers."""
     frame = nodes(plan)
-    scanned = frame[frame["node"].isin(READS)]
+    scanned = frame[frame["node"].str.removeprefix("Parallel ").isin(READS)]
     top = plan["Plan"]
     return {"nodes": " → ".join(dict.fromkeys(frame["node"])), "indexes": ", ".join(sorted(indexes(plan))) or "—",
             "rows read by scans": int(scanned["actual rows"].sum() + scanned["removed by filter"].sum()),
