@@ -42,7 +42,7 @@ def build_tables(engine: Engine) -> None:
     """q1's posts without any index, and q2's feed (timestamps cut to the week, so many rows tie)."""
     with engine.begin() as conn:
         conn.connection.driver_connection.execute("""
-            DROP TABLE IF EXISTS q1_posts, feed;
+            DROP TABLE IF EXISTS nb03.q1_posts, nb03.feed;
             CREATE TABLE q1_posts AS SELECT id, user_id, title, created_at FROM public.posts;
             CREATE TABLE feed AS SELECT id, date_trunc('week', created_at) AS created_at, title FROM public.posts;
             ALTER TABLE feed ADD PRIMARY KEY (id);
