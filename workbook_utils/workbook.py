@@ -47,7 +47,7 @@ class Workbook:
         return engine
 
     def scratch_copy(self, tables: list[str], indexes: list[str] = ()) -> Engine:
-        """Copy dataset tables into the scratch schema, keys included, plus `indexes` ("posts(user_id)").
+        """Copy dataset tables into the scratch schema (keys and indexes, but no foreign keys), plus `indexes`.
 
         Returns an engine on which the ORM models map to the copies, so a notebook may change them freely.
         """

@@ -1,0 +1,174 @@
+"""EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) for a statement, its nodes as a DataFrame, the tree drawn, two plans compared.
+
+Taught in notebook 03: its first section writes `explain` out in a cell; later cells call this copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from sqlalchemy.engine import Connection, Engine
+
+READS = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan")  # the nodes that read a table's rows
+
+
+def explain(bind: Engine | Connection, stmt: Any, params: dict | None = None, analyze: bool = True) -> dict:
+    """The plan of `stmt` (a SQLAlchemy statement or SQL text) as PostgreSQL's JSON; DML is rolled back."""
+    options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
+    if hasattr(bind, "begin_nested"):  # a Connection: analyse inside a savepoint, then undo it
+        savepoint = bind.begin_nested()
+        try:
+            return _run(bind, stmt, params, options)
+        finally:
+            savepoint.rollback()
+    with bind.connect() as conn:  # an Engine: the connection's transaction is rolled back on close
+        return _run(conn, stmt, params, options)
+
+
+def _run(conn: Connection, stmt: Any, params: dict | None, options: str) -> dict:
+    """Compile for this connection's dialect (not the default one) and send EXPLAIN with the real parameters."""
+    if isinstance(stmt, str):  # SQL as typed at a psql prompt: psycopg parses placeholders only when given params
+        return conn.connection.driver_connection.execute(f"EXPLAIN ({options}) {stmt}", params).fetchone()[0][0]
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    return conn.exec_driver_sql(f"EXPLAIN ({options}) {compiled}", compiled.params).scalar_one()[0]
+
+
+def walk(node: dict, depth: int = 0, parent: int | None = None, counter: list[int] | None = None
+         ) -> Iterator[tuple[int, int | None, int, dict]]:
+    """(id, parent id, depth, node) for every node, depth first, children in plan order."""
+    counter = counter if counter is not None else [0]
+    me = counter[0]
+    counter[0] += 1
+    yield me, parent, depth, node
+    for child in node.get("Plans", []):
+        yield from walk(child, depth + 1, me, counter)
+
+
+def _inclusive_ms(node: dict, processes: int = 1) -> dict[int, float]:
+    """Time in each node and below it, over all its loops (ms), keyed by id(node).
+
+    Under a Gather, loops count the workers too, which run at the same time: their sum is divided by the processes.
+    """
+    times = {id(node): float(node.get("Actual Total Time", 0.0)) * float(node.get("Actual Loops", 0) or 0) / processes}
+    if node["Node Type"] in ("Gather", "Gather Merge"):
+        processes = int(node.get("Workers Launched", 0)) + 1  # the leader takes part too
+    for child in node.get("Plans", []):
+        times.update(_inclusive_ms(child, processes))
+    return times
+
+
+def nodes(plan: dict) -> pd.DataFrame:
+    """One row per plan node: type, relation, index, rows estimated and actual (all loops), own time, buffers."""
+    import pandas as pd
+
+    rows, inclusive = [], _inclusive_ms(plan["Plan"])
+    for me, parent, depth, node in walk(plan["Plan"]):
+        loops = float(node.get("Actual Loops", 0) or 0)
+        children = sum(inclusive[id(child)] for child in node.get("Plans", []))
+        rows.append({
+            "id": me, "parent": parent, "depth": depth, "node": name(node),
+            "relation": node.get("Relation Name") or node.get("CTE Name"), "index": node.get("Index Name"),
+            "role": node.get("Subplan Name") or node.get("Parent Relationship"),
+            "estimated rows": float(node["Plan Rows"]) * max(loops, 1),
+            "actual rows": float(node.get("Actual Rows", 0.0)) * loops, "loops": loops,
+            "removed by filter": float(node.get("Rows Removed by Filter", 0)
+                                       + node.get("Rows Removed by Index Recheck", 0)) * loops,
+            "heap fetches": node.get("Heap Fetches"),
+            "self ms": max(inclusive[id(node)] - children, 0.0),
+            "buffers": node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0),
+            "workers": node.get("Workers Launched"),
+        })
+    frame = pd.DataFrame(rows).set_index("id")
+    frame["estimate / actual"] = frame["estimated rows"] / frame["actual rows"].clip(lower=1)
+    return frame
+
+
+def name(node: dict) -> str:
+    """A node's type as EXPLAIN's text prints it ("Parallel Seq Scan": JSON keeps "Parallel Aware" apart)."""
+    return ("Parallel " if node.get("Parallel Aware") else "") + node["Node Type"]
+
+
+def node_types(plan: dict) -> list[str]:
+    """Every node type in the plan, depth first."""
+    return [name(node) for *_, node in walk(plan["Plan"])]
+
+
+def indexes(plan: dict) -> set[str]:
+    """The names of the indexes the plan reads."""
+    return {node["Index Name"] for *_, node in walk(plan["Plan"]) if "Index Name" in node}
+
+
+def scans(plan: dict, relation: str) -> pd.DataFrame:
+    """The nodes that read `relation` (scans of the table or of its indexes)."""
+    frame = nodes(plan)
+    return frame[frame["relation"] == relation]
+
+
+def summary(plan: dict) -> dict[str, Any]:
+    """What a before/after comparison shows of one plan: node types, indexes, rows read, time, buffers."""
+    frame = nodes(plan)
+    scanned = frame[frame["node"].str.removeprefix("Parallel ").isin(READS)]
+    top = plan["Plan"]
+    return {"nodes": " → ".join(dict.fromkeys(frame["node"])), "indexes": ", ".join(sorted(indexes(plan))) or "—",
+            "rows read by scans": int(scanned["actual rows"].sum() + scanned["removed by filter"].sum()),
+            "rows returned": int(float(top.get("Actual Rows", 0)) * float(top.get("Actual Loops", 1))),
+            "buffers": int(top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)),
+            "execution ms": round(plan.get("Execution Time", float("nan")), 3)}
+
+
+def compare(before: dict, after: dict, labels: tuple[str, str] = ("before", "after")) -> pd.DataFrame:
+    """Two plans of one query side by side: one column each, one row per `summary` entry."""
+    import pandas as pd
+
+    return pd.DataFrame({labels[0]: summary(before), labels[1]: summary(after)})
+
+
+def label(node: pd.Series) -> str:
+    """A node as a plan reader names it: "Index Scan using posts_pkey on posts"."""
+    text = node["node"] + (f" using {node['index']}" if node["index"] else "")
+    text += f" on {node['relation']}" if node["relation"] else ""
+    return text + (f"  [{node['role']}]" if node["role"] and node["role"] not in ("Outer", "Inner", "Member") else "")
+
+
+def draw(plan: dict, title: str, ax: Axes | None = None, color: str | None = None) -> Axes:
+    """The plan tree, one row per node (indented by depth), each with a bar of its own time, rows and buffers."""
+    import matplotlib.pyplot as plt
+
+    from .charts import NEUTRAL
+
+    frame = nodes(plan)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.6 + 0.38 * len(frame)))
+    ys = range(len(frame))
+    ax.barh(list(ys), frame["self ms"], color=color or NEUTRAL)
+    ax.set_yticks(list(ys), ["   " * d + ("└ " if d else "") + label(row) for d, (_, row) in
+                             zip(frame["depth"], frame.iterrows(), strict=True)], fontsize=8, family="monospace")
+    for y, (_, row) in zip(ys, frame.iterrows(), strict=True):
+        ax.annotate(f" {row['self ms']:.2f} ms · {row['actual rows']:,.0f} rows · {row['buffers']:,} buf",
+                    (row["self ms"], y), va="center", fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("own time, ms (all loops)")
+    ax.set_title(f"{title} · {plan.get('Execution Time', 0):.2f} ms", loc="left", fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def draw_pair(before: dict, after: dict, titles: tuple[str, str] = ("before", "after")) -> list[Axes]:
+    """Two plans of one query, one above the other on one time scale: the failing one red, the fixed one green."""
+    import matplotlib.pyplot as plt
+
+    from .charts import FAILING, FIXED
+
+    sizes = [len(nodes(before)), len(nodes(after))]
+    fig, axes = plt.subplots(2, 1, sharex=True, figsize=(9, 1.2 + 0.38 * sum(sizes)),
+                             gridspec_kw={"height_ratios": sizes})
+    draw(before, titles[0], axes[0], FAILING)
+    draw(after, titles[1], axes[1], FIXED)
+    right = max(nodes(before)["self ms"].max(), nodes(after)["self ms"].max())
+    axes[0].set_xlim(0, right * 1.6 or 1)  # room for the labels
+    fig.tight_layout()
+    return list(axes)
