@@ -128,8 +128,8 @@ def session_pid(conn: psycopg.Connection, application_name: str, timeout: float 
     raise WorkbookError(f"no session named {application_name} connected within {timeout} s")
 
 
-def _probe(url: str, app_name: str, sql: str) -> bool:
-    """True if `sql` cannot get its lock within 100 ms (a reader's or writer's statement, probing a held lock)."""
+def probe(url: str, app_name: str, sql: str) -> bool:
+    """True if `sql` cannot get its lock within 100 ms (a reader's or writer's statement probing held locks)."""
     import psycopg
 
     from .db import connect
@@ -165,14 +165,14 @@ def ledger_row(url: str, app_name: str, statement: str, tables: list[str], concu
                 build = in_background(ddl.execute, statement)
                 wait_until_blocked(observer, ddl.info.backend_pid)
                 held = locks_held(observer, ddl.info.backend_pid)
-                blocks = {kind: _probe(url, app_name, sql) for kind, sql in _probes(tables).items()}
+                blocks = {kind: probe(url, app_name, sql) for kind, sql in _probes(tables).items()}
                 writer.rollback()
                 build.result(timeout=30)
             after = dict(observer.execute(filenodes, [tables]).fetchall())
         else:
             ddl.execute(statement)
             held = locks_held(observer, ddl.info.backend_pid)
-            blocks = {kind: _probe(url, app_name, sql) for kind, sql in _probes(tables).items()}
+            blocks = {kind: probe(url, app_name, sql) for kind, sql in _probes(tables).items()}
             after = dict(ddl.execute(filenodes, [tables]).fetchall())
             ddl.rollback()
     held = held[held["granted"] & held["relation"].isin([t.split(".")[-1] for t in tables])]
