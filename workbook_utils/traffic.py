@@ -35,7 +35,7 @@ class Traffic:
     statement_timeout_ms: int = 1000
     records: list[dict[str, Any]] = field(default_factory=list, repr=False)
     windows: list[tuple[float, float]] = field(default_factory=list, repr=False)
-    waits: list[tuple[int, float, tuple[int, ...]]] = field(default_factory=list, repr=False)  # pid, t, blockers
+    waits: list[tuple[int, float, float, tuple[int, ...]]] = field(default_factory=list, repr=False)  # pid, seen between, by
     pids: list[int] = field(default_factory=list, repr=False)
 
     def _connect(self) -> Any:
@@ -65,10 +65,12 @@ class Traffic:
 
         with self._connect() as conn:
             while not self._stop.is_set():
-                now = time.perf_counter() - self.t0
-                for pid, by in blockers(conn, list(self.pids)).items():
+                before = time.perf_counter() - self.t0
+                blocked = blockers(conn, list(self.pids))
+                after = time.perf_counter() - self.t0
+                for pid, by in blocked.items():
                     if outside := tuple(b for b in by if b not in self.pids):  # waits among workers don't count
-                        self.waits.append((pid, now, outside))
+                        self.waits.append((pid, before, after, outside))
                 self._stop.wait(0.01)
 
     def __enter__(self) -> Traffic:
@@ -122,7 +124,8 @@ class Traffic:
 
         df = pd.DataFrame(self.records)
         df["latency_ms"] = (df["end"] - df["start"]) * 1000
-        df["waited"] = [any(p == r.pid and r.start <= t <= r.end for p, t, _ in self.waits) for r in df.itertuples()]
+        df["waited"] = [any(p == r.pid and r.start <= after and before <= r.end for p, before, after, _ in self.waits)
+                        for r in df.itertuples()]  # the statement was running when pg_blocking_pids was read
         return df
 
 
