@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/notebooks.py [--scale tiny|small] [NN ...]
 
-Budgets (issues 3 and 4): each notebook under 60 s at tiny and under 3 minutes at small, on 2 cores.
+Budgets (issues 3, 4 and 12): each notebook under 60 s at tiny and under 3 minutes at small, on 2 cores;
+notebook 05 (migrations under a live workload) under 90 s and 4 minutes.
 Uses the embedded server (or DATABASE_URL) as the notebooks do; seeds the scale first if it is missing,
 so the seed is not counted.
 """
@@ -14,6 +15,7 @@ import os
 import time
 
 BUDGETS = {"tiny": 60, "small": 180}
+OWN_BUDGETS = {"05": {"tiny": 90, "small": 240}}  # notebooks whose issue gives them more
 
 
 def main() -> int:
@@ -33,8 +35,9 @@ def main() -> int:
         start = time.perf_counter()
         execute(path)
         seconds = time.perf_counter() - start
-        over += seconds > BUDGETS[args.scale]
-        print(f"{path.name:<42}{seconds:7.1f} s   budget {BUDGETS[args.scale]} s at {args.scale}", flush=True)
+        budget = OWN_BUDGETS.get(path.name[:2], BUDGETS)[args.scale]
+        over += seconds > budget
+        print(f"{path.name:<42}{seconds:7.1f} s   budget {budget} s at {args.scale}", flush=True)
     return 1 if over else 0
 
 

@@ -1,0 +1,112 @@
+"""Notebook 05's exercises: references and printed solutions pass, known-wrong and letter-not-lesson answers fail."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb05
+
+ANSWERS = '''
+import sqlalchemy as sa
+from alembic import op
+
+
+def concurrently_in_transaction():
+    op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True)
+
+
+def no_index():
+    op.execute("SELECT 1")
+
+
+def wrong_column():
+    with op.get_context().autocommit_block():
+        op.create_index("ix_posts_user_id", "posts", ["title"], postgresql_concurrently=True,
+                        if_not_exists=True)
+
+
+def batches_in_one_transaction():
+    conn = op.get_bind()
+    for lo in range(0, 100_000, 5):
+        conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
+                             "WHERE id > :lo AND id <= :hi"), {"lo": lo, "hi": lo + 5})
+
+
+def batched_wrong_value():
+    conn = op.get_bind()
+    with op.get_context().autocommit_block():
+        for lo in range(0, 100_000, 5):
+            conn.execute(sa.text("UPDATE users SET email_domain = email WHERE id > :lo AND id <= :hi"),
+                         {"lo": lo, "hi": lo + 5})
+
+
+def fk_steps_in_one_transaction():
+    op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+    op.execute("ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
+
+
+def fk_never_validated():
+    op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+'''
+
+
+@pytest.fixture(scope="module")
+def wb05():
+    from workbook_utils import setup
+
+    workbook = setup("05")
+    yield workbook
+    nb05.cleanup(workbook)
+    workbook.close()
+
+
+def _module(tmp_path, name: str, source: str):
+    """Functions defined in a real file, so the checker can read their source as it does in a notebook cell."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nb05_references_and_printed_solutions_pass(wb05, tmp_path):
+    q1, q2, q3 = nb05.load(wb05)
+    assert q1.verdict(nb05.index_fixed) == (CORRECT, None)
+    assert q2.verdict(nb05.backfill_fixed) == (CORRECT, None)
+    assert q3.verdict(nb05.fk_fixed) == (CORRECT, None)
+    for i, exercise in enumerate((q1, q2, q3)):
+        code = exercise.solution_code.rsplit("\n\n", 1)[0]
+        solution = _module(tmp_path, f"solution_{i}", "import sqlalchemy as sa\nfrom alembic import op\n\n" + code)
+        assert exercise.verdict(solution.upgrade) == (CORRECT, None), exercise.name
+
+
+def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
+    q1, q2, q3 = nb05.load(wb05)
+    head = "import sqlalchemy as sa\nfrom alembic import op\n"
+    for i, (exercise, starter) in enumerate(((q1, nb05.INDEX_STARTER), (q2, nb05.BACKFILL_STARTER),
+                                              (q3, nb05.FK_STARTER))):
+        assert exercise.verdict(_module(tmp_path, f"starter_{i}", head + starter).upgrade) == (NOT_ATTEMPTED, None)
+    edited = _module(tmp_path, "edited", head + nb05.INDEX_STARTER.replace('["user_id"])', '["user_id"])  # x\n    pass'))
+    wrong = _module(tmp_path, "answers", ANSWERS)
+    starter_index = _module(tmp_path, "starter_index", head + nb05.INDEX_STARTER.replace("def upgrade", "def plain"))
+    starter_fk = _module(tmp_path, "starter_fk", head + nb05.FK_STARTER.replace("def upgrade", "def validating"))
+    starter_fill = _module(tmp_path, "starter_fill", head + nb05.BACKFILL_STARTER.replace("def upgrade", "def one"))
+    cases = [(q1, starter_index.plain, "squawk finds nothing"),                  # the blocking build, renamed
+             (q1, edited.upgrade, "squawk finds nothing"),
+             (q1, wrong.concurrently_in_transaction, "ActiveSqlTransaction"),
+             (q1, wrong.no_index, "valid index"),
+             (q1, wrong.wrong_column, "valid index"),
+             (q2, starter_fill.one, "tenth of the rows"),
+             (q2, wrong.batches_in_one_transaction, "tenth of the rows"),     # batches that never commit
+             (q2, wrong.batched_wrong_value, "email's domain"),
+             (q3, starter_fk.validating, "writes waited"),
+             (q3, wrong.fk_steps_in_one_transaction, "writes waited"),        # the sheet's form (row 32)
+             (q3, wrong.fk_never_validated, "validated")]
+    for exercise, answer, why in cases:
+        status, diff = exercise.verdict(answer)
+        assert status == INCORRECT and why in diff, (exercise.name, answer.__name__, diff)

@@ -1,0 +1,229 @@
+"""Exercises of notebook 05 (zero-downtime migrations): a safe index, a batched backfill, a foreign key.
+
+Each answer is an Alembic `upgrade()` function. The checker writes it into a revision file, runs it through
+Alembic against fresh copies of users and posts in a schema of its own, and reports what it observed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import Exercise
+
+if TYPE_CHECKING:
+    from ..workbook import Workbook
+
+SCHEMA = "nb05_exercises"
+HEADER = ('"""An exercise answer."""\nimport sqlalchemy as sa\nfrom alembic import context, op\n\n'
+          'revision = "ex1"\ndown_revision = None\nbranch_labels = None\ndepends_on = None\n\n\n')
+
+INDEX_STARTER = '''
+def upgrade():
+    op.create_index("ix_posts_user_id", "posts", ["user_id"])
+'''
+BACKFILL_STARTER = '''
+def upgrade():
+    op.execute("UPDATE users SET email_domain = split_part(email, '@', 2)")
+'''
+FK_STARTER = '''
+def upgrade():
+    op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"])
+'''
+
+
+def _copies(wb: Workbook, extra: str = "") -> None:
+    """Fresh copies of users and posts in the exercises' schema (plus `extra` SQL run there)."""
+    from .. import db
+
+    with db.connect(wb.url.replace("+psycopg", ""), application_name=wb.app_name) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}")
+        for t in ("users", "posts"):
+            conn.execute(f"CREATE TABLE {SCHEMA}.{t} (LIKE public.{t} INCLUDING ALL); "
+                         f"INSERT INTO {SCHEMA}.{t} SELECT * FROM public.{t}")
+        conn.execute(f"SET search_path TO {SCHEMA}; {extra}" if extra else "SELECT 1")
+
+
+def _config(wb: Workbook, upgrade: Callable[[], None], folder: str, **attributes: Any) -> Any:
+    """A Config whose only revision is the learner's upgrade() function."""
+    from .. import migrations
+
+    source = textwrap.dedent(inspect.getsource(upgrade))
+    name = upgrade.__name__
+    Path(folder, "ex1_answer.py").write_text(HEADER + source + (f"\n\nupgrade = {name}\n" if name != "upgrade" else ""))
+    return migrations.config(wb.url, SCHEMA, [Path(folder)], application_name=f"{wb.app_name}-exercise", **attributes)
+
+
+def _sql(wb: Workbook, sql: str) -> Any:
+    from .. import db
+
+    with db.connect(wb.url.replace("+psycopg", ""), application_name=wb.app_name) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def index_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
+    """Lint the answer's offline SQL, then run it while a request's transaction is open on posts."""
+    from alembic import command
+
+    from .. import db, migrations
+    from ..errors import WorkbookError
+    from ..locks import wait_until_blocked
+
+    _copies(wb)
+    libpq = wb.url.replace("+psycopg", "")
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = _config(wb, upgrade, folder)
+        findings = migrations.squawk(migrations.offline_sql(cfg, "ex1"))
+        with db.connect(libpq, autocommit=False, application_name=wb.app_name) as writer, \
+                db.connect(libpq, application_name=wb.app_name) as observer:
+            writer.execute(f"UPDATE {SCHEMA}.posts SET title = title WHERE id = 1")  # a request mid-transaction
+            run = migrations.in_background(command.upgrade, cfg, "ex1")
+            try:  # a build waits for that request to finish; then a second request arrives
+                wait_until_blocked(observer, migrations.session_pid(observer, cfg.attributes["application_name"], 3), 3)
+                late_waited = migrations.probe(libpq, wb.app_name, f"UPDATE {SCHEMA}.posts SET id = id WHERE id = 2")
+            except WorkbookError:  # the migration never waited (it built nothing, or failed at once)
+                late_waited = False
+            writer.rollback()
+            run.result(timeout=30)
+    valid = _sql(wb, f"SELECT coalesce(bool_and(indisvalid), false) FROM pg_index WHERE indrelid = "
+                     f"'{SCHEMA}.posts'::regclass AND indkey::text = (SELECT attnum::text FROM pg_attribute "
+                     f"WHERE attrelid = '{SCHEMA}.posts'::regclass AND attname = 'user_id')")
+    return {"squawk finds nothing": findings == [], "a valid index on posts(user_id) exists": valid,
+            "a write during the migration waited on it": late_waited}
+
+
+def backfill_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
+    """Run the answer on a copy of users with an empty email_domain; count the rows each transaction wrote."""
+    from alembic import command
+
+    _copies(wb, "ALTER TABLE users ADD COLUMN email_domain text")
+    rows = _sql(wb, f"SELECT count(*) FROM {SCHEMA}.users")
+    with tempfile.TemporaryDirectory() as folder:
+        command.upgrade(_config(wb, upgrade, folder), "ex1")
+    wrong = _sql(wb, f"SELECT count(*) FROM {SCHEMA}.users "
+                     "WHERE email_domain IS DISTINCT FROM split_part(email, '@', 2)")
+    largest = _sql(wb, f"SELECT max(n) FROM (SELECT count(*) AS n FROM {SCHEMA}.users GROUP BY xmin::text) t")
+    return {"every row holds its email's domain": wrong == 0,
+            "no transaction wrote more than a tenth of the rows": largest <= max(1, rows // 10)}
+
+
+def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
+    """Run the answer with its transaction held open at its end; probe a write to posts and to users meanwhile."""
+    from alembic import command
+
+    from .. import migrations
+
+    _copies(wb)
+    hold = migrations.Hold(timeout=20)
+    with tempfile.TemporaryDirectory() as folder:
+        run = migrations.in_background(command.upgrade, _config(wb, upgrade, folder, on_version_apply=[hold]), "ex1")
+        try:
+            if not hold.reached.wait(20):
+                run.result(timeout=1)  # the answer raised before the end: report that
+            libpq = wb.url.replace("+psycopg", "")
+            blocked = migrations.probe(libpq, wb.app_name, f"UPDATE {SCHEMA}.posts SET id = id WHERE false; "
+                                                            f"UPDATE {SCHEMA}.users SET id = id WHERE false")
+        finally:
+            hold.release()
+        run.result(timeout=30)
+    validated = _sql(wb, f"SELECT coalesce(bool_and(convalidated), false) FROM pg_constraint WHERE contype = 'f' "
+                         f"AND conrelid = '{SCHEMA}.posts'::regclass AND confrelid = '{SCHEMA}.users'::regclass")
+    return {"posts.user_id references users, validated": validated, "writes waited while it ran": blocked}
+
+
+def cleanup(wb: Workbook) -> None:
+    """Drop the exercises' schema."""
+    from .. import db
+
+    with db.connect(wb.url.replace("+psycopg", ""), application_name=wb.app_name) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+
+
+def index_fixed() -> None:
+    """Reference for q1."""
+    from alembic import op
+
+    with op.get_context().autocommit_block():
+        op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
+
+
+def backfill_fixed() -> None:
+    """Reference for q2."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    conn = op.get_bind()
+    with op.get_context().autocommit_block():
+        max_id = conn.execute(sa.text("SELECT max(id) FROM users")).scalar() or 0
+        for lo in range(0, max_id, 5):
+            conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
+                                 "WHERE id > :lo AND id <= :hi"), {"lo": lo, "hi": lo + 5})
+
+
+def fk_fixed() -> None:
+    """Reference for q3."""
+    from alembic import op
+
+    op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+    with op.get_context().autocommit_block():
+        op.execute("ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
+
+
+def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
+    """q1, q2, q3 of notebook 05, bound to this notebook's database."""
+    q1 = Exercise(
+        name="q1",
+        question="This revision indexes posts.user_id the way the original sheet did. Fix upgrade() so that "
+                 "squawk finds nothing, the index ends up valid, and a write arriving during the build goes "
+                 "through. Then q1.check(upgrade).",
+        reference=lambda: index_verdict(wb, index_fixed),
+        hint_text="§1: which form of CREATE INDEX leaves writers alone, and where can Alembic run it?",
+        solution_code="def upgrade():\n"
+                      "    with op.get_context().autocommit_block():\n"
+                      "        op.create_index(\"ix_posts_user_id\", \"posts\", [\"user_id\"],\n"
+                      "                        postgresql_concurrently=True, if_not_exists=True)\n\nq1.check(upgrade)",
+        evaluate=lambda upgrade: index_verdict(wb, upgrade),
+        starter=INDEX_STARTER,
+    )
+    q2 = Exercise(
+        name="q2",
+        question="users has a new, empty column email_domain. Rewrite this backfill so that each row gets "
+                 "split_part(email, '@', 2) and no single transaction writes more than a tenth of the rows. "
+                 "Then q2.check(upgrade).",
+        reference=lambda: backfill_verdict(wb, backfill_fixed),
+        hint_text="§6 (and SEED_ERRATA N3): batches of ids (keyset ranges), and something that makes each "
+                  "UPDATE commit on its own; the checker counts the rows each transaction wrote (xmin).",
+        solution_code="def upgrade():\n"
+                      "    conn = op.get_bind()\n"
+                      "    with op.get_context().autocommit_block():\n"
+                      "        max_id = conn.execute(sa.text(\"SELECT max(id) FROM users\")).scalar() or 0\n"
+                      "        for lo in range(0, max_id, 5):\n"
+                      "            conn.execute(sa.text(\"UPDATE users SET email_domain = split_part(email, '@', 2) \"\n"
+                      "                                 \"WHERE id > :lo AND id <= :hi\"), {\"lo\": lo, \"hi\": lo + 5})"
+                      "\n\nq2.check(upgrade)",
+        evaluate=lambda upgrade: backfill_verdict(wb, upgrade),
+        starter=BACKFILL_STARTER,
+    )
+    q3 = Exercise(
+        name="q3",
+        question="Add the foreign key posts.user_id → users.id in one revision so that it ends up validated "
+                 "and writes to posts and users never wait on the migration's scan. The checker holds the "
+                 "revision's transaction open at its end (as a long scan would) and tries a write meanwhile. "
+                 "Then q3.check(upgrade).",
+        reference=lambda: fk_verdict(wb, fk_fixed),
+        hint_text="§5: NOT VALID first; VALIDATE takes a weaker lock, but only if the stronger one from the "
+                  "first step is no longer held: how does a revision commit half-way?",
+        solution_code="def upgrade():\n"
+                      "    op.create_foreign_key(\"posts_user_id_fkey\", \"posts\", \"users\", [\"user_id\"], [\"id\"],\n"
+                      "                          postgresql_not_valid=True)\n"
+                      "    with op.get_context().autocommit_block():\n"
+                      "        op.execute(\"ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey\")\n\n"
+                      "q3.check(upgrade)",
+        evaluate=lambda upgrade: fk_verdict(wb, upgrade),
+        starter=FK_STARTER,
+    )
+    return q1, q2, q3

@@ -1,0 +1,161 @@
+"""A live application workload while a migration runs: every statement's latency, outcome, and lock waits.
+
+Taught in notebook 05: readers and writers run on their own sessions, each statement bounded by
+statement_timeout; a monitor session reads pg_blocking_pids for them, so "this statement waited on another
+session's lock" is observed, not inferred from a slow time. The timeline chart puts failing and safe side by side.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import WorkbookError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+
+@dataclass
+class Traffic:
+    """`readers` + `writers` sessions looping on their statement (`%(k)s` = the worker's own number, from 1)."""
+
+    url: str
+    app_name: str
+    read: str
+    write: str
+    readers: int = 2
+    writers: int = 2
+    statement_timeout_ms: int = 1000
+    records: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    windows: list[tuple[float, float]] = field(default_factory=list, repr=False)
+    waits: list[tuple[int, float, float, tuple[int, ...]]] = field(default_factory=list, repr=False)  # pid, seen between, by
+    pids: list[int] = field(default_factory=list, repr=False)
+
+    def _connect(self) -> Any:
+        from .db import connect
+
+        return connect(self.url, autocommit=True, application_name=self.app_name)
+
+    def _worker(self, k: int, kind: str, sql: str) -> None:
+        with self._connect() as conn:
+            conn.execute(f"SET statement_timeout = {int(self.statement_timeout_ms)}")
+            self.pids.append(conn.info.backend_pid)
+            self._ready.release()
+            while not self._stop.is_set():
+                start = time.perf_counter()
+                try:
+                    conn.execute(sql, {"k": k})
+                    outcome = "ok"
+                except Exception as exc:  # the failure is the observation (QueryCanceled = statement_timeout)
+                    outcome = type(exc).__name__
+                end = time.perf_counter()
+                self.records.append({"worker": k, "kind": kind, "pid": conn.info.backend_pid,
+                                     "start": start - self.t0, "end": end - self.t0, "outcome": outcome})
+                self._stop.wait(0.01)  # a request every ~10 ms per worker, not a busy loop
+
+    def _monitor(self) -> None:
+        from .locks import blockers
+
+        with self._connect() as conn:
+            while not self._stop.is_set():
+                before = time.perf_counter() - self.t0
+                blocked = blockers(conn, list(self.pids))
+                after = time.perf_counter() - self.t0
+                for pid, by in blocked.items():
+                    if outside := tuple(b for b in by if b not in self.pids):  # waits among workers don't count
+                        self.waits.append((pid, before, after, outside))
+                self._stop.wait(0.01)
+
+    def __enter__(self) -> Traffic:
+        n = self.readers + self.writers
+        self._stop, self._ready, self.t0 = threading.Event(), threading.Semaphore(0), time.perf_counter()
+        specs = [(k, "read", self.read) for k in range(1, self.readers + 1)]
+        specs += [(k, "write", self.write) for k in range(1, self.writers + 1)]
+        self._threads = [threading.Thread(target=self._worker, args=spec, daemon=True) for spec in specs]
+        for thread in self._threads:
+            thread.start()
+        for _ in range(n):
+            if not self._ready.acquire(timeout=10):
+                self.__exit__(None, None, None)
+                raise WorkbookError("the workload's sessions did not connect within 10 s")
+        self._threads.append(threading.Thread(target=self._monitor, daemon=True))
+        self._threads[-1].start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        deadline = time.monotonic() + self.statement_timeout_ms / 1000 + 10
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._threads):
+            raise WorkbookError("a workload session did not stop in time")
+
+    @contextmanager
+    def window(self) -> Iterator[None]:
+        """Mark the migration's window (shaded on the timeline)."""
+        start = time.perf_counter() - self.t0
+        try:
+            yield
+        finally:
+            self.windows.append((start, time.perf_counter() - self.t0))
+
+    def wait_for(self, condition: Callable[[Traffic], bool], what: str, timeout: float = 10.0) -> None:
+        """Poll until `condition(self)` holds (e.g. a statement waited); raises after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while not condition(self):
+            if time.monotonic() > deadline:
+                raise WorkbookError(f"the workload did not reach “{what}” within {timeout} s")
+            time.sleep(0.01)
+
+    def finished(self, kind: str | None = None) -> int:
+        """How many statements (of this kind) have finished so far."""
+        return sum(1 for r in list(self.records) if kind in (None, r["kind"]))
+
+    def result(self) -> pd.DataFrame:
+        """One row per statement: kind, start, end, latency_ms, outcome, waited (on a session outside the workload)."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.records)
+        df["latency_ms"] = (df["end"] - df["start"]) * 1000
+        df["waited"] = [any(p == r.pid and r.start <= after and before <= r.end for p, before, after, _ in self.waits)
+                        for r in df.itertuples()]  # the statement was running when pg_blocking_pids was read
+        return df
+
+
+def summary(df: pd.DataFrame) -> dict[str, int]:
+    """Counts a cell can assert on: statements, those that waited on a lock, and those that failed."""
+    return {"statements": len(df), "waited on a lock": int(df["waited"].sum()),
+            "failed": int((df["outcome"] != "ok").sum())}
+
+
+def timeline(runs: dict[str, Traffic], title: str, failing: tuple[str, ...] = ()) -> Axes:
+    """Latency of every statement over time, one panel per run on shared axes, the migration window shaded."""
+    import matplotlib.pyplot as plt
+
+    from .charts import FAILING, FIXED, NEUTRAL, plain_numbers
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.2), sharey=True, squeeze=False)
+    for ax, (label, run) in zip(axes[0], runs.items(), strict=True):
+        df, color = run.result(), FAILING if label in failing else FIXED
+        for start, end in run.windows:
+            ax.axvspan(start, end, color=NEUTRAL, alpha=0.15, lw=0)
+        for kind, marker in (("read", "o"), ("write", "s")):
+            ok = df[(df["kind"] == kind) & (df["outcome"] == "ok")]
+            ax.scatter(ok["start"], ok["latency_ms"], s=10, marker=marker, color=color, alpha=0.6, label=f"{kind}s")
+        bad = df[df["outcome"] != "ok"]
+        ax.scatter(bad["start"], bad["latency_ms"], s=40, marker="x", color="black", label="failed")
+        ax.set(yscale="log", xlabel="seconds", title=label)
+        ax.spines[["top", "right"]].set_visible(False)
+        plain_numbers(ax)
+    axes[0][0].set_ylabel("statement latency, ms (log)")
+    axes[0][0].legend(frameon=False, fontsize=8, loc="upper left")
+    fig.suptitle(f"{title} (grey: the migration's window)", x=0.01, ha="left", fontsize=11)
+    fig.tight_layout()
+    return axes[0][0]
