@@ -48,3 +48,18 @@ def test_log_axes_are_labelled_as_plain_numbers():
     assert "0.5" in labels and "1" in labels and "20" in labels, labels
     assert not any("10^" in label or "times" in label for label in labels)
     assert {"1", "2", "5", "10", "100"} <= {t.get_text() for t in ax.get_xticklabels()}
+
+
+def test_bar_labels_read_as_numbers_with_their_unit():
+    assert charts.value_label(3840.0, "rows") == "3,840 rows"
+    assert charts.value_label(1, "statements") == "1 statement"
+    assert charts.value_label(0.25, "s") == "0.25 s" and charts.value_label(1, "s") == "1 s"
+    assert charts.value_label(1, "ms") == "1 ms"
+
+
+def test_a_log_axis_over_many_decades_labels_only_the_powers_of_ten():
+    data = pd.DataFrame({"lazy": [0.001, 10.0]}, index=[1, 10])
+    ax = charts.lines(data, "t", "N", "s", logy=True)
+    ax.figure.canvas.draw()
+    labels = {t.get_text() for t in ax.get_yticklabels() if t.get_text()}
+    assert "1" in labels and "0.01" in labels and not {"2", "5", "0.5"} & labels, labels

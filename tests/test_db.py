@@ -156,3 +156,28 @@ def test_wrong_password_is_one_line_naming_the_place_and_what_to_check(monkeypat
             hba.write_text(original)
             admin.execute("SELECT pg_reload_conf()")
             admin.execute("DROP ROLE IF EXISTS pw_check")
+
+
+def test_close_ends_every_session_and_cells_run_afterwards_still_work():
+    """A learner runs the last cell (wb.close()), then goes back to a section or an exercise."""
+    from sqlalchemy import text
+
+    from workbook_utils import setup
+    from workbook_utils.measure import capture_sql
+
+    wb = setup("99")
+    try:
+        copy = wb.scratch_copy(["products"])
+        with copy.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        wb.close()
+        with db.connect(urls.admin_url()) as admin:
+            assert admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                 [wb.app_name]).fetchone()[0] == 0
+        with capture_sql(wb.engine) as captured, copy.connect() as conn:  # the copy still shares wb.engine's events
+            assert conn.execute(text("SELECT count(*) FROM products")).scalar() > 0
+        assert captured.count == 1
+    finally:
+        wb.close()
+        with db.connect(urls.libpq_url()) as conn:
+            conn.execute("DROP SCHEMA nb99 CASCADE")

@@ -13,17 +13,25 @@ FAILING, FIXED, NEUTRAL = "#c0392b", "#27ae60", "#7f8c8d"
 
 def plain_numbers(ax: Axes) -> Axes:
     """Label the ticks of an axis's log scales as a reader writes numbers (0.4, 1, 40), not as 4×10⁻¹."""
+    import math
+
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    def plain(value: float, _pos: int) -> str:
-        return f"{value:,.6g}"
-
-    for axis in (ax.xaxis, ax.yaxis):
+    for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
         if axis.get_scale() == "log":
-            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(FuncFormatter(plain))
+            low, high = sorted(limits)
+            decades = math.log10(high / low) if low > 0 else 99
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
+            axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.6g}"))
             axis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
     return ax
+
+
+def value_label(value: float, unit: str) -> str:
+    """"3,840 rows", "1 statement", "0.25 s": whole numbers in full, a singular unit for exactly one."""
+    unit = unit[:-1] if value == 1 and unit.endswith("s") and len(unit) > 2 else unit
+    number = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.3g}"
+    return f"{number} {unit}"
 
 
 def bars(values: pd.Series, title: str, unit: str = "s", failing: tuple[str, ...] = (), log: bool = False) -> Axes:
@@ -37,7 +45,7 @@ def bars(values: pd.Series, title: str, unit: str = "s", failing: tuple[str, ...
     if log:
         ax.set_xscale("log")
     for y, v in enumerate(values.to_numpy()):
-        ax.annotate(f" {v:,.3g} {unit}", (v, y), va="center", fontsize=9)
+        ax.annotate(f" {value_label(v, unit)}", (v, y), va="center", fontsize=9)
     ax.set_title(title, loc="left", fontsize=11)
     ax.set_xlabel(unit)
     ax.spines[["top", "right"]].set_visible(False)

@@ -69,19 +69,17 @@ class Workbook:
             return pd.DataFrame(conn.execute(text(sql), params).mappings().all())
 
     def close(self) -> None:
-        """Dispose every engine (and %sql's connections) so no session of this notebook stays open."""
+        """End every session of this notebook (engines and %sql); each reconnects on next use, so later cells still work."""
         for engine in self.engines:
-            engine.dispose()
-        self.engines.clear()
+            engine.dispose()  # closes the pooled connections; the engine itself stays usable
         try:
             from sql.connection import Connection  # ipython-sql, when %sql was used
         except ImportError:
             return
-        for conn in list(Connection.connections.values()):
-            conn.internal_connection.close()
-            conn.internal_connection.engine.dispose()
-        Connection.connections.clear()
-        Connection.current = None
+        for conn in Connection.connections.values():
+            if conn.internal_connection.in_transaction():
+                conn.internal_connection.rollback()
+            conn.internal_connection.invalidate()  # the server session ends; the next %sql opens a new one
 
 
 def setup(number: str) -> Workbook:
