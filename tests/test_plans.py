@@ -99,3 +99,34 @@ def test_compare_and_draw(engine):
     assert table.loc["rows read by scans", "before"] >= 200_000 - 3 and table.loc["rows read by scans", "after"] == 1
     axes = plans.draw_pair(before, after)
     assert len(axes) == 2 and "big_id" in axes[1].get_yticklabels()[0].get_text()
+
+
+def test_aggregates_are_named_as_explain_text_names_them(engine):
+    from workbook_utils import plans
+
+    grouped = "SELECT id, count(*) FROM notes GROUP BY id"
+    assert plans.node_types(plans.explain(engine, "SELECT count(*) FROM notes"))[0] == "Aggregate"
+    assert plans.node_types(plans.explain(engine, grouped))[0] == "HashAggregate"
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET enable_hashagg = off")
+        assert plans.node_types(plans.explain(conn, grouped))[0] == "GroupAggregate"
+        conn.exec_driver_sql("SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0")
+        parallel = plans.node_types(plans.explain(conn, "SELECT count(*) FROM big", {}))
+    assert parallel[0] == "Finalize Aggregate" and "Partial Aggregate" in parallel
+    assert plans.name({"Node Type": "Aggregate", "Strategy": "Mixed"}) == "MixedAggregate"
+
+
+def test_labels_leave_out_what_a_node_does_not_have(engine):
+    """A DataFrame stores a node without an index as NaN, which is true: no "using nan on nan [nan]"."""
+    import pandas as pd
+
+    from workbook_utils import plans
+
+    plan = plans.explain(engine, "SELECT * FROM notes a JOIN big b ON b.id = a.id ORDER BY a.id LIMIT 2")
+    labels = [plans.label(row) for _, row in plans.nodes(plan).iterrows()]
+    assert not any("nan" in text or "None" in text for text in labels), labels
+    assert labels[0] == "Limit" and "Seq Scan on notes" in labels
+    nan = float("nan")
+    assert plans.label(pd.Series({"node": "Nested Loop", "index": nan, "relation": nan, "role": nan})) == "Nested Loop"
+    assert plans.label(pd.Series({"node": "Index Scan", "index": "big_id", "relation": "big", "role": "SubPlan 1"})) \
+        == "Index Scan using big_id on big  [SubPlan 1]"

@@ -87,9 +87,21 @@ def nodes(plan: dict) -> pd.DataFrame:
     return frame
 
 
+AGGREGATES = {"Hashed": "HashAggregate", "Sorted": "GroupAggregate", "Mixed": "MixedAggregate", "Plain": "Aggregate"}
+
+
 def name(node: dict) -> str:
-    """A node's type as EXPLAIN's text prints it ("Parallel Seq Scan": JSON keeps "Parallel Aware" apart)."""
-    return ("Parallel " if node.get("Parallel Aware") else "") + node["Node Type"]
+    """A node's type as EXPLAIN's text prints it, from the JSON fields the text folds into it.
+
+    "Parallel Seq Scan" (JSON keeps "Parallel Aware" apart); an Aggregate named by its "Strategy" (HashAggregate,
+    GroupAggregate, MixedAggregate) and, in a parallel plan, its "Partial Mode" ("Partial HashAggregate").
+    """
+    kind = node["Node Type"]
+    if kind == "Aggregate":
+        kind = AGGREGATES.get(node.get("Strategy", "Plain"), kind)
+        if node.get("Partial Mode", "Simple") != "Simple":
+            kind = f"{node['Partial Mode']} {kind}"
+    return ("Parallel " if node.get("Parallel Aware") else "") + kind
 
 
 def node_types(plan: dict) -> list[str]:
@@ -129,9 +141,14 @@ def compare(before: dict, after: dict, labels: tuple[str, str] = ("before", "aft
 
 def label(node: pd.Series) -> str:
     """A node as a plan reader names it: "Index Scan using posts_pkey on posts"."""
-    text = node["node"] + (f" using {node['index']}" if node["index"] else "")
-    text += f" on {node['relation']}" if node["relation"] else ""
-    return text + (f"  [{node['role']}]" if node["role"] and node["role"] not in ("Outer", "Inner", "Member") else "")
+    import pandas as pd
+
+    def given(key: str) -> bool:  # a DataFrame holds a missing value as None or NaN, and NaN is true
+        return bool(pd.notna(node[key]) and node[key])
+
+    text = node["node"] + (f" using {node['index']}" if given("index") else "")
+    text += f" on {node['relation']}" if given("relation") else ""
+    return text + (f"  [{node['role']}]" if given("role") and node["role"] not in ("Outer", "Inner", "Member") else "")
 
 
 def draw(plan: dict, title: str, ax: Axes | None = None, color: str | None = None) -> Axes:
