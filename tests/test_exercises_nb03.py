@@ -21,6 +21,8 @@ def test_nb03_reference_and_printed_solutions_pass(exercises, capsys):
     from sqlalchemy import column, select, table, tuple_
 
     engine, (q1, q2, q3) = exercises
+    for exercise in (q1, q2, q3):   # the reference itself meets every claim its checker makes
+        assert exercise.expected and all(value is True for value in exercise.expected.values()), exercise.expected
     assert q1.verdict("create index on nb03.q1_posts (user_id, created_at);") == (CORRECT, None)
     assert q2.verdict(nb03.keyset_reference) == (CORRECT, None)
     assert q3.verdict(nb03.top_reference) == (CORRECT, None)
@@ -28,6 +30,33 @@ def test_nb03_reference_and_printed_solutions_pass(exercises, capsys):
     for exercise in (q1, q2, q3):
         exec(exercise.solution_code, namespace)
         assert f"✅ {exercise.name}: correct." in capsys.readouterr().out
+
+
+def test_nb03_q1_reference_serves_every_author(exercises, monkeypatch):
+    """The check draws one author at random: the reference index must give every author the ordered index scan."""
+    from workbook_utils import plans
+
+    engine, _ = exercises
+    with engine.connect() as conn:
+        authors = conn.exec_driver_sql("SELECT DISTINCT user_id FROM q1_posts ORDER BY 1").scalars().all()
+        counts = conn.exec_driver_sql("SELECT count(*) FROM q1_posts GROUP BY user_id").scalars().all()
+        conn.exec_driver_sql(nb03.Q1_REFERENCE)
+        shapes = {" → ".join(plans.node_types(plans.explain(conn, nb03.newest_posts(u)))) for u in authors}
+        conn.rollback()
+    assert len(authors) == nb03.Q1_AUTHORS and min(counts) > 10 * nb03.NEWEST and max(counts) > nb03.Q1_ROWS / 20
+    assert shapes == {"Limit → Index Scan"}
+    monkeypatch.setattr(nb03, "users_to_check", lambda _: authors)
+    assert all(nb03.index_verdict(engine, nb03.Q1_REFERENCE).values())
+
+
+def test_nb03_q1_accepts_other_right_answers(exercises):
+    _, (q1, _, _) = exercises
+    for right in ("CREATE UNIQUE INDEX ON q1_posts (user_id, created_at, id)",
+                  "-- newest posts per author\nCREATE INDEX ON q1_posts (user_id, created_at);",
+                  "create  index  posts_by_author on q1_posts(user_id, created_at desc)",
+                  "/* the profile page */ CREATE INDEX ON q1_posts (user_id, created_at) INCLUDE (title)",
+                  "\n  CREATE INDEX IF NOT EXISTS q1_newest ON nb03.q1_posts USING btree (user_id, created_at);\n"):
+        assert q1.verdict(right) == (CORRECT, None), right
 
 
 def test_nb03_not_attempted(exercises, tmp_path, monkeypatch):
@@ -47,22 +76,34 @@ def test_nb03_not_attempted(exercises, tmp_path, monkeypatch):
 
 def test_nb03_q1_rejects_indexes_that_do_not_serve_filter_and_order(exercises):
     engine, (q1, _, _) = exercises
-    busiest, quiet = nb03.users_to_check(engine)
+    busiest, quiet, _ = nb03.users_to_check(engine)
     assert nb03.index_verdict(engine, "CREATE INDEX ON q1_posts (user_id)")["no Sort node"] is False
-    cases = [("CREATE INDEX ON q1_posts (user_id)", ""),
-             ("CREATE INDEX ON q1_posts (created_at)", "q1_posts"),
-             (f"CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id = {quiet}", "through an index"),
-             ("CREATE INDEX ON q1_posts (created_at, user_id)", "q1_posts"),
+    partial = "partial index"
+    cases = [("CREATE INDEX ON q1_posts (user_id)", "no Sort node"),
+             ("CREATE INDEX ON q1_posts USING hash (user_id)", "no Sort node"),
+             ("CREATE INDEX ON q1_posts (user_id) INCLUDE (created_at)", "no Sort node"),
+             ("CREATE INDEX ON q1_posts (created_at)", "rows and"),          # walks every author's posts by date
+             ("CREATE INDEX ON q1_posts (created_at, user_id)", "rows and"),  # 5 rows, but pages of other authors
+             ("CREATE INDEX ON q1_posts (id, user_id, created_at)", "through an index"),
+             (f"CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id = {quiet}", partial),
+             (f"CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id IN ({busiest}, {quiet})", partial),
+             (f"CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id <= {max(busiest, quiet)}", partial),
+             ("CREATE INDEX ON feed (created_at)", "through an index"),
+             ("CREATE INDEX CONCURRENTLY ON q1_posts (user_id, created_at)", "CONCURRENTLY"),
              ("SET enable_sort = off", "one CREATE INDEX statement"),
+             ("-- CREATE INDEX ON q1_posts (user_id, created_at)", "one CREATE INDEX statement"),
              ("CREATE INDEX ON q1_posts (user_id, created_at); COMMIT", "one CREATE INDEX statement")]
     for wrong, why in cases:
         status, diff = q1.verdict(wrong)
         assert status == INCORRECT and why in diff, (wrong, diff)
-    assert engine.connect().exec_driver_sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'q1_posts'").scalar() == 0
+    assert "“at most 5 rows and 10 pages read per author” does not hold" in q1.verdict(cases[4][0])[1]
+    assert q1.verdict(cases[6][0])[1].startswith("a partial index")      # told plainly, without "running … raised"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'q1_posts'").scalar() == 0
 
 
 def test_nb03_q2_rejects_offset_and_a_cursor_without_the_tie_breaker(exercises):
-    from sqlalchemy import column, select, table
+    from sqlalchemy import column, select, table, text, tuple_
 
     _, (_, q2, _) = exercises
     feed = table("feed", column("id"), column("created_at"))
@@ -82,28 +123,72 @@ def test_nb03_q2_rejects_offset_and_a_cursor_without_the_tie_breaker(exercises):
     def first_page_always(after):
         return newest
 
+    by_created_at = select(feed.c.id, feed.c.created_at).order_by(feed.c.created_at.desc()).limit(20)
+
+    def no_tie_breaker(after):   # right rows here only because the index hands ties over in id order
+        return by_created_at if after is None else by_created_at.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
+
+    def ascending_tie_breaker(after):
+        stmt = select(feed.c.id, feed.c.created_at).order_by(feed.c.created_at.desc(), feed.c.id).limit(20)
+        return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
+
     for wrong, why in [(offset_in_disguise, "reads only its own 20 rows"), (created_at_only, "the same rows"),
-                       (or_equal, "the same rows"), (first_page_always, "the same rows")]:
+                       (or_equal, "the same rows"), (first_page_always, "the same rows"),
+                       (no_tie_breaker, "ordered by created_at DESC, then id DESC"),
+                       (ascending_tie_breaker, "ordered by created_at DESC, then id DESC")]:
         calls.clear()
         status, diff = q2.verdict(wrong)
         assert status == INCORRECT and why in diff, (wrong.__name__, diff)
 
+    def qualified_text_order(after):   # the ORDER BY is read from the SQL, however it was written
+        stmt = (select(feed.c.id, feed.c.created_at).order_by(text('"feed".created_at DESC, feed.id DESC')).limit(20))
+        return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
 
-def test_nb03_q3_rejects_cumulative_totals_mean_time_and_calls(exercises):
+    assert q2.verdict(qualified_text_order) == (CORRECT, None)
+
+
+def test_nb03_q3_rejects_wrong_differences_and_fixed_answers(exercises):
+    """Each wrong answer fails on every check: the statements are new to each check, so none passes the second time."""
+    from workbook_utils.exercises import WrongKind
+
     _, (_, _, q3) = exercises
 
     def cumulative(before, after):
         return after.sort_values("total_exec_time", ascending=False)["query"].iloc[0]
 
     def by_mean(before, after):
-        work = after.merge(before, on="queryid", how="left", suffixes=("", "_b")).fillna(0)
+        work = after.merge(before, on="queryid", how="left", suffixes=("", "_b")).fillna({"calls_b": 0, "total_exec_time_b": 0})
         work["mean"] = (work.total_exec_time - work.total_exec_time_b) / (work.calls - work.calls_b).clip(lower=1)
         return work.sort_values("mean", ascending=False)["query"].iloc[0]
 
     def by_calls(before, after):
-        work = after.merge(before, on="queryid", how="left", suffixes=("", "_b")).fillna(0)
+        work = after.merge(before, on="queryid", how="left", suffixes=("", "_b")).fillna({"calls_b": 0, "total_exec_time_b": 0})
         return work.assign(n=work.calls - work.calls_b).sort_values("n", ascending=False)["query"].iloc[0]
 
-    for wrong in (cumulative, by_mean, by_calls):
-        status, diff = q3.verdict(wrong)
-        assert status == INCORRECT and "not the expected value" in diff, (wrong.__name__, diff)
+    def without_fillna(before, after):   # a statement first seen in between gets NaN, sorted last
+        work = after.merge(before, on="queryid", how="left", suffixes=("", "_b"))
+        return work.assign(t=work.total_exec_time - work.total_exec_time_b).sort_values("t", ascending=False)["query"].iloc[0]
+
+    def inner_join(before, after):       # drops the statements first seen in between
+        work = after.merge(before, on="queryid", suffixes=("", "_b"))
+        return work.assign(t=work.total_exec_time - work.total_exec_time_b).sort_values("t", ascending=False)["query"].iloc[0]
+
+    def newest_only(before, after):      # only statements first seen in between
+        new = after[~after["queryid"].isin(before["queryid"])]
+        return new.sort_values("total_exec_time", ascending=False)["query"].iloc[0]
+
+    def hard_coded_top(before, after):
+        return "SELECT pg_sleep($1) FROM pg_database WHERE datname = current_database()"
+
+    def hard_coded_slow(before, after):
+        return "SELECT pg_sleep($1) FROM pg_namespace WHERE nspname = $2"
+
+    for wrong in (cumulative, by_mean, by_calls, without_fillna, inner_join, newest_only, hard_coded_top,
+                  hard_coded_slow):
+        for attempt in range(2):         # a second check must fail as the first did
+            status, diff = q3.verdict(wrong)
+            assert status == INCORRECT and "does not hold" in diff, (wrong.__name__, attempt, diff)
+
+    status, diff = q3.verdict(lambda before, after: after.head(1))
+    assert status == INCORRECT and diff == "top_statement should return the query text (a str), not DataFrame"
+    assert issubclass(WrongKind, TypeError)

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from ..workbook import Workbook
 
 PAGE, PAGES, NEWEST = 20, 4, 5
+Q1_ROWS, Q1_AUTHORS = 20_000, 100  # q1_posts: every author has dozens of posts (90 to 2,000), whatever the scale
+Q1_PAGES = NEWEST + 5              # an index's root and leaf (or two), and one table page per row returned
+Q1_REFERENCE = "CREATE INDEX ON q1_posts (user_id, created_at)"
 
 NEXT_PAGE_STARTER = '''
 def next_page(after):
@@ -28,22 +31,28 @@ def top_statement(before, after):
     return ____
 '''
 
-# q3's workload: (SQL, times). HISTORY runs before the first snapshot; the rest between the two.
-HISTORY = ("SELECT pg_sleep(0.2) FROM pg_roles WHERE rolname = current_user", 1)
-WORKLOAD = [("SELECT count(*) FROM pg_class WHERE relname = 'nb03-q3'", 40),                           # most calls
-            ("SELECT pg_sleep(0.06) FROM pg_namespace WHERE nspname = 'pg_catalog'", 1),               # slowest call
-            ("SELECT pg_sleep(0.006) FROM pg_database WHERE datname = current_database()", 20)]        # most time
 SNAPSHOT = """SELECT queryid, calls, total_exec_time, query FROM pg_stat_statements
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND userid = current_user::regrole
   AND toplevel"""
 
 
 def build_tables(engine: Engine) -> None:
-    """q1's posts without any index, and q2's feed (timestamps cut to the week, so many rows tie)."""
+    """q1's posts without any index, and q2's feed (timestamps cut to the week, so many rows tie).
+
+    q1_posts is generated (the same rows every time): author 1 writes a tenth of the posts, the quietest about 90;
+    authors 91-100 stopped posting after January, so an index that walks created_at first reaches their newest
+    posts only after most of the table.
+    """
     with engine.begin() as conn:
-        conn.connection.driver_connection.execute("""
+        conn.connection.driver_connection.execute(f"""
             DROP TABLE IF EXISTS nb03.q1_posts, nb03.feed;
-            CREATE TABLE q1_posts AS SELECT id, user_id, title, created_at FROM public.posts;
+            SELECT setseed(0.3);
+            CREATE TABLE q1_posts AS
+            SELECT id, user_id, 'post ' || id AS title,
+                   timestamptz '2024-01-01' + random() * CASE WHEN user_id > {Q1_AUTHORS - 10} THEN interval '30 days'
+                                                              ELSE interval '365 days' END AS created_at
+            FROM (SELECT g AS id, 1 + floor({Q1_AUTHORS} * random() ^ 2)::int AS user_id
+                  FROM generate_series(1, {Q1_ROWS}) AS g) AS drawn;
             CREATE TABLE feed AS SELECT id, date_trunc('week', created_at) AS created_at, title FROM public.posts;
             ALTER TABLE feed ADD PRIMARY KEY (id);
             CREATE INDEX feed_created_id ON feed (created_at, id);
@@ -51,13 +60,15 @@ def build_tables(engine: Engine) -> None:
 
 
 def users_to_check(engine: Engine) -> list[int]:
-    """The busiest author and a quiet one with at least 5 posts: an answer must serve both."""
+    """The busiest author, the quietest (whose posts are old), and one drawn at random at each check."""
+    import random
+
     from sqlalchemy import text
 
     with engine.connect() as conn:
-        counts = conn.execute(text("SELECT user_id FROM q1_posts GROUP BY user_id HAVING count(*) >= 5 "
-                                   "ORDER BY count(*) DESC, user_id")).scalars().all()
-    return [counts[0], counts[-1]]
+        authors = conn.execute(text("SELECT user_id FROM q1_posts GROUP BY user_id "
+                                    "ORDER BY count(*) DESC, user_id")).scalars().all()
+    return [authors[0], authors[-1], random.choice(authors[1:-1])]
 
 
 def newest_posts(user_id: int) -> Any:
@@ -68,24 +79,44 @@ def newest_posts(user_id: int) -> Any:
             .order_by(posts.c.created_at.desc()).limit(NEWEST))
 
 
-def index_verdict(engine: Engine, ddl: Any) -> dict[str, bool]:
-    """Create the learner's index in a transaction (rolled back), then read the plans of two users' newest posts."""
-    from .. import plans
+def one_create_index(ddl: Any) -> str:
+    """The learner's statement, comments and a final semicolon removed; WrongKind unless it is one CREATE INDEX."""
+    import re
 
-    statement = str(ddl).strip().rstrip(";")
-    if ";" in statement or not statement.lower().startswith("create index"):
-        raise ValueError("give one CREATE INDEX statement")
+    from . import WrongKind
+
+    statement = re.sub(r"--[^\n]*|/\*.*?\*/", " ", str(ddl), flags=re.S).strip().rstrip(";").strip()
+    if ";" in statement or not re.match(r"create\s+(unique\s+)?index\b", statement, re.I):
+        raise WrongKind("give one CREATE INDEX statement, as a string")
+    if re.match(r"create\s+(unique\s+)?index\s+concurrently\b", statement, re.I):
+        raise WrongKind("CONCURRENTLY cannot run inside the checker's transaction: leave it out (the index is the same)")
+    return statement
+
+
+def index_verdict(engine: Engine, ddl: Any) -> dict[str, bool]:
+    """Create the learner's index in a transaction (rolled back), then read the plans of three authors' newest posts."""
+    from .. import plans
+    from . import WrongKind
+
+    statement = one_create_index(ddl)
     users = users_to_check(engine)
     with engine.connect() as conn:
         expected = [conn.execute(newest_posts(u)).scalars().all() for u in users]
         conn.exec_driver_sql(statement.replace("%", "%%"))
+        partial = conn.exec_driver_sql("SELECT count(*) FROM pg_index WHERE indrelid = 'q1_posts'::regclass "
+                                       "AND indpred IS NOT NULL").scalar_one()
+        if partial:
+            conn.rollback()
+            raise WrongKind("a partial index (CREATE INDEX … WHERE …) holds only the rows its WHERE names; the page "
+                            "must be fast for every author, so index the whole table")
         found = [plans.explain(conn, newest_posts(u)) for u in users]
         rows = [conn.execute(newest_posts(u)).scalars().all() for u in users]
         conn.rollback()
     return {"each plan reads q1_posts through an index": all(plans.indexes(p) for p in found),
             "no Sort node": all("Sort" not in plans.node_types(p) for p in found),
-            f"at most {NEWEST} rows read per user": all(plans.summary(p)["rows read by scans"] <= NEWEST
-                                                        for p in found),
+            f"at most {NEWEST} rows and {Q1_PAGES} pages read per author":
+                all(plans.summary(p)["rows read by scans"] <= NEWEST and plans.summary(p)["buffers"] <= Q1_PAGES
+                    for p in found),
             "the same posts": rows == expected}
 
 
@@ -106,20 +137,37 @@ def keyset_reference(after: Any) -> Any:
     return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
 
 
+def orders_newest_first(statement: Any) -> bool:
+    """True if the statement's ORDER BY starts with created_at DESC, id DESC (read from the SQL it compiles to)."""
+    import re
+
+    from sqlalchemy.dialects import postgresql
+
+    sql = " ".join(str(statement.compile(dialect=postgresql.dialect())).split()).lower().replace('"', "")
+    clause = re.search(r"\border by (.*?)(?: limit | offset | fetch |$)", sql)
+    keys = [re.sub(r"^\w+\.", "", key.strip()) for key in clause.group(1).split(",")] if clause else []
+    return keys[:2] == ["created_at desc", "id desc"]
+
+
 def keyset_verdict(engine: Engine, next_page: Callable[[Any], Any]) -> dict[str, bool]:
-    """Walk PAGES pages with the learner's function, each cursor the last row seen; compare with OFFSET's pages."""
+    """Walk PAGES pages with the learner's function, each cursor the last row seen; compare with OFFSET's pages.
+
+    The ORDER BY is read from each statement: without the id the pages come out right here only because the
+    (created_at, id) index hands ties over in id order, which no query promises.
+    """
     from .. import plans
 
     with engine.connect() as conn:
-        after, pages, statement = None, [], None
+        after, pages, statements = None, [], []
         for _ in range(PAGES):
-            statement = next_page(after)
-            rows = [(r[0], r[1]) for r in conn.execute(statement).all()]
+            statements.append(next_page(after))
+            rows = [(r[0], r[1]) for r in conn.execute(statements[-1]).all()]
             pages.append(rows)
             after = (rows[-1][1], rows[-1][0]) if rows else None
         expected = [[(r[0], r[1]) for r in conn.execute(offset_page(p)).all()] for p in range(1, PAGES + 1)]
-        plan = plans.explain(conn, statement)
-    return {f"the same rows as OFFSET on pages 1-{PAGES}": pages == expected,
+        plan = plans.explain(conn, statements[-1])
+    return {"every page ordered by created_at DESC, then id DESC": all(map(orders_newest_first, statements)),
+            f"the same rows as OFFSET on pages 1-{PAGES}": pages == expected,
             f"page {PAGES} reads only its own {PAGE} rows": plans.summary(plan)["rows read by scans"] <= PAGE}
 
 
@@ -132,16 +180,60 @@ def snapshot(engine: Engine) -> pd.DataFrame:
         return pd.DataFrame(conn.execute(text(SNAPSHOT)).mappings().all())
 
 
-def run_workload(engine: Engine, top: Callable[[pd.DataFrame, pd.DataFrame], Any]) -> Any:
-    """Run q3's workload between two snapshots and hand both to `top`."""
+# q3's statements. Each check makes a table with a new name, so the statements that read it are new to
+# pg_stat_statements (a new queryid) and their text cannot be known in advance; the others were seen before.
+HISTORY = "SELECT pg_sleep(0.2) FROM pg_roles WHERE rolname = current_user"          # much time, before the work
+SLOW = "SELECT pg_sleep(0.06) FROM pg_namespace WHERE nspname = 'pg_catalog'"      # the slowest single call
+MANY = "SELECT count(*) FROM pg_class WHERE relname = 'nb03-q3'"                   # the most calls
+
+
+def rounds(fresh: str) -> dict[str, tuple[list[tuple[str, int]], str]]:
+    """Two pieces of work: (statements and how many times each runs, the one that spends the most time)."""
+    top_new = f"SELECT pg_sleep(0.006) FROM {fresh}"
+    return {
+        "the top statement when it first ran during the work": (
+            [(MANY, 40), (SLOW, 1), (f"SELECT count(*) FROM {fresh}", 5), (top_new, 20)], top_new),
+        "the top statement when it had run before the work": (
+            [(MANY, 40), (f"SELECT pg_sleep(0.002), one FROM {fresh}", 10), (SLOW, 3), (f"SELECT max(one) FROM {fresh}", 5)],
+            SLOW),
+    }
+
+
+def query_id(engine: Engine, sql: str) -> int:
+    """The queryid pg_stat_statements files `sql` under (EXPLAIN VERBOSE prints it; the statement does not run)."""
     with engine.connect() as conn:
-        conn.exec_driver_sql(HISTORY[0]).all()
-    before = snapshot(engine)
-    with engine.connect() as conn:
-        for sql, times in WORKLOAD:
-            for _ in range(times):
-                conn.exec_driver_sql(sql).all()
-    return top(before, snapshot(engine))
+        return conn.exec_driver_sql(f"EXPLAIN (VERBOSE, FORMAT JSON) {sql}").scalar_one()[0]["Query Identifier"]
+
+
+def run_workload(engine: Engine, top: Callable[[pd.DataFrame, pd.DataFrame], Any]) -> dict[str, bool]:
+    """Run each round of q3's work between two snapshots (rounds in random order); is `top` right on each?"""
+    import random
+    import secrets
+
+    from . import WrongKind
+
+    fresh = f"q3_{secrets.token_hex(4)}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {fresh} AS SELECT 1 AS one")
+        for sql in (HISTORY, SLOW, MANY):   # seen before any snapshot
+            conn.exec_driver_sql(sql).all()
+    verdict = {}
+    try:
+        for name, (work, designed) in random.sample(list(rounds(fresh).items()), 2):
+            before = snapshot(engine)
+            with engine.connect() as conn:
+                for sql, times in random.sample(work, len(work)):
+                    for _ in range(times):
+                        conn.exec_driver_sql(sql).all()
+            after = snapshot(engine)
+            answer = top(before.copy(), after.copy())
+            if not isinstance(answer, str):
+                raise WrongKind(f"top_statement should return the query text (a str), not {type(answer).__name__}")
+            verdict[name] = answer == after.loc[after["queryid"] == query_id(engine, designed), "query"].iloc[0]
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {fresh}")
+    return dict(sorted(verdict.items()))
 
 
 def top_reference(before: pd.DataFrame, after: pd.DataFrame) -> str:
@@ -157,12 +249,13 @@ def load(wb: Workbook, engine: Engine) -> tuple[Exercise, Exercise, Exercise]:
     q1 = Exercise(
         name="q1",
         question=f"The profile page shows a user's {NEWEST} newest posts: SELECT id FROM q1_posts WHERE user_id = :u "
-                 f"ORDER BY created_at DESC LIMIT {NEWEST}. q1_posts has no index. Give one CREATE INDEX statement "
-                 f"after which the plan, for any author, reads only those {NEWEST} rows through the index, with no "
-                 "Sort node.",
-        reference=lambda: index_verdict(engine, "CREATE INDEX ON q1_posts (user_id, created_at)"),
-        hint_text="An index on user_id finds the rows but not in order; a B-tree on two columns is sorted by the "
-                  "second within each value of the first.",
+                 f"ORDER BY created_at DESC LIMIT {NEWEST}. q1_posts ({Q1_ROWS:,} posts by {Q1_AUTHORS} authors) has "
+                 f"no index. Give one CREATE INDEX statement after which the plan, for any author, reads only those "
+                 f"{NEWEST} rows through the index (a few pages), with no Sort node.",
+        reference=lambda: index_verdict(engine, Q1_REFERENCE),
+        hint_text="Try CREATE INDEX ON q1_posts (user_id) and look at its plan with plans.explain: which node is "
+                  "still there, and why? An index hands rows over in the order it stores them. Which order of "
+                  "entries would give one author's posts newest first, one after the other?",
         solution_code='q1.check("CREATE INDEX q1_posts_user_created ON q1_posts (user_id, created_at DESC)")',
         evaluate=lambda ddl: index_verdict(engine, ddl),
     )
@@ -172,8 +265,9 @@ def load(wb: Workbook, engine: Engine) -> tuple[Exercise, Exercise, Exercise]:
                  "rows share a created_at. Fix next_page(after) so that, given the (created_at, id) of the last row "
                  "shown, it returns the next page: the same rows as OFFSET would, but reading only that page's rows.",
         reference=lambda: keyset_verdict(engine, keyset_reference),
-        hint_text="Filter on where the last page ended, with both columns compared as one row value: "
-                  "tuple_(a, b) < tuple_(x, y). Comparing created_at alone skips rows that tie with the last one.",
+        hint_text="Instead of counting rows to skip, ask for the rows that come after the last one shown, in the "
+                  "page's order. Many rows share the last row's created_at: for those, 'after' is decided by id. "
+                  "SQL can compare two columns at once, in the order an index on both stores them.",
         solution_code="def next_page(after):\n"
                       "    feed = table('feed', column('id'), column('created_at'))\n"
                       "    stmt = select(feed.c.id, feed.c.created_at).order_by(feed.c.created_at.desc(), "
@@ -188,7 +282,8 @@ def load(wb: Workbook, engine: Engine) -> tuple[Exercise, Exercise, Exercise]:
         name="q3",
         question="top_statement(before, after) gets two pg_stat_statements snapshots of this database and role "
                  "(DataFrames: queryid, calls, total_exec_time, query) taken around a piece of work. Return the "
-                 "query text of the statement that spent the most total time in that work.",
+                 "query text of the statement that spent the most total time in that work. (The check runs two "
+                 "pieces of work, with statements new to each check.)",
         reference=lambda: run_workload(engine, top_reference),
         hint_text="Totals count since the statistics were reset: subtract `before` from `after` by queryid "
                   "(a statement first seen in between is missing from `before`: it started at 0).",
