@@ -100,6 +100,14 @@ def test_nb03_q1_rejects_indexes_that_do_not_serve_filter_and_order(exercises):
     assert q1.verdict(cases[6][0])[1].startswith("a partial index")      # told plainly, without "running … raised"
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM pg_indexes WHERE tablename = 'q1_posts'").scalar() == 0
+    with engine.begin() as conn:   # a good index made in the notebook does not carry a wrong answer
+        conn.exec_driver_sql("CREATE INDEX q1_made_by_hand ON q1_posts (user_id, created_at)")
+    try:
+        assert q1.verdict("CREATE INDEX ON q1_posts (user_id)") == (INCORRECT, "“no Sort node” does not hold")
+        assert q1.verdict(nb03.Q1_REFERENCE) == (CORRECT, None)
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP INDEX q1_made_by_hand")
 
 
 def test_nb03_q2_rejects_offset_and_a_cursor_without_the_tie_breaker(exercises):

@@ -165,7 +165,8 @@ def draw(plan: dict, title: str, ax: Axes | None = None, color: str | None = Non
     ax.set_yticks(list(ys), ["   " * d + ("└ " if d else "") + label(row) for d, (_, row) in
                              zip(frame["depth"], frame.iterrows(), strict=True)], fontsize=8, family="monospace")
     for y, (_, row) in zip(ys, frame.iterrows(), strict=True):
-        ax.annotate(f" {row['self ms']:.2f} ms · {row['actual rows']:,.0f} rows · {row['buffers']:,} buf",
+        rows = f"{row['actual rows']:,.0f} row" + ("" if round(row["actual rows"]) == 1 else "s")
+        ax.annotate(f" {row['self ms']:.2f} ms · {rows} · {row['buffers']:,} buf",
                     (row["self ms"], y), va="center", fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("own time, ms (all loops)")
