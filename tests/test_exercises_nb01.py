@@ -122,6 +122,13 @@ def _wrong_result(engine, user_id):
     return nb01.handle_fixed(engine, user_id).upper()
 
 
+def _typo(engine, user_id):
+    with engine.connect() as conn:
+        name = conn.execute(text("SELECT name FROM user WHERE id = :id"), {"id": user_id}).scalar()
+    time.sleep(0.5)
+    return name
+
+
 @pytest.mark.parametrize(("handle", "why"), [
     (_holds_connection, "requests that failed is too high"),
     (_retries_until_it_gets_one, "no request kept its connection during the slow work"),
@@ -131,6 +138,7 @@ def _wrong_result(engine, user_id):
     (_second_connection, "took one connection from the pool it was given"),
     (_no_slow_work, "rendered its invoice"),
     (_wrong_result, "results, item 0 ("),
+    (_typo, "handle() raised ProgrammingError"),   # the learner is told what their code raised
 ])
 def test_q2_wrong_answers_fail(exercises, handle, why):
     status, diff = exercises[1].verdict(handle)

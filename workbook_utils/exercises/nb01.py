@@ -139,6 +139,9 @@ def burst_verdict(wb: Workbook, handle: Callable[[Engine, int], Any], workers: i
     finally:
         pool.dispose()
         engine.dispose()
+    crashed = run.outcomes[~run.outcomes["outcome"].isin(["ok", "TimeoutError"])]
+    if len(crashed):  # a bug in handle() itself: say what it raised rather than "requests that failed"
+        raise RuntimeError(f"handle() raised {crashed['outcome'].iloc[0]}: {crashed['error'].iloc[0]}")
     ok = run.outcomes[run.outcomes["outcome"] == "ok"]
     return {"requests that failed": workers - run.count("ok"),
             "results": run.outcomes["result"].tolist(),
