@@ -1,4 +1,4 @@
-"""Pool helpers of notebook 01 against the real server: health snapshot, watcher, arithmetic, kills, limited roles."""
+"""Pool helpers of notebook 01 against the real server: watcher, arithmetic, kills, limited roles."""
 
 from __future__ import annotations
 
@@ -15,34 +15,18 @@ def url():
     return urls.database_url("tiny")
 
 
-def test_pool_health_reports_overflow_in_use_never_negative(url):
-    engine = db.make_engine(url, pool_size=3, max_overflow=2)
-    try:
-        assert engine.pool.overflow() == -3                       # SQLAlchemy's raw number on a fresh pool
-        assert pooling.pool_health(engine) == {"pool": "QueuePool", "pool_size": 3, "checked_out": 0, "idle": 0,
-                                               "open": 0, "overflow_in_use": 0}
-        held = [engine.connect() for _ in range(4)]
-        health = pooling.pool_health(engine)
-        assert (health["checked_out"], health["open"], health["overflow_in_use"]) == (4, 4, 1)
-        for conn in held:
-            conn.close()
-    finally:
-        engine.dispose()
-    nullpool = db.make_engine(url, poolclass=NullPool)
-    assert pooling.pool_health(nullpool)["pool"] == "NullPool"
-
-
-def test_watch_pool_counts_connects_checkouts_and_peak(url):
+def test_watch_pool_counts_connects_and_checkouts_and_stops_counting_after(url):
     engine = db.make_engine(url, pool_size=2, max_overflow=1)
     try:
-        with pooling.watch_pool(engine, every=0.005) as watch:
+        with pooling.watch_pool(engine) as watch:
             held = [engine.connect() for _ in range(3)]
             for conn in held:
-                conn.close()
+                conn.close()   # the overflow connection is closed; two stay in the pool
             with engine.connect():
                 pass
-        assert (watch.connects, watch.checkouts, watch.peak, watch.in_use) == (3, 4, 3, 0)
-        assert watch.timeline()["checked out"].max() <= 3 and len(watch.timeline()) >= 1
+        with engine.connect():
+            pass
+        assert (watch.connects, watch.checkouts) == (3, 4)
     finally:
         engine.dispose()
 
@@ -105,12 +89,39 @@ def test_limited_role_is_skipped_with_a_sentence_when_not_allowed(url, capsys):
             conn.execute("DROP ROLE workbook_tiny_plain")
 
 
-def test_kill_then_use_fails_without_pre_ping_and_recovers_with_it(url):
-    for options, outcome in (({}, "OperationalError, connection_invalidated=True"), ({"pool_pre_ping": True}, "ok")):
-        engine = db.make_engine(url, pool_size=1, **options)
+def test_terminate_accepts_backends_that_are_already_gone(url):
+    with db.connect(url) as conn:
+        pid = conn.info.backend_pid
+    pooling.terminate(url, [pid])   # closed a moment ago: nothing to wait for
+
+
+def test_a_killed_pool_fails_one_request_without_pre_ping_and_none_with_it(url):
+    """SQLAlchemy invalidates the whole pool on the first disconnect: one failure, not one per pooled connection."""
+    for options, failed in (({}, 1), ({"pool_pre_ping": True}, 0)):
+        engine = db.make_engine(url, pool_size=5, **options)
         try:
-            seen = pooling.kill_then_use(engine, url)
+            seen = pooling.kill_then_use(engine, url, requests=10)
         finally:
             engine.dispose()
-        assert seen["next use"] == outcome
-        assert (seen["pid of next use"] is None) == (outcome != "ok") and seen["pid of next use"] != seen["killed pid"]
+        assert seen["failed"] == failed and seen["requests"] == 10, seen
+        assert seen["first error"] == ("OperationalError 57P01" if failed else "")   # admin_shutdown
+        assert len(seen["killed pids"]) == 5 and not set(seen["killed pids"]) & set(seen["pids after"])
+        assert seen["connections opened after the kill"] == 5   # every pooled connection replaced
+
+
+def test_requests_in_flight_when_the_backends_die_fail_even_with_pre_ping(url):
+    engine = db.make_engine(url, pool_size=3, pool_pre_ping=True)
+    try:
+        seen = pooling.kill_then_use(engine, url, requests=2, in_flight=True)
+    finally:
+        engine.dispose()
+    assert (seen["requests"], seen["failed"]) == (5, 3), seen
+
+
+def test_kill_then_use_on_an_engine_that_does_not_pool(url):
+    engine = db.make_engine(url, poolclass=NullPool)
+    try:
+        seen = pooling.kill_then_use(engine, url)
+    finally:
+        engine.dispose()
+    assert seen["failed"] == 0 and len(seen["killed pids"]) == 1

@@ -1,4 +1,5 @@
-"""run_together releases workers at once, records outcomes and phases, and never waits longer than its timeout."""
+"""run_together releases workers at once, records outcomes and phases, and never waits longer than its timeout;
+steady_load and pool_sweep time each request's wait for a connection and its query."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import time
 
 import pytest
 
+from workbook_utils import db, urls
 from workbook_utils.errors import WorkbookError
-from workbook_utils.workload import run_together
+from workbook_utils.workload import pool_sweep, run_together, steady_load
 
 
 def test_workers_start_together_and_outcomes_are_recorded():
@@ -42,3 +44,53 @@ def test_a_worker_that_hangs_is_reported_not_waited_for():
         run_together(lambda lane: release.wait(10) if lane.worker == 1 else None, 2, timeout=0.5)
     assert time.perf_counter() - start < 5
     release.set()
+
+
+def _sleep(seconds):
+    from sqlalchemy import text
+
+    return lambda conn: conn.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+
+
+def test_steady_load_times_the_wait_and_the_query_of_every_request():
+    engine = db.make_engine(urls.database_url("tiny"), pool_size=1, max_overflow=0, pool_timeout=5)
+    try:
+        requests = steady_load(engine, _sleep(0.02), clients=3, seconds=0.5)
+    finally:
+        engine.dispose()
+    assert list(requests.columns) == ["wait ms", "query ms", "error", "finished", "latency ms"]
+    assert (requests["error"] == "").all() and len(requests) >= 10
+    assert (requests["query ms"] >= 20).all()                 # pg_sleep(0.02) on the server
+    assert requests["wait ms"].median() >= 20                 # three clients, one connection: they queue in the pool
+    assert (requests["latency ms"] == requests["wait ms"] + requests["query ms"]).all()
+
+
+def test_steady_load_records_a_failure_and_stops_that_client():
+    def fails(conn):
+        raise RuntimeError("boom")
+
+    engine = db.make_engine(urls.database_url("tiny"), pool_size=1)
+    try:
+        requests = steady_load(engine, fails, clients=2, seconds=0.3)
+    finally:
+        engine.dispose()
+    assert requests["error"].tolist() == ["RuntimeError", "RuntimeError"]
+
+
+def test_pool_sweep_one_row_per_size_and_waiting_work_scales_with_the_pool():
+    """Sleeping queries use no server CPU: doubling the pool doubles the throughput (the CPU-bound case does not)."""
+    url = urls.database_url("tiny")
+
+    def make(size):
+        return db.make_engine(url, pool_size=size, max_overflow=0, pool_timeout=5,
+                              connect_args={"application_name": "test-pool-sweep"})
+
+    sweep = pool_sweep(make, [1, 4], _sleep(0.02), clients=4, seconds=0.3, rounds=2)
+    assert list(sweep.index) == [1, 4] and sweep.index.name == "pool_size"
+    assert list(sweep.columns) == ["queries/s", "p50 ms", "p95 ms", "p99 ms", "mean wait ms", "mean query ms", "failed"]
+    assert (sweep["failed"] == 0).all()
+    assert sweep.loc[4, "queries/s"] > 2.5 * sweep.loc[1, "queries/s"]
+    assert sweep.loc[1, "mean wait ms"] > sweep.loc[4, "mean wait ms"]
+    with db.connect(url) as conn:   # each pool was disposed after its run
+        assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test-pool-sweep'"
+                            ).fetchone()[0] == 0

@@ -1,9 +1,8 @@
-"""Connection pools observed and sized: health snapshots, a pool watcher, sizing arithmetic (notebook 01)."""
+"""Connection pools watched, sized and killed under load: a pool watcher, sizing arithmetic, backend kills (notebook 01)."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,44 +14,22 @@ from . import db
 from .errors import WorkbookError, first_line
 
 if TYPE_CHECKING:
-    import pandas as pd
     from sqlalchemy.engine import Engine
-
-
-def pool_health(engine: Engine) -> dict[str, Any]:
-    """A pool snapshot with sane numbers: SQLAlchemy's raw overflow() is negative below pool_size; this is not."""
-    from sqlalchemy.pool import QueuePool
-
-    pool = engine.pool
-    if not isinstance(pool, QueuePool):  # NullPool and friends have no size, overflow or checkedout()
-        return {"pool": type(pool).__name__, "status": pool.status()}
-    return {"pool": type(pool).__name__, "pool_size": pool.size(), "checked_out": pool.checkedout(),
-            "idle": pool.checkedin(), "open": pool.checkedin() + pool.checkedout(),
-            "overflow_in_use": max(pool.overflow(), 0)}
 
 
 @dataclass
 class PoolWatch:
-    """What one engine's pool did while `watch_pool` ran: connections opened, checkouts, peak, samples."""
+    """What one engine's pool did while `watch_pool` ran: server connections opened, checkouts."""
 
     connects: int = 0
     checkouts: int = 0
-    in_use: int = 0
-    peak: int = 0
-    samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds, checked out)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def timeline(self) -> pd.DataFrame:
-        """Checked-out connections over time (seconds since the watch began)."""
-        import pandas as pd
-
-        return pd.DataFrame(self.samples, columns=["seconds", "checked out"]).set_index("seconds")
 
 
 @contextmanager
-def watch_pool(engine: Engine, every: float | None = None) -> Iterator[PoolWatch]:
-    """Count the pool's connects and checkouts (pool events); with `every`, sample its checked-out count too."""
-    watch, stop, t0 = PoolWatch(), threading.Event(), time.perf_counter()
+def watch_pool(engine: Engine) -> Iterator[PoolWatch]:
+    """Count the pool's connects and checkouts while the block runs (notebook 01 §8 writes these listeners out)."""
+    watch = PoolWatch()
 
     def on_connect(dbapi_conn, record) -> None:
         with watch._lock:
@@ -61,31 +38,13 @@ def watch_pool(engine: Engine, every: float | None = None) -> Iterator[PoolWatch
     def on_checkout(dbapi_conn, record, proxy) -> None:
         with watch._lock:
             watch.checkouts += 1
-            watch.in_use += 1
-            watch.peak = max(watch.peak, watch.in_use)
 
-    def on_checkin(dbapi_conn, record) -> None:
-        with watch._lock:
-            watch.in_use -= 1
-
-    def sample() -> None:
-        while True:
-            watch.samples.append((time.perf_counter() - t0, pool_health(engine).get("checked_out", 0)))
-            if stop.wait(every):
-                return
-
-    listeners = {"connect": on_connect, "checkout": on_checkout, "checkin": on_checkin}
+    listeners = {"connect": on_connect, "checkout": on_checkout}
     for name, fn in listeners.items():
         event.listen(engine, name, fn)
-    sampler = threading.Thread(target=sample, daemon=True) if every else None
-    if sampler:
-        sampler.start()
     try:
         yield watch
     finally:
-        stop.set()
-        if sampler:
-            sampler.join(5)
         for name, fn in listeners.items():
             event.remove(engine, name, fn)
 
@@ -113,30 +72,63 @@ def server_limits(engine: Engine) -> dict[str, int]:
 
 
 def terminate(url: str, pids: list[int], timeout: float = 5.0) -> None:
-    """Terminate these backends (as a restart or an idle killer would) and wait, bounded, until they are gone."""
+    """Terminate these backends (as a restart or an idle killer would), waiting until each is gone (bounded).
+
+    Notebook 01 §4 shows the one statement this runs: `pg_terminate_backend(pid, timeout_ms)` (PostgreSQL 14+)
+    returns only once the backend has exited, or false when it is still there after the timeout.
+    """
     with db.connect(url) as conn:  # a connection of its own: never one from the pool being killed
-        conn.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
-        deadline = time.monotonic() + timeout
-        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]).fetchone()[0]:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"backends {pids} still present after {timeout} s")
-            time.sleep(0.05)
+        done = conn.execute("SELECT pid, pg_terminate_backend(pid, %s) FROM unnest(%s::int[]) AS pid",
+                            [int(timeout * 1000), pids]).fetchall()
+        # false also means "no such backend" (one that had already gone): only those still listed are alive
+        alive = [pid for pid, gone in done if not gone]
+        if alive:
+            alive = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", [alive])]
+    if alive:
+        raise TimeoutError(f"backends {alive} still present after {timeout} s")
 
 
-def kill_then_use(engine: Engine, url: str) -> dict[str, Any]:
-    """Pool one connection, terminate its backend (through `url`), use the engine again: what happened."""
+def kill_then_use(engine: Engine, url: str, requests: int = 1, in_flight: bool = False) -> dict[str, Any]:
+    """Fill the pool, terminate all its backends (a server restart, as the pool sees it), then serve `requests`.
+
+    The sequence is written out in notebook 01 §4. With `in_flight`, the pool's connections are still checked
+    out when their backends die (requests in the middle of their work): each of them then runs its query.
+    Returns how many requests failed, the first error (class and SQLSTATE), and how many connections the
+    pool opened after the kill.
+    """
     from sqlalchemy import exc, text
 
-    with engine.connect() as conn:
-        killed = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-    terminate(url, [killed])
-    try:
-        with engine.connect() as conn:
-            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-        return {"next use": "ok", "killed pid": killed, "pid of next use": pid}
-    except exc.DBAPIError as error:
-        return {"next use": f"{type(error).__name__}, connection_invalidated={error.connection_invalidated}",
-                "killed pid": killed, "pid of next use": None}
+    # NullPool and friends have no size; pool_size=0 ("no limit") still keeps what it opened
+    size = max(engine.pool.size(), 1) if hasattr(engine.pool, "size") else 1
+    held = [engine.connect() for _ in range(size)]
+    killed = [conn.execute(text("SELECT pg_backend_pid()")).scalar() for conn in held]
+    if not in_flight:
+        for conn in held:
+            conn.close()  # back to the pool, still open
+        held = []
+    terminate(url, killed)
+    errors: list[str] = []
+
+    def failed(error: exc.DBAPIError) -> None:
+        errors.append(f"{type(error).__name__} {getattr(error.orig, 'sqlstate', None) or ''}".strip())
+
+    with watch_pool(engine) as watch:
+        for conn in held:  # requests that had their connection when the server went away
+            try:
+                conn.execute(text("SELECT 1"))
+            except exc.DBAPIError as error:
+                failed(error)
+            finally:
+                conn.close()
+        pids = []
+        for _ in range(requests):
+            try:
+                with engine.connect() as conn:
+                    pids.append(conn.execute(text("SELECT pg_backend_pid()")).scalar())
+            except exc.DBAPIError as error:
+                failed(error)
+    return {"requests": len(held) + requests, "failed": len(errors), "first error": errors[0] if errors else "",
+            "connections opened after the kill": watch.connects, "killed pids": killed, "pids after": pids}
 
 
 def create_limited_role(url: str, name: str, limit: int) -> str | None:

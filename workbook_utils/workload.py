@@ -1,4 +1,4 @@
-"""Start N workers at the same instant, bound every wait, and collect what each did and when (notebook 01)."""
+"""Workers started at the same instant, and a steady load swept across pool sizes; every wait bounded (notebook 01)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .config import WorkbookError
+from .errors import WorkbookError
 
 if TYPE_CHECKING:
     import pandas as pd
+    from sqlalchemy.engine import Connection, Engine
 
 
 @dataclass
@@ -73,3 +74,88 @@ def run_together(work: Callable[[Lane], Any], n: int, first_phase: str = "start"
                            for lane in lanes
                            for (name, start), (_, end) in zip(lane.marks, lane.marks[1:], strict=False)])
     return Run(outcomes, phases)
+
+
+def steady_load(engine: Engine, work: Callable[[Connection], Any], clients: int, seconds: float,
+                think: float = 0.001) -> pd.DataFrame:
+    """`clients` threads run `work(conn)` back to back on `engine` for `seconds`: one row per request.
+
+    Each request checks out a connection (the wait is timed), runs `work` (timed), gives the connection back,
+    and its client pauses `think` seconds, as a web worker does its own work between two queries. Rows:
+    `wait ms`, `query ms`, `latency ms` (the two together) and `finished` (seconds since the start). A failed
+    request is a row with an `error` (its exception class); a client stops after its first failure.
+    """
+    import pandas as pd
+
+    barrier, lock = threading.Barrier(clients + 1), threading.Lock()
+    rows: list[dict[str, Any]] = []
+    t0 = deadline = 0.0
+
+    def client() -> None:
+        mine = []
+        barrier.wait(seconds + 30)
+        while (start := time.perf_counter()) < deadline:
+            try:
+                with engine.connect() as conn:
+                    got = time.perf_counter()
+                    work(conn)
+            except Exception as exc:  # the failure is the observation
+                mine.append({"wait ms": float("nan"), "query ms": float("nan"), "error": type(exc).__name__,
+                             "finished": time.perf_counter() - t0})
+                break
+            end = time.perf_counter()
+            mine.append({"wait ms": (got - start) * 1000, "query ms": (end - got) * 1000, "error": "",
+                         "finished": end - t0})
+            time.sleep(think)
+        with lock:
+            rows.extend(mine)
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    barrier.wait(seconds + 30)
+    for thread in threads:
+        thread.join(max(0.0, deadline + 30 - time.perf_counter()))
+    if alive := sum(thread.is_alive() for thread in threads):
+        raise WorkbookError(f"{alive} of {clients} clients were still running 30 s after the load ended")
+    requests = pd.DataFrame(rows, columns=["wait ms", "query ms", "error", "finished"])
+    requests["latency ms"] = requests["wait ms"] + requests["query ms"]
+    return requests
+
+
+def pool_sweep(make_engine: Callable[[int], Engine], sizes: list[int], work: Callable[[Connection], Any],
+               clients: int, seconds: float, rounds: int = 3) -> pd.DataFrame:
+    """The same steady load (`clients` running `work`) on a pool of each size: one row per pool size.
+
+    Taught in notebook 01 ("How big should the pool be? Measured"). Each size runs `rounds` times for `seconds`,
+    the sizes taking turns, so a machine whose load drifts does not favour one size; throughput is the median
+    round. `make_engine(size)` makes each round's engine; its pool is filled before the clients start (opening
+    connections is not what is measured) and disposed after. Columns: `queries/s`, the p50/p95/p99 latency in ms
+    (waiting for a connection plus the query), the mean wait and mean query time, and `failed` requests.
+    """
+    import pandas as pd
+
+    per_size: dict[int, list[pd.DataFrame]] = {size: [] for size in sizes}
+    for _ in range(rounds):
+        for size in sizes:
+            engine = make_engine(size)
+            try:
+                held = [engine.connect() for _ in range(size)]
+                for conn in held:
+                    conn.close()
+                per_size[size].append(steady_load(engine, work, clients, seconds))
+            finally:
+                engine.dispose()
+    rows = {}
+    for size, runs in per_size.items():
+        requests = pd.concat(runs, ignore_index=True)
+        ok = requests[requests["error"] == ""]
+        latency = ok["latency ms"]
+        throughput = pd.Series([((run["error"] == "") & (run["finished"] <= seconds)).sum() / seconds for run in runs])
+        rows[size] = {"queries/s": throughput.median(),
+                      "p50 ms": latency.quantile(0.50), "p95 ms": latency.quantile(0.95),
+                      "p99 ms": latency.quantile(0.99), "mean wait ms": ok["wait ms"].mean(),
+                      "mean query ms": ok["query ms"].mean(), "failed": int((requests["error"] != "").sum())}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("pool_size")

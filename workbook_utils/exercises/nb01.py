@@ -1,7 +1,13 @@
-"""Exercises of notebook 01 (connection pooling): size a deployment, release early, survive a backend kill."""
+"""Exercises of notebook 01 (connection pooling): size a deployment, release early, survive a backend kill.
+
+Each checker reads what SQLAlchemy and PostgreSQL really do with an answer, not its letter: q1 builds a
+QueuePool with the learner's numbers, q2 watches the pool's events while the learner's handle() serves a burst,
+q3 kills the backends under an engine made with the learner's options and checks that it still pools.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -14,44 +20,167 @@ if TYPE_CHECKING:
     from ..workbook import Workbook
 
 PROCESSES, THREADS, MAX_CONNECTIONS, SUPERUSER_RESERVED, HEADROOM = 4, 8, 100, 3, 10
-SIZING = (f"Your API runs {PROCESSES} worker processes with {THREADS} threads each; a thread runs at most one query "
-          f"at a time. The server has max_connections = {MAX_CONNECTIONS} ({SUPERUSER_RESERVED} reserved for "
+SIZING = (f"Your API runs {PROCESSES} worker processes with {THREADS} threads each. Every thread serves requests "
+          "all day long, one after another, each request running one query at a time (a steady load, not a "
+          f"burst). The server has max_connections = {MAX_CONNECTIONS} ({SUPERUSER_RESERVED} reserved for "
           f"superusers) and you keep {HEADROOM} for migrations and admin. Choose pool_size and max_overflow per "
-          "process so that no thread ever waits for a connection and the deployment fits the server.")
+          "process so that no thread ever waits for a connection, no request opens a connection of its own under "
+          "that steady load, and the deployment fits the server even with every pool at its limit.")
+
+
+class _StandIn:
+    """A DBAPI connection stand-in: enough for SQLAlchemy's QueuePool to run its real bookkeeping without a server."""
+
+    def rollback(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def sizing_verdict(answer: dict[str, int]) -> dict[str, bool]:
-    """Whether a {pool_size, max_overflow} choice serves every thread and fits the server (the arithmetic of §3)."""
-    from ..pooling import connections_available, connections_needed
+    """What SQLAlchemy's own QueuePool does with these numbers, per process (no server needed).
 
-    size, overflow = int(answer["pool_size"]), int(answer["max_overflow"])
-    available = connections_available(MAX_CONNECTIONS, SUPERUSER_RESERVED, 0, HEADROOM)
-    return {"pool_size and max_overflow are not negative": size >= 0 and overflow >= 0,
-            "every thread of a process can hold a connection at once": size + overflow >= THREADS,
-            "all processes together fit the server": connections_needed(PROCESSES, size, overflow) <= available}
+    `pool_size=0` means "no limit" and `max_overflow=-1` "no overflow limit" to SQLAlchemy, and connections beyond
+    pool_size are closed when they are returned: the checker runs the pool instead of trusting the arithmetic.
+    """
+    from sqlalchemy import exc
+    from sqlalchemy.pool import QueuePool
+
+    from ..pooling import connections_available
+
+    if set(answer) != {"pool_size", "max_overflow"}:
+        raise ValueError(f"answer with the keys 'pool_size' and 'max_overflow' only, not {sorted(answer)}")
+    size, overflow = answer["pool_size"], answer["max_overflow"]
+    share = connections_available(MAX_CONNECTIONS, SUPERUSER_RESERVED, 0, HEADROOM) // PROCESSES
+    whole = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (size, overflow))
+    verdict = {"pool_size and max_overflow are whole numbers, not negative": whole,
+               "every thread of a process gets a connection at once": False,
+               "under steady load, connections stay open between requests": False,
+               "a process never opens more than its share of the server": False}
+    if not whole:
+        return verdict
+    opened: list[int] = []
+    pool = QueuePool(lambda: opened.append(1) or _StandIn(), pool_size=size, max_overflow=overflow, timeout=0.01)
+
+    def checkout(n: int) -> list[Any]:
+        held = []
+        try:
+            for _ in range(n):
+                held.append(pool.connect())
+        except exc.TimeoutError:
+            pass
+        return held
+
+    held = checkout(THREADS)  # every thread at once
+    verdict["every thread of a process gets a connection at once"] = len(held) == THREADS
+    for conn in held:
+        conn.close()
+    before = len(opened)
+    for _ in range(3):  # three rounds of steady load: every thread takes a connection, then gives it back
+        held = checkout(THREADS)
+        for conn in held:
+            conn.close()
+    verdict["under steady load, connections stay open between requests"] = len(opened) == before
+    held = checkout(share + 1)  # the most this process's pool would ever open
+    verdict["a process never opens more than its share of the server"] = len(held) <= share
+    for conn in held:
+        conn.close()
+    pool.dispose()
+    return verdict
+
+
+HANDLE_STARTER = '''
+def handle(engine, user_id):
+    with engine.connect() as conn:
+        name = conn.execute(text("SELECT name FROM users WHERE id = :id"), {"id": user_id}).scalar()
+        time.sleep(0.5)   # slow work: rendering the invoice
+    return name
+'''
+RENDER_SECONDS, HOLD_LIMIT = 0.5, 0.1  # a query holds its connection for a few ms
 
 
 def burst_verdict(wb: Workbook, handle: Callable[[Engine, int], Any], workers: int = 6) -> dict[str, Any]:
-    """Run `handle(engine, user_id)` for `workers` users at once on a pool of 2 with pool_timeout 0.3 s."""
+    """Run `handle(engine, user_id)` for `workers` users at once on a pool of 2 with pool_timeout 0.3 s.
+
+    The pool's events say how each request used it: connections opened, checkouts, how long each connection
+    stayed checked out, statements sent through it; and whether the pool it was given is still the same.
+    """
+    from sqlalchemy import event
+
+    from ..pooling import watch_pool
     from ..workload import run_together
 
     engine = wb.make_engine(pool_size=2, max_overflow=0, pool_timeout=0.3)
+    pool, lock = engine.pool, threading.Lock()
+    since: dict[int, float] = {}
+    holds: list[float] = []
+    statements = [0]
+
+    def on_checkout(dbapi_conn, record, proxy) -> None:
+        since[id(record)] = time.perf_counter()
+
+    def on_checkin(dbapi_conn, record) -> None:
+        with lock:
+            holds.append(time.perf_counter() - since.pop(id(record), time.perf_counter()))
+
+    def on_statement(*_args) -> None:
+        with lock:
+            statements[0] += 1
+
+    event.listen(pool, "checkout", on_checkout)
+    event.listen(pool, "checkin", on_checkin)
+    event.listen(engine, "before_cursor_execute", on_statement)
     try:
-        run = run_together(lambda lane: handle(engine, lane.worker + 1), workers, timeout=30)
+        with watch_pool(engine) as watch:
+            run = run_together(lambda lane: handle(engine, lane.worker + 1), workers, timeout=30)
+        same_pool = (engine.pool is pool and pool.size() == 2 and pool._max_overflow == 0 and pool.timeout() == 0.3
+                     and watch.connects <= 2)
     finally:
+        pool.dispose()
         engine.dispose()
-    return {"requests that failed": workers - run.count("ok"), "results": run.outcomes["result"].tolist()}
+    crashed = run.outcomes[~run.outcomes["outcome"].isin(["ok", "TimeoutError"])]
+    if len(crashed):  # a bug in handle() itself: say what it raised rather than "requests that failed"
+        raise RuntimeError(f"handle() raised {crashed['outcome'].iloc[0]}: {crashed['error'].iloc[0]}")
+    ok = run.outcomes[run.outcomes["outcome"] == "ok"]
+    return {"requests that failed": workers - run.count("ok"),
+            "results": run.outcomes["result"].tolist(),
+            "the pool is the one given: 2 connections, no overflow, pool_timeout 0.3 s": same_pool,
+            "each request took one connection from the pool it was given and queried through it":
+                watch.checkouts == workers and statements[0] >= workers,
+            "no request kept its connection during the slow work": bool(holds) and max(holds) < HOLD_LIMIT,
+            "every request still rendered its invoice (0.5 s of slow work)":
+                len(ok) == workers and bool((ok["seconds"] >= RENDER_SECONDS * 0.9).all())}
 
 
 def kill_verdict(wb: Workbook, engine_options: dict[str, Any]) -> dict[str, bool]:
-    """Make an engine with these options, pool one connection, terminate its backend: does the next request work?"""
+    """An engine with these options: does the first request after its backends were killed succeed, and does it
+    still pool (the default QueuePool, one connection reused across requests further apart than the kill took)?"""
+    from sqlalchemy import text
+    from sqlalchemy.pool import QueuePool
+
     from ..pooling import kill_then_use
 
-    engine = wb.make_engine(pool_size=1, **engine_options)
+    engine = wb.make_engine(**engine_options)
+    start = time.perf_counter()
     try:
-        return {"the first request after the kill succeeded": kill_then_use(engine, wb.url)["next use"] == "ok"}
+        served = kill_then_use(engine, wb.url)["failed"] == 0
+        span = time.perf_counter() - start  # the oldest a connection could be at the first request after the kill
+        queue_pool = type(engine.pool) is QueuePool
     finally:
         engine.dispose()
+    fresh = wb.make_engine(**engine_options)
+    try:
+        pids = []
+        for _ in range(2):
+            with fresh.connect() as conn:
+                pids.append(conn.execute(text("SELECT pg_backend_pid()")).scalar())
+            time.sleep(span + 0.1)  # a connection renewed by age at the kill is renewed here too
+    finally:
+        fresh.dispose()
+    return {"the first request after the kill succeeded": served,
+            "the engine keeps the default QueuePool": queue_pool,
+            "a connection is reused from one request to the next": pids[0] == pids[1]}
 
 
 def handle_fixed(engine: Engine, user_id: int) -> str:
@@ -60,7 +189,7 @@ def handle_fixed(engine: Engine, user_id: int) -> str:
 
     with engine.connect() as conn:
         name = conn.execute(text("SELECT name FROM users WHERE id = :id"), {"id": user_id}).scalar()
-    time.sleep(0.5)  # slow work: rendering the invoice
+    time.sleep(RENDER_SECONDS)  # slow work: rendering the invoice
     return name
 
 
@@ -68,22 +197,25 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
     """q1, q2, q3 of notebook 01, bound to this notebook's database."""
     q1 = Exercise(
         name="q1",
-        question=SIZING + " Answer with a dict {'pool_size': …, 'max_overflow': …}.",
+        question=SIZING + " Answer with a dict {'pool_size': …, 'max_overflow': …}; the checker runs SQLAlchemy's "
+                          "QueuePool with your numbers.",
         reference=lambda: sizing_verdict({"pool_size": THREADS, "max_overflow": 0}),
-        hint_text=f"Each process needs pool_size + max_overflow ≥ {THREADS}; all of them together need "
-                  f"{PROCESSES} × (pool_size + max_overflow) ≤ {MAX_CONNECTIONS} − {SUPERUSER_RESERVED} − {HEADROOM}.",
+        hint_text="Two facts: a connection beyond pool_size is closed as soon as it goes back to the pool (§8), and "
+                  "every process may open pool_size + max_overflow connections (§4).",
         solution_code=f"q1.check({{'pool_size': {THREADS}, 'max_overflow': 0}})  "
-                      f"# {PROCESSES} × {THREADS} = {PROCESSES * THREADS} ≤ "
-                      f"{MAX_CONNECTIONS - SUPERUSER_RESERVED - HEADROOM}; a thread never waits",
+                      f"# {THREADS} threads stay on {THREADS} pooled connections; "
+                      f"{PROCESSES} × {THREADS} = {PROCESSES * THREADS} ≤ "
+                      f"{MAX_CONNECTIONS - SUPERUSER_RESERVED - HEADROOM}",
         evaluate=sizing_verdict,
     )
     q2 = Exercise(
         name="q2",
         question="handle() holds its connection while it renders an invoice (0.5 s). Six requests arrive at once "
-                 "at a pool of 2 with pool_timeout=0.3 s, and four of them fail. Fix handle() so that all six "
-                 "succeed with the same results, without changing the pool.",
+                 "at a pool of 2 with pool_timeout=0.3 s, and four of them fail. Change handle() so that all six "
+                 "succeed with the same results: each request still renders its invoice, queries through the "
+                 "engine it is given, and takes one connection from that pool, which stays as it is.",
         reference=lambda: burst_verdict(wb, handle_fixed),
-        hint_text="Only the query needs the connection: end the `with engine.connect()` block before time.sleep().",
+        hint_text="Which lines of handle() need the connection, and which only need the name?",
         solution_code="def handle(engine, user_id):\n"
                       "    with engine.connect() as conn:\n"
                       "        name = conn.execute(text(\"SELECT name FROM users WHERE id = :id\"),\n"
@@ -91,13 +223,16 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
                       "    time.sleep(0.5)   # slow work, after the connection went back to the pool\n"
                       "    return name\n\nq2.check(handle)",
         evaluate=lambda handle: burst_verdict(wb, handle),
+        starter=HANDLE_STARTER,
     )
     q3 = Exercise(
         name="q3",
-        question="Which create_engine option makes the first request after a backend was killed succeed? "
-                 "Answer with a dict of options, e.g. {'option_name': value}.",
+        question="The server restarted: every backend behind your engine's pool is gone. Which create_engine "
+                 "option makes the first request after that succeed, while the engine keeps pooling (the default "
+                 "QueuePool, each connection reused from request to request)? Answer with a dict of options, "
+                 "e.g. {'option_name': value}.",
         reference=lambda: kill_verdict(wb, {"pool_pre_ping": True}),
-        hint_text="Section 4: the pool can test a connection each time it is checked out.",
+        hint_text="Section 4: when could the pool find out that a connection died, without giving up on reuse?",
         solution_code="q3.check({'pool_pre_ping': True})",
         evaluate=lambda options: kill_verdict(wb, options),
     )
