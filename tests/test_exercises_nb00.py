@@ -60,6 +60,17 @@ def test_nb00_the_made_up_dataset_is_drawn_at_random():
     assert len(draws) > 10 and all(1 <= pairs <= 10 and all(13 <= i < 13 + 2 * pairs for i in ids)
                                    for pairs, ids in draws)
     assert len({4 + len(ids) for _, ids in draws}) > 5  # q1's answer on it is not one number a query could hard-code
+    avoided = [nb00.MadeUp.draw(seeded=(10, 7)) for _ in range(200)]  # never the seeded answers: a copy never passes
+    assert all(d.q1 != 10 and d.q2 != 7 for d in avoided) and len({d.q1 for d in avoided}) > 5
+
+
+def test_nb00_the_made_up_answers_never_equal_the_seeded_ones(wb):
+    """Drawn for this database: q1's and q2's counts on the made-up data differ from those on the seeded data."""
+    seeded_q1 = seeded(wb, nb00.Q1_SQL)[0]
+    seeded_q2 = seeded(wb, nb00.Q2_SQL)[1]
+    for _ in range(20):
+        q1, q2, _ = nb00.load(wb)
+        assert q1.expected[nb00.MADE_UP] != seeded_q1 and q2.expected[nb00.MADE_UP][0][1] != seeded_q2
 
 
 @pytest.mark.parametrize("answer", [

@@ -60,10 +60,25 @@ class MadeUp:
     without_profile: list[int] = field(default_factory=list)
 
     @classmethod
-    def draw(cls, rng: random.Random | None = None) -> MadeUp:
+    def draw(cls, rng: random.Random | None = None, seeded: tuple[int, int] = (-1, -1)) -> MadeUp:
+        """A random draw whose answers to q1 and q2 (their counts) differ from `seeded`, the answers on the real
+        data: a number copied from an output must never pass here by chance."""
         rng = rng or random.Random()
-        pairs = rng.randint(1, 10)  # 14 to 32 users: the seed's "every tenth" rule never gives the right count
-        return cls(pairs, sorted(rng.sample(range(13, 13 + 2 * pairs), rng.randint(0, 2 * pairs))))
+        while True:
+            pairs = rng.randint(1, 10)  # 14 to 32 users: the seed's "every tenth" rule never gives the right count
+            made_up = cls(pairs, sorted(rng.sample(range(13, 13 + 2 * pairs), rng.randint(0, 2 * pairs))))
+            if (made_up.q1, made_up.q2) != seeded and made_up.q1 != seeded[0] and made_up.q2 != seeded[1]:
+                return made_up
+
+    @property
+    def q1(self) -> int:
+        """Users without a profile: 2, 5, 7, 11 and the drawn ones."""
+        return 4 + len(self.without_profile)
+
+    @property
+    def q2(self) -> int:
+        """Users of apac (which ties with us and wins on the name)."""
+        return 4 + self.pairs
 
     @property
     def params(self) -> dict[str, Any]:
@@ -144,7 +159,10 @@ def load(wb: Workbook, made_up: MadeUp | None = None) -> tuple[Exercise, Exercis
     from sqlalchemy.pool import NullPool
 
     made_up_engine = wb.make_engine(poolclass=NullPool)
-    made_up = made_up or MadeUp.draw()
+    if made_up is None:
+        with wb.engine.connect() as conn:
+            seeded = (conn.exec_driver_sql(Q1_SQL).scalar_one(), conn.exec_driver_sql(Q2_SQL).one()[1])
+        made_up = MadeUp.draw(seeded=seeded)
 
     def check_query(select_only: bool = False):
         return lambda answer: results(wb, made_up_engine, made_up, answer, select_only)
