@@ -8,7 +8,7 @@ only holds at one scale, and SQL text where a select() is asked for.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select, table, text
 
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, ____, nb00
 from workbook_utils.models import Post, Profile, User
@@ -44,12 +44,33 @@ def test_nb00_reference_solutions_pass(questions):
     assert q3.verdict(exec_globals["answer"]) == (CORRECT, None)
 
 
-def test_nb00_made_up_dataset_is_what_its_comment_says(questions):
+@pytest.mark.parametrize("made_up", [nb00.MadeUp(1), nb00.MadeUp(3, [13, 16, 18]), nb00.MadeUp(10, list(range(13, 33)))],
+                         ids=["1 pair, all with a profile", "3 pairs, 3 without", "10 pairs, none with a profile"])
+def test_nb00_made_up_dataset_is_what_its_comment_says(wb, made_up):
     """Independent of the references: the answers worked out by hand from the made-up rows."""
-    q1, q2, q3 = questions
-    assert q1.expected[nb00.MADE_UP] == 4                        # users 2, 5, 7, 11; not user 10
-    assert q2.expected[nb00.MADE_UP] == [("apac", 4)]            # apac and us tie at 4
+    q1, q2, q3 = nb00.load(wb, made_up)
+    n = len(made_up.without_profile)
+    assert q1.expected[nb00.MADE_UP] == 4 + n                    # users 2, 5, 7, 11 (not user 10), and the drawn ones
+    assert q2.expected[nb00.MADE_UP] == [("apac", 4 + made_up.pairs)]  # apac and us tie, each gets one of a pair
     assert q3.expected[nb00.MADE_UP] == [(9, 6), (4, 5), (3, 3), (8, 3), (11, 3)]  # user 12 is cut by the tie
+
+
+def test_nb00_the_made_up_dataset_is_drawn_at_random():
+    draws = {(d.pairs, tuple(d.without_profile)) for d in (nb00.MadeUp.draw() for _ in range(50))}
+    assert len(draws) > 10 and all(1 <= pairs <= 10 and all(13 <= i < 13 + 2 * pairs for i in ids)
+                                   for pairs, ids in draws)
+    assert len({4 + len(ids) for _, ids in draws}) > 5  # q1's answer on it is not one number a query could hard-code
+    avoided = [nb00.MadeUp.draw(seeded=(10, 7)) for _ in range(200)]  # never the seeded answers: a copy never passes
+    assert all(d.q1 != 10 and d.q2 != 7 for d in avoided) and len({d.q1 for d in avoided}) > 5
+
+
+def test_nb00_the_made_up_answers_never_equal_the_seeded_ones(wb):
+    """Drawn for this database: q1's and q2's counts on the made-up data differ from those on the seeded data."""
+    seeded_q1 = seeded(wb, nb00.Q1_SQL)[0]
+    seeded_q2 = seeded(wb, nb00.Q2_SQL)[1]
+    for _ in range(20):
+        q1, q2, _ = nb00.load(wb)
+        assert q1.expected[nb00.MADE_UP] != seeded_q1 and q2.expected[nb00.MADE_UP][0][1] != seeded_q2
 
 
 @pytest.mark.parametrize("answer", [
@@ -82,9 +103,27 @@ def test_nb00_q1_known_wrong_answers_fail(wb, questions):
                   "WHERE p.website IS NULL",                                      # right shape, wrong rows
                   "SELECT count(*) FROM profiles",                                # the users that have one
                   "SELECT u.id FROM users u LEFT JOIN profiles p ON p.user_id = u.id "
-                  "WHERE p.user_id IS NULL"]:                                     # the rows, not their count
+                  "WHERE p.user_id IS NULL",                                      # the rows, not their count
+                  f"SELECT CASE WHEN (SELECT count(*) FROM users) = 12 THEN 4 ELSE {copied} END"]:  # spots the made-up
         status, diff = q1.verdict(wrong)
         assert status == INCORRECT and diff, wrong
+
+
+@pytest.mark.parametrize("answer", [
+    "SELECT count(*)::numeric FROM users u WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.user_id = u.id)",
+    "SELECT sum(CASE WHEN p.user_id IS NULL THEN 1 ELSE 0 END) FROM users u LEFT JOIN profiles p ON p.user_id = u.id",
+])
+def test_nb00_q1_a_decimal_count_is_a_number(questions, answer):
+    assert questions[0].verdict(answer) == (CORRECT, None)
+
+
+def test_nb00_q1_hard_coding_the_made_up_answer_fails(wb):
+    """Even knowing how the made-up dataset is drawn, a query that spots it cannot know its answer."""
+    copied = seeded(wb, "SELECT count(*) FROM users u WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.user_id = u.id)")[0]
+    cheat = f"SELECT CASE WHEN (SELECT count(*) FROM users) < 40 THEN 4 ELSE {copied} END"
+    verdicts = [nb00.load(wb, made_up)[0].verdict(cheat)[0]
+                for made_up in (nb00.MadeUp(2), nb00.MadeUp(2, [14]), nb00.MadeUp(5, [13, 20]))]
+    assert verdicts == ["correct", INCORRECT, INCORRECT]  # right only when no drawn user lacks a profile
 
 
 def test_nb00_q2_known_wrong_answers_fail(wb, questions):
@@ -121,6 +160,20 @@ def test_nb00_q3_known_wrong_answers_fail(wb, questions):
         assert status == INCORRECT and diff, wrong
 
 
+def test_nb00_q3_rejects_sql_text_inside_select(questions):
+    q3 = questions[2]
+    raw = (select(text("user_id, count(*)")).select_from(text("posts")).group_by(text("user_id"))
+           .order_by(text("count(*) desc, user_id")).limit(5))
+    for wrong in [raw,
+                  select(Post.user_id, func.count()).select_from(text("posts")).group_by(Post.user_id)
+                  .order_by(func.count().desc(), Post.user_id).limit(5),
+                  select(literal_column("user_id"), literal_column("count(*)")).select_from(table("posts"))
+                  .group_by(literal_column("user_id")).order_by(literal_column("count(*) desc, user_id")).limit(5),
+                  ]:
+        status, diff = q3.verdict(wrong)
+        assert status == INCORRECT and diff.startswith("build the query from the models"), diff
+
+
 def test_nb00_q3_accepts_a_join_through_users(questions):
     answer = (select(User.id, func.count(Post.id)).join(Post).group_by(User.id)
               .order_by(func.count(Post.id).desc(), User.id).limit(5))
@@ -143,3 +196,13 @@ def test_placeholder_is_not_attempted(questions, capsys):
     assert q3.verdict([____]) == (NOT_ATTEMPTED, None)
     q1.check(____)
     assert "not attempted" in capsys.readouterr().out
+
+
+def test_nb00_checkers_still_judge_after_wb_close(wb, questions):
+    """A learner who goes back after the last cell (wb.close()): the checkers still run and still judge."""
+    q1, _, q3 = questions
+    wb.close()
+    assert q1.verdict("SELECT count(*) FROM users WHERE id % 10 = 0")[0] == INCORRECT
+    assert q1.verdict(nb00.Q1_SQL) == (CORRECT, None)
+    assert q3.verdict(select(Post.user_id, func.count()).group_by(Post.user_id).order_by(Post.user_id).limit(5))[0] \
+        == INCORRECT

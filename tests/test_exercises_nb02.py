@@ -169,3 +169,97 @@ def test_nb02_q2_and_q3_reject_answers_that_break_the_lesson(exercises):
     for exercise, wrong, why in cases:
         status, diff = exercise.verdict(wrong)
         assert status == INCORRECT and why in diff, (exercise.name, wrong, diff)
+
+
+def test_nb02_q2_says_to_pass_the_loader_not_an_option(exercises):
+    from sqlalchemy.orm import joinedload, selectinload
+
+    from workbook_utils.models import User
+
+    q2 = exercises[1]
+    status, diff = q2.verdict({"profile": joinedload(User.profile), "posts": selectinload(User.posts),
+                               "orders": selectinload(User.orders)})
+    assert status == INCORRECT and diff.startswith("for 'profile', pass the loader itself, e.g. joinedload"), diff
+    assert "running your answer raised" not in diff
+    for wrong, why in [({"profile": "joinedload", "posts": "selectin", "orders": "selectinload"}, "for 'posts'"),
+                       ({"profile": "joinedload", "posts": "selectinload"}, "keys 'profile', 'posts'"),
+                       ([joinedload, selectinload, selectinload], "keys 'profile', 'posts'")]:
+        status, diff = q2.verdict(wrong)
+        assert status == INCORRECT and why in diff and "running your answer raised" not in diff, (wrong, diff)
+
+
+def test_nb02_q1_counts_statements_sent_through_another_engine(wb02, exercises):
+    """An N+1 that loads through an engine of its own and fills the collections with set_committed_value."""
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    workbook, _ = wb02
+    other_engine = workbook.make_engine().execution_options(schema_translate_map={None: workbook.schema})
+    report = _define(
+        "def report(session):\n"
+        "    users = session.scalars(select(User).order_by(User.id.desc()).limit(20)).all()\n"
+        "    with Session(other_engine) as other:\n"
+        "        for u in users:\n"
+        "            posts = other.scalars(select(Post).where(Post.user_id == u.id)"
+        ".options(selectinload(Post.comments))).all()\n"
+        "            set_committed_value(u, 'posts', posts)\n"
+        "    return users\n",
+        other_engine=other_engine, set_committed_value=set_committed_value)
+    status, diff = exercises[0].verdict(report)
+    assert status == INCORRECT and "at most 3 statements" in diff, diff
+
+
+def test_nb02_q1_rejects_collections_filled_from_another_session(exercises):
+    """Loaded in report's session count, but posts of another session put into the users' collections do not."""
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    report = _define(
+        "def report(session):\n"
+        "    users = session.scalars(select(User).order_by(User.id.desc()).limit(20)).all()\n"
+        "    other = Session(session.get_bind())\n"
+        "    posts = other.scalars(select(Post).where(Post.user_id.in_([u.id for u in users]))"
+        ".options(selectinload(Post.comments))).all()\n"
+        "    for u in users:\n"
+        "        set_committed_value(u, 'posts', [p for p in posts if p.user_id == u.id])\n"
+        "    return users\n", set_committed_value=set_committed_value)
+    status, diff = exercises[0].verdict(report)
+    assert status == INCORRECT and "were loaded by report" in diff, diff
+
+
+def test_nb02_checkers_still_judge_after_wb_close(wb02, exercises):
+    """A learner who goes back after the last cell (wb.close()): counting works, wrong answers still fail."""
+    from sqlalchemy.orm import joinedload, raiseload, selectinload
+
+    from workbook_utils.models import User
+
+    workbook, _ = wb02
+    q1, q2, q3 = exercises
+    for _ in range(2):  # closed once, then again (the last cell run twice)
+        workbook.close()
+        n_plus_one = _define(f"def report(session):\n    {Q1_WRONG['lazy, touched in report'][0]}\n")
+        assert q1.verdict(n_plus_one)[0] == INCORRECT
+        assert q2.verdict({"profile": joinedload, "posts": joinedload, "orders": joinedload})[0] == INCORRECT
+        assert q3.verdict([raiseload("*")])[0] == INCORRECT
+        assert q1.verdict(nb02.report_reference) == (CORRECT, None)
+        assert q2.verdict({"profile": joinedload, "posts": selectinload, "orders": selectinload}) == (CORRECT, None)
+        assert q3.verdict([joinedload(User.profile), raiseload("*")]) == (CORRECT, None)
+
+
+def test_nb02_part_2_runs_on_a_fresh_kernel_after_only_the_setup_cell(wb02):
+    """A workshop that stops after Part 1: the learner restarts the kernel, runs the setup cell, then Part 2."""
+    import gc
+    import tempfile
+
+    import nbformat
+
+    from workbook_utils.notebook_files import _client
+
+    gc.collect()  # the sessions some known-wrong answers leave open give their connections back (and their locks)
+    wb02[0].close()  # this module's sessions end, as the restarted kernel's did: setup may drop the scratch schema
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    start = next(i for i, cell in enumerate(nb.cells) if cell.get("id") == "02-part2")
+    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    with tempfile.TemporaryDirectory(prefix="workbook-kernel-") as kernel_dir:
+        client = _client(nb, NOTEBOOK, 600, kernel_dir)
+        with client.setup_kernel():
+            for index in [code[0]] + [i for i in code if i >= start]:  # raises on the first failing cell
+                client.execute_cell(nb.cells[index], index)

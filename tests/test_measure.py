@@ -1,4 +1,5 @@
-"""capture_sql counts exactly the statements of one engine, from any thread; compare() races cases."""
+"""capture_sql counts exactly the statements of one engine (or of all, given the Engine class), from any thread;
+compare() races cases."""
 
 from __future__ import annotations
 
@@ -27,6 +28,25 @@ def test_counts_each_statement_of_its_engine_only():
     finally:
         engine.dispose()
         other.dispose()
+
+
+def test_the_engine_class_counts_every_engine_of_the_process():
+    from sqlalchemy.engine import Engine
+
+    engine = db.make_engine()
+    try:
+        with capture_sql(Engine) as captured:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            other = db.make_engine()  # made inside the block: counted too
+            with other.connect() as conn:
+                conn.execute(text("SELECT 2"))
+            other.dispose()
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 3"))  # after the block: not counted
+        assert captured.count == 2
+    finally:
+        engine.dispose()
 
 
 def test_counts_from_many_threads():

@@ -2,7 +2,8 @@
 
 Each checker reads what the ORM really did, not only how many statements it sent: which attributes are loaded,
 what they contain (a loader that loads nothing, such as `noload`, fills an empty collection or None), which
-session the objects came from, and how many rows each statement returned.
+session the objects came from, and how many rows each statement returned. Statements are counted on every
+engine of the process (an `Engine` class listener), so loading through an engine of one's own still counts.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import Exercise
+from . import Exercise, WrongKind
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from ..workbook import Workbook
 
 BUDGET = 3
+LOADERS = ("joinedload", "selectinload", "subqueryload", "immediateload", "lazyload", "noload", "raiseload")
 
 Q1_STARTER = '''def report(session):
     """The 20 users with the highest ids (highest first), for page(): their posts and the posts' comments."""
@@ -26,12 +28,13 @@ Q1_STARTER = '''def report(session):
 
 
 def _counted(wb: Workbook, engine: Engine, work: Callable[[Any], Any]) -> tuple[Any, Any]:
-    """Run work(session) on `engine`; (its result, the statements it sent)."""
+    """Run work(session) on `engine`; (its result, the statements it and any other engine sent meanwhile)."""
+    from sqlalchemy.engine import Engine as AnyEngine
     from sqlalchemy.orm import Session
 
     from ..measure import capture_sql
 
-    with Session(engine) as session, capture_sql(wb.engine) as captured:
+    with Session(engine) as session, capture_sql(AnyEngine) as captured:
         result = work(session)
     return result, captured
 
@@ -47,24 +50,33 @@ def report_reference(session: Any) -> list[Any]:
                            .options(selectinload(User.posts).selectinload(Post.comments))).all()
 
 
-def _loaded(user: Any) -> bool:
-    """True if user.posts and every post's comments are in memory (reading them needs no query)."""
+def _loaded(user: Any, session: Any) -> bool:
+    """True if user.posts and every post's comments are in memory (reading them needs no query), as objects of
+    `session` (a collection filled from another session's objects was loaded outside the statement count)."""
     from sqlalchemy import inspect
+    from sqlalchemy.orm import object_session
 
-    return "posts" not in inspect(user).unloaded and all("comments" not in inspect(p).unloaded for p in user.posts)
+    if "posts" in inspect(user).unloaded:
+        return False
+    posts = list(user.posts)
+    if any("comments" in inspect(p).unloaded or object_session(p) is not session for p in posts):
+        return False
+    return all(object_session(c) is session for p in posts for c in p.comments)
 
 
 def report_verdict(wb: Workbook, engine: Engine, report: Callable[[Any], Any]) -> dict[str, Any]:
     """Run report(session), close the session, then read what page() needs from the objects it returned."""
+    from sqlalchemy.engine import Engine as AnyEngine
     from sqlalchemy.orm import Session, object_session
 
     from ..measure import capture_sql
     from ..models import User
 
-    with Session(engine) as session, capture_sql(wb.engine) as sent:
+    with Session(engine) as session, capture_sql(AnyEngine) as sent:  # every engine: one of its own counts too
         users = list(report(session))
         own = all(isinstance(u, User) and object_session(u) is session for u in users)
-    loaded = own and all(_loaded(u) for u in users)  # the session is closed: nothing can load lazily any more
+        loaded = own and all(_loaded(u, session) for u in users)
+    # read after the session has closed: nothing can load lazily any more
     contents = [(u.id, sorted(p.id for p in u.posts), sorted(c.id for p in u.posts for c in p.comments))
                 for u in users] if loaded else None
     return {"report returns the User objects of the session it is given": own,
@@ -89,9 +101,18 @@ def loaders_verdict(wb: Workbook, engine: Engine, choice: dict[str, Any]) -> dic
 
     from ..models import User
 
+    if not isinstance(choice, dict) or set(choice) != {"profile", "posts", "orders"}:
+        raise WrongKind("pass a dict with the keys 'profile', 'posts' and 'orders', each naming a loader")
+
     def loader(name: str) -> Any:
         chosen = choice[name]
-        return getattr(orm, chosen) if isinstance(chosen, str) else chosen
+        if isinstance(chosen, orm.interfaces.LoaderOption):
+            raise WrongKind(f"for {name!r}, pass the loader itself, e.g. joinedload, not joinedload(User.{name}): "
+                            "the checker applies it to the relationship")
+        function = getattr(orm, chosen) if isinstance(chosen, str) and chosen in LOADERS else chosen
+        if not callable(function):
+            raise WrongKind(f"for {name!r}, pass a loader such as joinedload or selectinload (got: {chosen!r})")
+        return function
 
     def work(session: Any) -> list[Any]:
         options = [loader("profile")(User.profile), loader("posts")(User.posts), loader("orders")(User.orders)]
@@ -108,6 +129,7 @@ def loaders_verdict(wb: Workbook, engine: Engine, choice: dict[str, Any]) -> dic
 def raise_verdict(wb: Workbook, engine: Engine, options: list[Any]) -> dict[str, Any]:
     """Load the 5 highest-id users with these options; profiles in the same statement, other relationships raise?"""
     from sqlalchemy import select
+    from sqlalchemy.engine import Engine as AnyEngine
     from sqlalchemy.exc import InvalidRequestError
 
     from ..measure import capture_sql
@@ -115,7 +137,7 @@ def raise_verdict(wb: Workbook, engine: Engine, options: list[Any]) -> dict[str,
 
     def touch(users: list[Any], name: str) -> int | None:
         """Statements sent while reading `name` of every user, or None if reading it raised."""
-        with capture_sql(wb.engine) as touched:
+        with capture_sql(AnyEngine) as touched:
             try:
                 [getattr(u, name) for u in users]
             except InvalidRequestError:
@@ -123,7 +145,7 @@ def raise_verdict(wb: Workbook, engine: Engine, options: list[Any]) -> dict[str,
         return touched.count
 
     def work(session: Any) -> dict[str, Any]:
-        with capture_sql(wb.engine) as loading:
+        with capture_sql(AnyEngine) as loading:
             users = session.scalars(select(User).order_by(User.id.desc()).limit(5).options(*options)).unique().all()
         together = loading.count == 1 and touch(users, "profile") == 0
         profiles = [(u.id, u.profile.user_id if u.profile is not None else None) for u in users] if together else None
@@ -157,7 +179,8 @@ def load(wb: Workbook, engine: Engine) -> tuple[Exercise, Exercise, Exercise]:
     q2 = Exercise(
         name="q2",
         question=f"Load 20 busy users (some have no profile) with their profile (one-to-one), posts and orders "
-                 f"(two collections): choose a loader for each (joinedload, selectinload, …) so that at most {BUDGET} "
+                 f"(two collections): choose a loader for each, the loader itself (joinedload, selectinload, …, "
+                 f"not joinedload(User.profile): the checker applies it) so that at most {BUDGET} "
                  "statements are sent, the users' own statement returns one row per user, and every user comes back "
                  "with the right profile (or None), posts and orders.",
         reference=lambda: loaders_verdict(wb, engine, {"profile": joinedload, "posts": selectinload,
