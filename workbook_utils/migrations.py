@@ -115,17 +115,28 @@ class Hold:
         self._released.set()
 
 
-def session_pid(conn: psycopg.Connection, application_name: str, timeout: float = 10.0) -> int:
-    """The pid of the session tagged `application_name` (e.g. the migration's), once it has connected."""
+def session_pid(conn: psycopg.Connection, application_name: str, timeout: float = 10.0, since: Any = None) -> int:
+    """The pid of the session tagged `application_name` (e.g. the migration's), once it has connected.
+
+    `since` (a server timestamp, e.g. `SELECT clock_timestamp()` before starting the migration) skips sessions that
+    started earlier: a previous migration's backend may still be exiting.
+    """
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [application_name]).fetchone()
+        row = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                           "AND backend_start >= coalesce(%s::timestamptz, '-infinity') ORDER BY backend_start DESC LIMIT 1",
+                           [application_name, since]).fetchone()
         if row:
             return row[0]
         time.sleep(0.01)
     raise WorkbookError(f"no session named {application_name} connected within {timeout} s")
+
+
+def server_now(conn: psycopg.Connection) -> Any:
+    """The server's clock now (for `session_pid(..., since=...)`)."""
+    return conn.execute("SELECT clock_timestamp()").fetchone()[0]
 
 
 def probe(url: str, app_name: str, sql: str) -> bool:
