@@ -1,6 +1,6 @@
 """Alembic from Python against one schema: configs, the revisions' offline SQL, squawk, and the lock ledger.
 
-Taught in notebook 05 (which shows each mechanism in a cell first); notebook 07 tests the same revisions.
+Taught in notebook 05 (which shows each mechanism in a cell first); notebook 07 (planned) tests the same revisions.
 The environment lives in data/migrations/ (env.py documents its contract).
 """
 
@@ -22,6 +22,7 @@ from .config import project_root
 from .errors import WorkbookError
 
 if TYPE_CHECKING:
+    import pandas as pd
     import psycopg
     from alembic.config import Config
 
@@ -139,6 +140,21 @@ def server_now(conn: psycopg.Connection) -> Any:
     return conn.execute("SELECT clock_timestamp()").fetchone()[0]
 
 
+ALL_LOCKS_SQL = """
+    SELECT l.locktype, coalesce(c.relname, l.relation::text, l.virtualxid) AS object, l.mode, l.granted
+    FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
+    WHERE l.pid = %s AND NOT (l.locktype = 'relation' AND c.relname LIKE 'pg_%%')
+    ORDER BY l.granted DESC, l.locktype, object, l.mode"""
+
+
+def all_locks(conn: psycopg.Connection, pid: int) -> pd.DataFrame:
+    """Like locks.locks_held, virtualxid rows included: a lock on another transaction's virtual id is how a
+    session waits for that transaction to end (CREATE INDEX CONCURRENTLY waiting for older writers)."""
+    import pandas as pd
+
+    return pd.DataFrame(conn.execute(ALL_LOCKS_SQL, [pid]).fetchall(), columns=["locktype", "object", "mode", "granted"])
+
+
 def probe(url: str, app_name: str, sql: str) -> bool:
     """True if `sql` cannot get its lock within 100 ms (a reader's or writer's statement probing held locks)."""
     import psycopg
@@ -187,7 +203,7 @@ def ledger_row(url: str, app_name: str, statement: str, tables: list[str], concu
             after = dict(ddl.execute(filenodes, [tables]).fetchall())
             ddl.rollback()
     held = held[held["granted"] & held["relation"].isin([t.split(".")[-1] for t in tables])]
-    return {"statement": statement, "locks": ", ".join(f"{r.relation}: {r.mode}" for r in held.itertuples()),
+    return {"statement": statement, "locks": "\n".join(f"{r.relation}: {r.mode}" for r in held.itertuples()),
             **blocks, "rewrites": before != after}
 
 
