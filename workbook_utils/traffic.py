@@ -170,6 +170,9 @@ def timeline(runs: dict[str, Traffic], title: str, failing: tuple[str, ...] = ()
         ax.spines[["top", "right"]].set_visible(False)
         plain_numbers(ax)
     axes[0][0].set_ylabel("statement latency, ms (log)")
+    from matplotlib.lines import Line2D
+
+    handles["waited on the migration's lock"] = Line2D([], [], marker="o", ls="", mfc="none", mec="black")
     fig.legend(handles.values(), handles.keys(), frameon=False, fontsize=8, loc="center right")
     fig.suptitle(f"{title} (grey: the migration's window)", x=0.01, ha="left", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1 - 1.7 / fig.get_figwidth(), 1))
