@@ -43,6 +43,49 @@ def batched_wrong_value():
                          {"lo": lo, "hi": lo + 5})
 
 
+def without_if_not_exists():
+    with op.get_context().autocommit_block():
+        op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True)
+
+
+def partial_index():
+    with op.get_context().autocommit_block():
+        op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True,
+                        if_not_exists=True, postgresql_where=sa.text("user_id < 10"))
+
+
+def batches_in_savepoints():
+    conn = op.get_bind()
+    max_id = conn.execute(sa.text("SELECT max(id) FROM users")).scalar()
+    for lo in range(0, max_id, 5):
+        with conn.begin_nested():
+            conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
+                                 "WHERE id > :lo AND id <= :hi"), {"lo": lo, "hi": lo + 5})
+
+
+def batches_in_raw_savepoints():
+    max_id = op.get_bind().execute(sa.text("SELECT max(id) FROM users")).scalar()
+    for lo in range(0, max_id, 5):
+        op.execute(f"SAVEPOINT s; UPDATE users SET email_domain = split_part(email, '@', 2) "
+                   f"WHERE id > {lo} AND id <= {lo + 5}; RELEASE SAVEPOINT s")
+
+
+def one_update_in_autocommit():
+    with op.get_context().autocommit_block():
+        op.execute("UPDATE users SET email_domain = split_part(email, '@', 2)")
+
+
+def fk_validating_in_autocommit():
+    with op.get_context().autocommit_block():
+        op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"])
+
+
+def fk_validating_then_commit():
+    op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"])
+    op.execute("COMMIT")
+    op.execute("BEGIN")
+
+
 def fk_steps_in_one_transaction():
     op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
     op.execute("ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
@@ -96,16 +139,23 @@ def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
     starter_index = _module(tmp_path, "starter_index", head + nb05.INDEX_STARTER.replace("def upgrade", "def plain"))
     starter_fk = _module(tmp_path, "starter_fk", head + nb05.FK_STARTER.replace("def upgrade", "def validating"))
     starter_fill = _module(tmp_path, "starter_fill", head + nb05.BACKFILL_STARTER.replace("def upgrade", "def one"))
-    cases = [(q1, starter_index.plain, "squawk finds nothing"),                  # the blocking build, renamed
-             (q1, edited.upgrade, "squawk finds nothing"),
+    cases = [(q1, starter_index.plain, "require-concurrent-index-creation"),     # the blocking build, renamed
+             (q1, edited.upgrade, "require-concurrent-index-creation"),
+             (q1, wrong.without_if_not_exists, "prefer-robust-stmts"),        # the rule that fired is named
+             (q1, wrong.partial_index, "every row"),
              (q1, wrong.concurrently_in_transaction, "ActiveSqlTransaction"),
              (q1, wrong.no_index, "valid index"),
              (q1, wrong.wrong_column, "valid index"),
              (q2, starter_fill.one, "tenth of the rows"),
              (q2, wrong.batches_in_one_transaction, "tenth of the rows"),     # batches that never commit
+             (q2, wrong.batches_in_savepoints, "tenth of the rows"),          # savepoints: locks held to the end
+             (q2, wrong.batches_in_raw_savepoints, "tenth of the rows"),
+             (q2, wrong.one_update_in_autocommit, "tenth of the rows"),
              (q2, wrong.batched_wrong_value, "email's domain"),
-             (q3, starter_fk.validating, "writes waited"),
-             (q3, wrong.fk_steps_in_one_transaction, "writes waited"),        # the sheet's form (row 32)
+             (q3, starter_fk.validating, "NOT VALID"),
+             (q3, wrong.fk_validating_in_autocommit, "NOT VALID"),            # scans under SHARE ROW EXCLUSIVE
+             (q3, wrong.fk_validating_then_commit, "NOT VALID"),              # commits only after the scan
+             (q3, wrong.fk_steps_in_one_transaction, "committed"),            # the sheet's form (row 32)
              (q3, wrong.fk_never_validated, "validated")]
     for exercise, answer, why in cases:
         status, diff = exercise.verdict(answer)

@@ -1,6 +1,6 @@
 """Alembic from Python against one schema: configs, the revisions' offline SQL, squawk, and the lock ledger.
 
-Taught in notebook 05 (which shows each mechanism in a cell first); notebook 07 tests the same revisions.
+Taught in notebook 05 (which shows each mechanism in a cell first); notebook 07 (planned) tests the same revisions.
 The environment lives in data/migrations/ (env.py documents its contract).
 """
 
@@ -22,6 +22,7 @@ from .config import project_root
 from .errors import WorkbookError
 
 if TYPE_CHECKING:
+    import pandas as pd
     import psycopg
     from alembic.config import Config
 
@@ -115,17 +116,43 @@ class Hold:
         self._released.set()
 
 
-def session_pid(conn: psycopg.Connection, application_name: str, timeout: float = 10.0) -> int:
-    """The pid of the session tagged `application_name` (e.g. the migration's), once it has connected."""
+def session_pid(conn: psycopg.Connection, application_name: str, timeout: float = 10.0, since: Any = None) -> int:
+    """The pid of the session tagged `application_name` (e.g. the migration's), once it has connected.
+
+    `since` (a server timestamp, e.g. `SELECT clock_timestamp()` before starting the migration) skips sessions that
+    started earlier: a previous migration's backend may still be exiting.
+    """
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [application_name]).fetchone()
+        row = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                           "AND backend_start >= coalesce(%s::timestamptz, '-infinity') ORDER BY backend_start DESC LIMIT 1",
+                           [application_name, since]).fetchone()
         if row:
             return row[0]
         time.sleep(0.01)
     raise WorkbookError(f"no session named {application_name} connected within {timeout} s")
+
+
+def server_now(conn: psycopg.Connection) -> Any:
+    """The server's clock now (for `session_pid(..., since=...)`)."""
+    return conn.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+ALL_LOCKS_SQL = """
+    SELECT l.locktype, coalesce(c.relname, l.relation::text, l.virtualxid) AS object, l.mode, l.granted
+    FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
+    WHERE l.pid = %s AND NOT (l.locktype = 'relation' AND c.relname LIKE 'pg_%%')
+    ORDER BY l.granted DESC, l.locktype, object, l.mode"""
+
+
+def all_locks(conn: psycopg.Connection, pid: int) -> pd.DataFrame:
+    """Like locks.locks_held, virtualxid rows included: a lock on another transaction's virtual id is how a
+    session waits for that transaction to end (CREATE INDEX CONCURRENTLY waiting for older writers)."""
+    import pandas as pd
+
+    return pd.DataFrame(conn.execute(ALL_LOCKS_SQL, [pid]).fetchall(), columns=["locktype", "object", "mode", "granted"])
 
 
 def probe(url: str, app_name: str, sql: str) -> bool:
@@ -176,7 +203,7 @@ def ledger_row(url: str, app_name: str, statement: str, tables: list[str], concu
             after = dict(ddl.execute(filenodes, [tables]).fetchall())
             ddl.rollback()
     held = held[held["granted"] & held["relation"].isin([t.split(".")[-1] for t in tables])]
-    return {"statement": statement, "locks": ", ".join(f"{r.relation}: {r.mode}" for r in held.itertuples()),
+    return {"statement": statement, "locks": "\n".join(f"{r.relation}: {r.mode}" for r in held.itertuples()),
             **blocks, "rewrites": before != after}
 
 

@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 
+WAITS_SQL = """
+    SELECT a.pid, pg_blocking_pids(a.pid),
+           extract(epoch FROM clock_timestamp() - (SELECT min(l.waitstart) FROM pg_locks l
+                                                   WHERE l.pid = a.pid AND NOT l.granted))
+    FROM pg_stat_activity a WHERE a.pid = ANY(%s) AND cardinality(pg_blocking_pids(a.pid)) > 0"""
+
+
 @dataclass
 class Traffic:
     """`readers` + `writers` sessions looping on their statement (`%(k)s` = the worker's own number, from 1)."""
@@ -37,6 +44,7 @@ class Traffic:
     windows: list[tuple[float, float]] = field(default_factory=list, repr=False)
     waits: list[tuple[int, float, float, tuple[int, ...]]] = field(default_factory=list, repr=False)  # pid, seen between, by
     pids: list[int] = field(default_factory=list, repr=False)
+    longest_wait: float = 0.0  # seconds the longest wait on an outside session has lasted so far (pg_locks.waitstart)
 
     def _connect(self) -> Any:
         from .db import connect
@@ -61,16 +69,15 @@ class Traffic:
                 self._stop.wait(0.01)  # a request every ~10 ms per worker, not a busy loop
 
     def _monitor(self) -> None:
-        from .locks import blockers
-
         with self._connect() as conn:
             while not self._stop.is_set():
                 before = time.perf_counter() - self.t0
-                blocked = blockers(conn, list(self.pids))
+                rows = conn.execute(WAITS_SQL, [list(self.pids)]).fetchall()
                 after = time.perf_counter() - self.t0
-                for pid, by in blocked.items():
+                for pid, by, lasted in rows:
                     if outside := tuple(b for b in by if b not in self.pids):  # waits among workers don't count
                         self.waits.append((pid, before, after, outside))
+                        self.longest_wait = max(self.longest_wait, float(lasted or 0))
                 self._stop.wait(0.01)
 
     def __enter__(self) -> Traffic:
@@ -136,26 +143,37 @@ def summary(df: pd.DataFrame) -> dict[str, int]:
 
 
 def timeline(runs: dict[str, Traffic], title: str, failing: tuple[str, ...] = ()) -> Axes:
-    """Latency of every statement over time, one panel per run on shared axes, the migration window shaded."""
+    """Latency of every statement over time, one panel per run on shared axes, the migration window shaded;
+    statements that waited on the migration's lock are drawn as open circles, failed ones as black crosses."""
     import matplotlib.pyplot as plt
 
     from .charts import FAILING, FIXED, NEUTRAL, plain_numbers
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs) + 1.6, 3.2), sharex=True, sharey=True,
+                             squeeze=False)
+    handles: dict[str, Any] = {}
     for ax, (label, run) in zip(axes[0], runs.items(), strict=True):
         df, color = run.result(), FAILING if label in failing else FIXED
         for start, end in run.windows:
             ax.axvspan(start, end, color=NEUTRAL, alpha=0.15, lw=0)
         for kind, marker in (("read", "o"), ("write", "s")):
-            ok = df[(df["kind"] == kind) & (df["outcome"] == "ok")]
-            ax.scatter(ok["start"], ok["latency_ms"], s=10, marker=marker, color=color, alpha=0.6, label=f"{kind}s")
+            ok = df[(df["kind"] == kind) & (df["outcome"] == "ok") & ~df["waited"]]
+            handles[f"{kind}s"] = ax.scatter(ok["start"], ok["latency_ms"], s=10, marker=marker, color=NEUTRAL,
+                                             alpha=0.5)
+        waited = df[df["waited"] & (df["outcome"] == "ok")]
+        handles["waited on the migration's lock"] = ax.scatter(waited["start"], waited["latency_ms"], s=36,
+                                                               facecolors="none", edgecolors=color, linewidths=1.3)
         bad = df[df["outcome"] != "ok"]
-        ax.scatter(bad["start"], bad["latency_ms"], s=40, marker="x", color="black", label="failed")
+        handles["failed (statement_timeout)"] = ax.scatter(bad["start"], bad["latency_ms"], s=40, marker="x",
+                                                           color="black")
         ax.set(yscale="log", xlabel="seconds", title=label)
         ax.spines[["top", "right"]].set_visible(False)
         plain_numbers(ax)
     axes[0][0].set_ylabel("statement latency, ms (log)")
-    axes[0][0].legend(frameon=False, fontsize=8, loc="upper left")
+    from matplotlib.lines import Line2D
+
+    handles["waited on the migration's lock"] = Line2D([], [], marker="o", ls="", mfc="none", mec="black")
+    fig.legend(handles.values(), handles.keys(), frameon=False, fontsize=8, loc="center right")
     fig.suptitle(f"{title} (grey: the migration's window)", x=0.01, ha="left", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 1.7 / fig.get_figwidth(), 1))
     return axes[0][0]

@@ -1,6 +1,7 @@
-"""Alembic environment of notebooks 05 and 07: revisions run against one schema, each in its own transaction.
+"""Alembic environment of notebook 05 (notebook 07, planned, reuses it): revisions run against one schema,
+each in its own transaction.
 
-The contract (notebook 07 relies on it; `workbook_utils.migrations.config` builds a Config that fills it):
+The contract (notebook 07, planned, will rely on it; `workbook_utils.migrations.config` builds a Config that fills it):
 
 - config.attributes["schema"]: the schema the revisions change (the notebook's scratch copy, e.g. "nb05").
   `SET search_path` is issued at session level, not `SET LOCAL`: a migration that uses `autocommit_block()`
@@ -11,7 +12,7 @@ The contract (notebook 07 relies on it; `workbook_utils.migrations.config` build
   the unsafe default of PostgreSQL). Emitted in offline SQL too, so squawk sees it.
 - config.attributes["application_name"]: how the migration's session shows in pg_stat_activity.
 - config.attributes["on_version_apply"]: callbacks run at the end of each revision, inside its transaction.
-- version_table_schema = the schema: notebooks 05 and 07 never share an alembic_version row.
+- version_table_schema = the schema: two notebooks never share an alembic_version row.
 - transaction_per_migration=True: each revision commits on its own, so one revision's locks are never held
   while the next one runs (the default, False, runs `upgrade head` as one transaction).
 - target_metadata: the head state of the tables these revisions change (autogenerate / `alembic check`).

@@ -7,6 +7,7 @@ Alembic against fresh copies of users and posts in a schema of its own, and repo
 from __future__ import annotations
 
 import inspect
+import re
 import tempfile
 import textwrap
 from collections.abc import Callable
@@ -80,39 +81,84 @@ def index_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
         findings = migrations.squawk(migrations.offline_sql(cfg, "ex1"))
         with db.connect(libpq, autocommit=False, application_name=wb.app_name) as writer, \
                 db.connect(libpq, application_name=wb.app_name) as observer:
+            since = migrations.server_now(observer)
             writer.execute(f"UPDATE {SCHEMA}.posts SET title = title WHERE id = 1")  # a request mid-transaction
             run = migrations.in_background(command.upgrade, cfg, "ex1")
             try:  # a build waits for that request to finish; then a second request arrives
-                wait_until_blocked(observer, migrations.session_pid(observer, cfg.attributes["application_name"], 3), 3)
+                pid = migrations.session_pid(observer, cfg.attributes["application_name"], 3, since)
+                wait_until_blocked(observer, pid, 3)
                 late_waited = migrations.probe(libpq, wb.app_name, f"UPDATE {SCHEMA}.posts SET id = id WHERE id = 2")
             except WorkbookError:  # the migration never waited (it built nothing, or failed at once)
                 late_waited = False
             writer.rollback()
             run.result(timeout=30)
-    valid = _sql(wb, f"SELECT coalesce(bool_and(indisvalid), false) FROM pg_index WHERE indrelid = "
-                     f"'{SCHEMA}.posts'::regclass AND indkey::text = (SELECT attnum::text FROM pg_attribute "
-                     f"WHERE attrelid = '{SCHEMA}.posts'::regclass AND attname = 'user_id')")
-    return {"squawk finds nothing": findings == [], "a valid index on posts(user_id) exists": valid,
+    valid = _sql(wb, f"SELECT coalesce(bool_and(indisvalid AND indpred IS NULL), false) FROM pg_index "
+                     f"WHERE indrelid = '{SCHEMA}.posts'::regclass AND indkey::text = (SELECT attnum::text "
+                     f"FROM pg_attribute WHERE attrelid = '{SCHEMA}.posts'::regclass AND attname = 'user_id')")
+    return {"the squawk rules your revision's SQL breaks": ", ".join(findings) or "none",
+            "a valid index on posts(user_id), covering every row (no WHERE), exists": valid,
             "a write during the migration waited on it": late_waited}
 
 
 def backfill_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
-    """Run the answer on a copy of users with an empty email_domain; count the rows each transaction wrote."""
+    """Run the answer while a request holds one row half-way through users; when the backfill waits for that row,
+    count from another session the rows it has already committed and the rows it holds locked."""
     from alembic import command
+
+    from .. import db, migrations
+    from ..errors import WorkbookError
+    from ..locks import wait_until_blocked
 
     _copies(wb, "ALTER TABLE users ADD COLUMN email_domain text")
     rows = _sql(wb, f"SELECT count(*) FROM {SCHEMA}.users")
+    middle = _sql(wb, f"SELECT id FROM {SCHEMA}.users ORDER BY id OFFSET {rows // 2} LIMIT 1")
+    libpq = wb.url.replace("+psycopg", "")
+    locked, committed = rows, 0
     with tempfile.TemporaryDirectory() as folder:
-        command.upgrade(_config(wb, upgrade, folder), "ex1")
+        cfg = _config(wb, upgrade, folder)
+        with db.connect(libpq, autocommit=False, application_name=wb.app_name) as request, \
+                db.connect(libpq, application_name=wb.app_name) as observer:
+            since = migrations.server_now(observer)
+            request.execute(f"UPDATE {SCHEMA}.users SET name = name WHERE id = %s", [middle])  # one row, held
+            run = migrations.in_background(command.upgrade, cfg, "ex1")
+            try:
+                pid = migrations.session_pid(observer, cfg.attributes["application_name"], 5, since)
+                wait_until_blocked(observer, pid, 5)  # the backfill reached the held row and waits for it
+                unlocked = observer.execute(f"SELECT count(*) FROM (SELECT FROM {SCHEMA}.users "
+                                            "FOR UPDATE SKIP LOCKED) t").fetchone()[0]
+                locked = rows - 1 - unlocked  # rows the backfill's open transaction holds (the held row aside)
+                committed = observer.execute(f"SELECT count(*) FROM {SCHEMA}.users "
+                                             "WHERE email_domain IS NOT NULL").fetchone()[0]
+            except WorkbookError:  # it never waited on the row: it failed, or never updated it
+                pass
+            finally:
+                request.rollback()
+            run.result(timeout=30)
     wrong = _sql(wb, f"SELECT count(*) FROM {SCHEMA}.users "
                      "WHERE email_domain IS DISTINCT FROM split_part(email, '@', 2)")
-    largest = _sql(wb, f"SELECT max(n) FROM (SELECT count(*) AS n FROM {SCHEMA}.users GROUP BY xmin::text) t")
     return {"every row holds its email's domain": wrong == 0,
-            "no transaction wrote more than a tenth of the rows": largest <= max(1, rows // 10)}
+            "no transaction held more than a tenth of the rows locked at once": locked <= max(1, rows // 10),
+            "other sessions saw rows filled in while it ran (batches committed)": committed > 0}
+
+
+FK_ADD = re.compile(r"ADD\s+(CONSTRAINT\s+\S+\s+)?FOREIGN\s+KEY[^;]*", re.I)
+VALIDATE = re.compile(r"VALIDATE\s+CONSTRAINT", re.I)
+COMMIT = re.compile(r"^\s*COMMIT\s*;", re.I | re.M)
+
+
+def fk_steps(sql: str) -> dict[str, bool]:
+    """From a revision's offline SQL: is every foreign key added NOT VALID, and validated after a COMMIT?"""
+    adds = list(FK_ADD.finditer(sql))
+    not_valid = bool(adds) and all(re.search(r"\bNOT\s+VALID\b", a.group(0), re.I) for a in adds)
+    validate = VALIDATE.search(sql, adds[-1].end()) if adds else None
+    separate = validate is not None and COMMIT.search(sql, adds[-1].end(), validate.start()) is not None
+    return {"the key is added NOT VALID (no scan under the ADD's lock)": not_valid,
+            "VALIDATE runs after the ADD's transaction committed": separate}
 
 
 def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
-    """Run the answer with its transaction held open at its end; probe a write to posts and to users meanwhile."""
+    """Read the answer's offline SQL (NOT VALID, then VALIDATE in a later transaction), then run it with its
+    transaction held open at its end and probe a write to posts and to users meanwhile."""
     from alembic import command
 
     from .. import migrations
@@ -120,6 +166,7 @@ def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
     _copies(wb)
     hold = migrations.Hold(timeout=20)
     with tempfile.TemporaryDirectory() as folder:
+        steps = fk_steps(migrations.offline_sql(_config(wb, upgrade, folder), "ex1"))
         run = migrations.in_background(command.upgrade, _config(wb, upgrade, folder, on_version_apply=[hold]), "ex1")
         try:
             if not hold.reached.wait(20):
@@ -132,7 +179,8 @@ def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
         run.result(timeout=30)
     validated = _sql(wb, f"SELECT coalesce(bool_and(convalidated), false) FROM pg_constraint WHERE contype = 'f' "
                          f"AND conrelid = '{SCHEMA}.posts'::regclass AND confrelid = '{SCHEMA}.users'::regclass")
-    return {"posts.user_id references users, validated": validated, "writes waited while it ran": blocked}
+    return {"posts.user_id references users, validated": validated, **steps,
+            "writes waited at the revision's end": blocked}
 
 
 def cleanup(wb: Workbook) -> None:
@@ -192,11 +240,13 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
     q2 = Exercise(
         name="q2",
         question="users has a new, empty column email_domain. Rewrite this backfill so that each row gets "
-                 "split_part(email, '@', 2) and no single transaction writes more than a tenth of the rows. "
+                 "split_part(email, '@', 2) and no transaction ever holds more than a tenth of the rows locked "
+                 "(each batch commits before the next begins). "
                  "Then q2.check(upgrade).",
         reference=lambda: backfill_verdict(wb, backfill_fixed),
-        hint_text="§6 (and SEED_ERRATA N3): batches of ids (keyset ranges), and something that makes each "
-                  "UPDATE commit on its own; the checker counts the rows each transaction wrote (xmin).",
+        hint_text="§6: batches of ids (keyset ranges), and something that makes each UPDATE commit on its own "
+                  "(a savepoint does not: its row locks last until the whole transaction ends). The checker "
+                  "holds one row half-way and, while your backfill waits for it, counts the rows it holds locked.",
         solution_code="def upgrade():\n"
                       "    conn = op.get_bind()\n"
                       "    with op.get_context().autocommit_block():\n"
@@ -211,8 +261,9 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
     q3 = Exercise(
         name="q3",
         question="Add the foreign key posts.user_id → users.id in one revision so that it ends up validated "
-                 "and writes to posts and users never wait on the migration's scan. The checker holds the "
-                 "revision's transaction open at its end (as a long scan would) and tries a write meanwhile. "
+                 "and writes to posts and users never wait on the migration's scan. The checker reads the revision's "
+                 "offline SQL (which statement scans, in which transaction), then runs it with its transaction "
+                 "held open at its end (as a long scan would) and tries a write meanwhile. "
                  "Then q3.check(upgrade).",
         reference=lambda: fk_verdict(wb, fk_fixed),
         hint_text="§5: NOT VALID first; VALIDATE takes a weaker lock, but only if the stronger one from the "
