@@ -247,19 +247,14 @@ def test_nb02_checkers_still_judge_after_wb_close(wb02, exercises):
 def test_nb02_part_2_runs_on_a_fresh_kernel_after_only_the_setup_cell(wb02):
     """A workshop that stops after Part 1: the learner restarts the kernel, runs the setup cell, then Part 2."""
     import gc
-    import tempfile
 
     import nbformat
 
-    from workbook_utils.notebook_files import _client
+    from workbook_utils.notebook_files import execute
 
     gc.collect()  # the sessions some known-wrong answers leave open give their connections back (and their locks)
     wb02[0].close()  # this module's sessions end, as the restarted kernel's did: setup may drop the scratch schema
     nb = nbformat.read(NOTEBOOK, as_version=4)
     start = next(i for i, cell in enumerate(nb.cells) if cell.get("id") == "02-part2")
     code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
-    with tempfile.TemporaryDirectory(prefix="workbook-kernel-") as kernel_dir:
-        client = _client(nb, NOTEBOOK, 600, kernel_dir)
-        with client.setup_kernel():
-            for index in [code[0]] + [i for i in code if i >= start]:  # raises on the first failing cell
-                client.execute_cell(nb.cells[index], index)
+    execute(NOTEBOOK, cells=[code[0]] + [i for i in code if i >= start])  # raises on the first failing cell

@@ -80,24 +80,23 @@ def lesson_cells(nb: nbformat.NotebookNode) -> list[int]:
     return code[1:]
 
 
-def execute(path: Path, timeout: int = 600, rerun: bool = False) -> nbformat.NotebookNode:
+def execute(path: Path, timeout: int = 600, rerun: bool = False, cells: list[int] | None = None) -> nbformat.NotebookNode:
     """Run a notebook top to bottom on a fresh kernel (in its own folder); raises on the first failing cell.
 
     With `rerun`, the lesson cells then run once more in the same kernel, as a learner who goes back does.
+    With `cells`, only the cells at these indexes run, in that order (e.g. the setup cell, then one part).
     """
     import tempfile
 
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    order = range(len(nb.cells)) if cells is None else cells
     with tempfile.TemporaryDirectory(prefix="workbook-kernel-") as kernel_dir:
         client = _client(nb, path, timeout, kernel_dir)
         with client.setup_kernel():
-            for index, cell in enumerate(nb.cells):
-                client.execute_cell(cell, index)
-            if rerun:
-                for index in lesson_cells(nb):
-                    client.execute_cell(nb.cells[index], index)
+            for index in [*order, *(lesson_cells(nb) if rerun else [])]:
+                client.execute_cell(nb.cells[index], index)
     return nb
 
 
