@@ -239,16 +239,19 @@ def draw(runs: dict[str, Race], title: str, failing: Sequence[str] = (),
     fig, axes = plt.subplots(1, len(runs), figsize=(min(4.2 * len(runs), 13), 1.6 + 0.55 * len(sessions)),
                              sharey=True, sharex=True, squeeze=False)
     for ax, (name, race) in zip(axes[0], runs.items(), strict=True):
-        for n, r in race.steps.iterrows():
+        ends = [(r.session, r["done after"] if r["waited for"] else n) for n, r in race.steps.iterrows()]
+        for (n, r), (session, end) in zip(race.steps.iterrows(), ends, strict=True):
             lane = sessions.index(r.session)
             if r["waited for"]:
                 ax.barh(lane, r["done after"] - n + 0.5, left=n - 0.5, height=0.6, color=PHASE_COLORS["waited for a lock"])
             color = PHASE_COLORS["failed" if r.outcome != "ok" else "ran"]
-            end = r["done after"] if r["waited for"] else n
-            ax.barh(lane, 0.8, left=end - 0.4, height=0.6, color=color)
-            ax.annotate(str(n), (end, lane), ha="center", va="center", fontsize=7, color="white")
+            together = [i for i, e in enumerate(ends) if e == (session, end)]  # a queued step ends with the one before
+            width = 0.8 / len(together)
+            middle = end - 0.4 + width * (together.index(n - 1) + 0.5)
+            ax.barh(lane, width * 0.95, left=middle - width / 2, height=0.6, color=color)
+            ax.annotate(str(n), (middle, lane), ha="center", va="center", fontsize=7, color="white")
             if r.outcome != "ok":  # the outcome under its bar, so a long name never covers the next step
-                ax.annotate(r.outcome, (end, lane + 0.32), ha="center", va="top", fontsize=6, color=FAILING)
+                ax.annotate(r.outcome, (middle, lane + 0.32), ha="center", va="top", fontsize=6, color=FAILING)
         bad = name in failing
         ax.set_title(name + (f"\n{notes[name]}" if name in notes else ""), loc="left", fontsize=10,
                      color=FAILING if bad else FIXED, fontweight="bold" if bad else "normal")
