@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import text, update
 from sqlalchemy.exc import OperationalError
@@ -53,7 +55,7 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass(exercise
     assert q1.verdict(sell_locked) == (CORRECT, None)
     assert q2.verdict(transfer_sorted) == (CORRECT, None)
     namespace = {"q1": q1, "q2": q2, "q3": q3, "update": update, "Product": Product, "Session": Session,
-                 "OperationalError": OperationalError}
+                 "OperationalError": OperationalError, "time": time}
     for exercise in exercises:
         exec(exercise.solution_code, namespace)
         assert f"✅ {exercise.name}: correct." in capsys.readouterr().out
@@ -91,9 +93,15 @@ def test_nb04_q1_rejects_lost_updates_table_locks_commits_and_failures(exercises
     def no_return(session, product_id):
         nb04.sell_reference(session, product_id)
 
+    def hard_coded(session, product_id):   # right only if the stock always started at 10
+        first = session.execute(text("UPDATE products SET inventory = 9 WHERE id = :id AND inventory = 10 "
+                                     "RETURNING inventory"), {"id": product_id}).scalar()
+        return first or session.execute(text("UPDATE products SET inventory = 8 WHERE id = :id RETURNING inventory"),
+                                        {"id": product_id}).scalar_one()
+
     for wrong, why in [(naive, "both sales of product 1 counted"), (table_lock, "another product does not wait"),
                        (commits, "leaves the commit"), (repeatable_read, "product 1 counted"),
-                       (no_return, "returns the new inventory")]:
+                       (no_return, "returns the new inventory"), (hard_coded, "product 1 counted")]:
         status, diff = q1.verdict(wrong)
         assert status == INCORRECT and why in diff, (wrong.__name__, diff)
 
@@ -111,33 +119,51 @@ def test_nb04_q2_rejects_opposite_orders_and_a_table_lock(exercises):
     def wrong_amount(from_id, to_id, amount):
         return nb04.transfer_reference(from_id, to_id, amount)[:2]
 
+    def select_1_first(from_id, to_id, amount):   # a first statement that locks nothing, then opposite orders
+        return ["SELECT 1", *nb04.transfer_reference(from_id, to_id, amount)[1:]]
+
+    def lock_timeout_first(from_id, to_id, amount):   # a lock_timeout turns the deadlock into another failure
+        return ["SET LOCAL lock_timeout = '50ms'", *nb04.transfer_reference(from_id, to_id, amount)[1:]]
+
+    def joined(from_id, to_id, amount):   # both UPDATEs in one string: one step, which hides the order
+        return ["; ".join(nb04.transfer_reference(from_id, to_id, amount)[1:])]
+
+    def not_a_list(from_id, to_id, amount):
+        return nb04.transfer_reference(from_id, to_id, amount)[1]
+
     for wrong, why in [(credit_first, "no deadlock"), (table_lock, "other accounts does not wait"),
-                       (wrong_amount, "balances are right")]:
+                       (wrong_amount, "balances are right"), (select_1_first, "no deadlock"),
+                       (lock_timeout_first, "every transfer committed"), (joined, "one statement per item"),
+                       (not_a_list, "a list of SQL strings")]:
         status, diff = q2.verdict(wrong)
         assert status == INCORRECT and why in diff, (wrong.__name__, diff)
 
 
-def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(exercises):
+def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(exercises, monkeypatch):
     q3 = exercises[2]
+    monkeypatch.setattr(nb04, "RETRY_TIMEOUT", 1.0)
+    retryable = {"40001", "40P01", "55P03"}
 
-    def unbounded(engine, work, attempts=5):
+    def unbounded(engine, work, attempts=5, backoff=0.05):
+        attempt = 0
         while True:
             try:
                 with Session(engine) as session, session.begin():
                     return work(session)
             except OperationalError:
-                continue
+                time.sleep(backoff * 2 ** min(attempt, 2))
+                attempt += 1
 
-    def swallows(engine, work, attempts=5):
-        for _ in range(attempts):
+    def swallows(engine, work, attempts=5, backoff=0.05):   # the retry that swallows the last error
+        for attempt in range(attempts):
             try:
                 with Session(engine) as session, session.begin():
                     return work(session)
             except Exception:
-                pass
+                time.sleep(backoff * 2 ** attempt)
         return None
 
-    def retries_everything(engine, work, attempts=5):
+    def retries_everything(engine, work, attempts=5, backoff=0.05):
         for attempt in range(attempts):
             try:
                 with Session(engine) as session, session.begin():
@@ -145,8 +171,9 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
             except Exception:
                 if attempt == attempts - 1:
                     raise
+                time.sleep(backoff * 2 ** attempt)
 
-    def one_session(engine, work, attempts=5):   # retries inside a transaction that already failed
+    def one_session(engine, work, attempts=5, backoff=0.05):   # retries inside a transaction that already failed
         with Session(engine) as session, session.begin():
             for attempt in range(attempts):
                 try:
@@ -155,7 +182,61 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
                     if attempt == attempts - 1:
                         raise
 
-    for wrong, why in [(unbounded, "gives up"), (swallows, "gives up"), (retries_everything, "does not retry other"),
-                       (one_session, "after a 40001")]:
+    def savepoints(engine, work, attempts=5, backoff=0.05):   # a real 40001 recurs in the same snapshot
+        with Session(engine) as session, session.begin():
+            for attempt in range(1, attempts + 1):
+                try:
+                    with session.begin_nested():
+                        return work(session)
+                except OperationalError as error:
+                    if error.orig.sqlstate not in retryable or attempt == attempts:
+                        raise
+                time.sleep(backoff * 2 ** (attempt - 1))
+
+    def ten_tries(engine, work, attempts=5, backoff=0.05):   # ignores `attempts`
+        return nb04.retry_reference(engine, work, attempts=10, backoff=backoff)
+
+    def gives_up_with_its_own_error(engine, work, attempts=5, backoff=0.05):   # the SQLSTATE is gone
+        try:
+            return nb04.retry_reference(engine, work, attempts, backoff)
+        except OperationalError as error:
+            if error.orig.sqlstate in retryable:
+                raise RuntimeError("gave up") from error
+            raise
+
+    def no_backoff(engine, work, attempts=5, backoff=0.05):
+        return nb04.retry_reference(engine, work, attempts, backoff=0)
+
+    def not_lock_timeouts(engine, work, attempts=5, backoff=0.05):   # §7's loop, with the backoff
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except OperationalError as error:
+                if error.orig.sqlstate not in {"40001", "40P01"} or attempt == attempts:
+                    raise
+            time.sleep(backoff * 2 ** (attempt - 1))
+
+    def swallows_everything_forever(engine, work, attempts=5, backoff=0.05):   # even BaseException, even ^C
+        while True:
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except:  # noqa: E722
+                pass
+
+    for wrong, why in [(unbounded, "exactly `attempts`"), (swallows, "last attempt's own error"),
+                       (retries_everything, "other errors at once"), (one_session, "after a 40001"),
+                       (savepoints, "new transaction"), (ten_tries, "exactly `attempts`"),
+                       (gives_up_with_its_own_error, "last attempt's own error"), (no_backoff, "waits backoff"),
+                       (not_lock_timeouts, "55P03"), (swallows_everything_forever, "still retrying after 1 s"),
+                       ("run_with_retry", "pass your function")]:
+        started = time.monotonic()
         status, diff = q3.verdict(wrong)
-        assert status == INCORRECT and why in diff, (wrong.__name__, diff)
+        assert status == INCORRECT and why in diff, (wrong, diff)
+        assert time.monotonic() - started < 5, wrong   # a runaway loop never holds the check for long
+    from workbook_utils import db, urls
+
+    with db.make_engine(urls.database_url("tiny")).connect() as conn:   # the parked loop holds no session
+        assert conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%04%' "
+                                 "AND state LIKE 'idle in transaction%'")).scalar() == 0

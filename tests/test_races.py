@@ -105,5 +105,9 @@ def test_a_script_left_open_is_rolled_back_and_its_waiters_end(engine):
 
 def test_alternatives_and_draw(engine):
     race = races.run(engine, [("s1", ROW.format(1), "ok|40001"), ("s1", "COMMIT", None)]).check()
-    fig = races.draw({"one": race, "two": race}, "title", failing=("one",))
+    fig = races.draw({"one": race, "two": race}, "title", failing=("one",), notes={"two": "final 9"})
     assert len(fig.axes) == 2
+    from workbook_utils.charts import FAILING, FIXED
+
+    assert [ax._left_title.get_color() for ax in fig.axes] == [FAILING, FIXED]
+    assert fig.axes[1].get_title(loc="left") == "two\nfinal 9"

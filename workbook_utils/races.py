@@ -221,33 +221,45 @@ def run(engine: Engine, script: Sequence[Step | tuple], isolation_level: str | N
 PHASE_COLORS = {"ran": "#2980b9", "waited for a lock": "#f39c12", "failed": "#c0392b"}
 
 
-def draw(runs: dict[str, Race], title: str, failing: Sequence[str] = ()) -> Figure:
-    """Swim lanes side by side (shared axes), one lane per session, by step order: who ran, who waited, who failed."""
+def draw(runs: dict[str, Race], title: str, failing: Sequence[str] = (),
+         notes: dict[str, str] | None = None) -> Figure:
+    """Swim lanes side by side (shared axes), one lane per session, by step order: who ran, who waited, who failed.
+
+    `failing` names the runs drawn as the broken form (title in the failing colour); `notes` adds a line under a
+    run's title, e.g. its end state ("final stock 9"), which the bars alone cannot show.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
     from .charts import FAILING, FIXED
 
+    notes = notes or {}
     sessions = sorted({s for race in runs.values() for s in race.steps["session"]})
     most = max(len(race.steps) for race in runs.values())
-    fig, axes = plt.subplots(1, len(runs), figsize=(min(4.2 * len(runs), 13), 1.3 + 0.5 * len(sessions)),
+    fig, axes = plt.subplots(1, len(runs), figsize=(min(4.2 * len(runs), 13), 1.6 + 0.55 * len(sessions)),
                              sharey=True, sharex=True, squeeze=False)
     for ax, (name, race) in zip(axes[0], runs.items(), strict=True):
-        for n, r in race.steps.iterrows():
+        ends = [(r.session, r["done after"] if r["waited for"] else n) for n, r in race.steps.iterrows()]
+        for (n, r), (session, end) in zip(race.steps.iterrows(), ends, strict=True):
             lane = sessions.index(r.session)
             if r["waited for"]:
                 ax.barh(lane, r["done after"] - n + 0.5, left=n - 0.5, height=0.6, color=PHASE_COLORS["waited for a lock"])
             color = PHASE_COLORS["failed" if r.outcome != "ok" else "ran"]
-            end = r["done after"] if r["waited for"] else n
-            ax.barh(lane, 0.8, left=end - 0.4, height=0.6, color=color)
-            ax.annotate(str(n) if r.outcome == "ok" else f"{n} {r.outcome}", (end, lane), ha="center",
-                        va="center", fontsize=7, color="white" if r.outcome == "ok" else "black")
-        ax.set_title(name, loc="left", fontsize=10, color=FAILING if name in failing else FIXED)
+            together = [i for i, e in enumerate(ends) if e == (session, end)]  # a queued step ends with the one before
+            width = 0.8 / len(together)
+            middle = end - 0.4 + width * (together.index(n - 1) + 0.5)
+            ax.barh(lane, width * 0.95, left=middle - width / 2, height=0.6, color=color)
+            ax.annotate(str(n), (middle, lane), ha="center", va="center", fontsize=7, color="white")
+            if r.outcome != "ok":  # the outcome under its bar, so a long name never covers the next step
+                ax.annotate(r.outcome, (middle, lane + 0.32), ha="center", va="top", fontsize=6, color=FAILING)
+        bad = name in failing
+        ax.set_title(name + (f"\n{notes[name]}" if name in notes else ""), loc="left", fontsize=10,
+                     color=FAILING if bad else FIXED, fontweight="bold" if bad else "normal")
         ax.set_xlabel("step")
         ax.spines[["top", "right"]].set_visible(False)
     axes[0][0].set_yticks(range(len(sessions)), sessions)
     axes[0][0].set_xlim(0.3, most + 0.9)
-    axes[0][0].invert_yaxis()
+    axes[0][0].set_ylim(len(sessions) - 0.3, -0.5)  # inverted, with room under the last lane for outcome labels
     fig.legend(handles=[Patch(color=c, label=p) for p, c in PHASE_COLORS.items()], frameon=False, fontsize=8,
                loc="lower right", ncols=3)
     fig.suptitle(title, x=0.01, ha="left", fontsize=11)
