@@ -74,7 +74,7 @@ def server_limits(engine: Engine) -> dict[str, int]:
 def terminate(url: str, pids: list[int], timeout: float = 5.0) -> None:
     """Terminate these backends (as a restart or an idle killer would), waiting until each is gone (bounded).
 
-    Notebook 01 §4 shows the one statement this runs: `pg_terminate_backend(pid, timeout_ms)` (PostgreSQL 14+)
+    Notebook 01 §6 shows the one statement this runs: `pg_terminate_backend(pid, timeout_ms)` (PostgreSQL 14+)
     returns only once the backend has exited, or false when it is still there after the timeout.
     """
     with db.connect(url) as conn:  # a connection of its own: never one from the pool being killed
@@ -91,7 +91,7 @@ def terminate(url: str, pids: list[int], timeout: float = 5.0) -> None:
 def kill_then_use(engine: Engine, url: str, requests: int = 1, in_flight: bool = False) -> dict[str, Any]:
     """Fill the pool, terminate all its backends (a server restart, as the pool sees it), then serve `requests`.
 
-    The sequence is written out in notebook 01 §4. With `in_flight`, the pool's connections are still checked
+    The sequence is written out in notebook 01 §6. With `in_flight`, the pool's connections are still checked
     out when their backends die (requests in the middle of their work): each of them then runs its query.
     Returns how many requests failed, the first error (class and SQLSTATE), and how many connections the
     pool opened after the kill.

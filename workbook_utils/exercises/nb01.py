@@ -232,7 +232,7 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
                  "QueuePool, each connection reused from request to request)? Answer with a dict of options, "
                  "e.g. {'option_name': value}.",
         reference=lambda: kill_verdict(wb, {"pool_pre_ping": True}),
-        hint_text="Section 4: when could the pool find out that a connection died, without giving up on reuse?",
+        hint_text="§6: when could the pool find out that a connection died, without giving up on reuse?",
         solution_code="q3.check({'pool_pre_ping': True})",
         evaluate=lambda options: kill_verdict(wb, options),
     )
