@@ -28,6 +28,8 @@ def test_lines_draw_each_column_and_the_limits():
     assert [line.get_label() for line in ax.get_lines()[:2]] == ["lazy", "eager"]
     assert matplotlib.colors.to_hex(ax.get_lines()[0].get_color()) == charts.FAILING
     assert ax.get_lines()[2].get_ydata()[0] == 5 and ax.get_xscale() == "log"
+    (label,) = ax.texts
+    assert label.get_text().strip() == "budget" and label.xy[0] > 0  # placed where a log axis can draw it
 
 
 def test_lanes_draw_one_segment_per_phase_and_label_failures():

@@ -65,10 +65,10 @@ def lines(data: pd.DataFrame, title: str, xlabel: str, ylabel: str, failing: tup
         color = FAILING if column in failing else next(palette)
         ax.plot(data.index, data[column], label=str(column), color=color, marker=None if steps else "o",
                 markersize=3, drawstyle="steps-post" if steps else "default")
-    for label, level in (limits or {}).items():
+    ax.set(xscale="log" if logx else "linear", yscale="log" if logy else "linear", xlabel=xlabel, ylabel=ylabel)
+    for label, level in (limits or {}).items():  # after the scales: a label's x must be valid on a log axis
         ax.axhline(level, color=NEUTRAL, linestyle="--", linewidth=1)
         ax.annotate(f" {label}", (ax.get_xlim()[0], level), va="bottom", fontsize=8, color=NEUTRAL)
-    ax.set(xscale="log" if logx else "linear", yscale="log" if logy else "linear", xlabel=xlabel, ylabel=ylabel)
     ax.set_title(title, loc="left", fontsize=11)
     ax.legend(frameon=False, fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
