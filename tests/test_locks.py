@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -34,3 +35,23 @@ def test_a_blocked_session_names_its_blocker_and_the_locks_are_read(seeded):
 def test_waiting_for_a_session_that_never_blocks_gives_up(seeded):
     with db.connect(seeded) as conn, pytest.raises(WorkbookError, match="did not start waiting"):
         locks.wait_until_blocked(conn, conn.info.backend_pid, timeout=0.2)
+
+
+def test_lock_waits_counts_each_wait_of_the_named_sessions(seeded):
+    with (db.connect(seeded, autocommit=False) as holder,
+          db.connect(seeded, autocommit=False, application_name="lock-waits-test") as waiter,
+          db.connect(seeded) as observer):
+        with locks.lock_waits(seeded, "lock-waits-test") as counted:
+            for _ in range(2):
+                holder.execute("UPDATE products SET inventory = inventory WHERE id = 1")
+                waiter.execute("SET LOCAL lock_timeout = '5s'")
+                update = threading.Thread(target=lambda: waiter.execute("UPDATE products SET inventory = 0 WHERE id = 1"))
+                update.start()
+                locks.wait_until_blocked(observer, waiter.info.backend_pid)
+                deadline = time.monotonic() + 5
+                while counted["waits"] < _ + 1 and time.monotonic() < deadline:  # the monitor has seen this wait
+                    time.sleep(0.01)
+                holder.rollback()
+                update.join(10)
+                waiter.rollback()
+        assert counted["waits"] == 2

@@ -1,13 +1,18 @@
 """Lock facts measured, not recited: who blocks whom (pg_blocking_pids) and which locks a session holds (pg_locks).
 
 Taught in notebook 04 (who blocks whom) and notebook 05 (the lock ledger); both show the queries in a cell first.
+`lock_waits` counts the waits of a workload while it runs (notebook 04 §2).
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from . import db
 from .errors import WorkbookError
 
 if TYPE_CHECKING:
@@ -43,3 +48,33 @@ def locks_held(conn: psycopg.Connection, pid: int) -> pd.DataFrame:
     import pandas as pd
 
     return pd.DataFrame(conn.execute(LOCKS_SQL, [pid]).fetchall(), columns=["locktype", "relation", "mode", "granted"])
+
+
+WAITS_SQL = """
+    SELECT DISTINCT l.pid, l.waitstart FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE NOT l.granted AND l.waitstart IS NOT NULL AND a.application_name = %s"""
+
+
+@contextmanager
+def lock_waits(url: str, application_name: str, every: float = 0.005) -> Iterator[dict[str, int]]:
+    """Count the lock waits of the sessions named `application_name` while the block runs (sampled: a lower bound).
+
+    A wait is one ungranted lock of one session, told apart by when it started waiting (`pg_locks.waitstart`).
+    """
+    counted, seen = {"waits": 0}, set()
+    stop = threading.Event()
+
+    def sample() -> None:
+        with db.connect(url, application_name=f"{application_name} (lock monitor)") as conn:
+            while not stop.is_set():
+                seen.update(conn.execute(WAITS_SQL, [application_name]).fetchall())
+                counted["waits"] = len(seen)
+                stop.wait(every)
+
+    monitor = threading.Thread(target=sample, daemon=True)
+    monitor.start()
+    try:
+        yield counted
+    finally:
+        stop.set()
+        monitor.join(5)
