@@ -76,6 +76,21 @@ def run_together(work: Callable[[Lane], Any], n: int, first_phase: str = "start"
     return Run(outcomes, phases)
 
 
+def lanes_of(runs: dict[str, Run], lane: Callable[[int], str] = lambda worker: f"request {worker}"
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Several runs' phases and outcomes for one swim-lane chart, each lane named "<run>: <lane(worker)>".
+
+    Notebook 01 §2 and §7 draw a failing run and its fix on one time axis with it (charts.lanes).
+    """
+    import pandas as pd
+
+    def name(run_name: str) -> Callable[[int], str]:
+        return lambda worker: f"{run_name}: {lane(worker)}"
+
+    return (pd.concat([run.phases.assign(worker=run.phases.worker.map(name(n))) for n, run in runs.items()]),
+            pd.concat([run.outcomes.rename(index=name(n)) for n, run in runs.items()]))
+
+
 def steady_load(engine: Engine, work: Callable[[Connection], Any], clients: int, seconds: float,
                 think: float = 0.001) -> pd.DataFrame:
     """`clients` threads run `work(conn)` back to back on `engine` for `seconds`: one row per request.
