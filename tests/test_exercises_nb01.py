@@ -8,7 +8,7 @@ import time
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool, QueuePool, StaticPool
+from sqlalchemy.pool import NullPool, QueuePool, SingletonThreadPool, StaticPool
 
 from workbook_utils.config import project_root
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, ____, nb01, same_code
@@ -41,6 +41,17 @@ def test_reference_solutions_and_printed_solutions_pass(exercises, capsys):
         assert f"✅ {exercise.name}: correct." in capsys.readouterr().out
 
 
+KEYS = "answer with a dict of the keys 'pool_size' and 'max_overflow' only"   # WrongKind: said as it is
+
+
+def test_reference_verdicts_are_the_constants(wb01):
+    """The expected verdicts are constants; the references meet them (q2's reference also gives the results)."""
+    burst = nb01.burst_verdict(wb01, nb01.handle_fixed)
+    assert {key: burst[key] for key in nb01.BURST_EXPECTED} == nb01.BURST_EXPECTED
+    assert burst["results"] == wb01.query("SELECT name FROM nb01.users WHERE id <= 6 ORDER BY id")["name"].tolist()
+    assert nb01.kill_verdict(wb01, {"pool_pre_ping": True}) == nb01.KILL_EXPECTED
+
+
 @pytest.mark.parametrize(("answer", "why"), [
     ({"pool_size": 5, "max_overflow": 0}, "every thread of a process gets a connection at once"),
     ({"pool_size": 20, "max_overflow": 10}, "its share of the server"),
@@ -54,8 +65,10 @@ def test_reference_solutions_and_printed_solutions_pass(exercises, capsys):
     ({"pool_size": 8.5, "max_overflow": 0}, "whole numbers"),
     ({"pool_size": True, "max_overflow": 7}, "whole numbers"),
     ({"pool_size": "8", "max_overflow": "0"}, "whole numbers"),
-    ({"pool_size": 8, "max_overflow": 0, "poolclass": NullPool}, "raised ValueError"),   # no pool at all
-    ({"size": 8}, "raised ValueError"),
+    ({"pool_size": 8, "max_overflow": 0, "poolclass": NullPool}, KEYS),   # no pool at all
+    ({"size": 8}, KEYS),
+    ({"pool_size": 8}, KEYS),
+    ([8, 0], KEYS),
 ])
 def test_q1_wrong_answers_fail(exercises, answer, why):
     status, diff = exercises[0].verdict(answer)
@@ -118,6 +131,14 @@ def _shorter_slow_work(engine, user_id):
     return name
 
 
+def _holds_through_part_of_the_work(engine, user_id):
+    with engine.connect() as conn:   # holds 0.09 s of the 0.5 s: squeezes through, but a query takes a millisecond
+        name = conn.execute(text("SELECT name FROM users WHERE id = :id"), {"id": user_id}).scalar()
+        time.sleep(0.09)
+    time.sleep(0.41)
+    return name
+
+
 def _wrong_result(engine, user_id):
     return nb01.handle_fixed(engine, user_id).upper()
 
@@ -137,12 +158,27 @@ def _typo(engine, user_id):
     (_more_overflow, "the pool is the one given"),
     (_second_connection, "took one connection from the pool it was given"),
     (_no_slow_work, "rendered its invoice"),
+    (_holds_through_part_of_the_work, "no request kept its connection during the slow work"),
     (_wrong_result, "results, item 0 ("),
     (_typo, "handle() raised ProgrammingError"),   # the learner is told what their code raised
 ])
 def test_q2_wrong_answers_fail(exercises, handle, why):
     status, diff = exercises[1].verdict(handle)
     assert status == INCORRECT and why in diff, (handle.__name__, diff)
+
+
+def test_q2_a_hard_coded_result_fails(exercises, wb01):
+    """Names fetched up front and a query that is not the one asked for: only a real query returns the names."""
+    names = wb01.query("SELECT id, name FROM users").set_index("id")["name"].to_dict()
+
+    def handle(engine, user_id):
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        time.sleep(0.5)
+        return names[user_id]
+
+    status, diff = exercises[1].verdict(handle)
+    assert status == INCORRECT and "results, item 0 (" in diff, diff
 
 
 def test_q2_a_connection_held_through_part_of_the_slow_work_fails(exercises):
@@ -161,6 +197,14 @@ def test_q2_a_connection_held_through_part_of_the_slow_work_fails(exercises):
     ({"pool_recycle": 0.05}, "reused from one request to the next"),   # young enough to happen to reconnect
     ({"pool_pre_ping": True, "pool_recycle": 0.05}, "reused from one request to the next"),
     ({"pool_timeout": 1}, "the first request after the kill succeeded"),
+    # pool_pre_ping, but a pool SQLAlchemy reads as "no limit"
+    ({"pool_pre_ping": True, "pool_size": 0}, "bounded QueuePool"),
+    ({"pool_pre_ping": True, "max_overflow": -1}, "bounded QueuePool"),
+    ({"pool_pre_ping": "no"}, "pool_pre_ping takes True or False, not 'no'"),   # truthy, not True
+    ({"pool_pre_ping": 1}, "pool_pre_ping takes True or False"),
+    ({"pool_pre_ping": True, "poolclass": SingletonThreadPool}, "the default QueuePool; these options give it a "
+                                                                "SingletonThreadPool"),
+    ("pool_pre_ping=True", "answer with a dict of create_engine options"),
 ])
 def test_q3_wrong_answers_fail(exercises, options, why):
     status, diff = exercises[2].verdict(options)
@@ -195,3 +239,19 @@ def test_the_notebook_cell_defines_the_starter_exactly(tmp_path):
                 if c["cell_type"] == "code" and "q2.check(handle)" in "".join(c["source"]))
     definition = cell.split("q2.check(handle)")[0].replace("print(q2.question)", "")
     assert same_code(_load_handle(tmp_path, definition), nb01.HANDLE_STARTER)
+
+
+def test_part_2_runs_on_a_fresh_kernel_after_only_the_setup_cell(wb01):
+    """A workshop that stops after Part 1: the learner restarts the kernel, runs the setup cell, then Part 2."""
+    import nbformat
+
+    from workbook_utils.notebook_files import execute
+
+    wb01.close()  # this module's sessions end, as the restarted kernel's did: setup drops the scratch schema
+    path = project_root() / "notebooks" / "01_connection_pooling.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    start = next(i for i, cell in enumerate(nb.cells) if cell.get("id") == "01-part2-title")
+    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    started = time.perf_counter()
+    execute(path, cells=[code[0]] + [i for i in code if i > start])  # raises on the first failing cell
+    assert time.perf_counter() - started < 60, "a cleanup did not cancel the runaway query"

@@ -125,3 +125,18 @@ def test_kill_then_use_on_an_engine_that_does_not_pool(url):
     finally:
         engine.dispose()
     assert seen["failed"] == 0 and len(seen["killed pids"]) == 1
+
+
+def test_creating_a_limited_role_again_drops_the_stale_one_and_its_sessions(url):
+    """A class that stopped half-way left the role behind, with a session open: creating it again still works."""
+    name = "workbook_tiny_stale_role"
+    first = pooling.create_limited_role(url, name, 2)
+    stale = db.connect(first)   # a session of the stale role, still open
+    try:
+        again = pooling.create_limited_role(url, name, 2)
+        assert again is not None and again != first   # a new password: the role was made again
+        with db.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [name]).fetchone()[0] == 0
+    finally:
+        stale.close()
+        pooling.drop_role(url, name)

@@ -94,3 +94,28 @@ def test_pool_sweep_one_row_per_size_and_waiting_work_scales_with_the_pool():
     with db.connect(url) as conn:   # each pool was disposed after its run
         assert conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test-pool-sweep'"
                             ).fetchone()[0] == 0
+
+
+def test_cpu_of_others_sees_another_program_and_not_the_server():
+    import subprocess
+    import sys
+
+    from sqlalchemy import text
+
+    from workbook_utils.workload import cpu_of_others, postmaster_pid
+
+    engine = db.make_engine(urls.database_url("tiny"))
+    try:
+        server = postmaster_pid(engine)
+        assert server is not None   # the embedded server runs on this machine
+        with cpu_of_others(server) as spinning:   # another program keeps one core busy for 1 s
+            subprocess.run([sys.executable, "-c", "import time\nend = time.time() + 1\nwhile time.time() < end: pass"],
+                           check=True, timeout=30)
+        with cpu_of_others(None) as unknown:
+            pass
+        with engine.connect() as conn, cpu_of_others(server) as server_work:
+            conn.execute(text("SELECT count(*) FROM generate_series(1, 2000000)")).scalar()
+    finally:
+        engine.dispose()
+    assert spinning.cores >= 0.5 and unknown.cores is None
+    assert server_work.cores is not None and server_work.cores >= 0   # the server's own work is not "others"

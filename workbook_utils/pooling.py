@@ -145,6 +145,8 @@ def create_limited_role(url: str, name: str, limit: int) -> str | None:
             if not conn.execute("SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
                 print(f"Skipped: the role {conn.info.user} may not create roles (it lacks CREATEROLE).")
                 return None
+            # a stale role of an earlier run (a class stopped half-way) goes first, with its sessions
+            conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s", [name])
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT {} PASSWORD {}").format(
                 sql.Identifier(name), sql.Literal(limit), sql.Literal(password)))
@@ -168,5 +170,5 @@ def drop_role(url: str, name: str) -> None:
     from psycopg import sql
 
     with db.connect(url) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [name])
+        conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s", [name])
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

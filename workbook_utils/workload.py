@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +76,21 @@ def run_together(work: Callable[[Lane], Any], n: int, first_phase: str = "start"
                            for lane in lanes
                            for (name, start), (_, end) in zip(lane.marks, lane.marks[1:], strict=False)])
     return Run(outcomes, phases)
+
+
+def lanes_of(runs: dict[str, Run], lane: Callable[[int], str] = lambda worker: f"request {worker}"
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Several runs' phases and outcomes for one swim-lane chart, each lane named "<run>: <lane(worker)>".
+
+    Notebook 01 §2 and §7 draw a failing run and its fix on one time axis with it (charts.lanes).
+    """
+    import pandas as pd
+
+    def name(run_name: str) -> Callable[[int], str]:
+        return lambda worker: f"{run_name}: {lane(worker)}"
+
+    return (pd.concat([run.phases.assign(worker=run.phases.worker.map(name(n))) for n, run in runs.items()]),
+            pd.concat([run.outcomes.rename(index=name(n)) for n, run in runs.items()]))
 
 
 def steady_load(engine: Engine, work: Callable[[Connection], Any], clients: int, seconds: float,
@@ -159,3 +176,70 @@ def pool_sweep(make_engine: Callable[[int], Engine], sizes: list[int], work: Cal
                       "p99 ms": latency.quantile(0.99), "mean wait ms": ok["wait ms"].mean(),
                       "mean query ms": ok["query ms"].mean(), "failed": int((requests["error"] != "").sum())}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("pool_size")
+
+
+def _cpu_ticks(pid: int | str) -> tuple[int, int]:
+    """(this process's own CPU ticks, its reaped children's), from /proc/<pid>/stat."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # after "(name)": state is field 0
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def _server_ticks(postmaster: int) -> int:
+    """CPU ticks of a PostgreSQL server: the postmaster, its reaped children and its live ones."""
+    own, reaped = _cpu_ticks(postmaster)
+    total = own + reaped
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile: its time is in the postmaster's reaped children now
+                continue
+            if int(stat[1]) == postmaster:
+                total += int(stat[11]) + int(stat[12])
+    return total
+
+
+@dataclass
+class OtherCpu:
+    """How many cores other programs kept busy while `cpu_of_others` ran (None where /proc cannot tell)."""
+
+    cores: float | None = None
+
+
+@contextmanager
+def cpu_of_others(server_pid: int | None) -> Iterator[OtherCpu]:
+    """Measure the CPU that programs other than this process and the server (`server_pid`: its postmaster, on
+    this machine) used while the block ran, in cores: the evidence that a measurement shared the machine.
+
+    Linux only (/proc); elsewhere, or without the server's pid, `cores` stays None. Notebook 01 §5 measures
+    throughput again when other programs were busy.
+    """
+    result = OtherCpu()
+
+    def sample() -> tuple[int, int, int]:
+        with open("/proc/stat") as stat:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
+        return user + nice + system + irq + softirq + steal, _cpu_ticks("self")[0], _server_ticks(server_pid)
+
+    try:
+        before = sample() if server_pid else None
+    except (OSError, ValueError):
+        before = None
+    start = time.perf_counter()
+    yield result
+    if before is not None:
+        after = sample()
+        busy, ours, server = (a - b for a, b in zip(after, before, strict=True))
+        result.cores = max(0, busy - ours - server) / os.sysconf("SC_CLK_TCK") / (time.perf_counter() - start)
+
+
+def postmaster_pid(engine: Engine) -> int | None:
+    """The pid of the PostgreSQL server behind `engine` when it runs on this machine (its checkpointer's parent)."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        pid = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")).scalar()
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) if pid else None
+    except (OSError, ValueError):
+        return None

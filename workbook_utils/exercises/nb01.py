@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import Exercise
+from . import Exercise, WrongKind
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -49,8 +49,9 @@ def sizing_verdict(answer: dict[str, int]) -> dict[str, bool]:
 
     from ..pooling import connections_available
 
-    if set(answer) != {"pool_size", "max_overflow"}:
-        raise ValueError(f"answer with the keys 'pool_size' and 'max_overflow' only, not {sorted(answer)}")
+    if not isinstance(answer, dict) or set(answer) != {"pool_size", "max_overflow"}:
+        keys = sorted(map(str, answer)) if isinstance(answer, dict) else type(answer).__name__
+        raise WrongKind(f"answer with a dict of the keys 'pool_size' and 'max_overflow' only, not {keys}")
     size, overflow = answer["pool_size"], answer["max_overflow"]
     share = connections_available(MAX_CONNECTIONS, SUPERUSER_RESERVED, 0, HEADROOM) // PROCESSES
     whole = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (size, overflow))
@@ -97,7 +98,26 @@ def handle(engine, user_id):
         time.sleep(0.5)   # slow work: rendering the invoice
     return name
 '''
-RENDER_SECONDS, HOLD_LIMIT = 0.5, 0.1  # a query holds its connection for a few ms
+RENDER_SECONDS, HOLD_LIMIT = 0.5, 0.05  # a query holds its connection for about a millisecond: 0.05 s is 10 % of the work
+NAMES_SCHEMA = "nb01"  # the checker's engine finds `users` here first: a scratch copy whose names only a query returns
+BURST_EXPECTED: dict[str, Any] = {
+    "requests that failed": 0,
+    "the pool is the one given: 2 connections, no overflow, pool_timeout 0.3 s": True,
+    "each request took one connection from the pool it was given and queried through it": True,
+    "no request kept its connection during the slow work": True,
+    "every request still rendered its invoice (0.5 s of slow work)": True,
+}
+
+
+def scratch_users(wb: Workbook) -> None:
+    """A scratch `users` table in nb01 whose names differ from the real ones (reversed): a handle() that does not
+    query through the engine it is given (names fetched up front, hard-coded) returns the wrong names."""
+    with wb.engine.begin() as conn:
+        from sqlalchemy import text
+
+        conn.execute(text(f"DROP TABLE IF EXISTS {NAMES_SCHEMA}.users"))
+        conn.execute(text(f"CREATE TABLE {NAMES_SCHEMA}.users AS "
+                          "SELECT id, initcap(reverse(name)) || ' ' || id AS name FROM public.users WHERE id <= 50"))
 
 
 def burst_verdict(wb: Workbook, handle: Callable[[Engine, int], Any], workers: int = 6) -> dict[str, Any]:
@@ -111,7 +131,9 @@ def burst_verdict(wb: Workbook, handle: Callable[[Engine, int], Any], workers: i
     from ..pooling import watch_pool
     from ..workload import run_together
 
-    engine = wb.make_engine(pool_size=2, max_overflow=0, pool_timeout=0.3)
+    scratch_users(wb)
+    engine = wb.make_engine(pool_size=2, max_overflow=0, pool_timeout=0.3,
+                            connect_args={"options": f"-c search_path={NAMES_SCHEMA},public"})
     pool, lock = engine.pool, threading.Lock()
     since: dict[int, float] = {}
     holds: list[float] = []
@@ -144,7 +166,7 @@ def burst_verdict(wb: Workbook, handle: Callable[[Engine, int], Any], workers: i
         raise RuntimeError(f"handle() raised {crashed['outcome'].iloc[0]}: {crashed['error'].iloc[0]}")
     ok = run.outcomes[run.outcomes["outcome"] == "ok"]
     return {"requests that failed": workers - run.count("ok"),
-            "results": run.outcomes["result"].tolist(),
+            "results": run.outcomes["result"].tolist(),  # the scratch names: only a real query returns them
             "the pool is the one given: 2 connections, no overflow, pool_timeout 0.3 s": same_pool,
             "each request took one connection from the pool it was given and queried through it":
                 watch.checkouts == workers and statements[0] >= workers,
@@ -153,20 +175,33 @@ def burst_verdict(wb: Workbook, handle: Callable[[Engine, int], Any], workers: i
                 len(ok) == workers and bool((ok["seconds"] >= RENDER_SECONDS * 0.9).all())}
 
 
+KILL_EXPECTED = {"the first request after the kill succeeded": True,
+                 "the engine keeps a bounded QueuePool (pool_size ≥ 1, max_overflow ≥ 0)": True,
+                 "a connection is reused from one request to the next": True}
+
+
 def kill_verdict(wb: Workbook, engine_options: dict[str, Any]) -> dict[str, bool]:
     """An engine with these options: does the first request after its backends were killed succeed, and does it
-    still pool (the default QueuePool, one connection reused across requests further apart than the kill took)?"""
+    still pool (a bounded QueuePool, one connection reused across requests further apart than the kill took)?"""
     from sqlalchemy import text
     from sqlalchemy.pool import QueuePool
 
     from ..pooling import kill_then_use
 
+    if not isinstance(engine_options, dict):
+        raise WrongKind(f"answer with a dict of create_engine options, not a {type(engine_options).__name__}")
+    if "pool_pre_ping" in engine_options and not isinstance(engine_options["pool_pre_ping"], bool):
+        raise WrongKind(f"pool_pre_ping takes True or False, not {engine_options['pool_pre_ping']!r}")
     engine = wb.make_engine(**engine_options)
+    if type(engine.pool) is not QueuePool:  # before anything calls QueuePool's methods on another pool class
+        engine.dispose()
+        raise WrongKind(f"the engine must keep the default QueuePool; these options give it a "
+                        f"{type(engine.pool).__name__}")
+    bounded = engine.pool.size() >= 1 and engine.pool._max_overflow >= 0  # 0 and -1 mean "no limit" to SQLAlchemy
     start = time.perf_counter()
     try:
         served = kill_then_use(engine, wb.url)["failed"] == 0
         span = time.perf_counter() - start  # the oldest a connection could be at the first request after the kill
-        queue_pool = type(engine.pool) is QueuePool
     finally:
         engine.dispose()
     fresh = wb.make_engine(**engine_options)
@@ -179,7 +214,7 @@ def kill_verdict(wb: Workbook, engine_options: dict[str, Any]) -> dict[str, bool
     finally:
         fresh.dispose()
     return {"the first request after the kill succeeded": served,
-            "the engine keeps the default QueuePool": queue_pool,
+            "the engine keeps a bounded QueuePool (pool_size ≥ 1, max_overflow ≥ 0)": bounded,
             "a connection is reused from one request to the next": pids[0] == pids[1]}
 
 
@@ -200,8 +235,9 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
         question=SIZING + " Answer with a dict {'pool_size': …, 'max_overflow': …}; the checker runs SQLAlchemy's "
                           "QueuePool with your numbers.",
         reference=lambda: sizing_verdict({"pool_size": THREADS, "max_overflow": 0}),
-        hint_text="Two facts: a connection beyond pool_size is closed as soon as it goes back to the pool (§8), and "
-                  "every process may open pool_size + max_overflow connections (§4).",
+        hint_text="Two facts: a connection that comes back to the pool is closed when pool_size connections are "
+                  "already idle there, so under steady load only pool_size connections stay open (§8); and every "
+                  "process may open pool_size + max_overflow connections (§4).",
         solution_code=f"q1.check({{'pool_size': {THREADS}, 'max_overflow': 0}})  "
                       f"# {THREADS} threads stay on {THREADS} pooled connections; "
                       f"{PROCESSES} × {THREADS} = {PROCESSES * THREADS} ≤ "
@@ -214,7 +250,8 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
                  "at a pool of 2 with pool_timeout=0.3 s, and four of them fail. Change handle() so that all six "
                  "succeed with the same results: each request still renders its invoice, queries through the "
                  "engine it is given, and takes one connection from that pool, which stays as it is.",
-        reference=lambda: burst_verdict(wb, handle_fixed),
+        # the verdicts are fixed; the reference runs only for the names its queries return
+        reference=lambda: {**BURST_EXPECTED, "results": burst_verdict(wb, handle_fixed)["results"]},
         hint_text="Which lines of handle() need the connection, and which only need the name?",
         solution_code="def handle(engine, user_id):\n"
                       "    with engine.connect() as conn:\n"
@@ -229,9 +266,9 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
         name="q3",
         question="The server restarted: every backend behind your engine's pool is gone. Which create_engine "
                  "option makes the first request after that succeed, while the engine keeps pooling (the default "
-                 "QueuePool, each connection reused from request to request)? Answer with a dict of options, "
+                 "QueuePool, bounded, each connection reused from request to request)? Answer with a dict of options, "
                  "e.g. {'option_name': value}.",
-        reference=lambda: kill_verdict(wb, {"pool_pre_ping": True}),
+        reference=lambda: dict(KILL_EXPECTED),
         hint_text="§6: when could the pool find out that a connection died, without giving up on reuse?",
         solution_code="q3.check({'pool_pre_ping': True})",
         evaluate=lambda options: kill_verdict(wb, options),
