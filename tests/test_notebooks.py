@@ -20,8 +20,8 @@ SKIPPED = "Skipped:"  # how a demo that needs more rights than the role has says
 
 def _open_sessions(app_name: str) -> int:
     with db.connect(urls.admin_url()) as conn:
-        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                            [app_name]).fetchone()[0]
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s",
+                            [f"{app_name}%"]).fetchone()[0]  # also "workbook-nb01 sessions" and the like
 
 
 def _outputs(nb) -> str:

@@ -72,6 +72,9 @@ class Workbook:
         """End every session of this notebook (engines and %sql); each reconnects on next use, so later cells still work."""
         for engine in self.engines:
             engine.dispose()  # closes the pooled connections; the engine itself stays usable
+        with db.connect(self.url) as conn:  # connections still checked out (a Session never closed) end too
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s "
+                         "AND usename = current_user AND pid <> pg_backend_pid()", [f"{self.app_name}%"])
         try:
             from sql.connection import Connection  # ipython-sql, when %sql was used
         except ImportError:
