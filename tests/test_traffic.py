@@ -19,6 +19,8 @@ def test_without_a_lock_holder_nothing_waits_or_fails(seeded):
         quiet.wait_for(lambda t: t.finished("write") >= 10, "10 writes")
     counts = traffic.summary(quiet.result())
     assert counts["statements"] >= 10 and counts["waited on a lock"] == 0 and counts["failed"] == 0
+    df = quiet.result()
+    assert set(df.loc[df["kind"] == "read", "value"]) == {1} and df.loc[df["kind"] == "write", "value"].isna().all()
 
 
 def test_writers_behind_a_lock_wait_then_time_out_and_the_timeline_shows_both_runs(seeded):

@@ -57,15 +57,17 @@ class Traffic:
             self.pids.append(conn.info.backend_pid)
             self._ready.release()
             while not self._stop.is_set():
-                start = time.perf_counter()
+                start, value = time.perf_counter(), None
                 try:
-                    conn.execute(sql, {"k": k})
+                    cursor = conn.execute(sql, {"k": k})
                     outcome = "ok"
+                    if cursor.description:  # a read: keep what it saw (its first column), e.g. a progress count
+                        value = cursor.fetchone()[0]
                 except Exception as exc:  # the failure is the observation (QueryCanceled = statement_timeout)
                     outcome = type(exc).__name__
                 end = time.perf_counter()
-                self.records.append({"worker": k, "kind": kind, "pid": conn.info.backend_pid,
-                                     "start": start - self.t0, "end": end - self.t0, "outcome": outcome})
+                self.records.append({"worker": k, "kind": kind, "pid": conn.info.backend_pid, "start": start - self.t0,
+                                     "end": end - self.t0, "outcome": outcome, "value": value})
                 self._stop.wait(0.01)  # a request every ~10 ms per worker, not a busy loop
 
     def _monitor(self) -> None:
@@ -126,7 +128,8 @@ class Traffic:
         return sum(1 for r in list(self.records) if kind in (None, r["kind"]))
 
     def result(self) -> pd.DataFrame:
-        """One row per statement: kind, start, end, latency_ms, outcome, waited (on a session outside the workload)."""
+        """One row per statement: kind, start, end, latency_ms, outcome, value (a read's first column), waited (on a
+        session outside the workload)."""
         import pandas as pd
 
         df = pd.DataFrame(self.records)
