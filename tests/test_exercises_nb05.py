@@ -30,15 +30,17 @@ def wrong_column():
 
 def batches_in_one_transaction():
     conn = op.get_bind()
-    for lo in range(0, 100_000, 5):
+    max_id = conn.execute(sa.text("SELECT max(id) FROM users")).scalar()
+    for lo in range(0, max_id, 5):
         conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
                              "WHERE id > :lo AND id <= :hi"), {"lo": lo, "hi": lo + 5})
 
 
 def batched_wrong_value():
     conn = op.get_bind()
+    max_id = conn.execute(sa.text("SELECT max(id) FROM users")).scalar()
     with op.get_context().autocommit_block():
-        for lo in range(0, 100_000, 5):
+        for lo in range(0, max_id, 5):
             conn.execute(sa.text("UPDATE users SET email_domain = email WHERE id > :lo AND id <= :hi"),
                          {"lo": lo, "hi": lo + 5})
 

@@ -42,7 +42,11 @@ def _copies(wb: Workbook, extra: str = "") -> None:
     from .. import db
 
     with db.connect(wb.url.replace("+psycopg", ""), application_name=wb.app_name) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}")
+        # An earlier answer the checker gave up on (still running) would hold the schema: end it, never wait on it.
+        conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = %s",
+                     [f"{wb.app_name}-exercise"])
+        db.bounded(conn, f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}",
+                   f"another session holds {SCHEMA}: run the exercise cell again", timeout="10s")
         for t in ("users", "posts"):
             conn.execute(f"CREATE TABLE {SCHEMA}.{t} (LIKE public.{t} INCLUDING ALL); "
                          f"INSERT INTO {SCHEMA}.{t} SELECT * FROM public.{t}")
