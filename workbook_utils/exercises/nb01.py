@@ -115,6 +115,7 @@ def scratch_users(wb: Workbook) -> None:
     with wb.engine.begin() as conn:
         from sqlalchemy import text
 
+        conn.execute(text("SET LOCAL lock_timeout = '5s'"))  # never wait forever on an earlier answer still running
         conn.execute(text(f"DROP TABLE IF EXISTS {NAMES_SCHEMA}.users"))
         conn.execute(text(f"CREATE TABLE {NAMES_SCHEMA}.users AS "
                           "SELECT id, initcap(reverse(name)) || ' ' || id AS name FROM public.users WHERE id <= 50"))
