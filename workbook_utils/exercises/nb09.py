@@ -1,0 +1,260 @@
+"""Exercises of notebook 09 (pools in production): a fork-safe worker, a timeout safe behind PgBouncer, a sizing chain.
+
+q1 forks real workers from an engine that already pooled a connection and compares backend pids; q2 runs the
+learner's function through a PgBouncer pool of one server connection and lets another client use that connection
+next; q3 runs the learner's numbers through SQLAlchemy's own QueuePool and the chain's two inequalities.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import Exercise, WrongKind
+
+if TYPE_CHECKING:
+    from ..pgbouncer import PgBouncer
+    from ..workbook import Workbook
+
+FORK_EXPECTED = {"worker_init ran without an error": True,
+                 "each worker's backend differs from the parent's": True,
+                 "the two workers have backends of their own": True,
+                 "a worker reuses its connection from one checkout to the next": True,
+                 "the parent's pooled connection still works afterwards": True}
+
+
+def _worker(engine, worker_init, queue) -> None:
+    """In the forked child: the learner's init, then two checkouts; report their backend pids (or the error)."""
+    from sqlalchemy import text
+
+    try:
+        worker_init(engine)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as the answer's failure
+        queue.put(("init", f"{type(exc).__name__}: {exc}"))
+        return
+    try:
+        pids = []
+        for _ in range(2):
+            with engine.connect() as conn:
+                pids.append(conn.execute(text("SELECT pg_backend_pid()")).scalar())
+        queue.put(("ok", pids))
+    except Exception as exc:  # noqa: BLE001
+        queue.put(("query", f"{type(exc).__name__}: {exc}"))
+
+
+def fork_verdict(wb: Workbook, worker_init: Callable[[Any], Any]) -> dict[str, bool]:
+    """Pool a connection in the parent, fork two workers one after the other (never at once: a shared socket used
+    by two processes at once corrupts the protocol), each runs `worker_init(engine)` then two checkouts."""
+    from sqlalchemy import exc, text
+
+    if not callable(worker_init):
+        raise WrongKind(f"answer with a function worker_init(engine), not a {type(worker_init).__name__}")
+    engine = wb.make_engine(pool_size=1, max_overflow=0, pool_timeout=5)
+    fork = multiprocessing.get_context("fork")
+    try:
+        with engine.connect() as conn:
+            parent = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        reports = []
+        for _ in range(2):
+            queue = fork.SimpleQueue()
+            child = fork.Process(target=_worker, args=(engine, worker_init, queue))
+            child.start()
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+                child.join(5)
+            reports.append(queue.get() if not queue.empty() else ("query", "the worker did not answer within 10 s"))
+        try:
+            with engine.connect() as conn:
+                parent_ok = conn.execute(text("SELECT pg_backend_pid()")).scalar() == parent
+        except exc.DBAPIError:
+            parent_ok = False
+    finally:
+        engine.dispose()
+    ran = [r[1] for r in reports if r[0] == "ok"]
+    if any(r[0] == "query" for r in reports):
+        raise RuntimeError(next(r[1] for r in reports if r[0] == "query"))
+    return {"worker_init ran without an error": len(ran) == 2,
+            "each worker's backend differs from the parent's": len(ran) == 2 and all(parent not in p for p in ran),
+            "the two workers have backends of their own": len(ran) == 2 and not set(ran[0]) & set(ran[1]),
+            "a worker reuses its connection from one checkout to the next": len(ran) == 2 and all(
+                p[0] == p[1] for p in ran),
+            "the parent's pooled connection still works afterwards": parent_ok}
+
+
+WORKER_STARTER = '''
+def worker_init(engine):
+    pass   # your code here
+'''
+
+
+def worker_init_reference(engine) -> None:
+    engine.dispose(close=False)  # forget the parent's connections without closing them
+
+
+TIMEOUT_EXPECTED: dict[str, Any] = {
+    "a 0.3 s statement is cancelled (statement_timeout 100 ms applied)": True,
+    "a quick statement returns its result": True,
+    "your function ran the statement on the connection it was given": True,
+    "the next client of the same server connection can still run a 0.3 s statement": True,
+}
+LIMITED_STARTER = '''
+def limited(conn, sql):
+    conn.execute(text("SET statement_timeout = '100ms'"))
+    return conn.execute(text(sql)).scalar()
+'''
+
+
+def timeout_verdict(bouncer: PgBouncer | None, limited: Callable[[Any, str], Any], database: str = "single",
+                    application_name: str = "workbook-nb09") -> dict[str, Any]:
+    """Run `limited(conn, sql)` through PgBouncer (one server connection, transaction mode), each call in a
+    transaction that commits when it succeeds (a request's unit of work); then another client uses that connection."""
+    import psycopg
+    from sqlalchemy import create_engine, event, exc, text
+    from sqlalchemy.pool import NullPool
+
+    if bouncer is None:
+        raise WrongKind("this check needs PgBouncer (see §3 of the notebook for how to install it)")
+    if not callable(limited):
+        raise WrongKind(f"answer with a function limited(conn, sql), not a {type(limited).__name__}")
+    engine = create_engine(bouncer.url(database), poolclass=NullPool,
+                           connect_args={"application_name": application_name, "prepare_threshold": None})
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda c, cur, statement, *a: seen.append(statement))
+    slow, quick = "SELECT pg_sleep(0.3)", "SELECT count(*) FROM users"
+    try:
+        try:
+            with engine.begin() as conn:
+                limited(conn, slow)
+            cancelled = False
+        except exc.OperationalError as error:
+            cancelled = isinstance(error.orig, psycopg.errors.QueryCanceled)
+        with engine.begin() as conn:
+            result = limited(conn, quick)
+        other_ok = True
+        with engine.connect() as conn:  # the next client: same database, same (only) server connection
+            try:
+                conn.execute(text("SELECT pg_sleep(0.3)"))
+            except exc.OperationalError:
+                other_ok = False
+        with engine.connect() as conn:
+            expected = conn.execute(text(quick)).scalar()
+    finally:
+        with psycopg.connect(bouncer.url(database, "postgresql"), autocommit=True, prepare_threshold=None) as reset:
+            reset.execute("DISCARD ALL")  # whatever the answer left on the server connection goes
+        engine.dispose()
+    return {"a 0.3 s statement is cancelled (statement_timeout 100 ms applied)": cancelled,
+            "a quick statement returns its result": result == expected,
+            "your function ran the statement on the connection it was given": slow in seen and quick in seen,
+            "the next client of the same server connection can still run a 0.3 s statement": other_ok}
+
+
+def limited_reference(conn, sql):
+    from sqlalchemy import text
+
+    conn.execute(text("SELECT set_config('statement_timeout', '100ms', true)"))  # SET LOCAL: this transaction only
+    return conn.execute(text(sql)).scalar()
+
+
+PROCESSES, THREADS, MAX_CONNECTIONS, RESERVED, HEADROOM, SERVER_QUERIES, FILES = 6, 4, 100, 3, 10, 16, 1024
+CHAIN = (f"{PROCESSES} web processes with {THREADS} threads each talk to one database as one role, through "
+         f"PgBouncer in transaction mode. The server has max_connections = {MAX_CONNECTIONS} ({RESERVED} reserved "
+         f"for superusers), you keep {HEADROOM} for migrations and admin, and its cores run {SERVER_QUERIES} queries "
+         f"at once at best. PgBouncer may open {FILES} files (its client plus server connections). Choose each "
+         "process's pool_size and max_overflow, and PgBouncer's max_client_conn and default_pool_size, so that every "
+         "thread gets a connection at once without opening one per request, PgBouncer never refuses a client, "
+         f"and exactly {SERVER_QUERIES} queries can run on the server at once.")
+CHAIN_KEYS = {"pool_size", "max_overflow", "max_client_conn", "default_pool_size"}
+CHAIN_EXPECTED = {"numbers are whole and not negative": True,
+                  "every thread of a process gets a connection at once": True,
+                  "connections stay open between requests": True,
+                  "processes × (pool_size + max_overflow) ≤ max_client_conn": True,
+                  "PgBouncer's clients and server connections fit its file limit": True,
+                  "default_pool_size × 1 database × 1 role ≤ max_connections − reserved − headroom": True,
+                  f"{SERVER_QUERIES} queries, no more, run on the server at once": True}
+
+
+def chain_verdict(answer: dict[str, int]) -> dict[str, bool]:
+    """The chain processes → PgBouncer → server, each link checked as SQLAlchemy and PgBouncer read the numbers."""
+    from .nb01 import _StandIn
+
+    if not isinstance(answer, dict) or set(answer) != CHAIN_KEYS:
+        raise WrongKind(f"answer with a dict of the keys {', '.join(sorted(CHAIN_KEYS))}")
+    whole = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in answer.values())
+    verdict = dict.fromkeys(CHAIN_EXPECTED, False)
+    verdict["numbers are whole and not negative"] = whole
+    if not whole:
+        return verdict
+    from sqlalchemy import exc
+    from sqlalchemy.pool import QueuePool
+
+    opened: list[int] = []
+    pool = QueuePool(lambda: opened.append(1) or _StandIn(), pool_size=answer["pool_size"],
+                     max_overflow=answer["max_overflow"], timeout=0.01)
+    held = []
+    try:
+        for _ in range(4 * FILES):  # how many this process's pool would open at most (0 or -1 mean "no limit")
+            held.append(pool.connect())
+    except exc.TimeoutError:
+        pass
+    most = len(held)
+    for conn in held:
+        conn.close()
+    verdict["every thread of a process gets a connection at once"] = most >= THREADS
+    before = len(opened)
+    for _ in range(3):  # steady load: every thread takes one, then gives it back
+        round_ = [pool.connect() for _ in range(min(THREADS, most))]
+        for conn in round_:
+            conn.close()
+    verdict["connections stay open between requests"] = len(opened) == before
+    pool.dispose()
+    server = answer["default_pool_size"]
+    verdict["processes × (pool_size + max_overflow) ≤ max_client_conn"] = PROCESSES * most <= answer["max_client_conn"]
+    verdict["PgBouncer's clients and server connections fit its file limit"] = answer["max_client_conn"] + server <= FILES
+    verdict["default_pool_size × 1 database × 1 role ≤ max_connections − reserved − headroom"] = (
+        server <= MAX_CONNECTIONS - RESERVED - HEADROOM)
+    verdict[f"{SERVER_QUERIES} queries, no more, run on the server at once"] = server == SERVER_QUERIES
+    return verdict
+
+
+def load(wb: Workbook, bouncer: PgBouncer | None) -> tuple[Exercise, Exercise, Exercise]:
+    """q1, q2, q3 of notebook 09; q2 needs the notebook's PgBouncer (None: it says how to install one)."""
+    q1 = Exercise(
+        name="q1",
+        question="A worker process is forked from a parent whose engine already pooled a connection (gunicorn "
+                 "--preload, multiprocessing, Celery prefork). Write worker_init(engine), run first in each worker, "
+                 "so that every worker talks to the server on connections of its own, still pools them, and the "
+                 "parent's pooled connection keeps working. (The check forks two workers and compares backend pids.)",
+        reference=lambda: fork_verdict(wb, worker_init_reference),
+        hint_text="§1 showed SQLAlchemy's recipe. What must a worker forget, and what must it not do to the "
+                  "parent's sockets while forgetting?",
+        solution_code="def worker_init(engine):\n    engine.dispose(close=False)\n\nq1.check(worker_init)",
+        evaluate=lambda answer: fork_verdict(wb, answer),
+        starter=WORKER_STARTER,
+    )
+    q2 = Exercise(
+        name="q2",
+        question="limited(conn, sql) must run `sql` on `conn` (a SQLAlchemy Connection through PgBouncer in "
+                 "transaction mode, inside a transaction its caller commits) with a statement_timeout of 100 ms, "
+                 "and return the first column of the first row. The starter leaks its timeout to whichever client "
+                 "gets the server connection next. Fix it. (The check uses a pool of one server connection.)",
+        reference=lambda: TIMEOUT_EXPECTED,
+        hint_text="§4 fixed the leaked SET. Which form of a setting ends with the transaction it was made in?",
+        solution_code=("def limited(conn, sql):\n"
+                       "    conn.execute(text(\"SELECT set_config('statement_timeout', '100ms', true)\"))\n"
+                       "    return conn.execute(text(sql)).scalar()\n\nq2.check(limited)"),
+        evaluate=lambda answer: timeout_verdict(bouncer, answer, application_name=wb.app_name),
+        starter=LIMITED_STARTER,
+    )
+    q3 = Exercise(
+        name="q3",
+        question=CHAIN,
+        reference=lambda: CHAIN_EXPECTED,
+        hint_text="Work from both ends: the threads of one process fix the application pool; the server's cores "
+                  "fix PgBouncer's pool. max_client_conn sits between.",
+        solution_code=('q3.check({"pool_size": 4, "max_overflow": 0, "max_client_conn": 100, '
+                       '"default_pool_size": 16})'),
+        evaluate=chain_verdict,
+    )
+    return q1, q2, q3
