@@ -1,0 +1,169 @@
+"""Notebook 09's exercises: references pass; obvious wrong answers and answers that meet the letter of a question
+while breaking its lesson fail; ____ and the unchanged starter code are not attempted."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.pool import NullPool
+
+from workbook_utils import pgbouncer, urls
+from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, ____, nb09
+
+
+@pytest.fixture(scope="module")
+def wb09():
+    from workbook_utils import setup
+
+    workbook = setup("09")
+    yield workbook
+    workbook.close()
+
+
+@pytest.fixture(scope="module")
+def bouncer():
+    if pgbouncer.binary() is None:
+        pytest.skip(pgbouncer.INSTALL)
+    started = pgbouncer.start("test-nb09", {"single": pgbouncer.entry(urls.libpq_url("tiny"), 1)})
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def exercises(wb09, bouncer):
+    return nb09.load(wb09, bouncer)
+
+
+def _define(tmp_path, source: str, name: str):
+    """Define a function from `source` in a real module, as a notebook cell does (inspect can read its source)."""
+    module = tmp_path / f"cell_{abs(hash(source))}.py"
+    module.write_text("from sqlalchemy import text\n" + source)
+    spec = importlib.util.spec_from_file_location(module.stem, module)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return getattr(loaded, name)
+
+
+def test_references_and_printed_solutions_pass(exercises, capsys):
+    q1, q2, q3 = exercises
+    assert q1.verdict(nb09.worker_init_reference) == (CORRECT, None)
+    assert q1.verdict(lambda engine: setattr(engine, "pool", engine.pool.recreate())) == (CORRECT, None)
+    assert q2.verdict(nb09.limited_reference) == (CORRECT, None)
+    assert q3.verdict({"pool_size": 4, "max_overflow": 0, "max_client_conn": 100, "default_pool_size": 16}) == (
+        CORRECT, None)
+    for exercise in (q1, q2, q3):
+        exec(exercise.solution_code, {"q1": q1, "q2": q2, "q3": q3, "text": text})
+        assert f"✅ {exercise.name}: correct." in capsys.readouterr().out
+
+
+def test_the_reference_verdicts_are_the_constants(wb09, bouncer):
+    assert nb09.fork_verdict(wb09, nb09.worker_init_reference) == nb09.FORK_EXPECTED
+    assert nb09.timeout_verdict(bouncer, nb09.limited_reference) == nb09.TIMEOUT_EXPECTED
+
+
+def _close_parent_sockets(engine):
+    engine.dispose()  # closes the inherited sockets: the parent's session ends
+
+
+def _no_pool_in_the_child(engine):
+    engine.pool = NullPool(engine.pool._creator)  # own backends, but a new one per checkout
+
+
+def _raises(engine):
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(("worker_init", "why"), [
+    (lambda engine: None, "each worker's backend differs from the parent's"),
+    (_close_parent_sockets, "the parent's pooled connection still works afterwards"),
+    (_no_pool_in_the_child, "a worker reuses its connection"),
+    (_raises, "worker_init ran without an error"),
+    ("engine.dispose(close=False)", "answer with a function worker_init(engine)"),
+])
+def test_q1_wrong_answers_fail(exercises, worker_init, why):
+    status, diff = exercises[0].verdict(worker_init)
+    assert status == INCORRECT and why in diff, diff
+
+
+def _session_set(conn, sql):
+    conn.execute(text("SET statement_timeout = '100ms'"))
+    return conn.execute(text(sql)).scalar()
+
+
+def _session_set_config(conn, sql):
+    conn.execute(text("SELECT set_config('statement_timeout', '100ms', false)"))
+    return conn.execute(text(sql)).scalar()
+
+
+def _no_timeout(conn, sql):
+    return conn.execute(text(sql)).scalar()
+
+
+def _too_long(conn, sql):
+    conn.execute(text("SET LOCAL statement_timeout = '1s'"))
+    return conn.execute(text(sql)).scalar()
+
+
+def _own_connection(conn, sql):
+    import psycopg
+
+    with psycopg.connect(urls.libpq_url("tiny"), autocommit=True) as own:   # bypasses the connection it was given
+        with own.transaction():
+            own.execute("SET LOCAL statement_timeout = '100ms'")
+            return own.execute(sql).fetchone()[0]
+
+
+@pytest.mark.parametrize(("limited", "why"), [
+    (_session_set, "the next client of the same server connection can still run a 0.3 s statement"),
+    (_session_set_config, "the next client of the same server connection"),
+    (_no_timeout, "a 0.3 s statement is cancelled"),
+    (_too_long, "a 0.3 s statement is cancelled"),
+    (_own_connection, "ran the statement on the connection it was given"),
+    (lambda conn, sql: 42, "a 0.3 s statement is cancelled"),
+])
+def test_q2_wrong_answers_fail(exercises, limited, why):
+    status, diff = exercises[1].verdict(limited)
+    assert status == INCORRECT and why in diff, diff
+
+
+@pytest.mark.parametrize(("answer", "why"), [
+    ({"pool_size": 4, "max_overflow": 0, "max_client_conn": 100, "default_pool_size": 87}, "16 queries, no more"),
+    ({"pool_size": 2, "max_overflow": 0, "max_client_conn": 100, "default_pool_size": 16}, "every thread"),
+    ({"pool_size": 1, "max_overflow": 3, "max_client_conn": 100, "default_pool_size": 16}, "stay open"),
+    # pool_size=0 is "no limit" to SQLAlchemy: more than max_client_conn
+    ({"pool_size": 0, "max_overflow": 0, "max_client_conn": 100, "default_pool_size": 16}, "≤ max_client_conn"),
+    ({"pool_size": 4, "max_overflow": 0, "max_client_conn": 20, "default_pool_size": 16}, "≤ max_client_conn"),
+    ({"pool_size": 4, "max_overflow": 0, "max_client_conn": 100_000, "default_pool_size": 16}, "file limit"),
+    ({"pool_size": 4, "max_overflow": -1, "max_client_conn": 100, "default_pool_size": 16}, "not negative"),
+    ({"pool_size": 4.0, "max_overflow": 0, "max_client_conn": 100, "default_pool_size": 16}, "whole"),
+    ({"pool_size": 4, "max_overflow": 0}, "answer with a dict of the keys"),
+])
+def test_q3_wrong_answers_fail(exercises, answer, why):
+    status, diff = exercises[2].verdict(answer)
+    assert status == INCORRECT and why in diff, (answer, diff)
+
+
+def test_blanks_and_unchanged_starters_are_not_attempted(exercises, tmp_path):
+    q1, q2, q3 = exercises
+    assert q1.verdict(_define(tmp_path, nb09.WORKER_STARTER, "worker_init")) == (NOT_ATTEMPTED, None)
+    assert q2.verdict(_define(tmp_path, nb09.LIMITED_STARTER, "limited")) == (NOT_ATTEMPTED, None)
+    assert q3.verdict({"pool_size": ____, "max_overflow": ____, "max_client_conn": ____,
+                       "default_pool_size": ____}) == (NOT_ATTEMPTED, None)
+
+
+def test_the_notebook_cells_define_the_starters_exactly(tmp_path):
+    import json
+
+    from workbook_utils.config import project_root
+    from workbook_utils.exercises import same_code
+
+    nb = json.loads((project_root() / "notebooks" / "09_pools_in_production.ipynb").read_text())
+    sources = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    for check, starter, name in (("q1.check(worker_init)", nb09.WORKER_STARTER, "worker_init"),
+                                 ("q2.check(limited)", nb09.LIMITED_STARTER, "limited")):
+        cell = next(s for s in sources if check in s)
+        body = cell.split(check)[0]
+        definition = body[body.index(f"def {name}"):]
+        assert same_code(_define(tmp_path, definition, name), starter)
