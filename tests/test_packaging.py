@@ -72,3 +72,11 @@ def test_docker_init_script_seeds_the_same_data_as_workbook_seed(seeded):
     finally:
         with db.connect(urls.admin_url()) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_compose_pgbouncer_is_transaction_mode_on_loopback_after_the_database():
+    svc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["pgbouncer"]
+    assert svc["environment"]["POOL_MODE"] == "transaction"
+    assert int(svc["environment"]["MAX_CLIENT_CONN"]) > 100   # its default of 100 is below notebook 09's burst
+    assert svc["ports"] and all(p.startswith("127.0.0.1:") for p in svc["ports"])
+    assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
