@@ -75,11 +75,25 @@ def _raises(engine):
     raise RuntimeError("boom")
 
 
+def _one_connection_for_all_threads(engine):
+    from sqlalchemy.pool import StaticPool
+
+    engine.pool = StaticPool(engine.pool._creator)  # own backend and reused, but every thread shares it
+
+
+def _one_connection_per_thread(engine):
+    from sqlalchemy.pool import SingletonThreadPool
+
+    engine.pool = SingletonThreadPool(engine.pool._creator)  # the checker's two requests run on one thread
+
+
 @pytest.mark.parametrize(("worker_init", "why"), [
-    (lambda engine: None, "each worker's backend differs from the parent's"),
+    (lambda engine: None, "each worker's backends differ from the parent's"),
     (_close_parent_sockets, "the parent's pooled connection still works afterwards"),
     (_no_pool_in_the_child, "a worker reuses its connection"),
     (_raises, "worker_init ran without an error"),
+    (_one_connection_for_all_threads, "two threads get two connections at once"),
+    (_one_connection_per_thread, "two threads get two connections at once"),
     ("engine.dispose(close=False)", "answer with a function worker_init(engine)"),
 ])
 def test_q1_wrong_answers_fail(exercises, worker_init, why):
@@ -102,8 +116,43 @@ def _no_timeout(conn, sql):
 
 
 def _too_long(conn, sql):
-    conn.execute(text("SET LOCAL statement_timeout = '1s'"))
+    conn.execute(text("SET LOCAL statement_timeout = '2s'"))
     return conn.execute(text(sql)).scalar()
+
+
+def _set_then_zero(conn, sql):  # "undoes" its SET: the next client loses the connection's own timeout
+    conn.execute(text("SET statement_timeout = '100ms'"))
+    value = conn.execute(text(sql)).scalar()
+    conn.execute(text("SET statement_timeout = 0"))
+    return value
+
+
+def _set_then_reset(conn, sql):  # RESET goes back to the login default, not to what the connection had
+    conn.execute(text("SET statement_timeout = '100ms'"))
+    value = conn.execute(text(sql)).scalar()
+    conn.execute(text("RESET statement_timeout"))
+    return value
+
+
+def _local_then_zero(conn, sql):
+    conn.execute(text("SET LOCAL statement_timeout = '100ms'"))
+    value = conn.execute(text(sql)).scalar()
+    conn.execute(text("SET statement_timeout = 0"))
+    return value
+
+
+def _local_wrong_value(conn, sql):  # cancels a 1 s statement too, but is not the 100 ms asked for
+    conn.execute(text("SET LOCAL statement_timeout = '200ms'"))
+    return conn.execute(text(sql)).scalar()
+
+
+def _cancel_by_hand(conn, sql):  # no timeout: pretends the server cancelled the slow statement
+    import psycopg
+
+    value = conn.execute(text(sql)).scalar()
+    if "pg_sleep" in sql:
+        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+    return value
 
 
 def _own_connection(conn, sql):
@@ -116,12 +165,17 @@ def _own_connection(conn, sql):
 
 
 @pytest.mark.parametrize(("limited", "why"), [
-    (_session_set, "the next client of the same server connection can still run a 0.3 s statement"),
+    (_session_set, "the next client of the same server connection finds its own statement_timeout"),
     (_session_set_config, "the next client of the same server connection"),
-    (_no_timeout, "a 0.3 s statement is cancelled"),
-    (_too_long, "a 0.3 s statement is cancelled"),
+    (_set_then_zero, "the next client of the same server connection"),
+    (_set_then_reset, "the next client of the same server connection"),
+    (_local_then_zero, "the next client of the same server connection"),
+    (_no_timeout, "a 1 s statement is cancelled"),
+    (_too_long, "a 1 s statement is cancelled"),
+    (_local_wrong_value, "the timeout your function set is 100ms"),
+    (_cancel_by_hand, "a 1 s statement is cancelled by the server"),
     (_own_connection, "ran the statement on the connection it was given"),
-    (lambda conn, sql: 42, "a 0.3 s statement is cancelled"),
+    (lambda conn, sql: 42, "ran the statement on the connection it was given"),   # a hard-coded result
 ])
 def test_q2_wrong_answers_fail(exercises, limited, why):
     status, diff = exercises[1].verdict(limited)

@@ -1,8 +1,9 @@
 """Exercises of notebook 09 (pools in production): a fork-safe worker, a timeout safe behind PgBouncer, a sizing chain.
 
 q1 forks real workers from an engine that already pooled a connection and compares backend pids; q2 runs the
-learner's function through a PgBouncer pool of one server connection and lets another client use that connection
-next; q3 runs the learner's numbers through SQLAlchemy's own QueuePool and the chain's two inequalities.
+learner's function through a PgBouncer pool of one server connection (with a statement_timeout of its own) and lets
+another client use that connection next; q3 runs the learner's numbers through SQLAlchemy's own QueuePool and the
+chain's two inequalities.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ if TYPE_CHECKING:
     from ..workbook import Workbook
 
 FORK_EXPECTED = {"worker_init ran without an error": True,
-                 "each worker's backend differs from the parent's": True,
+                 "each worker's backends differ from the parent's": True,
                  "the two workers have backends of their own": True,
-                 "a worker reuses its connection from one checkout to the next": True,
+                 "a worker's two threads get two connections at once": True,
+                 "a worker reuses its connections from one request to the next": True,
                  "the parent's pooled connection still works afterwards": True}
 
 
 def _worker(engine, worker_init, queue) -> None:
-    """In the forked child: the learner's init, then two checkouts; report their backend pids (or the error)."""
+    """In the forked child: the learner's init, then twice two checkouts held at once (two threads' requests);
+    report the backend pids of each round (or the error)."""
     from sqlalchemy import text
 
     try:
@@ -34,23 +37,23 @@ def _worker(engine, worker_init, queue) -> None:
         queue.put(("init", f"{type(exc).__name__}: {exc}"))
         return
     try:
-        pids = []
+        rounds = []
         for _ in range(2):
-            with engine.connect() as conn:
-                pids.append(conn.execute(text("SELECT pg_backend_pid()")).scalar())
-        queue.put(("ok", pids))
+            with engine.connect() as first, engine.connect() as second:
+                rounds.append([c.execute(text("SELECT pg_backend_pid()")).scalar() for c in (first, second)])
+        queue.put(("ok", rounds))
     except Exception as exc:  # noqa: BLE001
         queue.put(("query", f"{type(exc).__name__}: {exc}"))
 
 
 def fork_verdict(wb: Workbook, worker_init: Callable[[Any], Any]) -> dict[str, bool]:
     """Pool a connection in the parent, fork two workers one after the other (never at once: a shared socket used
-    by two processes at once corrupts the protocol), each runs `worker_init(engine)` then two checkouts."""
+    by two processes at once corrupts the protocol), each runs `worker_init(engine)` then two rounds of requests."""
     from sqlalchemy import exc, text
 
     if not callable(worker_init):
         raise WrongKind(f"answer with a function worker_init(engine), not a {type(worker_init).__name__}")
-    engine = wb.make_engine(pool_size=1, max_overflow=0, pool_timeout=5)
+    engine = wb.make_engine(pool_size=2, max_overflow=0, pool_timeout=5)
     fork = multiprocessing.get_context("fork")
     try:
         with engine.connect() as conn:
@@ -72,14 +75,18 @@ def fork_verdict(wb: Workbook, worker_init: Callable[[Any], Any]) -> dict[str, b
             parent_ok = False
     finally:
         engine.dispose()
-    ran = [r[1] for r in reports if r[0] == "ok"]
     if any(r[0] == "query" for r in reports):
         raise RuntimeError(next(r[1] for r in reports if r[0] == "query"))
-    return {"worker_init ran without an error": len(ran) == 2,
-            "each worker's backend differs from the parent's": len(ran) == 2 and all(parent not in p for p in ran),
-            "the two workers have backends of their own": len(ran) == 2 and not set(ran[0]) & set(ran[1]),
-            "a worker reuses its connection from one checkout to the next": len(ran) == 2 and all(
-                p[0] == p[1] for p in ran),
+    ran = [r[1] for r in reports if r[0] == "ok"]  # per worker: [[pid, pid], [pid, pid]]
+    used = [{pid for round_ in rounds for pid in round_} for rounds in ran]
+    both = len(ran) == 2
+    return {"worker_init ran without an error": both,
+            "each worker's backends differ from the parent's": both and all(parent not in u for u in used),
+            "the two workers have backends of their own": both and not used[0] & used[1],
+            "a worker's two threads get two connections at once": both and all(
+                len(set(round_)) == 2 for rounds in ran for round_ in rounds),
+            "a worker reuses its connections from one request to the next": both and all(
+                set(rounds[0]) == set(rounds[1]) for rounds in ran),
             "the parent's pooled connection still works afterwards": parent_ok}
 
 
@@ -93,11 +100,13 @@ def worker_init_reference(engine) -> None:
     engine.dispose(close=False)  # forget the parent's connections without closing them
 
 
+OWN_TIMEOUT = "5s"  # what the server connection already has (a role's or a connect setting) before the answer runs
 TIMEOUT_EXPECTED: dict[str, Any] = {
-    "a 0.3 s statement is cancelled (statement_timeout 100 ms applied)": True,
-    "a quick statement returns its result": True,
     "your function ran the statement on the connection it was given": True,
-    "the next client of the same server connection can still run a 0.3 s statement": True,
+    "a 1 s statement is cancelled by the server (statement_timeout applied)": True,
+    "the timeout your function set is 100ms": True,
+    "a quick statement returns its result": True,
+    f"the next client of the same server connection finds its own statement_timeout ({OWN_TIMEOUT})": True,
 }
 LIMITED_STARTER = '''
 def limited(conn, sql):
@@ -106,10 +115,24 @@ def limited(conn, sql):
 '''
 
 
+def _on_the_server_connection(bouncer: PgBouncer, database: str, sql: str) -> str | None:
+    """Run `sql` as a client of its own (autocommit) on the database's server connection; its first value if any."""
+    import psycopg
+
+    with psycopg.connect(bouncer.url(database, "postgresql"), autocommit=True, prepare_threshold=None,
+                         connect_timeout=5) as conn:
+        cursor = conn.execute(sql)
+        return cursor.fetchone()[0] if cursor.description else None
+
+
 def timeout_verdict(bouncer: PgBouncer | None, limited: Callable[[Any, str], Any], database: str = "single",
                     application_name: str = "workbook-nb09") -> dict[str, Any]:
     """Run `limited(conn, sql)` through PgBouncer (one server connection, transaction mode), each call in a
-    transaction that commits when it succeeds (a request's unit of work); then another client uses that connection."""
+    transaction that commits when it succeeds (a request's unit of work); then another client uses that connection.
+
+    That server connection starts with a statement_timeout of its own (OWN_TIMEOUT): an answer that sets the timeout
+    for the session and "undoes" it afterwards (`SET … = 0`, `RESET`) leaves the next client a different one.
+    """
     import psycopg
     from sqlalchemy import create_engine, event, exc, text
     from sqlalchemy.pool import NullPool
@@ -122,33 +145,33 @@ def timeout_verdict(bouncer: PgBouncer | None, limited: Callable[[Any, str], Any
                            connect_args={"application_name": application_name, "prepare_threshold": None})
     seen: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda c, cur, statement, *a: seen.append(statement))
-    slow, quick = "SELECT pg_sleep(0.3)", "SELECT count(*) FROM users"
+    slow, setting, quick = "SELECT pg_sleep(1)", "SELECT current_setting('statement_timeout')", "SELECT count(*) FROM users"
     try:
+        _on_the_server_connection(bouncer, database, f"SELECT set_config('statement_timeout', '{OWN_TIMEOUT}', false)")
         try:
             with engine.begin() as conn:
                 limited(conn, slow)
             cancelled = False
-        except (exc.OperationalError, psycopg.errors.QueryCanceled) as error:  # also on a connection of its own
-            cancelled = isinstance(getattr(error, "orig", error), psycopg.errors.QueryCanceled)
+        except (exc.OperationalError, psycopg.errors.QueryCanceled) as error:  # also from a connection of its own
+            cancelled = isinstance(getattr(error, "orig", None), psycopg.errors.QueryCanceled)  # not raised by hand
+        with engine.begin() as conn:
+            timeout = limited(conn, setting)
         with engine.begin() as conn:
             result = limited(conn, quick)
         answered = list(seen)  # what went through the engine while the answer ran (the checker's own come next)
-        other_ok = True
-        with engine.connect() as conn:  # the next client: same database, same (only) server connection
-            try:
-                conn.execute(text("SELECT pg_sleep(0.3)"))
-            except exc.OperationalError:
-                other_ok = False
+        left = _on_the_server_connection(bouncer, database, "SHOW statement_timeout")
         with engine.connect() as conn:
             expected = conn.execute(text(quick)).scalar()
     finally:
-        with psycopg.connect(bouncer.url(database, "postgresql"), autocommit=True, prepare_threshold=None) as reset:
-            reset.execute("DISCARD ALL")  # whatever the answer left on the server connection goes
+        _on_the_server_connection(bouncer, database, "DISCARD ALL")  # whatever is left on the server connection goes
         engine.dispose()
-    return {"a 0.3 s statement is cancelled (statement_timeout 100 ms applied)": cancelled,
+    return {"your function ran the statement on the connection it was given": all(
+                sql in answered for sql in (slow, setting, quick)),
+            "a 1 s statement is cancelled by the server (statement_timeout applied)": cancelled,
+            "the timeout your function set is 100ms": timeout == "100ms",
             "a quick statement returns its result": result == expected,
-            "your function ran the statement on the connection it was given": slow in answered and quick in answered,
-            "the next client of the same server connection can still run a 0.3 s statement": other_ok}
+            f"the next client of the same server connection finds its own statement_timeout ({OWN_TIMEOUT})":
+                left == OWN_TIMEOUT}
 
 
 def limited_reference(conn, sql):
@@ -225,8 +248,9 @@ def load(wb: Workbook, bouncer: PgBouncer | None) -> tuple[Exercise, Exercise, E
         name="q1",
         question="A worker process is forked from a parent whose engine already pooled a connection (gunicorn "
                  "--preload, multiprocessing, Celery prefork). Write worker_init(engine), run first in each worker, "
-                 "so that every worker talks to the server on connections of its own, still pools them, and the "
-                 "parent's pooled connection keeps working. (The check forks two workers and compares backend pids.)",
+                 "so that every worker talks to the server on connections of its own, still pools them (one per thread), "
+                 "and the parent's pooled connection keeps working. (The check forks two workers and compares "
+                 "backend pids.)",
         reference=lambda: fork_verdict(wb, worker_init_reference),
         hint_text="§1 showed SQLAlchemy's recipe. What must a worker forget, and what must it not do to the "
                   "parent's sockets while forgetting?",
@@ -239,7 +263,8 @@ def load(wb: Workbook, bouncer: PgBouncer | None) -> tuple[Exercise, Exercise, E
         question="limited(conn, sql) must run `sql` on `conn` (a SQLAlchemy Connection through PgBouncer in "
                  "transaction mode, inside a transaction its caller commits) with a statement_timeout of 100 ms, "
                  "and return the first column of the first row. The starter leaks its timeout to whichever client "
-                 "gets the server connection next. Fix it. (The check uses a pool of one server connection.)",
+                 "gets the server connection next. Fix it: the next client must find the server connection's "
+                 "settings as they were (the check's one server connection has a statement_timeout of its own).",
         reference=lambda: TIMEOUT_EXPECTED,
         hint_text="§4 fixed the leaked SET. Which form of a setting ends with the transaction it was made in?",
         solution_code=("def limited(conn, sql):\n"
