@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import configparser
+import json
 import os
 import re
 import subprocess
@@ -74,9 +76,40 @@ def test_docker_init_script_seeds_the_same_data_as_workbook_seed(seeded):
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_compose_pgbouncer_is_transaction_mode_on_loopback_after_the_database():
-    svc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["pgbouncer"]
-    assert svc["environment"]["POOL_MODE"] == "transaction"
-    assert int(svc["environment"]["MAX_CLIENT_CONN"]) > 100   # its default of 100 is below notebook 09's burst
+def _compose_pgbouncer() -> tuple[dict, configparser.ConfigParser]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    svc = compose["services"]["pgbouncer"]
+    (mounted,) = svc["configs"]
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read_string(compose["configs"][mounted["source"]]["content"])
+    assert mounted["target"] == "/etc/pgbouncer/pgbouncer.ini"  # the image uses an existing config as it is
+    return svc, ini
+
+
+def test_compose_pgbouncer_is_pinned_transaction_mode_on_loopback_after_the_database():
+    svc, ini = _compose_pgbouncer()
+    image, _, tag = svc["image"].partition(":")
+    assert tag and tag != "latest", "pin the PgBouncer image: notebook 09's demos depend on its version"
+    settings = ini["pgbouncer"]
+    assert settings["pool_mode"] == "transaction"
+    assert int(settings["max_client_conn"]) > 100   # its default of 100 is below notebook 09's burst
+    assert settings["max_prepared_statements"] == "0"   # 1.18's behaviour, which notebook 09 shows failing
     assert svc["ports"] and all(p.startswith("127.0.0.1:") for p in svc["ports"])
     assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_compose_pgbouncer_defines_every_database_notebook_09_uses():
+    """WORKBOOK_PGBOUNCER_URL makes notebook 09 use that PgBouncer: it needs the same aliases and pool sizes."""
+    _, ini = _compose_pgbouncer()
+    source = "\n".join("".join(c["source"]) for c in json.loads(
+        (ROOT / "notebooks" / "09_pools_in_production.ipynb").read_text())["cells"])
+
+    def number(word: str) -> int:  # a literal, or the last number on the line that assigns the name
+        return int(word) if word.isdigit() else int(re.findall(rf"\b{word}\b.* = .*?(\d+)$", source, re.M)[0])
+
+    started = {alias: number(size) for alias, size in re.findall(r'"(\w+)": pgbouncer\.entry\([^,]+, (\w+)\)', source)}
+    used = set(re.findall(r'(?:client|bouncer\.url|watch_pools)\((?:bouncer, )?"(\w+)"', source))
+    assert started and used <= set(started) | {"pgbouncer"}, used - set(started)
+    compose = {alias: int(re.search(r"pool_size=(\d+)", entry)[1]) for alias, entry in ini["databases"].items()}
+    assert compose == started
+    assert all("user=" in entry for entry in ini["databases"].values())  # auth_type any: each logs in as a role
