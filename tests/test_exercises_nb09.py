@@ -33,7 +33,7 @@ def bouncer():
 
 @pytest.fixture(scope="module")
 def exercises(wb09, bouncer):
-    return nb09.load(wb09, bouncer)
+    return nb09.load(wb09, lambda: bouncer)
 
 
 def _define(tmp_path, source: str, name: str):

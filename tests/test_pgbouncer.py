@@ -43,6 +43,8 @@ def test_runs_as_an_unprivileged_user_and_stop_leaves_no_process(bouncer):
     bouncer.stop()
     assert _pids("test") == [] and bouncer.process is None
     bouncer.stop()  # twice is harmless
+    with pytest.raises(WorkbookError, match="was stopped: start it again"):
+        bouncer.url("one")  # a learner going back to a cell after the last one: one sentence, not a traceback
 
 
 def test_a_leftover_of_a_killed_kernel_is_stopped_at_the_next_start():

@@ -47,6 +47,9 @@ class PgBouncer:
 
     def url(self, database: str, driver: str = "postgresql+psycopg", user: str = "client") -> str:
         """A client URL of one of its databases (any user name: the server login is in the database's entry)."""
+        if self.folder is not None and self.process is None:
+            raise WorkbookError(f"This PgBouncer ({self.folder.name}) was stopped: start it again "
+                                "(notebook 09: run the first cell of §3 again).")
         return f"{driver}://{quote(user)}@{self.host}:{self.port}/{database}"
 
     def console(self):  # -> psycopg.Connection

@@ -242,8 +242,9 @@ def chain_verdict(answer: dict[str, int]) -> dict[str, bool]:
     return verdict
 
 
-def load(wb: Workbook, bouncer: PgBouncer | None) -> tuple[Exercise, Exercise, Exercise]:
-    """q1, q2, q3 of notebook 09; q2 needs the notebook's PgBouncer (None: it says how to install one)."""
+def load(wb: Workbook, bouncer: Callable[[], PgBouncer | None]) -> tuple[Exercise, Exercise, Exercise]:
+    """q1, q2, q3 of notebook 09; q2 runs through the PgBouncer `bouncer()` returns when it checks (the notebook's
+    current one, even after §3 restarted it; None: it says how to install one)."""
     q1 = Exercise(
         name="q1",
         question="A worker process is forked from a parent whose engine already pooled a connection (gunicorn "
@@ -270,7 +271,7 @@ def load(wb: Workbook, bouncer: PgBouncer | None) -> tuple[Exercise, Exercise, E
         solution_code=("def limited(conn, sql):\n"
                        "    conn.execute(text(\"SELECT set_config('statement_timeout', '100ms', true)\"))\n"
                        "    return conn.execute(text(sql)).scalar()\n\nq2.check(limited)"),
-        evaluate=lambda answer: timeout_verdict(bouncer, answer, application_name=wb.app_name),
+        evaluate=lambda answer: timeout_verdict(bouncer(), answer, application_name=wb.app_name),
         starter=LIMITED_STARTER,
     )
     q3 = Exercise(
