@@ -96,10 +96,11 @@ def _pid() -> int | None:
     pidfile = pgdata() / "postmaster.pid"
     try:
         pid = int(pidfile.read_text().split()[0])
-        os.kill(pid, 0)
-        return pid
     except (OSError, ValueError, IndexError):
         return None
+    import psutil
+
+    return pid if psutil.pid_exists(pid) else None  # not os.kill(pid, 0): on Windows that ends the process
 
 
 def port() -> int:
