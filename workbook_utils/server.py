@@ -293,6 +293,6 @@ def stop() -> Status:
         if status().running and _call_pg_ctl("stop", "-w", "-t", "30", "-m", "fast") != 0:
             pid = _pid()
             if pid:
-                os.kill(pid, signal.SIGQUIT)
+                os.kill(pid, getattr(signal, "SIGQUIT", signal.SIGTERM))  # immediate shutdown (Windows: terminate)
                 time.sleep(1)
         return status()
