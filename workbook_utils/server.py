@@ -160,6 +160,9 @@ def _give_to_os_user(path: Path) -> None:
     """As root: let the unprivileged server user own `path` and traverse the folders above it."""
     if not _as_root():
         return
+    if not sys.platform.startswith("linux"):  # useradd is Linux's; elsewhere root cannot make the server's user
+        raise WorkbookError("PostgreSQL refuses to run as root, and only on Linux can the workbook create an "
+                            f"unprivileged user ({OS_USER}) for it: run the workbook as an ordinary user.")
     import pwd
 
     try:
