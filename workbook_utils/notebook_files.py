@@ -289,6 +289,33 @@ def run_all(build: Path, timeout: int = 600, numbers: list[str] | None = None, s
     return failures
 
 
+SCHEDULE = re.compile(r"<!-- schedule -->.*?<!-- /schedule -->", re.S)
+BREAK = 10  # minutes of break after each notebook in the facilitator's schedule
+
+
+def schedule() -> str:
+    """The facilitator's schedule: each notebook's time (its own "Time:" line) and the clock with breaks."""
+    rows, clock = ["| notebook | minutes | clock, with breaks | the notebook's time line |", "|---|---|---|---|"], 0
+    for path in notebook_paths():
+        about = intro(path)
+        clock += about.minutes
+        rows.append(f"| [{about.title}](notebooks/{path.name}) | {about.minutes} | {clock // 60}:{clock % 60:02d} | "
+                    f"{about.time} |")
+        clock += BREAK
+    return "<!-- schedule -->\n" + "\n".join(rows) + "\n<!-- /schedule -->"
+
+
+def update_schedule(guide: Path) -> bool:
+    """Rewrite the schedule table of the facilitator's guide in place; True if it changed."""
+    text = guide.read_text(encoding="utf-8")
+    new = SCHEDULE.sub(lambda _: schedule(), text)
+    if new != text:
+        guide.write_text(new, encoding="utf-8")
+    return new != text
+
+
 if __name__ == "__main__":  # python -m workbook_utils.notebook_files: after adding or renaming a notebook
     for path in update_navigation():
         print(f"navigation updated: {path.name}")
+    if update_schedule(config.project_root() / "FACILITATOR.md"):
+        print("schedule updated: FACILITATOR.md")
