@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from . import config, seed, server, urls
 from .errors import WorkbookError
@@ -75,7 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .notebook_files import run_all
 
     seed.seed_if_needed()
-    failures = run_all(config.project_root() / "build", timeout=args.timeout)
+    build = (args.build or config.project_root() / "build") / ("solutions" if args.solutions else "")
+    failures = run_all(build, timeout=args.timeout, numbers=args.numbers, solutions=args.solutions)
     return 1 if failures else 0
 
 
@@ -96,7 +98,11 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_reset)
     sub.add_parser("doctor", help="check server, version, extensions, limits, dataset").set_defaults(func=cmd_doctor)
     sub.add_parser("lab", help="prepare everything and start JupyterLab").set_defaults(func=cmd_lab)
-    run = sub.add_parser("run", help="execute every notebook headless into build/ as HTML")
+    run = sub.add_parser("run", help="execute every notebook headless into build/ as HTML, with build/index.html")
+    run.add_argument("numbers", nargs="*", help="only these notebooks, e.g. 00 02 (the index lists them all)")
+    run.add_argument("--solutions", action="store_true",
+                     help="the solutions edition, into build/solutions/: each exercise run with its reference answer")
+    run.add_argument("--build", type=Path, help="write the pages here instead of build/")
     run.add_argument("--timeout", type=int, default=600, help="seconds allowed per notebook")
     run.set_defaults(func=cmd_run)
     return p

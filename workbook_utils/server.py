@@ -96,10 +96,11 @@ def _pid() -> int | None:
     pidfile = pgdata() / "postmaster.pid"
     try:
         pid = int(pidfile.read_text().split()[0])
-        os.kill(pid, 0)
-        return pid
     except (OSError, ValueError, IndexError):
         return None
+    import psutil
+
+    return pid if psutil.pid_exists(pid) else None  # not os.kill(pid, 0): on Windows that ends the process
 
 
 def port() -> int:
@@ -159,6 +160,9 @@ def _give_to_os_user(path: Path) -> None:
     """As root: let the unprivileged server user own `path` and traverse the folders above it."""
     if not _as_root():
         return
+    if not sys.platform.startswith("linux"):  # useradd is Linux's; elsewhere root cannot make the server's user
+        raise WorkbookError("PostgreSQL refuses to run as root, and only on Linux can the workbook create an "
+                            f"unprivileged user ({OS_USER}) for it: run the workbook as an ordinary user.")
     import pwd
 
     try:
@@ -292,6 +296,6 @@ def stop() -> Status:
         if status().running and _call_pg_ctl("stop", "-w", "-t", "30", "-m", "fast") != 0:
             pid = _pid()
             if pid:
-                os.kill(pid, signal.SIGQUIT)
+                os.kill(pid, getattr(signal, "SIGQUIT", signal.SIGTERM))  # immediate shutdown (Windows: terminate)
                 time.sleep(1)
         return status()

@@ -1,0 +1,72 @@
+"""`workbook run` handouts: the index page, the solutions edition, and how an answer is put into an exercise cell.
+
+The solutions edition is proven on notebooks 00 and 02 only (tests/test_notebooks.py is the one full run of each).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from workbook_utils.notebook_files import intro, notebook_paths, with_solution
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.name)
+def test_every_introduction_gives_what_the_index_shows(path):
+    about = intro(path)
+    assert about.title.startswith(path.name[:2] + " · ")
+    assert 3 <= len(about.learn) <= 5 and all(b and "\n" not in b for b in about.learn)
+    assert about.minutes >= 20 and f"{about.minutes} min" in about.time
+
+
+def test_a_blank_answer_is_replaced_and_the_comment_beside_it_goes_with_it():
+    cell = 'print(q2.question)\nq2.check(____)  # the SQL text of your query, as a string'
+    assert with_solution(cell, 'q2.check("SELECT 1")') == 'print(q2.question)\nq2.check("SELECT 1")'
+
+
+def test_a_starter_function_is_replaced_and_the_rest_of_the_cell_kept():
+    cell = ("q1 = load()\n\ndef report(session):\n    '''starter'''\n    return wrong(session)\n\n"
+            "def page(users):\n    return users\n\nrows = page(report(s))\nq1.check(report)")
+    solution = "def report(session):\n    return right(session)\n\nq1.check(report)"
+    merged = with_solution(cell, solution)
+    assert merged == ("q1 = load()\n\ndef report(session):\n    return right(session)\n\n"
+                      "def page(users):\n    return users\n\nrows = page(report(s))\nq1.check(report)")
+
+
+def test_an_assigned_answer_is_replaced_and_the_solution_imports_go_before_it():
+    cell = "print(q3.question)\nanswer = ____  # a select(...)\nq3.check(answer)"
+    solution = "from sqlalchemy import select\nanswer = (select(1)\n          .limit(5))"
+    assert with_solution(cell, solution) == ("print(q3.question)\nfrom sqlalchemy import select\n"
+                                             "answer = (select(1)\n          .limit(5))\nq3.check(answer)")
+
+
+def test_a_solution_that_leaves_a_blank_or_matches_nothing_is_refused():
+    with pytest.raises(ValueError, match="____ is left"):
+        with_solution("x = ____\nq1.check(____)", "q1.check(x)")
+    with pytest.raises(ValueError, match="nothing in common"):
+        with_solution("q1.check(____)", "print('hello')")
+
+
+def test_run_writes_the_index_and_the_solutions_edition_of_00_and_02(tmp_path):
+    """`workbook run 00` then `workbook run --solutions 00 02`, into a folder of the test's own."""
+    build = tmp_path / "build"
+    for args in (["run", "00"], ["run", "--solutions", "00", "02"]):
+        result = subprocess.run([sys.executable, "-m", "workbook_utils.cli", *args, "--build", str(build)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+    index = (build / "index.html").read_text()
+    assert index.count("<tr>") == len(notebook_paths()) + 1 and '<a href="00_start_here.html">' in index
+    assert "(not rendered)" in index and "35 minutes" in index and "<code>%sql</code>" in index
+    assert "solutions edition" not in index
+    page = (build / "00_start_here.html").read_text()
+    assert "not attempted yet" in page and "✅" not in page  # the learners' edition: blanks left blank
+    solutions = build / "solutions"
+    assert "solutions edition" in (solutions / "index.html").read_text()
+    for name, checks in (("00_start_here", 3), ("02_n_plus_one_and_eager_loading", 3)):
+        page = (solutions / f"{name}.html").read_text()
+        assert re.search(r"<h1[^>]*>\d\d · [^<]* — solutions edition", page), name
+        assert page.count("correct.") == checks and "❌" not in page and "not attempted" not in page
+        assert 'href="index.html"' in page  # "Contents" leads to the index beside the pages
