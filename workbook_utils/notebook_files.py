@@ -53,11 +53,11 @@ def update_navigation() -> list[Path]:
     paths, changed = notebook_paths(), []
     for i, path in enumerate(paths):
         nb = nbformat.read(path, as_version=4)
-        line = nav_line(paths, i)
+        line, before = nav_line(paths, i), [cell.source for cell in nb.cells]
         for cell in nb.cells:
             if cell.cell_type == "markdown":
                 cell.source = NAV.sub(line, cell.source)
-        if nbformat.writes(nb) + "\n" != path.read_text(encoding="utf-8"):
+        if [cell.source for cell in nb.cells] != before:  # only a changed nav line rewrites a notebook
             nbformat.write(nb, path)
             changed.append(path)
     return changed
