@@ -9,7 +9,8 @@ the statements sent, the rows written and the row versions left untouched.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +47,29 @@ def sync_prices(session, feed):
     return counts
 '''
 ATTACKS = ["' OR '1'='1", "' OR 1=1 --", "x' UNION SELECT 0, current_user --",
-           "x'; DROP TABLE customers; --", "x'; DELETE FROM customers; --"]
+           "x'; DROP TABLE customers; --", "x'; DELETE FROM customers; --", "%@example.%"]
 QUOTED = "o'brien@example.com"
-FEED = {"new": 100, "changed": 100, "unchanged": 100}  # rows of q3's feed, of each kind
-BUDGET = 2  # statements q3 may send for the whole feed
+WORDY = "orla.union@example.org"  # a real address a blacklist of SQL words (OR, UNION) would refuse
+BUDGET = 1  # statements q3 may send for the whole feed
+
+
+@contextmanager
+def _sent() -> Iterator[list[tuple[str, list]]]:
+    """(statement, bound values) of every engine of the process inside the block: an answer's own engine counts too."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    sent: list[tuple[str, list]] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany) -> None:
+        rows = parameters if executemany else [parameters]
+        sent.append((statement, [v for row in rows for v in (row.values() if isinstance(row, dict) else row or ())]))
+
+    event.listen(Engine, "before_cursor_execute", before)
+    try:
+        yield sent
+    finally:
+        event.remove(Engine, "before_cursor_execute", before)
 
 
 def _customers(conn: Connection, offset: int) -> None:
@@ -60,40 +80,43 @@ def _customers(conn: Connection, offset: int) -> None:
                       "password_hash text) ON COMMIT DROP"))
     conn.execute(text("INSERT INTO customers SELECT :o + g, 'user' || g || '@example.com', 'Made Up ' || g, "
                       "md5(g::text) FROM generate_series(1, 12) g"), {"o": offset})
-    conn.execute(text("INSERT INTO customers VALUES (:o, :e, 'Dara O''Brien', md5('o'))"), {"o": offset, "e": QUOTED})
+    conn.execute(text("INSERT INTO customers VALUES (:o, :e, 'Dara O''Brien', md5('o')), (:o - 1, :w, 'Orla', md5('w'))"),
+                 {"o": offset, "e": QUOTED, "w": WORDY})
 
 
 def find_verdict(engine: Engine, find: Callable[[Any, str], Any]) -> dict[str, bool]:
     """Legitimate lookups and attack strings against the learner's function, each in a savepoint."""
     from sqlalchemy import text
 
-    from ..measure import capture_sql
-
     offset = random.randint(1000, 9000)
     inputs = {"user3@example.com": [(offset + 3, "Made Up 3")], QUOTED: [(offset, "Dara O'Brien")],
-              "nobody@example.com": []} | {attack: [] for attack in ATTACKS}
+              WORDY: [(offset - 1, "Orla")], "nobody@example.com": []} | {attack: [] for attack in ATTACKS}
     got: dict[str, Any] = {}
+    bound: dict[str, bool] = {}
     damaged = False
     with engine.connect() as conn, conn.begin():
+        conn.execute(text("SET LOCAL statement_timeout = '1s'"))  # 14 rows: a slow answer is stopped, not waited for
         _customers(conn, offset)
-        with capture_sql(engine) as sent:
-            for value in inputs:
-                savepoint = conn.begin_nested()
-                try:
+        for value in inputs:
+            savepoint = conn.begin_nested()
+            try:
+                with _sent() as sent:
                     got[value] = [tuple(r) for r in find(conn, value)]
-                    present = conn.execute(text("SELECT to_regclass('pg_temp.customers')")).scalar() is not None
-                    damaged |= not present or conn.execute(text("SELECT count(*) FROM customers")).scalar() != 13
-                except Exception as error:  # noqa: BLE001 - an input the lookup cannot take is the observation
-                    got[value] = error
-                finally:
-                    savepoint.rollback()  # whatever an attack did is undone before the next input
+                bound[value] = any(value in values for _, values in sent) and not any(value in s for s, _ in sent)
+                present = conn.execute(text("SELECT to_regclass('pg_temp.customers')")).scalar() is not None
+                damaged |= not present or conn.execute(text("SELECT count(*) FROM customers")).scalar() != 14
+            except Exception as error:  # noqa: BLE001 - an input the lookup cannot take is the observation
+                got[value], bound[value] = error, False
+            finally:
+                savepoint.rollback()  # whatever an attack did is undone before the next input
     return {"finds user3@example.com": got["user3@example.com"] == inputs["user3@example.com"],
             f"finds {QUOTED} (a quote in a real address)": got[QUOTED] == inputs[QUOTED],
+            f"finds {WORDY} (SQL words in a real address)": got[WORDY] == inputs[WORDY],
             "finds nothing for an unknown address": got["nobody@example.com"] == [],
-            "every attack string finds nothing": all(got[a] == [] for a in ATTACKS),
+            "every attack string finds nothing (a wildcard too: the email must equal, not match)":
+                all(got[a] == [] for a in ATTACKS),
             "no attack changed the table": not damaged,
-            "the email travels as a bound parameter, never inside the SQL text":
-                not any(value in statement for value in inputs for statement in sent.statements)}
+            "the email travels as a bound parameter of the statement, never inside the SQL text": all(bound.values())}
 
 
 def find_reference(conn: Any, email: str) -> list:
@@ -105,24 +128,27 @@ def find_reference(conn: Any, email: str) -> list:
 
 MADE_UP_ORDERS = [
     "CREATE TEMP TABLE orders (LIKE public.orders INCLUDING DEFAULTS) ON COMMIT DROP",
+    # months 0, 1, 3, 4 and 6: "the month before it in the result" is not always the calendar month before
     """INSERT INTO orders (id, user_id, product_id, quantity, total, status, created_at)
        SELECT g, 1, 1, 1, round((:seed + g * 7 % 13)::numeric, 2),
               CASE WHEN g % 4 = 0 THEN 'cancelled' ELSE 'paid' END,
-              timestamptz '2025-01-01 00:00+00' + (g * 9 % 5) * interval '1 month' + g * interval '1 hour'
+              timestamptz '2025-01-01 00:00+00' + (ARRAY[0, 1, 3, 4, 6])[1 + g * 9 % 5] * interval '1 month'
+              + g * interval '1 hour'
        FROM generate_series(1, 40) g""",
 ]
 
 
-def _monthly(conn: Connection, sql: str) -> list[tuple]:
+def _monthly(conn: Connection, sql: str) -> list:
+    """The column names, then the rows (months as dates)."""
     from sqlalchemy import text
 
-    rows = conn.execute(text(sql)).all()
-    return [(r[0].date() if hasattr(r[0], "date") else r[0], *r[1:]) for r in rows]
+    result = conn.execute(text(sql))
+    rows = [(r[0].date() if hasattr(r[0], "date") else r[0], *r[1:]) for r in result]
+    return [list(result.keys()), *rows]
 
 
 def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
-    """The learner's query on the seeded orders, on made-up orders (totals shifted by `seed`), and whether its plan
-    has a WindowAgg."""
+    """The learner's query on the seeded orders, on made-up orders (totals shifted by `seed`), and its plan."""
     from sqlalchemy import text
 
     if not isinstance(sql, str) or not sql.strip():
@@ -130,7 +156,7 @@ def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
     with engine.connect() as conn, conn.begin():
         conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
         seeded = _monthly(conn, sql)
-        plan = conn.execute(text("EXPLAIN (FORMAT JSON) " + sql)).scalar_one()
+        plan = str(conn.execute(text("EXPLAIN (FORMAT JSON) " + sql)).scalar_one()).replace("'", '"')
         conn.rollback()
     with engine.connect() as conn, conn.begin():
         conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
@@ -138,8 +164,10 @@ def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
             conn.execute(text(statement), {"seed": seed})
         made_up = _monthly(conn, sql)
         conn.rollback()
-    return {"your result on this database": seeded, "your result on made-up orders": made_up,
-            "the plan computes a window function (WindowAgg)": '"WindowAgg"' in str(plan).replace("'", '"')}
+    return {"your columns, then rows, on this database": seeded,
+            "your columns, then rows, on made-up orders (one month has none)": made_up,
+            "the plan computes a window function (WindowAgg)": '"WindowAgg"' in plan,
+            "no subquery runs once per row (SubPlan)": '"SubPlan"' not in plan}
 
 
 MONTHLY_REFERENCE = """
@@ -151,17 +179,23 @@ GROUP BY 1 ORDER BY 1
 
 
 def _fresh_products(engine: Engine) -> None:
-    """nb06.products: a fresh copy of the dataset's products (id sequence after the copied ids), plus 200 more."""
+    """nb06.products: a fresh copy of the dataset's products (id sequence after the copied ids), plus 200 more;
+    a statement trigger files the start time of every statement that writes it in nb06.product_writes."""
     from sqlalchemy import text
 
     with engine.begin() as conn:
         conn.execute(text("SET LOCAL lock_timeout = '5s'"))
-        conn.execute(text("DROP TABLE IF EXISTS nb06.products; "
+        conn.execute(text("DROP TABLE IF EXISTS nb06.products, nb06.product_writes; "
                           "CREATE TABLE nb06.products (LIKE public.products INCLUDING ALL); "
                           "INSERT INTO nb06.products SELECT * FROM public.products; "
                           "SELECT setval(pg_get_serial_sequence('nb06.products', 'id'), max(id)) FROM nb06.products; "
                           "INSERT INTO nb06.products (sku, name, price, inventory) "  # enough rows at every scale
-                          "SELECT 'EXTRA-' || g, 'Extra ' || g, 10 + g % 90, g % 50 FROM generate_series(1, 200) g"))
+                          "SELECT 'EXTRA-' || g, 'Extra ' || g, 10 + g % 90, g % 50 FROM generate_series(1, 200) g; "
+                          "CREATE TABLE nb06.product_writes (at timestamptz); "
+                          "CREATE OR REPLACE FUNCTION nb06.file_write() RETURNS trigger LANGUAGE plpgsql AS "
+                          "$$BEGIN INSERT INTO nb06.product_writes VALUES (statement_timestamp()); RETURN NULL; END$$; "
+                          "CREATE TRIGGER file_write AFTER INSERT OR UPDATE OR DELETE ON nb06.products "
+                          "FOR EACH STATEMENT EXECUTE FUNCTION nb06.file_write()"))
 
 
 def sync_verdict(engine: Engine, sync: Callable[[Any, list[dict]], Any]) -> dict[str, Any]:
@@ -169,39 +203,44 @@ def sync_verdict(engine: Engine, sync: Callable[[Any, list[dict]], Any]) -> dict
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
-    from ..measure import capture_sql
-
     _fresh_products(engine)
     rng = random.Random()
+    sizes = {kind: rng.randint(40, 100) for kind in ("new", "changed", "unchanged")}  # never the same counts twice
     with engine.connect() as conn:
         existing = conn.execute(text("SELECT sku, name, price, inventory FROM products ORDER BY id")).all()
-    picked = rng.sample(existing, FEED["changed"] + FEED["unchanged"])
-    feed = [{"sku": r.sku, "name": r.name, "price": r.price + (Decimal("1.00") if i < FEED["changed"] else 0),
-             "inventory": r.inventory} for i, r in enumerate(picked)]
-    feed += [{"sku": f"NEW-{rng.randint(0, 10**9):09d}-{i}", "name": f"New {i}", "price": Decimal("9.99"),
-              "inventory": 0} for i in range(FEED["new"])]
-    rng.shuffle(feed)
+    picked = rng.sample(existing, sizes["changed"] + sizes["unchanged"])
+    feed = [{"sku": r.sku, "name": f"{r.name} (feed)", "inventory": r.inventory + 7,  # neither may be written
+             "price": r.price + (Decimal("1.00") if i < sizes["changed"] else 0)} for i, r in enumerate(picked)]
+    new = [{"sku": f"NEW-{rng.randint(0, 10**9):09d}-{i}", "name": f"New {i}", "price": Decimal("9.99"),
+            "inventory": rng.randint(0, 50)} for i in range(sizes["new"])]
+    feed = rng.sample(feed + new, len(feed) + len(new))
     before = _snapshot(engine)
-    with capture_sql(engine) as sent, Session(engine) as session, session.begin():
-        counts = sync(session, [dict(row) for row in feed])
+    with Session(engine) as session, session.begin():
+        session.execute(text("SET LOCAL statement_timeout = '3s'"))  # the feed takes milliseconds
+        with _sent() as sent:
+            counts = sync(session, [dict(row) for row in feed])
     after = _snapshot(engine)
-    unchanged = {r.sku for r in picked[FEED["changed"]:]}
+    with engine.connect() as conn:  # writes sent past SQLAlchemy (a raw driver cursor) are filed by the trigger
+        writes = conn.execute(text("SELECT count(DISTINCT at) FROM product_writes")).scalar_one()
+    unchanged = {r.sku for r in picked[sizes["changed"]:]}
     expected = {row["sku"]: row["price"] for row in feed}
-    return {"returns the counts": counts == {"inserted": FEED["new"], "updated": FEED["changed"]},
-            f"at most {BUDGET} statements for {len(feed)} rows": sent.count <= BUDGET,
-            "every price in the feed is now in the table": all(after.get(s, (0, 0, 0))[1] == p for s, p in expected.items()),
-            "existing products keep their id and inventory":
-                all(after[s][0] == before[s][0] and after[s][2] == before[s][2] for s in before),
+    return {"returns the counts": counts == {"inserted": sizes["new"], "updated": sizes["changed"]},
+            f"at most {BUDGET} statement for the whole feed": max(len(sent), writes) <= BUDGET,
+            "every price in the feed is now in the table": all(after.get(s, (0, 0))[1] == p for s, p in expected.items()),
+            "new products are inserted as given": all(after.get(r["sku"], ())[1:4] == (r["price"], r["inventory"], r["name"])
+                                                      for r in new),
+            "existing products keep their id, name and inventory":
+                all(after[s][0] == before[s][0] and after[s][2:4] == before[s][2:4] for s in before),
             "unchanged products were not rewritten (same row version)":
-                all(after[s][3] == before[s][3] for s in unchanged)}
+                all(after[s][4] == before[s][4] for s in unchanged)}
 
 
 def _snapshot(engine: Engine) -> dict[str, tuple]:
     from sqlalchemy import text
 
     with engine.connect() as conn:
-        return {r.sku: (r.id, r.price, r.inventory, r.xmin)
-                for r in conn.execute(text("SELECT sku, id, price, inventory, xmin::text AS xmin FROM products"))}
+        return {r.sku: (r.id, r.price, r.inventory, r.name, r.xmin) for r in
+                conn.execute(text("SELECT sku, id, price, inventory, name, xmin::text AS xmin FROM products"))}
 
 
 def sync_reference(session: Any, feed: list[dict]) -> dict[str, int]:
@@ -220,6 +259,7 @@ def sync_reference(session: Any, feed: list[dict]) -> dict[str, int]:
 
 def _engine(wb: Workbook) -> Engine:
     """Sessions of the checks: on nb06 (ORM models via schema_translate_map, raw SQL via search_path), bounded."""
+    wb.engine  # noqa: B018 - the notebook's own engine first: wb.engine is the first one made, never this one
     return wb.make_engine(connect_args={"options": "-c search_path=nb06,public -c lock_timeout=5s "
                                                    "-c statement_timeout=10s"},
                           execution_options={"schema_translate_map": {None: "nb06"}})
@@ -273,11 +313,11 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
     )
     q3 = Exercise(
         name="q3",
-        question=f"sync_prices(session, feed) loads a supplier's feed (dicts with sku, name, price, inventory) into "
-                 f"products: new skus are inserted as given; an existing product gets the feed's price (its name "
-                 f"and inventory stay); a product whose price is unchanged must not be written at all. It returns "
-                 f"{{'inserted': …, 'updated': …}}. It sends two statements per row: make it send at most {BUDGET} "
-                 f"for the whole feed of {sum(FEED.values())} rows. The caller commits.",
+        question="sync_prices(session, feed) loads a supplier's feed (dicts with sku, name, price, inventory) into "
+                 "products: new skus are inserted as given; an existing product gets the feed's price (its name "
+                 "and inventory stay); a product whose price is unchanged must not be written at all. It returns "
+                 "{'inserted': …, 'updated': …}. It sends two statements per row: make it send one statement for "
+                 "the whole feed (a few hundred rows, different each check). The caller commits.",
         reference=lambda: sync_verdict(engine, sync_reference),
         hint_text="§3's upsert did it in one statement. on_conflict_do_update takes a `where=`; which rows does "
                   "RETURNING then give back, and what tells an inserted row from an updated one on any version?",
