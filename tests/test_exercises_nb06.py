@@ -1,0 +1,235 @@
+"""Notebook 06's exercises: references and printed solutions pass; wrong answers and lesson-breaking "fixes" fail."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import literal_column, select, text
+from sqlalchemy.dialects.postgresql import insert
+
+from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb06
+from workbook_utils.models import Product
+
+
+@pytest.fixture(scope="module")
+def exercises():
+    from workbook_utils import setup
+
+    workbook = setup("06")
+    yield nb06.load(workbook)
+    workbook.close()
+
+
+def _starter(source, name, tmp_path):
+    """The starter function, loaded from a file (so its source can be read back, as from a notebook cell)."""
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text("from sqlalchemy import select, text\nfrom workbook_utils.models import Product\n" + source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def test_nb06_loading_the_exercises_first_leaves_wb_engine_alone():
+    from workbook_utils import setup
+
+    workbook = setup("06")   # a learner who restarts the kernel and runs the exercises' cell before any lesson cell
+    nb06.load(workbook)
+    assert "schema_translate_map" not in workbook.engine.get_execution_options()
+    workbook.close()
+
+
+def test_nb06_references_and_printed_solutions_pass(exercises, capsys):
+    q1, q2, q3 = exercises
+    assert q1.verdict(nb06.find_reference) == (CORRECT, None)
+    assert q2.verdict(nb06.MONTHLY_REFERENCE) == (CORRECT, None)
+    assert q3.verdict(nb06.sync_reference) == (CORRECT, None)
+    namespace = {"q1": q1, "q2": q2, "q3": q3, "text": text, "insert": insert, "Product": Product,
+                 "literal_column": literal_column}
+    for exercise in exercises:
+        exec(exercise.solution_code, namespace)
+        assert f"✅ {exercise.name}: correct." in capsys.readouterr().out
+
+
+def test_nb06_starters_are_not_attempted(exercises, tmp_path):
+    q1, q2, q3 = exercises
+    assert q1.verdict(_starter(nb06.FIND_STARTER, "find_customer", tmp_path))[0] == NOT_ATTEMPTED
+    assert q2.verdict(nb06.MONTHLY_STARTER.split('"""')[1])[0] == NOT_ATTEMPTED
+    assert q3.verdict(_starter(nb06.SYNC_STARTER, "sync_prices", tmp_path))[0] == NOT_ATTEMPTED
+
+
+def test_nb06_q1_rejects_fstrings_escaping_and_refusing_quotes(exercises):
+    q1 = exercises[0]
+
+    def fstring(conn, email):   # the starter, reworded
+        return conn.execute(text("SELECT id, name FROM customers WHERE email = '" + email + "'")).all()
+
+    def escaped(conn, email):   # safe here by luck of standard_conforming_strings, but the value is in the SQL
+        return conn.execute(text(f"SELECT id, name FROM customers WHERE email = '{email.replace(chr(39), chr(39) * 2)}'")).all()
+
+    def strips_quotes(conn, email):
+        return nb06.find_reference(conn, email.replace("'", ""))
+
+    def refuses_quotes(conn, email):
+        return [] if "'" in email else nb06.find_reference(conn, email)
+
+    def half_bound(conn, email):   # a bound parameter elsewhere does not make the f-string safe
+        return conn.execute(text(f"SELECT id, name FROM customers WHERE id > :zero AND email = '{email}'"),
+                            {"zero": 0}).all()
+
+    def everyone(conn, email):
+        return conn.execute(text("SELECT id, name FROM customers")).all()
+
+    def blacklist(conn, email):   # bound, but refuses real addresses that contain SQL words
+        return [] if any(w in email.upper() for w in ("OR", "UNION", ";", "--")) else nb06.find_reference(conn, email)
+
+    def like(conn, email):   # bound, but a wildcard matches every address
+        return conn.execute(text("SELECT id, name FROM customers WHERE email LIKE :e"), {"e": email}).all()
+
+    def hex_pasted(conn, email):   # safe by encoding, but the value is still pasted into the SQL
+        return conn.execute(text("SELECT id, name FROM customers "
+                                 f"WHERE email = convert_from('\\x{email.encode().hex()}'::bytea, 'UTF8')")).all()
+
+    def raw_cursor(conn, email):   # quote doubling through the driver, past SQLAlchemy: the value is in the SQL
+        sql = f"SELECT id, name FROM customers WHERE email = '{email.replace(chr(39), chr(39) * 2)}'"
+        return conn.connection.driver_connection.execute(sql).fetchall()
+
+    def slow(conn, email):   # a lookup that never answers: stopped by the check's statement_timeout
+        return conn.execute(text("SELECT id, name FROM customers, pg_sleep(60) WHERE email = :e"), {"e": email}).all()
+
+    for wrong, why in [(fstring, "a quote in a real address"), (escaped, "bound parameter"),
+                       (strips_quotes, "a quote in a real address"), (refuses_quotes, "a quote in a real address"),
+                       (half_bound, "a quote in a real address"), (everyone, "finds user3"),
+                       (blacklist, "SQL words"), (like, "wildcard"), (hex_pasted, "bound parameter"),
+                       (raw_cursor, "bound parameter"), (slow, "finds user3")]:
+        status, diff = q1.verdict(wrong)
+        assert status == INCORRECT and why in diff, (wrong.__name__, diff)
+    assert "pass your function" in q1.verdict("SELECT 1")[1]
+
+
+def test_nb06_q1_sees_an_attack_that_changes_the_table(exercises):
+    q1 = exercises[0]
+
+    def quote_safe_but_stacked(conn, email):   # finds the real addresses, but runs what an attack appends
+        if ";" in email:
+            conn.exec_driver_sql(email.split(";", 1)[1].split("--")[0])
+            return []
+        return nb06.find_reference(conn, email)
+
+    status, diff = q1.verdict(quote_safe_but_stacked)
+    assert status == INCORRECT and "no attack changed the table" in diff, diff
+
+
+def test_nb06_q2_rejects_no_window_wrong_columns_floats_and_subqueries(exercises):
+    q2 = exercises[1]
+    subquery = """
+        WITH m AS (SELECT date_trunc('month', created_at) AS month, sum(total) AS revenue
+                   FROM orders WHERE status <> 'cancelled' GROUP BY 1)
+        SELECT month, revenue, (SELECT revenue FROM m p WHERE p.month < m.month ORDER BY p.month DESC LIMIT 1) AS previous
+        FROM m ORDER BY 1"""
+    with_cancelled = nb06.MONTHLY_REFERENCE.replace("WHERE status <> 'cancelled'", "")
+    floats = nb06.MONTHLY_REFERENCE.replace("sum(total) AS revenue", "sum(total)::float AS revenue")
+    lead = nb06.MONTHLY_REFERENCE.replace("lag(", "lead(")
+    dummy_window = subquery.replace("LIMIT 1)", "LIMIT 1) + 0 * count(*) OVER ()")  # a window for show
+    calendar = """
+        WITH m AS (SELECT date_trunc('month', created_at) AS month, sum(total) AS revenue
+                   FROM orders WHERE status <> 'cancelled' GROUP BY 1)
+        SELECT m.month, m.revenue, p.revenue + 0 * count(*) OVER () AS previous
+        FROM m LEFT JOIN m p ON p.month = m.month - interval '1 month' ORDER BY 1"""  # the calendar month before
+    renamed = nb06.MONTHLY_REFERENCE.replace("AS previous", "AS prev")
+    for wrong, why in [(subquery, "WindowAgg"), (with_cancelled, "rows"), (floats, "Decimal"),
+                       (lead, "rows"), (nb06.MONTHLY_STARTER.split('"""')[1] + " -- changed", "item 0"),
+                       (dummy_window, "SubPlan"), (calendar, "one month has none"), (renamed, "prev")]:
+        status, diff = q2.verdict(wrong)
+        assert status == INCORRECT and why in diff, (wrong, diff)
+    assert "string of SQL" in q2.verdict(42)[1]
+
+
+def test_nb06_q3_rejects_loops_rewrites_delete_insert_and_do_nothing(exercises):
+    q3 = exercises[2]
+
+    def rewrites_unchanged(session, feed):   # one statement, but every existing row gets a new version
+        upsert = insert(Product)
+        upsert = upsert.on_conflict_do_update(index_elements=[Product.sku], set_={"price": upsert.excluded.price})
+        inserted = session.scalars(upsert.returning(literal_column("xmax = 0")), feed).all()
+        return {"inserted": sum(inserted), "updated": len(inserted) - sum(inserted)}
+
+    def do_nothing(session, feed):
+        inserted = session.scalars(insert(Product).on_conflict_do_nothing().returning(Product.id), feed).all()
+        return {"inserted": len(inserted), "updated": 0}
+
+    def delete_and_insert(session, feed):   # two statements; the rows lose their ids and inventory
+        session.execute(Product.__table__.delete().where(Product.sku.in_([r["sku"] for r in feed])))
+        session.execute(insert(Product), feed)
+        return {"inserted": len(feed), "updated": 0}
+
+    def overwrite_all(session, feed):   # one statement, the right counts, but name and inventory taken from the feed
+        upsert = insert(Product)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[Product.sku], where=Product.price.is_distinct_from(upsert.excluded.price),
+            set_={"price": upsert.excluded.price, "name": upsert.excluded.name, "inventory": upsert.excluded.inventory})
+        inserted = session.scalars(upsert.returning(literal_column("xmax = 0")), feed).all()
+        return {"inserted": sum(inserted), "updated": len(inserted) - sum(inserted)}
+
+    def new_rows_changed(session, feed):   # new products stored with another inventory
+        return nb06.sync_reference(session, [{**row, "inventory": 0} for row in feed])
+
+    def select_then_upsert(session, feed):   # counts decided in Python from a SELECT first: two statements
+        have = dict(session.execute(select(Product.sku, Product.price)).all())
+        nb06.sync_reference(session, feed)
+        return {"inserted": sum(r["sku"] not in have for r in feed),
+                "updated": sum(r["sku"] in have and have[r["sku"]] != r["price"] for r in feed)}
+
+    def raw_cursor_loop(session, feed):   # the per-row loop through the driver, which SQLAlchemy never sees
+        cursor = session.connection().connection.driver_connection.cursor()
+        written = []
+        for row in feed:
+            cursor.execute("INSERT INTO products (sku, name, price, inventory) VALUES (%(sku)s, %(name)s, %(price)s, "
+                           "%(inventory)s) ON CONFLICT (sku) DO UPDATE SET price = excluded.price "
+                           "WHERE products.price IS DISTINCT FROM excluded.price RETURNING xmax = 0", row)
+            written += cursor.fetchall()
+        return {"inserted": sum(r[0] for r in written), "updated": sum(not r[0] for r in written)}
+
+    def flush_once(session, feed):   # the starter with one flush: still a SELECT per row
+        counts = {"inserted": 0, "updated": 0}
+        for row in feed:
+            product = session.scalars(select(Product).where(Product.sku == row["sku"])).first()
+            if product is None:
+                session.add(Product(**row))
+                counts["inserted"] += 1
+            elif product.price != row["price"]:
+                product.price = row["price"]
+                counts["updated"] += 1
+        return counts
+
+    seen = []
+
+    def replayed(session, feed):   # the counts of an earlier check, replayed: right only on that check's feed
+        counts = nb06.sync_reference(session, feed)
+        seen.append(counts)
+        return seen[0]
+
+    assert q3.verdict(replayed)[0] == CORRECT   # the first time, the counts are its own
+    for wrong, why in [(rewrites_unchanged, "returns the counts"), (do_nothing, "returns the counts"),
+                       (delete_and_insert, "returns the counts"), (flush_once, "statement"),
+                       (replayed, "returns the counts"), (overwrite_all, "name and inventory"),
+                       (new_rows_changed, "inserted as given"), (select_then_upsert, "statement"),
+                       (raw_cursor_loop, "statement")]:
+        status, diff = q3.verdict(wrong)
+        assert status == INCORRECT and why in diff, (wrong.__name__, diff)
+
+
+def test_nb06_q3_sees_rows_rewritten_even_with_the_right_counts(exercises):
+    q3 = exercises[2]
+
+    def touch_then_upsert(session, feed):   # one statement, right counts, but every existing row gets a new version
+        upsert = insert(Product)
+        upsert = upsert.on_conflict_do_update(index_elements=[Product.sku], set_={"price": upsert.excluded.price})
+        was = "(SELECT p.price FROM products p WHERE p.id = products.id)"   # the statement's snapshot: the old price
+        rows = session.execute(upsert.returning(literal_column("xmax = 0"),
+                                                literal_column(f"{was} IS DISTINCT FROM products.price")), feed).all()
+        return {"inserted": sum(r[0] for r in rows), "updated": sum(r[1] and not r[0] for r in rows)}
+
+    status, diff = q3.verdict(touch_then_upsert)
+    assert status == INCORRECT and "not rewritten" in diff, diff

@@ -1,0 +1,335 @@
+"""Exercises of notebook 06 (raw SQL vs ORM): close an injection, a window-function report, a bulk upsert.
+
+q1 runs the learner's lookup on a made-up `customers` table (a temporary table, random ids) with real
+attack strings and an address that contains a quote. q2 runs the learner's SQL on the seeded orders and on
+made-up ones, and reads its plan. q3 syncs a random price feed into a fresh copy of `products` and counts
+the statements sent, the rows written and the row versions left untouched.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from . import NOT_ATTEMPTED, Exercise, WrongKind
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+    from ..workbook import Workbook
+
+FIND_STARTER = '''
+def find_customer(conn, email):
+    return conn.execute(text(f"SELECT id, name FROM customers WHERE email = '{email}'")).all()
+'''
+MONTHLY_STARTER = '''
+MONTHLY = """
+SELECT date_trunc('month', created_at) AS month, sum(total) AS revenue
+FROM orders WHERE status <> 'cancelled'
+GROUP BY 1 ORDER BY 1
+"""
+'''
+SYNC_STARTER = '''
+def sync_prices(session, feed):
+    counts = {"inserted": 0, "updated": 0}
+    for row in feed:
+        product = session.scalars(select(Product).where(Product.sku == row["sku"])).first()
+        if product is None:
+            session.add(Product(**row))
+            counts["inserted"] += 1
+        elif product.price != row["price"]:
+            product.price = row["price"]
+            counts["updated"] += 1
+        session.flush()
+    return counts
+'''
+ATTACKS = ["' OR '1'='1", "' OR 1=1 --", "x' UNION SELECT 0, current_user --",
+           "x'; DROP TABLE customers; --", "x'; DELETE FROM customers; --", "%@example.%"]
+QUOTED = "o'brien@example.com"
+WORDY = "orla.union@example.org"  # a real address a blacklist of SQL words (OR, UNION) would refuse
+BUDGET = 1  # statements q3 may send for the whole feed
+
+
+@contextmanager
+def _sent() -> Iterator[list[tuple[str, list]]]:
+    """(statement, bound values) of every engine of the process inside the block: an answer's own engine counts too."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    sent: list[tuple[str, list]] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany) -> None:
+        rows = parameters if executemany else [parameters]
+        sent.append((statement, [v for row in rows for v in (row.values() if isinstance(row, dict) else row or ())]))
+
+    event.listen(Engine, "before_cursor_execute", before)
+    try:
+        yield sent
+    finally:
+        event.remove(Engine, "before_cursor_execute", before)
+
+
+def _customers(conn: Connection, offset: int) -> None:
+    """A made-up `customers` table for this transaction (temporary: it hides nb06.customers), ids from `offset`."""
+    from sqlalchemy import text
+
+    conn.execute(text("CREATE TEMP TABLE customers (id int PRIMARY KEY, email text UNIQUE, name text, "
+                      "password_hash text) ON COMMIT DROP"))
+    conn.execute(text("INSERT INTO customers SELECT :o + g, 'user' || g || '@example.com', 'Made Up ' || g, "
+                      "md5(g::text) FROM generate_series(1, 12) g"), {"o": offset})
+    conn.execute(text("INSERT INTO customers VALUES (:o, :e, 'Dara O''Brien', md5('o')), (:o - 1, :w, 'Orla', md5('w'))"),
+                 {"o": offset, "e": QUOTED, "w": WORDY})
+
+
+def find_verdict(engine: Engine, find: Callable[[Any, str], Any]) -> dict[str, bool]:
+    """Legitimate lookups and attack strings against the learner's function, each in a savepoint."""
+    from sqlalchemy import text
+
+    offset = random.randint(1000, 9000)
+    inputs = {"user3@example.com": [(offset + 3, "Made Up 3")], QUOTED: [(offset, "Dara O'Brien")],
+              WORDY: [(offset - 1, "Orla")], "nobody@example.com": []} | {attack: [] for attack in ATTACKS}
+    got: dict[str, Any] = {}
+    bound: dict[str, bool] = {}
+    damaged = False
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text("SET LOCAL statement_timeout = '1s'"))  # 14 rows: a slow answer is stopped, not waited for
+        _customers(conn, offset)
+        for value in inputs:
+            savepoint = conn.begin_nested()
+            try:
+                with _sent() as sent:
+                    got[value] = [tuple(r) for r in find(conn, value)]
+                bound[value] = any(value in values for _, values in sent) and not any(value in s for s, _ in sent)
+                present = conn.execute(text("SELECT to_regclass('pg_temp.customers')")).scalar() is not None
+                damaged |= not present or conn.execute(text("SELECT count(*) FROM customers")).scalar() != 14
+            except Exception as error:  # noqa: BLE001 - an input the lookup cannot take is the observation
+                got[value], bound[value] = error, False
+            finally:
+                savepoint.rollback()  # whatever an attack did is undone before the next input
+    return {"finds user3@example.com": got["user3@example.com"] == inputs["user3@example.com"],
+            f"finds {QUOTED} (a quote in a real address)": got[QUOTED] == inputs[QUOTED],
+            f"finds {WORDY} (SQL words in a real address)": got[WORDY] == inputs[WORDY],
+            "finds nothing for an unknown address": got["nobody@example.com"] == [],
+            "every attack string finds nothing (a wildcard too: the email must equal, not match)":
+                all(got[a] == [] for a in ATTACKS),
+            "no attack changed the table": not damaged,
+            "the email travels as a bound parameter of the statement, never inside the SQL text": all(bound.values())}
+
+
+def find_reference(conn: Any, email: str) -> list:
+    """Reference for q1: the value is a bound parameter."""
+    from sqlalchemy import text
+
+    return conn.execute(text("SELECT id, name FROM customers WHERE email = :email"), {"email": email}).all()
+
+
+MADE_UP_ORDERS = [
+    "CREATE TEMP TABLE orders (LIKE public.orders INCLUDING DEFAULTS) ON COMMIT DROP",
+    # months 0, 1, 3, 4 and 6: "the month before it in the result" is not always the calendar month before
+    """INSERT INTO orders (id, user_id, product_id, quantity, total, status, created_at)
+       SELECT g, 1, 1, 1, round((:seed + g * 7 % 13)::numeric, 2),
+              CASE WHEN g % 4 = 0 THEN 'cancelled' ELSE 'paid' END,
+              timestamptz '2025-01-01 00:00+00' + (ARRAY[0, 1, 3, 4, 6])[1 + g * 9 % 5] * interval '1 month'
+              + g * interval '1 hour'
+       FROM generate_series(1, 40) g""",
+]
+
+
+def _monthly(conn: Connection, sql: str) -> list:
+    """The column names, then the rows (months as dates)."""
+    from sqlalchemy import text
+
+    result = conn.execute(text(sql))
+    rows = [(r[0].date() if hasattr(r[0], "date") else r[0], *r[1:]) for r in result]
+    return [list(result.keys()), *rows]
+
+
+def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
+    """The learner's query on the seeded orders, on made-up orders (totals shifted by `seed`), and its plan."""
+    from sqlalchemy import text
+
+    if not isinstance(sql, str) or not sql.strip():
+        raise WrongKind("MONTHLY should be your query, as a string of SQL")
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+        seeded = _monthly(conn, sql)
+        plan = str(conn.execute(text("EXPLAIN (FORMAT JSON) " + sql)).scalar_one()).replace("'", '"')
+        conn.rollback()
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
+        for statement in MADE_UP_ORDERS:
+            conn.execute(text(statement), {"seed": seed})
+        made_up = _monthly(conn, sql)
+        conn.rollback()
+    return {"your columns, then rows, on this database": seeded,
+            "your columns, then rows, on made-up orders (one month has none)": made_up,
+            "the plan computes a window function (WindowAgg)": '"WindowAgg"' in plan,
+            "no subquery runs once per row (SubPlan)": '"SubPlan"' not in plan}
+
+
+MONTHLY_REFERENCE = """
+SELECT date_trunc('month', created_at) AS month, sum(total) AS revenue,
+       lag(sum(total)) OVER (ORDER BY date_trunc('month', created_at)) AS previous
+FROM orders WHERE status <> 'cancelled'
+GROUP BY 1 ORDER BY 1
+"""
+
+
+def _fresh_products(engine: Engine) -> None:
+    """nb06.products: a fresh copy of the dataset's products (id sequence after the copied ids), plus 200 more;
+    a statement trigger files the start time of every statement that writes it in nb06.product_writes."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+        conn.execute(text("DROP TABLE IF EXISTS nb06.products, nb06.product_writes; "
+                          "CREATE TABLE nb06.products (LIKE public.products INCLUDING ALL); "
+                          "INSERT INTO nb06.products SELECT * FROM public.products; "
+                          "SELECT setval(pg_get_serial_sequence('nb06.products', 'id'), max(id)) FROM nb06.products; "
+                          "INSERT INTO nb06.products (sku, name, price, inventory) "  # enough rows at every scale
+                          "SELECT 'EXTRA-' || g, 'Extra ' || g, 10 + g % 90, g % 50 FROM generate_series(1, 200) g; "
+                          "CREATE TABLE nb06.product_writes (at timestamptz); "
+                          "CREATE OR REPLACE FUNCTION nb06.file_write() RETURNS trigger LANGUAGE plpgsql AS "
+                          "$$BEGIN INSERT INTO nb06.product_writes VALUES (statement_timestamp()); RETURN NULL; END$$; "
+                          "CREATE TRIGGER file_write AFTER INSERT OR UPDATE OR DELETE ON nb06.products "
+                          "FOR EACH STATEMENT EXECUTE FUNCTION nb06.file_write()"))
+
+
+def sync_verdict(engine: Engine, sync: Callable[[Any, list[dict]], Any]) -> dict[str, Any]:
+    """A random feed of new, re-priced and unchanged products through the learner's function, counted."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    _fresh_products(engine)
+    rng = random.Random()
+    sizes = {kind: rng.randint(40, 100) for kind in ("new", "changed", "unchanged")}  # never the same counts twice
+    with engine.connect() as conn:
+        existing = conn.execute(text("SELECT sku, name, price, inventory FROM products ORDER BY id")).all()
+    picked = rng.sample(existing, sizes["changed"] + sizes["unchanged"])
+    feed = [{"sku": r.sku, "name": f"{r.name} (feed)", "inventory": r.inventory + 7,  # neither may be written
+             "price": r.price + (Decimal("1.00") if i < sizes["changed"] else 0)} for i, r in enumerate(picked)]
+    new = [{"sku": f"NEW-{rng.randint(0, 10**9):09d}-{i}", "name": f"New {i}", "price": Decimal("9.99"),
+            "inventory": rng.randint(0, 50)} for i in range(sizes["new"])]
+    feed = rng.sample(feed + new, len(feed) + len(new))
+    before = _snapshot(engine)
+    with Session(engine) as session, session.begin():
+        session.execute(text("SET LOCAL statement_timeout = '3s'"))  # the feed takes milliseconds
+        with _sent() as sent:
+            counts = sync(session, [dict(row) for row in feed])
+    after = _snapshot(engine)
+    with engine.connect() as conn:  # writes sent past SQLAlchemy (a raw driver cursor) are filed by the trigger
+        writes = conn.execute(text("SELECT count(DISTINCT at) FROM product_writes")).scalar_one()
+    unchanged = {r.sku for r in picked[sizes["changed"]:]}
+    expected = {row["sku"]: row["price"] for row in feed}
+    return {"returns the counts": counts == {"inserted": sizes["new"], "updated": sizes["changed"]},
+            f"at most {BUDGET} statement for the whole feed": max(len(sent), writes) <= BUDGET,
+            "every price in the feed is now in the table": all(after.get(s, (0, 0))[1] == p for s, p in expected.items()),
+            "new products are inserted as given": all(after.get(r["sku"], ())[1:4] == (r["price"], r["inventory"], r["name"])
+                                                      for r in new),
+            "existing products keep their id, name and inventory":
+                all(after[s][0] == before[s][0] and after[s][2:4] == before[s][2:4] for s in before),
+            "unchanged products were not rewritten (same row version)":
+                all(after[s][4] == before[s][4] for s in unchanged)}
+
+
+def _snapshot(engine: Engine) -> dict[str, tuple]:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return {r.sku: (r.id, r.price, r.inventory, r.name, r.xmin) for r in
+                conn.execute(text("SELECT sku, id, price, inventory, name, xmin::text AS xmin FROM products"))}
+
+
+def sync_reference(session: Any, feed: list[dict]) -> dict[str, int]:
+    """Reference for q3: one upsert that skips unchanged rows; xmax = 0 marks the inserted ones (any version)."""
+    from sqlalchemy import literal_column
+    from sqlalchemy.dialects.postgresql import insert
+
+    from ..models import Product
+
+    upsert = insert(Product)
+    upsert = upsert.on_conflict_do_update(index_elements=[Product.sku], set_={"price": upsert.excluded.price},
+                                          where=Product.price.is_distinct_from(upsert.excluded.price))
+    inserted = session.scalars(upsert.returning(literal_column("xmax = 0")), feed).all()
+    return {"inserted": sum(inserted), "updated": len(inserted) - sum(inserted)}
+
+
+def _engine(wb: Workbook) -> Engine:
+    """Sessions of the checks: on nb06 (ORM models via schema_translate_map, raw SQL via search_path), bounded."""
+    wb.engine  # noqa: B018 - the notebook's own engine first: wb.engine is the first one made, never this one
+    return wb.make_engine(connect_args={"options": "-c search_path=nb06,public -c lock_timeout=5s "
+                                                   "-c statement_timeout=10s"},
+                          execution_options={"schema_translate_map": {None: "nb06"}})
+
+
+class _QueryExercise(Exercise):
+    """An exercise whose answer is SQL text: the starter's query handed back unchanged is not attempted."""
+
+    def verdict(self, answer: Any) -> tuple[str, str | None]:
+        if isinstance(answer, str) and " ".join(answer.split()) == " ".join(self.starter.split()):
+            return NOT_ATTEMPTED, None
+        return super().verdict(answer)
+
+
+def _callable(answer: Any, name: str) -> Any:
+    if not callable(answer):
+        raise WrongKind(f"pass your function {name} itself (without calling it), not a {type(answer).__name__}")
+    return answer
+
+
+def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
+    """q1, q2, q3 of notebook 06."""
+    engine = _engine(wb)
+    seed = random.randint(1, 50)  # q2's made-up orders: drawn once, so the reference and the answers see the same
+    q1 = Exercise(
+        name="q1",
+        question="find_customer(conn, email) returns the (id, name) rows of table customers whose email is `email`. "
+                 "It is built with an f-string. Make it safe: the check calls it with real addresses (one has a "
+                 "quote in it) and with attack strings, on a made-up customers table.",
+        reference=lambda: find_verdict(engine, find_reference),
+        hint_text="§2: which version returned nothing for every attack, and still found O'Brien? Where did the "
+                  "value travel in the statement it sent?",
+        solution_code='def find_customer(conn, email):\n'
+                      '    return conn.execute(text("SELECT id, name FROM customers WHERE email = :email"),\n'
+                      '                        {"email": email}).all()\n\nq1.check(find_customer)',
+        evaluate=lambda find: find_verdict(engine, _callable(find, "find_customer")),
+        starter=FIND_STARTER,
+    )
+    q2 = _QueryExercise(
+        name="q2",
+        question="MONTHLY is a SQL query: revenue per month (orders not cancelled, in UTC), columns month and "
+                 "revenue, ordered by month. Add a third column, previous: the revenue of the month before it in "
+                 "the result (NULL for the first), computed with a window function. The check runs it on this "
+                 "database and on made-up orders, and reads its plan.",
+        reference=lambda: monthly_verdict(engine, MONTHLY_REFERENCE, seed),
+        hint_text="§1's report ranked rows with rank() OVER (…). Which window function reads the row before? "
+                  "A window can run over an aggregate: f(sum(total)) OVER (ORDER BY …).",
+        solution_code=f'MONTHLY = """{MONTHLY_REFERENCE}"""\n\nq2.check(MONTHLY)',
+        evaluate=lambda sql: monthly_verdict(engine, sql, seed),
+        starter=MONTHLY_STARTER.split('"""')[1],
+    )
+    q3 = Exercise(
+        name="q3",
+        question="sync_prices(session, feed) loads a supplier's feed (dicts with sku, name, price, inventory) into "
+                 "products: new skus are inserted as given; an existing product gets the feed's price (its name "
+                 "and inventory stay); a product whose price is unchanged must not be written at all. It returns "
+                 "{'inserted': …, 'updated': …}. It sends two statements per row: make it send one statement for "
+                 "the whole feed (a few hundred rows, different each check). The caller commits.",
+        reference=lambda: sync_verdict(engine, sync_reference),
+        hint_text="§3's upsert did it in one statement. on_conflict_do_update takes a `where=`; which rows does "
+                  "RETURNING then give back, and what tells an inserted row from an updated one on any version?",
+        solution_code='def sync_prices(session, feed):\n'
+                      '    upsert = insert(Product)\n'
+                      '    upsert = upsert.on_conflict_do_update(\n'
+                      '        index_elements=[Product.sku], set_={"price": upsert.excluded.price},\n'
+                      '        where=Product.price.is_distinct_from(upsert.excluded.price))\n'
+                      '    inserted = session.scalars(upsert.returning(literal_column("xmax = 0")), feed).all()\n'
+                      '    return {"inserted": sum(inserted), "updated": len(inserted) - sum(inserted)}\n\n'
+                      'q3.check(sync_prices)',
+        evaluate=lambda sync: sync_verdict(engine, _callable(sync, "sync_prices")),
+        starter=SYNC_STARTER,
+    )
+    return q1, q2, q3
