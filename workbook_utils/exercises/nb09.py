@@ -53,6 +53,8 @@ def fork_verdict(wb: Workbook, worker_init: Callable[[Any], Any]) -> dict[str, b
 
     if not callable(worker_init):
         raise WrongKind(f"answer with a function worker_init(engine), not a {type(worker_init).__name__}")
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise WrongKind("this check forks processes, which needs a POSIX system (Linux, macOS): compare with q1.solution()")
     engine = wb.make_engine(pool_size=2, max_overflow=0, pool_timeout=5)
     fork = multiprocessing.get_context("fork")
     try:
