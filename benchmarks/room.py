@@ -18,8 +18,19 @@ import threading
 import time
 
 
+def sample(seen: list[int], done: threading.Event) -> None:
+    """Keep in seen[0] the most sessions of the notebook role seen at once, every 10 ms until `done`."""
+    from workbook_utils import db, urls
+
+    with db.connect(urls.admin_url(), application_name="workbook-bench-peak") as conn:
+        while not done.is_set():
+            n = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [urls.APP_ROLE]).fetchone()[0]
+            seen[0] = max(seen[0], n)
+            time.sleep(0.01)
+
+
 def peak(numbers: list[str]) -> int:
-    from workbook_utils import db, seed, urls
+    from workbook_utils import seed, urls
     from workbook_utils.notebook_files import execute, notebook_paths
 
     seed.seed_if_needed("tiny")
@@ -28,16 +39,7 @@ def peak(numbers: list[str]) -> int:
         if numbers and path.name[:2] not in numbers:
             continue
         seen, done = [0], threading.Event()
-
-        def sample() -> None:
-            with db.connect(urls.admin_url(), application_name="workbook-bench-peak") as conn:
-                while not done.is_set():
-                    n = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s",
-                                     [urls.APP_ROLE]).fetchone()[0]
-                    seen[0] = max(seen[0], n)
-                    time.sleep(0.01)
-
-        sampler = threading.Thread(target=sample)
+        sampler = threading.Thread(target=sample, args=(seen, done))
         sampler.start()
         start = time.perf_counter()
         try:
@@ -53,8 +55,9 @@ def peak(numbers: list[str]) -> int:
 
 
 def room(learners: int, scale: str) -> int:
-    from workbook_utils import db, learners as learners_mod, room as room_mod, seed, urls
-    from workbook_utils.exercises import record
+    from workbook_utils import db, seed
+    from workbook_utils import learners as learners_mod
+    from workbook_utils import room as room_mod
 
     seed.seed_if_needed(scale)
     prefix = "benchlearner"
@@ -66,7 +69,7 @@ def room(learners: int, scale: str) -> int:
     try:
         for i, learner in enumerate(made):
             with db.connect(learner.url) as conn:
-                record(conn, "00", "q1", solved=i % 2 == 0)
+                room_mod.record(conn, "00", "q1", solved=i % 2 == 0)
         start = time.perf_counter()
         view = room_mod.read_room(prefix)
         seconds = time.perf_counter() - start
