@@ -93,9 +93,12 @@ def _role_exists(conn: psycopg.Connection, name: str) -> bool:
 
 def _database_owner(admin_url: str, name: str) -> str | None:
     """The learner a database was provisioned for ('' when it is the workbook's but unfinished), None if not ours."""
-    with db.connect(urls.with_database(admin_url, name)) as conn:
-        meta = marker.marker(conn)
-        return None if meta is None else meta.get("learner", "")
+    try:
+        with db.connect(urls.with_database(admin_url, name)) as conn:
+            meta = marker.marker(conn)
+    except WorkbookError:  # not even allowed in: certainly not ours
+        return None
+    return None if meta is None else meta.get("learner", "")
 
 
 def _ensure_group(conn: psycopg.Connection) -> None:
@@ -217,6 +220,12 @@ def provision(count: int, prefix: str = "learner", out: Path | None = None, scal
         if foreign:
             raise WorkbookError(f"Roles {', '.join(foreign)} exist but provision did not make them: nothing was "
                                 "created. Choose another --prefix.")
+        present = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", [wanted])]
+        owners = {n: _database_owner(admin_url, n) for n in present}
+        refused = [n for n, owner in owners.items() if owner not in ("", n)]
+        if refused:
+            raise WorkbookError(f"Databases {', '.join(refused)} exist but the workbook did not provision them: "
+                                "nothing was created, nothing touched. Choose another --prefix.")
     template = _template(scale, say)
     if not config.external_url():
         server.require_passwords(GROUP)  # the embedded server trusts everyone else on 127.0.0.1
@@ -236,12 +245,8 @@ def provision(count: int, prefix: str = "learner", out: Path | None = None, scal
                 else:  # an earlier run's learner whose URL is not in this CSV
                     _set_password(conn, name, password)
                     say(f"  {name}: not in {out.name}, so it gets a new password (its data stays)")
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
-            owner = _database_owner(admin_url, name) if exists else ""
-            if owner is None or owner not in ("", name):
-                raise WorkbookError(f"Database {name} exists but the workbook did not provision it for {name}: "
-                                    "refusing to touch it. Choose another --prefix.")
-            if not exists:
+            owner = owners.get(name, "")
+            if name not in owners:
                 _create_database(conn, name, template)
             if not owner:
                 _hand_over(admin_url, name)
@@ -313,9 +318,8 @@ def drop(prefix: str = "learner", say: Callable[[str], None] = print) -> list[st
             say(f"  left alone: {other} (not made by workbook provision)")
         members = conn.execute("SELECT count(*) FROM pg_auth_members WHERE roleid = "
                                "(SELECT oid FROM pg_roles WHERE rolname = %s)", [GROUP]).fetchone()[0]
-        if members == 0 and _marked_roles(conn, GROUP):
+        if members == 0 and _marked_roles(conn, GROUP):  # the last room on this server is gone
             conn.execute(f"DROP ROLE {GROUP}")
-            dropped.append(f"role {GROUP}")
     say(f"dropped {len([d for d in dropped if d.startswith('database')])} databases and "
         f"{len([d for d in dropped if d.startswith('role')])} roles")
     return dropped
