@@ -66,6 +66,9 @@ def room(learners: int, scale: str) -> int:
     made = learners_mod.provision(learners, prefix=prefix, scale=scale, force=True, say=lambda _: None)
     seconds = time.perf_counter() - start
     print(f"provisioned {learners} learners at {scale} in {seconds:.1f} s ({seconds / learners:.2f} s per learner)")
+    with db.connect(made[0].url) as conn:
+        size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+    print(f"disk: {size} per learner at {scale}")
     try:
         for i, learner in enumerate(made):
             with db.connect(learner.url) as conn:
