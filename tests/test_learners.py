@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from workbook_utils import db, learners, server, urls
+from workbook_utils import db, learners, pooling, server, urls
 from workbook_utils.errors import WorkbookError
 
 PREFIX = "roomtest"
@@ -134,9 +134,8 @@ def test_rerun_adds_missing_learners_refuses_foreign_databases_and_keeps_data(ro
 
 
 def test_drop_removes_exactly_what_provision_made(room):
-    with psycopg.connect(room["urls"][f"{PREFIX}01"], autocommit=True) as conn:  # as notebook 01 does
-        conn.execute(f"DROP ROLE IF EXISTS {PREFIX}01_nb01; CREATE ROLE {PREFIX}01_nb01 LOGIN CONNECTION LIMIT 8")
-        conn.execute(f"GRANT CONNECT ON DATABASE {PREFIX}01 TO {PREFIX}01_nb01")
+    limited = pooling.create_limited_role(room["urls"][f"{PREFIX}01"], f"{PREFIX}01_nb01", 8)  # notebook 01's demo
+    assert limited is not None, "a learner may create notebook 01's limited role, and it may log in"
     with db.connect(urls.admin_url()) as admin:
         admin.execute(f"DROP ROLE IF EXISTS {PREFIX}_decoy; CREATE ROLE {PREFIX}_decoy")
     result = workbook("provision", "--drop", "--prefix", PREFIX)
@@ -145,3 +144,21 @@ def test_drop_removes_exactly_what_provision_made(room):
     assert "dropped 4 databases and 5 roles" in result.stdout  # 4 learners and the role one of them created
     group = {f"role {learners.GROUP}"}
     assert everything() - group == room["before"] - group | {f"database {PREFIX}05", f"role {PREFIX}_decoy"}
+
+
+def test_provision_through_database_url_creates_and_seeds_the_template_database(monkeypatch, tmp_path):
+    """As on a shared server: DATABASE_URL names an admin role and a database for the template, not there yet."""
+    admin = urls.admin_url()
+    monkeypatch.setenv("DATABASE_URL", urls.with_database(admin, "roomtpl"))
+    try:
+        made = learners.provision(1, prefix="roomurl", out=tmp_path / "l.csv", scale="tiny", force=True,
+                                  say=lambda _: None)
+        with psycopg.connect(made[0].url) as conn:
+            assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 100
+        learners.drop("roomurl", say=lambda _: None)
+        assert everything("roomurl") - {f"role {learners.GROUP}"} == set()
+    finally:
+        learners.drop("roomurl", say=lambda _: None)
+        with db.connect(admin) as conn:
+            conn.execute("DROP DATABASE IF EXISTS roomtpl WITH (FORCE)")
+            conn.execute("DROP DATABASE IF EXISTS roomtpl_template WITH (FORCE)")

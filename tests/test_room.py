@@ -88,7 +88,9 @@ def test_the_facilitator_notebook_draws_the_room(learner_urls, monkeypatch):
     with psycopg.connect(learner_urls[f"{PREFIX}03"], autocommit=True) as conn:
         room.record(conn, "00", "q3", solved=True)
     monkeypatch.setenv("WORKBOOK_ROOM_PREFIX", PREFIX)
-    executed = execute(config.project_root() / "facilitator" / "room.ipynb", timeout=120)
+    path = config.project_root() / "facilitator" / "room.ipynb"
+    assert not any(c.get("outputs") for c in nbformat.read(path, as_version=4).cells), "committed without outputs"
+    executed = execute(path, timeout=120)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # the heatmap and solved over time
     printed = "".join(o.get("text", "") for o in outputs)

@@ -181,9 +181,15 @@ def _create_database(conn: psycopg.Connection, name: str, template: str) -> None
 
 
 def _template(scale: str, say: Callable[[str], None]) -> str:
-    """Seed the workbook database at `scale` on this server if needed; the name of its template copy."""
-    seed.seed_if_needed(scale, progress=say)
+    """Seed the workbook database at `scale` on this server if needed (creating it); the name of its template copy."""
+    from psycopg import sql
+
     dbname = urlsplit(urls.libpq_url(scale)).path.lstrip("/")
+    if config.external_url():  # the embedded server's seed creates its own
+        with db.connect(urls.admin_url()) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    seed.seed_if_needed(scale, progress=say)
     with db.connect(urls.admin_url()) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [seed.template_name(dbname)]).fetchone() is None:
             raise WorkbookError(f"The template copy {seed.template_name(dbname)} is missing (this role may not create "
