@@ -1,4 +1,4 @@
-"""The `workbook` command: doctor, db start|stop|status|url|psql, seed, reset, lab, run."""
+"""The `workbook` command: doctor, db start|stop|status|url|psql, seed, reset, lab, run, provision, room."""
 
 from __future__ import annotations
 
@@ -81,6 +81,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_provision(args: argparse.Namespace) -> int:
+    from . import learners
+
+    if args.drop:
+        learners.drop(args.prefix)
+        return 0
+    if not args.learners or args.learners < 1:
+        raise WorkbookError("Say how many: workbook provision --learners N (or --drop to remove them).")
+    learners.provision(args.learners, prefix=args.prefix, out=Path(args.out).resolve(), force=args.force)
+    return 0
+
+
+def cmd_room(args: argparse.Namespace) -> int:
+    from . import room
+
+    while True:
+        start = time.perf_counter()
+        view = room.render(room.read_room(args.prefix))
+        if args.watch:
+            print("\033[H\033[2J", end="")  # clear the terminal
+        print(view)
+        print(f"(read in {time.perf_counter() - start:.2f} s{f'; every {args.watch:g} s, Ctrl-C stops' if args.watch else ''})")
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbook", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -105,6 +132,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--build", type=Path, help="write the pages here instead of build/")
     run.add_argument("--timeout", type=int, default=600, help="seconds allowed per notebook")
     run.set_defaults(func=cmd_run)
+    pr = sub.add_parser("provision", help="a role and a database per learner on a shared server (DATABASE_URL: an admin)")
+    pr.add_argument("--learners", type=int, help="how many learners the room holds (existing ones are kept)")
+    pr.add_argument("--prefix", default="learner", help="learner names: PREFIX01, PREFIX02, … (default: learner)")
+    pr.add_argument("--out", default="learners.csv", help="CSV of URLs; a printable .html is written beside it")
+    pr.add_argument("--force", action="store_true", help="provision even if the server cannot hold the room")
+    pr.add_argument("--drop", action="store_true", help="remove the roles and databases provision made")
+    pr.set_defaults(func=cmd_provision)
+    rm = sub.add_parser("room", help="the facilitator's view: who solved, tried or has not started which exercise")
+    rm.add_argument("--prefix", default="learner")
+    rm.add_argument("--watch", type=float, nargs="?", const=10.0, default=0.0, metavar="SECONDS",
+                    help="refresh every SECONDS (default 10)")
+    rm.set_defaults(func=cmd_room)
     return p
 
 

@@ -14,6 +14,7 @@ from . import db
 from .errors import WorkbookError, first_line
 
 if TYPE_CHECKING:
+    import psycopg
     from sqlalchemy.engine import Engine
 
 
@@ -145,11 +146,12 @@ def create_limited_role(url: str, name: str, limit: int) -> str | None:
             if not conn.execute("SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
                 print(f"Skipped: the role {conn.info.user} may not create roles (it lacks CREATEROLE).")
                 return None
-            # a stale role of an earlier run (a class stopped half-way) goes first, with its sessions
-            conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s", [name])
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+            _drop(conn, name)  # a stale role of an earlier run (a class stopped half-way) goes first, with its sessions
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT {} PASSWORD {}").format(
                 sql.Identifier(name), sql.Literal(limit), sql.Literal(password)))
+            # where CONNECT is not granted to PUBLIC (a workshop room's learner databases), the new role needs it
+            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(conn.info.dbname), sql.Identifier(name)))
     except psycopg.Error as exc:
         print(f"Skipped: this role cannot create a role with a connection limit ({first_line(exc)}).")
         return None
@@ -167,8 +169,16 @@ def create_limited_role(url: str, name: str, limit: int) -> str | None:
 
 def drop_role(url: str, name: str) -> None:
     """Drop a role made by `create_limited_role`, ending its sessions first."""
+    with db.connect(url) as conn:
+        _drop(conn, name)
+
+
+def _drop(conn: psycopg.Connection, name: str) -> None:
+    """End the role's sessions, take back its CONNECT on this database, drop it (if it exists)."""
     from psycopg import sql
 
-    with db.connect(url) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s", [name])
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+    conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s", [name])
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+        conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
+            sql.Identifier(conn.info.dbname), sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))

@@ -290,6 +290,31 @@ def _start_existing() -> Status:
                         "recreates the server (the dataset is seeded again).")
 
 
+def require_passwords(group: str) -> None:
+    """Members of `group` (a workshop room's learners, issue 17) log in with their SCRAM password; others keep trust."""
+    hba = pgdata() / "pg_hba.conf"
+    rules = f"local all +{group} scram-sha-256\nhost all +{group} 127.0.0.1/32 scram-sha-256\n"
+    text = hba.read_text()
+    if rules not in text:
+        hba.write_text(rules + text)  # first: the first matching line decides
+        if status().running:
+            _reload()
+
+
+def _reload(timeout: float = 10) -> None:
+    """Reload the configuration and wait until new sessions see it (pg_conf_load_time of a new backend moves)."""
+    from . import db, urls
+
+    def loaded_at():
+        with db.connect(urls.admin_url()) as conn:
+            return conn.execute("SELECT pg_conf_load_time()").fetchone()[0]
+
+    before, deadline = loaded_at(), time.monotonic() + timeout
+    _call_pg_ctl("reload")
+    while loaded_at() == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def stop() -> Status:
     """Stop the embedded server quickly (fast shutdown: open sessions are disconnected)."""
     with hold("server", "stopping the embedded PostgreSQL"):

@@ -1,0 +1,97 @@
+"""The facilitator's view: a learner runs notebook 00 through their URL, and `workbook room` shows what they did."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import nbformat
+import psycopg
+import pytest
+
+from workbook_utils import config, db, learners, room, urls
+from workbook_utils.exercises import Exercise
+from workbook_utils.exercises.nb00 import Q1_SQL
+from workbook_utils.notebook_files import execute, notebook_paths
+
+PREFIX = "roomnb"
+ANSWERS = {"q1.check(____)": f"q1.check({Q1_SQL!r})",  # solved
+           "q2.check(____)": 'q2.check("SELECT region, count(*) FROM users GROUP BY region LIMIT 1")'}  # tried
+
+
+@pytest.fixture(scope="module")
+def learner_urls(tmp_path_factory) -> dict[str, str]:
+    learners.drop(PREFIX, say=lambda _: None)
+    made = learners.provision(3, prefix=PREFIX, out=tmp_path_factory.mktemp("room") / "learners.csv", scale="tiny",
+                              force=True, say=lambda _: None)
+    yield {lr.name: lr.url for lr in made}
+    learners.drop(PREFIX, say=lambda _: None)
+
+
+def workbook_room() -> str:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the facilitator: the admin role
+    result = subprocess.run([sys.executable, "-m", "workbook_utils.cli", "room", "--prefix", PREFIX],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_a_learner_runs_notebook_00_and_the_room_shows_their_outcomes(learner_urls, monkeypatch, tmp_path):
+    assert "not started: roomnb01, roomnb02, roomnb03" in workbook_room()
+    path = next(p for p in notebook_paths() if p.name.startswith("00_"))
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        for blank, answer in ANSWERS.items():
+            cell.source = cell.source.replace(blank, answer)
+    answered = tmp_path / path.name
+    nbformat.write(nb, answered)
+    monkeypatch.setenv("DATABASE_URL", learner_urls[f"{PREFIX}01"])  # the learner's own role, an ordinary one
+    executed = execute(answered, timeout=300)
+    monkeypatch.delenv("DATABASE_URL")
+    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "✅ q1: correct." in printed and "❌ q2: not yet" in printed
+    shown = workbook_room()
+    row = next(line for line in shown.splitlines() if line.startswith(f"{PREFIX}01"))
+    header = shown.splitlines()[0].split()
+    assert header == ["00/q1", "00/q2"] and row.split()[1:] == [room.MARKS[room.SOLVED], room.MARKS[room.TRIED]]
+    assert "stuck on: 00/q2 (1 learner)" in shown and "not started: roomnb02, roomnb03" in shown
+    with db.connect(urls.admin_url()) as admin:
+        left = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [f"{PREFIX}01"]).fetchone()[0]
+    assert left == 0, "the learner's notebook left sessions behind"
+
+
+def test_records_count_attempts_and_stay_solved(learner_urls):
+    with psycopg.connect(learner_urls[f"{PREFIX}02"], autocommit=True) as conn:
+        for solved in (False, True, False):
+            room.record(conn, "04", "q9", solved)
+        row = conn.execute("SELECT status, attempts, first_attempt < last_attempt, solved_at IS NOT NULL "
+                           "FROM _workbook.outcomes WHERE notebook = '04' AND exercise = 'q9'").fetchone()
+    assert row == ("solved", 3, True, True)
+    with pytest.raises(psycopg.OperationalError, match="CONNECT privilege"):  # nobody else's records to read
+        psycopg.connect(urls.with_database(learner_urls[f"{PREFIX}02"], f"{PREFIX}03"), connect_timeout=5)
+
+
+def test_recording_never_fails_the_learners_check(scratch_db, monkeypatch, capsys):
+    q = Exercise(name="q1", question="1 + 1?", reference=lambda: 2, hint_text="", solution_code="")
+    monkeypatch.setenv("DATABASE_URL", scratch_db)  # no marker schema there: nothing to record into
+    q.check(2)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")  # no server at all
+    q.check(3)
+    assert capsys.readouterr().out.splitlines() == ["✅ q1: correct.", "❌ q1: not yet — your answer is too high. "
+                                                                      "Try q1.hint()."]
+    with db.connect(scratch_db) as conn:
+        assert conn.execute("SELECT to_regnamespace('_workbook')").fetchone()[0] is None
+
+
+def test_the_facilitator_notebook_draws_the_room(learner_urls, monkeypatch):
+    with psycopg.connect(learner_urls[f"{PREFIX}03"], autocommit=True) as conn:
+        room.record(conn, "00", "q3", solved=True)
+    monkeypatch.setenv("WORKBOOK_ROOM_PREFIX", PREFIX)
+    path = config.project_root() / "facilitator" / "room.ipynb"
+    assert not any(c.get("outputs") for c in nbformat.read(path, as_version=4).cells), "committed without outputs"
+    executed = execute(path, timeout=120)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # the heatmap and solved over time
+    printed = "".join(o.get("text", "") for o in outputs)
+    assert f"{PREFIX}03" in printed and "00/q3" in printed

@@ -1,0 +1,331 @@
+"""A workshop room on one shared server (issue 17): `workbook provision` makes a role and a database per learner.
+
+Each learner gets a login role (SCRAM verifier computed here, so the password never reaches the server), a
+database cloned from the seeded template in which they own every object, and CONNECT revoked from PUBLIC.
+Roles carry a comment of their own and databases the workbook's marker, so `--drop` removes exactly those.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
+
+from . import config, db, marker, seed, server, urls
+from .errors import WorkbookError
+
+if TYPE_CHECKING:
+    import psycopg
+
+GROUP = "workbook_learners"  # every learner is a member: the embedded server's pg_hba asks its members for a password
+MARK = "workbook learner"  # COMMENT ON ROLE of every role provision made (and of GROUP)
+PEAK = 17  # most sessions one notebook opens at once (benchmarks/room.py peak: notebooks 01 and 04, pool sweeps)
+CONNECTION_LIMIT = PEAK + 8  # headroom: a second kernel, %sql, psql in a terminal, notebook 09's PgBouncer pool
+FACILITATOR = 10  # connections kept free for the facilitator (`workbook room` reads 8 databases at once)
+PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+@dataclass
+class Learner:
+    """One learner: their role and database (same name) and the DATABASE_URL handed to them."""
+
+    name: str
+    url: str
+
+
+def names(prefix: str, count: int) -> list[str]:
+    """learner01, learner02, … (database and role share the name)."""
+    if not PREFIX.match(prefix):
+        raise WorkbookError(f"--prefix {prefix!r}: use lower-case letters, digits and _, starting with a letter.")
+    return [f"{prefix}{i:02d}" for i in range(1, count + 1)]
+
+
+def learner_url(admin_url: str, name: str, password: str) -> str:
+    """The admin URL's host, port and options, with the learner's role, password and database."""
+    parts = urlsplit(admin_url)
+    host = f"{parts.hostname}:{parts.port or 5432}"
+    return parts._replace(netloc=f"{quote(name)}:{quote(password, safe='')}@{host}", path=f"/{name}").geturl()
+
+
+def room_problems(conn: psycopg.Connection, learners: int) -> tuple[list[str], list[str]]:
+    """(what stops this server holding the room, what only some lessons miss), each with what to change."""
+    db.check_version(conn)
+    settings = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name IN ('max_connections', "
+                                 "'superuser_reserved_connections', 'reserved_connections')").fetchall())
+    reserved = int(settings["superuser_reserved_connections"]) + int(settings.get("reserved_connections", 0))
+    needed = learners * CONNECTION_LIMIT + reserved + FACILITATOR
+    blocking, missing = [], []
+    if int(settings["max_connections"]) < needed:
+        blocking.append(f"max_connections is {settings['max_connections']}; {learners} learners × {CONNECTION_LIMIT} "
+                        f"+ {reserved} reserved + {FACILITATOR} for you need {needed}: set max_connections = {needed} "
+                        "(a restart; see the README on sizing a room)")
+    preloaded = conn.execute("SELECT current_setting('pg_stat_statements.max', true) IS NOT NULL, "
+                             "current_setting('auto_explain.log_min_duration', true) IS NOT NULL").fetchone()
+    for lib, loaded in zip(("pg_stat_statements", "auto_explain"), preloaded, strict=True):
+        if not loaded:
+            missing.append(f"{lib} is not in shared_preload_libraries: add it (a restart) or its lessons skip")
+    if conn.info.server_version < 160000:
+        missing.append("PostgreSQL before 16: learners get no CREATEROLE, so notebook 01's limited-role demo skips")
+    return blocking, missing
+
+
+def _is_superuser(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+
+
+def _marked_roles(conn: psycopg.Connection, prefix: str) -> list[str]:
+    """Roles provision made with this prefix (by their comment), in name order."""
+    return [r[0] for r in conn.execute(
+        "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) "
+        "AND shobj_description(oid, 'pg_authid') = %s ORDER BY 1", [prefix, MARK]).fetchall()]
+
+
+def _role_exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone() is not None
+
+
+def _database_owner(admin_url: str, name: str) -> str | None:
+    """The learner a database was provisioned for ('' when it is the workbook's but unfinished), None if not ours."""
+    try:
+        with db.connect(urls.with_database(admin_url, name)) as conn:
+            meta = marker.marker(conn)
+    except WorkbookError:  # not even allowed in: certainly not ours
+        return None
+    return None if meta is None else meta.get("learner", "")
+
+
+def _ensure_group(conn: psycopg.Connection) -> None:
+    if not _role_exists(conn, GROUP):
+        conn.execute(f"CREATE ROLE {GROUP} NOLOGIN")
+        conn.execute(f"COMMENT ON ROLE {GROUP} IS '{MARK}'")
+
+
+def _create_role(conn: psycopg.Connection, name: str, password: str, superuser: bool) -> None:
+    """A login role whose password arrives as a SCRAM verifier, limited to CONNECTION_LIMIT sessions."""
+    from psycopg import sql
+
+    verifier = conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256").decode()
+    createrole = sql.SQL("CREATEROLE" if conn.info.server_version >= 160000 else "")  # PG16+: only its own roles
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN {} PASSWORD {} CONNECTION LIMIT {}").format(
+        sql.Identifier(name), createrole, sql.Literal(verifier), sql.Literal(CONNECTION_LIMIT)))
+    conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(name), sql.Literal(MARK)))
+    conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(GROUP), sql.Identifier(name)))
+    if not superuser and conn.info.server_version >= 160000:  # to create a database owned by it, and read it later
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER WITH SET TRUE, INHERIT TRUE").format(sql.Identifier(name)))
+
+
+def _set_password(conn: psycopg.Connection, name: str, password: str) -> None:
+    from psycopg import sql
+
+    verifier = conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256").decode()
+    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(name), sql.Literal(verifier)))
+
+
+# Everything in the clone not owned by the learner: schemas, tables, views, free-standing sequences, routines, types
+# (identity sequences follow their table; extension members stay the extension's).
+NOT_THEIRS = """
+SELECT kind, name FROM (
+    SELECT 'SCHEMA' AS kind, quote_ident(nspname) AS name, nspowner AS owner, oid, 'pg_namespace'::regclass AS cat
+    FROM pg_namespace WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'
+  UNION ALL
+    SELECT CASE relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                        WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, c.oid::regclass::text, relowner, c.oid,
+           'pg_class'::regclass
+    FROM pg_class c JOIN pg_namespace n ON n.oid = relnamespace
+    WHERE relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND nspname !~ '^pg_' AND nspname <> 'information_schema'
+      AND NOT (relkind = 'S' AND EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                         AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+  UNION ALL
+    SELECT CASE prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+           p.oid::regprocedure::text, proowner, p.oid, 'pg_proc'::regclass
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = pronamespace WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'
+  UNION ALL
+    SELECT CASE typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::regtype::text, typowner, t.oid, 'pg_type'::regclass
+    FROM pg_type t JOIN pg_namespace n ON n.oid = typnamespace
+    WHERE typtype IN ('e', 'd', 'r', 'm') AND nspname !~ '^pg_' AND nspname <> 'information_schema'
+) o
+WHERE owner <> (SELECT oid FROM pg_roles WHERE rolname = %s)
+  AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = o.cat AND d.objid = o.oid AND d.deptype = 'e')
+"""
+
+
+def _hand_over(admin_url: str, name: str) -> None:
+    """Inside the new database: mark it as this learner's, add the outcomes table, give the learner every object."""
+    from psycopg import sql
+
+    from .room import OUTCOMES_DDL
+
+    with db.connect(urls.with_database(admin_url, name)) as conn, conn.transaction():
+        conn.execute("INSERT INTO _workbook.meta VALUES ('learner', %s) ON CONFLICT (key) DO NOTHING", [name])
+        conn.execute(OUTCOMES_DDL)
+        rows = conn.execute(NOT_THEIRS, [name]).fetchall()
+        for kind, obj in rows:
+            conn.execute(sql.SQL(f"ALTER {kind} {obj} OWNER TO {{}}").format(sql.Identifier(name)))
+
+
+def _create_database(conn: psycopg.Connection, name: str, template: str) -> None:
+    from psycopg import sql
+
+    ident = sql.Identifier(name)
+    conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
+        ident, sql.Identifier(template), ident))
+    conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(ident))
+    conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(ident, ident))
+
+
+def _template(scale: str, say: Callable[[str], None]) -> str:
+    """Seed the workbook database at `scale` on this server if needed (creating it); the name of its template copy."""
+    from psycopg import sql
+
+    dbname = urlsplit(urls.libpq_url(scale)).path.lstrip("/")
+    if config.external_url():  # the embedded server's seed creates its own
+        with db.connect(urls.admin_url()) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    seed.seed_if_needed(scale, progress=say)
+    with db.connect(urls.admin_url()) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [seed.template_name(dbname)]).fetchone() is None:
+            raise WorkbookError(f"The template copy {seed.template_name(dbname)} is missing (this role may not create "
+                                "databases?): provision needs a role with CREATEDB and CREATEROLE.")
+    return seed.template_name(dbname)
+
+
+def _known_passwords(out: Path) -> dict[str, str]:
+    """learner → URL from an earlier run's CSV, so re-running keeps the URLs already handed out."""
+    if not out.exists():
+        return {}
+    with out.open(newline="") as f:
+        return {row["learner"]: row["DATABASE_URL"] for row in csv.DictReader(f)}
+
+
+def provision(count: int, prefix: str = "learner", out: Path | None = None, scale: str | None = None,
+              force: bool = False, say: Callable[[str], None] = print) -> list[Learner]:
+    """Create the missing learners (existing ones keep their data); write the CSV and the printable page."""
+    scale = scale or config.scale()
+    wanted = names(prefix, count)
+    out = out or config.project_root() / "learners.csv"
+    admin_url = urls.admin_url()
+    with db.connect(admin_url, application_name="workbook-provision") as conn:
+        blocking, missing = room_problems(conn, count)
+        for line in missing:
+            say(f"  note: {line}")
+        if blocking and not force:
+            raise WorkbookError("This server cannot hold the room: " + "; ".join(blocking) +
+                                ". Nothing was created (--force provisions anyway).")
+        for line in blocking:
+            say(f"  warning (--force): {line}")
+        ours = set(_marked_roles(conn, prefix))
+        foreign = [n for n in wanted if n not in ours and _role_exists(conn, n)]
+        if foreign:
+            raise WorkbookError(f"Roles {', '.join(foreign)} exist but provision did not make them: nothing was "
+                                "created. Choose another --prefix.")
+        present = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", [wanted])]
+        owners = {n: _database_owner(admin_url, n) for n in present}
+        refused = [n for n, owner in owners.items() if owner not in ("", n)]
+        if refused:
+            raise WorkbookError(f"Databases {', '.join(refused)} exist but the workbook did not provision them: "
+                                "nothing was created, nothing touched. Choose another --prefix.")
+    template = _template(scale, say)
+    if not config.external_url():
+        server.require_passwords(GROUP)  # the embedded server trusts everyone else on 127.0.0.1
+    known = _known_passwords(out)
+    made = []
+    with db.connect(admin_url, application_name="workbook-provision") as conn:
+        superuser = _is_superuser(conn)
+        _ensure_group(conn)
+        for name in wanted:
+            start = time.perf_counter()
+            url = known.get(name)
+            if name not in ours or url is None:
+                password = secrets.token_urlsafe(18)  # letters, digits, - and _: nothing to quote in a URL
+                url = learner_url(admin_url, name, password)
+                if name not in ours:
+                    _create_role(conn, name, password, superuser)
+                else:  # an earlier run's learner whose URL is not in this CSV
+                    _set_password(conn, name, password)
+                    say(f"  {name}: not in {out.name}, so it gets a new password (its data stays)")
+            owner = owners.get(name, "")
+            if name not in owners:
+                _create_database(conn, name, template)
+            if not owner:
+                _hand_over(admin_url, name)
+                say(f"  {name}: ready in {time.perf_counter() - start:.1f} s")
+            else:
+                say(f"  {name}: already there, left as it is")
+            made.append(Learner(name, url))
+    write_handouts(made, out, scale)
+    say(f"{len(made)} learners; their URLs and passwords are in {out} and {out.with_suffix('.html')} "
+        "(hand them out; never commit them).")
+    return made
+
+
+def write_handouts(learners: list[Learner], out: Path, scale: str) -> None:
+    """learners.csv (learner, DATABASE_URL) and a printable page with one card per learner, readable by you only."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.touch(mode=0o600)
+    with out.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["learner", "DATABASE_URL"])
+        writer.writerows([(lr.name, lr.url) for lr in learners])
+    cards = "\n".join(
+        f"<section><h2>{html.escape(lr.name)}</h2><p>Your database:</p><pre>{html.escape(lr.url)}</pre>"
+        f"<p>In the workbook folder, run:</p><pre>DATABASE_URL='{html.escape(lr.url)}' WORKBOOK_SCALE={scale} make lab</pre>"
+        "<p>Check it with <code>workbook doctor</code> (same variables). Keep this card to yourself.</p></section>"
+        for lr in learners)
+    page = out.with_suffix(".html")
+    page.touch(mode=0o600)
+    page.write_text(
+        "<!doctype html><meta charset=utf-8><title>Workshop room</title><style>body{font-family:sans-serif}"
+        "section{border:1px dashed #999;padding:0 1em;margin:1em 0;page-break-inside:avoid}"
+        "pre{white-space:pre-wrap;word-break:break-all;background:#f4f4f4;padding:.5em}</style>\n" + cards + "\n")
+
+
+def _created_by(conn: psycopg.Connection, name: str) -> list[str]:
+    """Roles this learner created (PostgreSQL 16+ gives a role's creator ADMIN OPTION on it), e.g. notebook 01's."""
+    return [r[0] for r in conn.execute(
+        "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+        "WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = %s) AND m.admin_option ORDER BY 1",
+        [name]).fetchall()]
+
+
+def drop(prefix: str = "learner", say: Callable[[str], None] = print) -> list[str]:
+    """Drop the learners provision made with this prefix (roles they created first); what was dropped."""
+    from psycopg import sql
+
+    names(prefix, 0)  # validates the prefix
+    admin_url = urls.admin_url()
+    dropped = []
+    with db.connect(admin_url, application_name="workbook-provision") as conn:
+        learners = _marked_roles(conn, prefix)
+        theirs = {n: _created_by(conn, n) for n in learners}
+        for name in learners:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+            if exists and _database_owner(admin_url, name) == name:
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+                dropped.append(f"database {name}")
+            elif exists:
+                say(f"  left alone: database {name} (the workbook did not provision it for {name})")
+            for role in [*theirs[name], name]:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [role])
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+                dropped.append(f"role {role}")
+        others = conn.execute(
+            "SELECT 'role ' || rolname FROM pg_roles WHERE starts_with(rolname, %s) UNION ALL "
+            "SELECT 'database ' || datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1",
+            [prefix, prefix]).fetchall()
+        for (other,) in others:
+            say(f"  left alone: {other} (not made by workbook provision)")
+        members = conn.execute("SELECT count(*) FROM pg_auth_members WHERE roleid = "
+                               "(SELECT oid FROM pg_roles WHERE rolname = %s)", [GROUP]).fetchone()[0]
+        if members == 0 and _marked_roles(conn, GROUP):  # the last room on this server is gone
+            conn.execute(f"DROP ROLE {GROUP}")
+    say(f"dropped {len([d for d in dropped if d.startswith('database')])} databases and "
+        f"{len([d for d in dropped if d.startswith('role')])} roles")
+    return dropped

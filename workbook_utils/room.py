@@ -1,0 +1,148 @@
+"""The facilitator's live view of a workshop room (issue 17): exercise outcomes recorded per learner, read across them.
+
+Each `check()` records its outcome in the learner's own database (`_workbook.outcomes`); only the admin role,
+which may enter every learner's database, reads them all (`workbook room`, facilitator/room.ipynb).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import db, urls
+
+if TYPE_CHECKING:
+    import psycopg
+
+SOLVED, TRIED, NOT_YET = "solved", "tried", "not yet"
+READERS = 8  # learners' databases read at once by `workbook room`
+OUTCOMES_DDL = """CREATE TABLE IF NOT EXISTS _workbook.outcomes (
+    notebook text NOT NULL, exercise text NOT NULL, status text NOT NULL CHECK (status IN ('solved', 'tried')),
+    attempts int NOT NULL, first_attempt timestamptz NOT NULL, last_attempt timestamptz NOT NULL,
+    solved_at timestamptz, PRIMARY KEY (notebook, exercise))"""
+UPSERT = """INSERT INTO _workbook.outcomes AS o VALUES (%(nb)s, %(ex)s, %(status)s, 1, now(), now(),
+                                                     CASE WHEN %(status)s = 'solved' THEN now() END)
+ON CONFLICT (notebook, exercise) DO UPDATE SET attempts = o.attempts + 1, last_attempt = now(),
+    status = CASE WHEN o.status = 'solved' THEN 'solved' ELSE excluded.status END,
+    solved_at = coalesce(o.solved_at, excluded.solved_at)"""
+
+
+def record(conn: psycopg.Connection, notebook: str, exercise: str, solved: bool) -> None:
+    """Count one attempt at an exercise in this database (the outcomes table is made on first use)."""
+    import psycopg
+
+    params = {"nb": notebook, "ex": exercise, "status": SOLVED if solved else TRIED}
+    try:
+        conn.execute(UPSERT, params)
+    except psycopg.errors.UndefinedTable:  # a laptop's database: the learner's own record starts here
+        conn.execute(OUTCOMES_DDL)
+        conn.execute(UPSERT, params)
+
+
+def record_here(notebook: str, exercise: str, solved: bool) -> None:
+    """Record in the notebooks' own database (DATABASE_URL or the embedded one), bounded to about a second."""
+    import psycopg
+
+    with psycopg.connect(urls.plain(urls.libpq_url()), connect_timeout=2, autocommit=True,
+                         application_name="workbook-record",
+                         options="-c statement_timeout=1000 -c lock_timeout=200") as conn:
+        record(conn, notebook, exercise, solved)
+
+
+@dataclass
+class Outcome:
+    """One learner's record of one exercise."""
+
+    learner: str
+    notebook: str
+    exercise: str
+    status: str
+    attempts: int
+    first_attempt: dt.datetime
+    last_attempt: dt.datetime
+    solved_at: dt.datetime | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.notebook}/{self.exercise}"
+
+
+@dataclass
+class Room:
+    """Everyone's outcomes, as the admin role read them."""
+
+    learners: list[str]
+    outcomes: list[Outcome] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def exercises(self) -> list[str]:
+        return sorted({o.key for o in self.outcomes})
+
+    def status(self, learner: str, exercise: str) -> str:
+        return next((o.status for o in self.outcomes if o.learner == learner and o.key == exercise), NOT_YET)
+
+    def stuck(self) -> list[tuple[str, int]]:
+        """Exercises tried but not solved, by how many learners, most first."""
+        counts = Counter(o.key for o in self.outcomes if o.status == TRIED)
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    def not_started(self) -> list[str]:
+        started = {o.learner for o in self.outcomes}
+        return [n for n in self.learners if n not in started and n not in self.unreachable]
+
+
+def _read_one(admin_url: str, learner: str) -> list[Outcome]:
+    with db.connect(urls.with_database(admin_url, learner), application_name="workbook-room") as conn:
+        conn.execute("SET statement_timeout = '5s'")
+        if conn.execute("SELECT to_regclass('_workbook.outcomes')").fetchone()[0] is None:
+            return []
+        rows = conn.execute("SELECT notebook, exercise, status, attempts, first_attempt, last_attempt, solved_at "
+                            "FROM _workbook.outcomes ORDER BY 1, 2").fetchall()
+    return [Outcome(learner, *row) for row in rows]
+
+
+def read_room(prefix: str = "learner") -> Room:
+    """Every learner's outcomes, read by the admin role from each learner's database (a few at a time)."""
+    from .learners import _marked_roles, names
+
+    names(prefix, 0)  # validates the prefix
+    admin_url = urls.admin_url()
+    with db.connect(admin_url, application_name="workbook-room") as conn:
+        learners = [n for n in _marked_roles(conn, prefix)
+                    if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [n]).fetchone()]
+    room = Room(learners)
+    with ThreadPoolExecutor(READERS) as pool:
+        futures = {name: pool.submit(_read_one, admin_url, name) for name in learners}
+        for name, future in futures.items():
+            try:
+                room.outcomes.extend(future.result())
+            except Exception as exc:  # one broken database must not hide the room
+                room.unreachable[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return room
+
+
+MARKS = {SOLVED: "✔", TRIED: "✗", NOT_YET: "·"}
+
+
+def render(room: Room) -> str:
+    """The room as text: a learner × exercise grid, the exercises most learners are stuck on, who has not started."""
+    if not room.learners:
+        return "No learners yet: `workbook provision --learners N` creates them."
+    exercises = room.exercises
+    width = max(len(n) for n in room.learners) + 2
+    lines = [" " * width + "  ".join(f"{e:>6}" for e in exercises)]
+    for name in room.learners:
+        cells = "  ".join(f"{MARKS[room.status(name, e)]:>6}" for e in exercises)
+        lines.append(f"{name:<{width}}{cells}" + (f"  unreachable: {room.unreachable[name]}"
+                                                   if name in room.unreachable else ""))
+    lines.append(f"\n{MARKS[SOLVED]} solved · {MARKS[TRIED]} tried, not solved yet · {MARKS[NOT_YET]} not yet")
+    stuck = room.stuck()
+    lines.append("stuck on: " + (", ".join(f"{e} ({n} learner{'s' * (n > 1)})" for e, n in stuck[:5]) if stuck
+                                 else "nothing"))
+    idle = room.not_started()
+    lines.append("not started: " + (", ".join(idle) if idle else "everyone has started"))
+    return "\n".join(lines)
