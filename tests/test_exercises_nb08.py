@@ -1,0 +1,179 @@
+"""Notebook 08's exercises: references and printed solutions pass; wrong answers and lesson-breaking ones fail."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client import Gauge
+
+from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb08
+
+
+@pytest.fixture(scope="module")
+def exercises():
+    from workbook_utils import setup
+
+    workbook = setup("08")
+    yield nb08.load(workbook)
+    workbook.close()
+
+
+def _starter(source, name, tmp_path):
+    """The starter function, loaded from a file (so its source can be read back, as from a notebook cell)."""
+    import importlib.util
+
+    path = tmp_path / f"{name}.py"
+    path.write_text("from prometheus_client import Gauge\n" + source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def test_nb08_references_and_printed_solutions_pass(exercises, capsys):
+    q1, q2, q3 = exercises
+    assert q1.verdict(nb08.n_plus_one_reference) == (CORRECT, None)
+    assert q2.verdict(nb08.gauges_reference) == (CORRECT, None)
+    assert q3.verdict(nb08.end_blocker_reference) == (CORRECT, None)
+    namespace = {"q1": q1, "q2": q2, "q3": q3, "Gauge": Gauge}
+    for exercise in exercises:
+        exec(exercise.solution_code, namespace)
+        assert f"✅ {exercise.name}: correct." in capsys.readouterr().out
+
+
+def test_nb08_starters_are_not_attempted_and_are_wrong(exercises, tmp_path):
+    q1, q2, q3 = exercises
+    for q, source, name in [(q1, nb08.N_PLUS_ONE_STARTER, "n_plus_one_endpoint"),
+                            (q2, nb08.GAUGES_STARTER, "pool_gauges"), (q3, nb08.BLOCKER_STARTER, "end_blocker")]:
+        starter = _starter(source, name, tmp_path)
+        assert q.verdict(starter)[0] == NOT_ATTEMPTED
+        namespace = {"Gauge": Gauge}
+        exec(source, namespace)   # the same code typed anew is judged, and it is wrong
+        assert q.verdict(namespace[name])[0] == INCORRECT, name
+
+
+def test_nb08_q1_rejects_busiest_heaviest_worst_and_hard_coded_endpoints(exercises):
+    q1 = exercises[0]
+    for wrong, why in [
+        (lambda r: r.groupby("path")["queries"].sum().idxmax(), "N+1 endpoint"),        # the busiest
+        (lambda r: r.groupby("path")["queries"].mean().idxmax(), "N+1 endpoint"),       # most queries per request
+        (lambda r: r.loc[r["queries"].idxmax(), "path"], "N+1 endpoint"),               # the single worst request
+        # Found only because every other endpoint sends a constant number of queries: the checker's `report`
+        # endpoint sends a varying number (more, and more varied) for one item.
+        (lambda r: r.groupby("path")["queries"].std().idxmax(), "N+1 endpoint"),
+        (lambda r: r.groupby("path")["queries"].nunique().idxmax(), "N+1 endpoint"),
+        (lambda r: (r.groupby("path")["queries"].sum() / r.groupby("path")["items"].sum()).idxmax(), "N+1 endpoint"),
+        (lambda r: r.groupby("path")["ms"].quantile(0.95).idxmax(), "N+1 endpoint"),    # the slowest
+        (lambda r: r.groupby("path")["ms"].mean().idxmax(), "N+1 endpoint"),
+        (lambda r: r.groupby("path").size().idxmin(), "N+1 endpoint"),                  # the least requested
+        (lambda r: "/feed", "N+1 endpoint"),                                            # the demo's name
+        (lambda r: r.groupby("path")["queries"].sum(), "as a string"),
+        ("/feed", "pass your function"),
+    ]:
+        status, diff = q1.verdict(wrong)
+        assert status == INCORRECT and why in diff, diff
+
+
+def test_nb08_q2_rejects_stale_negative_capacity_and_misplaced_gauges(exercises):
+    q2 = exercises[1]
+
+    def gauges(open_, idle, overflow, at_scrape=True):
+        """An answer built from three functions of the pool (read once with at_scrape=False, as the sheet does)."""
+        def register(engine, registry):
+            pool = engine.pool
+            for name, value in zip(nb08.GAUGES, (open_, idle, overflow), strict=True):
+                gauge = Gauge(name, "", registry=registry)
+                if at_scrape:
+                    gauge.set_function(lambda v=value: v(pool))
+                else:
+                    gauge.set(value(pool))
+        return register
+
+    def open_(pool):
+        return pool.checkedin() + pool.checkedout()
+
+    def idle(pool):
+        return pool.checkedin()
+
+    def overflow(pool):
+        return max(pool.overflow(), 0)
+
+    def default_registry(engine, registry):
+        from prometheus_client import CollectorRegistry
+
+        nb08.gauges_reference(engine, CollectorRegistry())   # somewhere else than the registry given
+
+    assert q2.verdict(gauges(open_, idle, overflow))[0] == CORRECT
+    assert q2.verdict(gauges(lambda p: p.size() + p.overflow(), idle, overflow))[0] == CORRECT   # the same count
+    for wrong, why in [
+        (gauges(open_, idle, overflow, at_scrape=False), "db_pool_open"),                 # read once
+        (gauges(lambda p: p.size(), idle, overflow), "db_pool_open"),                    # capacity, not open
+        (gauges(lambda p: p.checkedout(), idle, overflow), "db_pool_open"),              # busy only
+        (gauges(lambda p: max(p.size(), p.checkedout()), idle, overflow), "db_pool_open"),
+        (gauges(open_, lambda p: p.size() - p.checkedout(), overflow), "db_pool_idle"),  # capacity left
+        (gauges(open_, lambda p: max(p.size() - p.checkedout(), 0), overflow), "db_pool_idle"),
+        (gauges(open_, idle, lambda p: p.overflow()), "never below 0"),                  # negative below pool_size
+        (gauges(open_, idle, lambda p: abs(p.overflow())), "never below 0"),
+        (gauges(open_, idle, lambda p: max(p.checkedout() - p.size(), 0)), "never below 0"),   # busy beyond size
+        (gauges(open_, idle, lambda p: 0), "never below 0"),
+        (default_registry, "registry=registry"),
+    ]:
+        status, diff = q2.verdict(wrong)
+        assert status == INCORRECT and why in diff, diff
+
+
+def test_nb08_q3_rejects_ending_too_much_too_little_or_the_wrong_session(exercises):
+    q3 = exercises[2]
+    end_blocker_reference = nb08.end_blocker_reference
+
+    def everyone_else(conn, pid):   # every other session of the app
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = current_user "
+                     "AND pid NOT IN (pg_backend_pid(), %s) AND application_name = "
+                     "(SELECT application_name FROM pg_stat_activity WHERE pid = %s)", [pid, pid])
+
+    def idle_in_transaction(conn, pid):
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE state = 'idle in transaction' AND usename = current_user")
+
+    def the_waiter(conn, pid):
+        conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    def cancel(conn, pid):   # cancels a running statement: the idle blocker runs none
+        conn.execute("SELECT pg_cancel_backend(b) FROM unnest(pg_blocking_pids(%s)) AS b", [pid])
+
+    def blockers_then_the_waiter(conn, pid):   # the UPDATE went through, then its session was ended
+        end_blocker_reference(conn, pid)
+        time.sleep(0.5)
+        conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    def every_blocker(conn, pid):   # the blockers of every waiting session, not only of this one
+        conn.execute("SELECT pg_terminate_backend(b) FROM pg_stat_activity, unnest(pg_blocking_pids(pid)) AS b")
+
+    def oldest_transaction(conn, pid):
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                     "AND usename = current_user ORDER BY xact_start LIMIT 1")
+
+    def newest_transaction(conn, pid):
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                     "AND usename = current_user ORDER BY xact_start DESC LIMIT 1")
+
+    def row_one(conn, pid):   # a guess from the statement's text
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                     "AND query LIKE '%%id = 1%%'")
+
+    def waits_forever(conn, pid):
+        conn.execute("SELECT pg_sleep(3600)")
+
+    started = time.monotonic()
+    assert q3.verdict(waits_forever)[0] == INCORRECT
+    assert time.monotonic() - started < 20   # the answer's connection has a statement_timeout
+
+    for wrong, why in [(everyone_else, "do not block it"), (idle_in_transaction, "do not block it"),
+                       (every_blocker, "do not block it"), (oldest_transaction, "went through"),
+                       (newest_transaction, "went through"), (blockers_then_the_waiter, "waiting session was left"),
+                       (the_waiter, "waiting UPDATE went through"), (cancel, "waiting UPDATE went through"),
+                       (lambda conn, pid: None, "waiting UPDATE went through")]:
+        status, diff = q3.verdict(wrong)
+        assert status == INCORRECT and why in diff, (getattr(wrong, "__name__", wrong), diff)
+    assert sum(q3.verdict(row_one)[0] == CORRECT for _ in range(3)) < 3   # the blocked row is drawn at random
