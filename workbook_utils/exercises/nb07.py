@@ -352,7 +352,7 @@ def budget_verdict(wb: Workbook, test: Callable[..., Any]) -> dict[str, bool]:
             "your test passes on the eager order_history": eager[0] == "passed"}
 
 
-def fixture_reference(engine: Any) -> Any:
+def fixture_reference(engine):  # noqa: ANN001, ANN201 - its source is written into a conftest
     """Reference for q1: the code's commit() and rollback() act on savepoints inside the test's transaction."""
     with engine.connect() as connection:
         transaction = connection.begin()
@@ -362,7 +362,7 @@ def fixture_reference(engine: Any) -> Any:
         transaction.rollback()
 
 
-def budget_reference(db_session: Any, query_budget: Any) -> None:
+def test_order_history_reference(db_session, query_budget):  # noqa: ANN001, ANN201 - written into a test module
     """Reference for q3: several products (a lazy load each), an empty identity map, the eager version's count."""
     user = UserFactory()
     user_id = user.id
@@ -439,7 +439,7 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
                  "the version that uses selectinload(Order.product) (2 statements). The checker runs your test "
                  "with pytest against both; db_session, query_budget and the factories are §2-§3's "
                  "(OrderFactory is q2's answer).",
-        reference=lambda: budget_verdict(wb, budget_reference),
+        reference=lambda: budget_verdict(wb, test_order_history_reference),
         hint_text="What does the lazy version send for 4 orders of 4 products, and for 4 orders of one product? "
                   "And what did §3's warm identity map do to the lazy page?",
         solution_code="def test_order_history(db_session, query_budget):\n"
