@@ -45,10 +45,10 @@ def test_nb07_references_and_printed_solutions_pass(exercises, tmp_path):
     q1, q2, q3 = exercises
     assert all(q.expected for q in exercises) and all(all(q.expected.values()) for q in exercises)
     assert q1.verdict(_load(_solution(q1), "session_fixture", tmp_path)) == (CORRECT, None)
-    namespace = {"factory": factory, "SQLAlchemyModelFactory": SQLAlchemyModelFactory, "Order": Order,
-                 "datetime": datetime, "timezone": __import__("datetime").timezone, "UTC": UTC,
-                 "UserFactory": nb07.UserFactory, "ProductFactory": nb07.ProductFactory}
-    exec(_solution(q2), namespace)
+    namespace = {}   # what the notebook's q2 cell has imported when the solution is pasted into it
+    exec("from datetime import datetime, timezone\nimport factory\nfrom factory.alchemy import SQLAlchemyModelFactory\n"
+         "from workbook_utils.models import Order\n"
+         "from workbook_utils.exercises.nb07 import ProductFactory, UserFactory\n" + _solution(q2), namespace)
     assert q2.verdict(namespace["OrderFactory"]) == (CORRECT, None)
     assert q3.verdict(_load(_solution(q3), "test_order_history", tmp_path)) == (CORRECT, None)
 
@@ -96,6 +96,12 @@ def session_fixture(engine):
         transaction.rollback()
 ''', "a commit inside a test survives"),
 }
+
+
+def test_nb07_q1_tells_a_fixture_that_raises_its_error(exercises, tmp_path):
+    source = "def session_fixture(engine):\n    raise RuntimeError('no database today')\n    yield\n"
+    status, diff = exercises[0].verdict(_load(source, "session_fixture", tmp_path))
+    assert status == INCORRECT and "RuntimeError: no database today" in diff, diff
 
 
 @pytest.mark.parametrize("name", LEAKY_FIXTURES)
@@ -172,6 +178,29 @@ def test_order_history(db_session, query_budget):
         order_history(db_session, user_id)
     assert len(sent) <= 2
 ''', "fails on the budget"),
+    # Tests that fail the lazy version by themselves, with a message that looks like the budget's:
+    "fails by the function's name": ('''
+def test_order_history(db_session, query_budget):
+    if order_history.__name__ == "order_history_lazy":
+        pytest.fail("5 statements, budget 2; sent 4 times: SELECT products.id FROM products")
+''', "fails on the lazy"),   # both versions are named order_history in the checker's modules
+    "fails by reading the source": ('''
+def test_order_history(db_session, query_budget):
+    import inspect
+    if "selectinload" not in inspect.getsource(order_history):
+        pytest.fail("5 statements, budget 2; sent 4 times: SELECT products.id FROM products")
+''', "query_budget's own failure"),
+    "a budget-like message of its own": ('''
+def test_order_history(db_session, query_budget):
+    user = UserFactory()
+    user_id = user.id
+    OrderFactory.create_batch(4, user=user)
+    db_session.expire_all()
+    with query_budget(100) as sent:
+        order_history(db_session, user_id)
+    if len(sent) > 2:
+        pytest.fail(f"{len(sent)} statements, budget 2; sent 4 times: SELECT products.id FROM products")
+''', "query_budget's own failure"),
 }
 
 

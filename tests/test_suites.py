@@ -47,9 +47,11 @@ def test_run_reports_each_test_with_its_message_and_names_its_sessions():
         report.message("test_missing")
 
 
-def test_run_keeps_the_order_it_is_given_and_reports_a_module_that_cannot_be_collected():
-    report = suites.run({"test_b.py": "def test_b():\n    pass\n", "test_a.py": "def test_a():\n    pass\n"},
+def test_run_keeps_the_order_it_is_given_reads_recorded_properties_and_reports_a_module_that_cannot_be_collected():
+    recording = "def test_b(request):\n    request.node.user_properties.append(('seen', 'yes'))\n"
+    report = suites.run({"test_b.py": recording, "test_a.py": "def test_a():\n    pass\n"},
                         db.database_url(), "suite-test", "public", order=["test_b.py", "test_a.py"])
     assert list(report.outcomes()) == ["test_b::test_b", "test_a::test_a"]
+    assert report.properties == {"test_b::test_b": {"seen": "yes"}, "test_a::test_a": {}}   # what fixtures recorded
     broken = suites.run({"test_x.py": "def test_x(:\n"}, db.database_url(), "suite-test", "public")
     assert broken.outcomes() == {"::test_x": "error"} and broken.message("test_x") == "collection failure"

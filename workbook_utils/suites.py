@@ -31,6 +31,7 @@ class Report:
 
     tests: pd.DataFrame
     output: str
+    properties: dict[str, dict[str, str]]  # {"module::test": what its fixtures recorded in user_properties}
 
     def count(self, outcome: str) -> int:
         """How many tests ended with `outcome` ("passed", "failed", "error", "skipped")."""
@@ -52,11 +53,11 @@ class Report:
         print(self.output.strip())
 
 
-def _parse(junit: Path) -> pd.DataFrame:
-    """One row per <testcase> of pytest's JUnit XML: module, test, outcome, first line of the message."""
+def _parse(junit: Path) -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
+    """One row per <testcase> of pytest's JUnit XML (module, test, outcome, first line of the message); properties."""
     import pandas as pd
 
-    rows = []
+    rows, properties = [], {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         outcome, message = "passed", ""
         for tag in ("failure", "error", "skipped"):
@@ -64,9 +65,10 @@ def _parse(junit: Path) -> pd.DataFrame:
                 outcome = {"failure": "failed"}.get(tag, tag)
                 message = (found.get("message") or found.text or "").strip().splitlines()[0]
                 break
-        rows.append({"module": case.get("classname", "").split(".")[0], "test": case.get("name"),
-                     "outcome": outcome, "message": message})
-    return pd.DataFrame(rows, columns=["module", "test", "outcome", "message"])
+        module = case.get("classname", "").split(".")[0]
+        rows.append({"module": module, "test": case.get("name"), "outcome": outcome, "message": message})
+        properties[f"{module}::{case.get('name')}"] = {p.get("name"): p.get("value") for p in case.iter("property")}
+    return pd.DataFrame(rows, columns=["module", "test", "outcome", "message"]), properties
 
 
 def run(files: dict[str, str], url: str, app_name: str, schema: str, order: list[str] | None = None,
@@ -97,4 +99,5 @@ def run(files: dict[str, str], url: str, app_name: str, schema: str, order: list
                                 "run the cell again") from exc
         if not junit.exists():  # pytest could not even collect: show why
             raise WorkbookError(f"pytest ran no tests: {(done.stdout + done.stderr).strip()[-2000:]}")
-        return Report(_parse(junit), done.stdout.replace(folder + os.sep, ""))
+        tests, properties = _parse(junit)
+        return Report(tests, done.stdout.replace(folder + os.sep, ""), properties)
