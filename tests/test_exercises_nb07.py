@@ -1,0 +1,216 @@
+"""Notebook 07's exercises: references and printed solutions pass; leaking fixtures, factories that commit or share
+rows, and budgets that cannot catch the N+1 fail; starters are not attempted."""
+
+from __future__ import annotations
+
+import importlib.util
+from datetime import UTC, datetime
+
+import factory
+import pytest
+from factory.alchemy import SQLAlchemyModelFactory
+
+from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, ____, nb07
+from workbook_utils.models import Order
+
+HEADER = ("import factory\nimport pytest\nfrom sqlalchemy.orm import Session\n"
+          "from workbook_utils.exercises.nb07 import OrderFactory, UserFactory\n\n")
+
+
+@pytest.fixture(scope="module")
+def exercises():
+    from workbook_utils import setup
+
+    workbook = setup("07")
+    yield nb07.load(workbook)
+    workbook.close()
+
+
+def _load(source, name, tmp_path):
+    """A function defined in a file (so its source can be read back, as from a notebook cell)."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(HEADER + source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def _solution(exercise):
+    """The printed solution's code, without its last line (the check call)."""
+    return exercise.solution_code.rsplit("\n\n", 1)[0]
+
+
+def test_nb07_references_and_printed_solutions_pass(exercises, tmp_path):
+    q1, q2, q3 = exercises
+    assert all(q.expected for q in exercises) and all(all(q.expected.values()) for q in exercises)
+    assert q1.verdict(_load(_solution(q1), "session_fixture", tmp_path)) == (CORRECT, None)
+    namespace = {}   # what the notebook's q2 cell has imported when the solution is pasted into it
+    exec("from datetime import datetime, timezone\nimport factory\nfrom factory.alchemy import SQLAlchemyModelFactory\n"
+         "from workbook_utils.models import Order\n"
+         "from workbook_utils.exercises.nb07 import ProductFactory, UserFactory\n" + _solution(q2), namespace)
+    assert q2.verdict(namespace["OrderFactory"]) == (CORRECT, None)
+    assert q3.verdict(_load(_solution(q3), "test_order_history", tmp_path)) == (CORRECT, None)
+
+
+def test_nb07_starters_are_not_attempted(exercises, tmp_path):
+    q1, q2, q3 = exercises
+    assert q1.verdict(_load(nb07.FIXTURE_STARTER, "session_fixture", tmp_path))[0] == NOT_ATTEMPTED
+    assert q3.verdict(_load(nb07.BUDGET_STARTER, "test_order_history", tmp_path))[0] == NOT_ATTEMPTED
+
+    class OrderFactory(SQLAlchemyModelFactory):
+        class Meta:
+            model = Order
+        user = ____
+        product = ____
+
+    assert q2.verdict(OrderFactory)[0] == NOT_ATTEMPTED
+
+
+LEAKY_FIXTURES = {  # name: (fixture source, the claim its verdict must deny)
+    "rollback_only": ('''
+def session_fixture(engine):
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        session = Session(bind=connection, join_transaction_mode="rollback_only")
+        yield session
+        session.close()
+        transaction.rollback()
+''', "a commit inside a test survives"),
+    "truncate_afterwards": ('''
+def session_fixture(engine):
+    session = Session(engine)
+    yield session
+    session.close()
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE signups"))
+''', "other sessions never see"),
+    "commit_made_a_flush": ('''
+def session_fixture(engine):
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        session = Session(bind=connection)
+        session.commit = session.flush
+        yield session
+        session.close()
+        transaction.rollback()
+''', "a commit inside a test survives"),
+}
+
+
+def test_nb07_q1_tells_a_fixture_that_raises_its_error(exercises, tmp_path):
+    source = "def session_fixture(engine):\n    raise RuntimeError('no database today')\n    yield\n"
+    status, diff = exercises[0].verdict(_load(source, "session_fixture", tmp_path))
+    assert status == INCORRECT and "RuntimeError: no database today" in diff, diff
+
+
+@pytest.mark.parametrize("name", LEAKY_FIXTURES)
+def test_nb07_q1_rejects_fixtures_that_leak_or_undo_too_much(exercises, tmp_path, name):
+    source, why = LEAKY_FIXTURES[name]
+    status, diff = exercises[0].verdict(_load("from sqlalchemy import text\n" + source, "session_fixture", tmp_path))
+    assert status == INCORRECT and why in diff, (name, diff)
+
+
+def _order_factory(persistence="flush", product="sub", user="sub"):
+    """An OrderFactory variant: persistence, and how it gets its product and user."""
+    products = {"sub": factory.SubFactory(nb07.ProductFactory), "shared id": 1}
+    attributes = {"quantity": 2, "total": 20, "status": "paid", "created_at": factory.LazyFunction(lambda: datetime.now(UTC)),
+                  ("product" if product == "sub" else "product_id"): products[product],
+                  ("user" if user == "sub" else "user_id"): factory.SubFactory(nb07.UserFactory) if user == "sub" else 1}
+    meta = type("Meta", (), {"model": Order, "sqlalchemy_session_persistence": persistence})
+    return type("OrderFactory", (SQLAlchemyModelFactory,), {"Meta": meta, **attributes})
+
+
+@pytest.mark.parametrize("variant, why", [
+    (dict(persistence=None), "has its id at once"),
+    (dict(persistence="commit"), "nothing was committed"),
+    (dict(product="shared id"), "IntegrityError"),   # product_id = 1 and no product: not even a valid order
+    (dict(user="shared id"), "a new user and a new product"),
+])
+def test_nb07_q2_rejects_unflushed_committing_and_shared_row_factories(exercises, variant, why):
+    status, diff = exercises[1].verdict(_order_factory(**variant))
+    assert status == INCORRECT and why in diff, (variant, diff)
+
+
+def test_nb07_q2_rejects_a_product_factory_with_a_constant_sku(exercises):
+    class SameSku(nb07.ProductFactory):
+        sku = "SKU-1"
+
+    status, diff = exercises[1].verdict(type("OrderFactory", (_order_factory(),),
+                                             {"product": factory.SubFactory(SameSku)}))
+    assert status == INCORRECT and "IntegrityError" in diff, diff
+
+
+WEAK_TESTS = {  # name: (test source, the claim its verdict must deny)
+    "warm identity map": ('''
+def test_order_history(db_session, query_budget):
+    user = UserFactory()
+    orders = OrderFactory.create_batch(4, user=user)    # kept: their products stay loaded in the session
+    with query_budget(2):
+        order_history(db_session, user.id)
+''', "fails on the lazy"),
+    "one product": ('''
+def test_order_history(db_session, query_budget):
+    user = UserFactory()
+    product = OrderFactory(user=user).product
+    OrderFactory.create_batch(3, user=user, product=product)
+    user_id = user.id
+    db_session.expire_all()
+    with query_budget(2):
+        order_history(db_session, user_id)
+''', "fails on the lazy"),
+    "budget too tight": ('''
+def test_order_history(db_session, query_budget):
+    user = UserFactory()
+    user_id = user.id
+    OrderFactory.create_batch(4, user=user)
+    db_session.expire_all()
+    with query_budget(1):
+        order_history(db_session, user_id)
+''', "passes on the eager"),
+    "not the budget": ('''
+def test_order_history(db_session, query_budget):
+    user = UserFactory()
+    user_id = user.id
+    OrderFactory.create_batch(4, user=user)
+    db_session.expire_all()
+    with query_budget(100) as sent:
+        order_history(db_session, user_id)
+    assert len(sent) <= 2
+''', "fails on the budget"),
+    # Tests that fail the lazy version by themselves, with a message that looks like the budget's:
+    "fails by the function's name": ('''
+def test_order_history(db_session, query_budget):
+    if order_history.__name__ == "order_history_lazy":
+        pytest.fail("5 statements, budget 2; sent 4 times: SELECT products.id FROM products")
+''', "fails on the lazy"),   # both versions are named order_history in the checker's modules
+    "fails by reading the source": ('''
+def test_order_history(db_session, query_budget):
+    import inspect
+    if "selectinload" not in inspect.getsource(order_history):
+        pytest.fail("5 statements, budget 2; sent 4 times: SELECT products.id FROM products")
+''', "query_budget's own failure"),
+    "a budget-like message of its own": ('''
+def test_order_history(db_session, query_budget):
+    user = UserFactory()
+    user_id = user.id
+    OrderFactory.create_batch(4, user=user)
+    db_session.expire_all()
+    with query_budget(100) as sent:
+        order_history(db_session, user_id)
+    if len(sent) > 2:
+        pytest.fail(f"{len(sent)} statements, budget 2; sent 4 times: SELECT products.id FROM products")
+''', "query_budget's own failure"),
+}
+
+
+@pytest.mark.parametrize("name", WEAK_TESTS)
+def test_nb07_q3_rejects_budgets_that_cannot_catch_the_n_plus_one(exercises, tmp_path, name):
+    source, why = WEAK_TESTS[name]
+    status, diff = exercises[2].verdict(_load(source, "test_order_history", tmp_path))
+    assert status == INCORRECT and why in diff, (name, diff)
+
+
+def test_nb07_q3_wants_a_test_function(exercises, tmp_path):
+    status, diff = exercises[2].verdict(_load("def check_it(db_session):\n    pass\n", "check_it", tmp_path))
+    assert status == INCORRECT and "starts with test" in diff, diff

@@ -1,0 +1,469 @@
+"""Exercises of notebook 07 (testing database code): a fixture that does not leak, a factory, a query budget.
+
+q1 and q3 run the learner's fixture or test with pytest in a subprocess (`workbook_utils.suites`), in a schema
+of their own; q2 runs the learner's factory in a transaction that is rolled back. The subprocess tests import
+this module for the code under test and the factories, so it defines them (importing factory_boy).
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import factory
+from factory.alchemy import SQLAlchemyModelFactory
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, selectinload
+
+from ..models import Order, Product, User
+from . import NOT_ATTEMPTED, Exercise, WrongKind, ____
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from ..workbook import Workbook
+
+SCHEMA = "nb07_exercises"
+TABLES = ["users", "products", "orders"]
+
+
+class _Base(DeclarativeBase):  # not the models' Base: notebook 07 creates Base.metadata's tables by themselves
+    pass
+
+
+class Signup(_Base):
+    __tablename__ = "signups"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(unique=True)
+
+
+def sign_up(session: Session, email: str) -> bool:
+    """Register an email; False if it is taken (the request rolls back and goes on): notebook 07 §1's code."""
+    session.add(Signup(email=email))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return False
+    return True
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UserFactory(SQLAlchemyModelFactory):
+    class Meta:
+        model = User
+        sqlalchemy_session = None
+        sqlalchemy_session_persistence = "flush"
+
+    email = factory.Sequence(lambda n: f"user{n}@example.com")
+    name = factory.Faker("name")
+    region = "eu"
+    created_at = factory.LazyFunction(_now)
+
+
+class ProductFactory(SQLAlchemyModelFactory):
+    class Meta:
+        model = Product
+        sqlalchemy_session = None
+        sqlalchemy_session_persistence = "flush"
+
+    sku = factory.Sequence(lambda n: f"SKU-{n:05}")
+    name = factory.Faker("word")
+    price = 10
+    inventory = 100
+
+
+class OrderFactory(SQLAlchemyModelFactory):
+    """Reference for q2."""
+
+    class Meta:
+        model = Order
+        sqlalchemy_session = None
+        sqlalchemy_session_persistence = "flush"
+
+    user = factory.SubFactory(UserFactory)
+    product = factory.SubFactory(ProductFactory)
+    quantity = 2
+    total = factory.LazyAttribute(lambda order: order.product.price * order.quantity)
+    status = "paid"
+    created_at = factory.LazyFunction(_now)
+
+
+def order_history_lazy(session: Session, user_id: int) -> list[tuple[str, int]]:
+    """A user's orders: product name and quantity (each order's product loaded lazily)."""
+    orders = session.scalars(select(Order).where(Order.user_id == user_id).order_by(Order.id)).all()
+    return [(order.product.name, order.quantity) for order in orders]
+
+
+def order_history_eager(session: Session, user_id: int) -> list[tuple[str, int]]:
+    """The same, the products loaded with selectinload."""
+    orders = session.scalars(select(Order).where(Order.user_id == user_id).order_by(Order.id)
+                             .options(selectinload(Order.product))).all()
+    return [(order.product.name, order.quantity) for order in orders]
+
+
+FIXTURE_STARTER = '''
+def session_fixture(engine):
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        session = Session(bind=connection)
+        yield session
+        session.close()
+        transaction.rollback()
+'''
+BUDGET_STARTER = '''
+def test_order_history(db_session, query_budget):
+    user = UserFactory()
+    OrderFactory.create_batch(4, user=user)
+    with query_budget(100):
+        order_history(db_session, user.id)
+'''
+
+ENGINE = '''
+import os
+
+import pytest
+from sqlalchemy import NullPool, create_engine, select, text
+from sqlalchemy.orm import Session
+
+@pytest.fixture(scope="session")
+def engine():
+    engine = create_engine(os.environ["DATABASE_URL"])
+    yield engine
+    engine.dispose()
+'''
+ISOLATION_TESTS = '''
+import os
+
+from sqlalchemy import NullPool, create_engine, func, select
+
+from workbook_utils.exercises.nb07 import Signup, sign_up
+
+def test_1_a_commit_survives_a_later_rollback(session):
+    assert sign_up(session, "ada@example.com")
+    assert not sign_up(session, "ada@example.com")
+    assert sign_up(session, "bob@example.com")
+    assert session.scalars(select(Signup.email).order_by(Signup.id)).all() == ["ada@example.com", "bob@example.com"]
+
+def test_2_other_sessions_see_nothing(session):
+    assert sign_up(session, "cy@example.com")
+    outside = create_engine(os.environ["DATABASE_URL"], poolclass=NullPool)
+    with outside.connect() as conn:
+        seen = conn.execute(select(func.count()).select_from(Signup)).scalar_one()
+    outside.dispose()
+    assert seen == 0
+
+def test_3_starts_empty(session):
+    assert session.scalars(select(Signup.email)).all() == []
+'''
+BUDGET_CONFTEST = ENGINE + '''
+from collections import Counter
+from contextlib import contextmanager
+
+from sqlalchemy import event
+
+from workbook_utils.exercises.nb07 import OrderFactory, ProductFactory, UserFactory
+
+@pytest.fixture
+def db_session(engine):
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        session = Session(bind=connection, join_transaction_mode="create_savepoint")
+        yield session
+        session.close()
+        transaction.rollback()
+
+@pytest.fixture(autouse=True)
+def factories_use_the_test_session(db_session):
+    for f in (UserFactory, ProductFactory, OrderFactory):
+        f._meta.sqlalchemy_session = db_session
+
+@pytest.fixture
+def query_budget(engine, request):
+    @contextmanager
+    def budget(limit):
+        sent = []
+        def count(conn, cursor, statement, parameters, context, executemany):
+            sent.append(" ".join(statement.split()))
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            yield sent
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        if len(sent) > limit:
+            statement, times = Counter(sent).most_common(1)[0]
+            message = f"{len(sent)} statements, budget {limit}; sent {times} times: {statement}"
+            request.node.user_properties.append(("query_budget", message))   # the checker knows who failed
+            pytest.fail(message, pytrace=False)
+    return budget
+'''
+BUDGET_HEADER = '''
+import pytest
+
+from workbook_utils.exercises.nb07 import OrderFactory, ProductFactory, UserFactory
+from workbook_utils.exercises.nb07 import order_history_{version} as order_history
+
+order_history.__name__ = order_history.__qualname__ = "order_history"   # the same name in both runs
+
+'''
+
+
+def _fresh_schema(wb: Workbook) -> None:
+    """The exercises' schema, recreated: empty users, products, orders, signups."""
+    from .. import db
+
+    with db.connect(wb.url.replace("+psycopg", ""), application_name=wb.app_name) as conn:
+        db.bounded(conn, f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}",
+                   f"another session holds {SCHEMA}: run the exercise cell again", timeout="10s")
+        for t in TABLES:
+            conn.execute(f"CREATE TABLE {SCHEMA}.{t} (LIKE public.{t} INCLUDING ALL)")
+        conn.execute(f"CREATE TABLE {SCHEMA}.signups (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                     "email text NOT NULL UNIQUE)")
+
+
+def _drop_schema(wb: Workbook) -> None:
+    from .. import db
+
+    with db.connect(wb.url.replace("+psycopg", ""), application_name=wb.app_name) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+
+
+def _source(function: Any, what: str) -> str:
+    if not callable(function) or isinstance(function, type):
+        raise WrongKind(f"pass your {what} function itself (without calling it), not a {type(function).__name__}")
+    try:
+        return textwrap.dedent(inspect.getsource(function))
+    except (OSError, TypeError):
+        raise WrongKind(f"the source of your {what} function cannot be read: define it in a cell") from None
+
+
+def _run(wb: Workbook, files: dict[str, str]) -> Any:
+    from .. import suites
+
+    return suites.run(files, wb.url, f"{wb.app_name} tests", SCHEMA, timeout=60)
+
+
+def _raise_errors(report: Any) -> None:
+    """An answer pytest could not even run (a fixture that raises, a wrong signature) is told its error."""
+    errors = report.tests.query("outcome == 'error'")
+    if not errors.empty:
+        raise WrongKind(f"pytest could not run {errors.test.iloc[0]} with your code: {errors.message.iloc[0]}")
+
+
+def fixture_verdict(wb: Workbook, fixture: Callable[..., Any]) -> dict[str, bool]:
+    """Three tests of sign_up on the learner's fixture, in one pytest run; then what stayed in the table."""
+    source = _source(fixture, "fixture")
+    conftest = ENGINE + "\n" + source + f"\n\n_fixture = pytest.fixture(name='session')({fixture.__name__})\n"
+    _fresh_schema(wb)
+    try:
+        report = _run(wb, {"conftest.py": conftest, "test_isolation.py": ISOLATION_TESTS})
+        _raise_errors(report)
+        outcome = {r.test: r.outcome for r in report.tests.itertuples()}
+        with wb.engine.connect() as conn:
+            from sqlalchemy import text
+
+            left = conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.signups")).scalar_one()
+    finally:
+        _drop_schema(wb)
+    return {"a commit inside a test survives the code's later rollback":
+                outcome.get("test_1_a_commit_survives_a_later_rollback") == "passed",
+            "other sessions never see what a test wrote": outcome.get("test_2_other_sessions_see_nothing") == "passed",
+            "the next test starts empty": outcome.get("test_3_starts_empty") == "passed",
+            "nothing is left in the table after the run": left == 0}
+
+
+def _factories(cls: type) -> list[type]:
+    """`cls` and every factory its SubFactory declarations reach."""
+    found, todo = [], [cls]
+    while todo:
+        f = todo.pop()
+        if f not in found:
+            found.append(f)
+            todo += [d.get_factory() for d in f._meta.declarations.values() if isinstance(d, factory.SubFactory)]
+    return found
+
+
+def _blank(cls: Any) -> bool:
+    """True if the factory (or one it reaches) still has a ____ declaration."""
+    return isinstance(cls, type) and issubclass(cls, SQLAlchemyModelFactory) and any(
+        value is ____ for f in _factories(cls) for value in f._meta.declarations.values())
+
+
+def order_factory_verdict(engine: Engine, order_factory: Any) -> dict[str, bool]:
+    """Run the learner's OrderFactory on a session inside a transaction (savepoint mode), rolled back afterwards."""
+    from sqlalchemy import text
+
+    from ..measure import capture_sql
+
+    if not (isinstance(order_factory, type) and issubclass(order_factory, SQLAlchemyModelFactory)):
+        raise WrongKind("pass your factory class itself (OrderFactory), a subclass of SQLAlchemyModelFactory")
+    if order_factory._meta.model is not Order:
+        raise WrongKind("OrderFactory's Meta.model should be Order")
+    factories = _factories(order_factory)
+    with engine.connect() as connection, capture_sql(engine) as sql:
+        transaction = connection.begin()
+        session = Session(bind=connection, join_transaction_mode="create_savepoint")
+
+        def count(table: str) -> int:
+            return session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+        try:
+            for f in factories:
+                f._meta.sqlalchemy_session = session
+            users, products = count("users"), count("products")
+            one = order_factory()
+            flushed = one.id is not None
+            orders = [one, *order_factory.create_batch(2)]
+            new_rows = (count("users") - users, count("products") - products)
+            distinct = len({o.product_id for o in orders} - {None}) == 3 and len({o.user_id for o in orders} - {None}) == 3
+            chosen, made = one.product, count("products")
+            given = order_factory(product=chosen)
+            uses_given = chosen is not None and given.product_id == chosen.id and count("products") == made
+            in_transaction = count("orders") == 4
+            with engine.connect() as outside:
+                unseen = outside.execute(text("SELECT count(*) FROM orders")).scalar_one() == 0
+        finally:
+            for f in factories:
+                f._meta.sqlalchemy_session = None
+            session.close()
+            transaction.rollback()
+    committed = any(s.lstrip().upper().startswith(("COMMIT", "RELEASE")) for s in sql.statements)
+    return {"OrderFactory() has its id at once (flushed)": flushed,
+            "each order gets a new user and a new product of its own": distinct and new_rows == (3, 3),
+            "OrderFactory(product=p) uses p and makes no other product": uses_given,
+            "the orders are in the test's transaction": in_transaction,
+            "nothing was committed (no COMMIT, no RELEASE SAVEPOINT; other sessions see no order)":
+                not committed and unseen}
+
+
+def budget_verdict(wb: Workbook, test: Callable[..., Any]) -> dict[str, bool]:
+    """The learner's test against the lazy and the eager order_history, in one pytest run."""
+    source = _source(test, "test")
+    if not test.__name__.startswith("test"):
+        raise WrongKind("pytest only runs functions whose name starts with test: rename yours")
+    files = {"conftest.py": BUDGET_CONFTEST}
+    for version in ("lazy", "eager"):
+        files[f"test_{version}.py"] = BUDGET_HEADER.format(version=version) + source
+    _fresh_schema(wb)
+    try:
+        report = _run(wb, files)
+    finally:
+        _drop_schema(wb)
+    _raise_errors(report)
+    outcome = {r.module: (r.outcome, r.message) for r in report.tests.itertuples()}
+    lazy, eager = outcome.get("test_lazy", ("missing", "")), outcome.get("test_eager", ("missing", ""))
+    budget = report.properties.get(f"test_lazy::{test.__name__}", {}).get("query_budget", "")  # set by the fixture
+    return {"your test fails on the lazy order_history": lazy[0] == "failed",
+            "it fails on the budget (query_budget's own failure), which names the products query":
+                lazy[1] == f"Failed: {budget}" and "FROM products" in budget,
+            "your test passes on the eager order_history": eager[0] == "passed"}
+
+
+def fixture_reference(engine):  # noqa: ANN001, ANN201 - its source is written into a conftest
+    """Reference for q1: the code's commit() and rollback() act on savepoints inside the test's transaction."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        session = Session(bind=connection, join_transaction_mode="create_savepoint")
+        yield session
+        session.close()
+        transaction.rollback()
+
+
+def test_order_history_reference(db_session, query_budget):  # noqa: ANN001, ANN201 - written into a test module
+    """Reference for q3: several products (a lazy load each), an empty identity map, the eager version's count."""
+    user = UserFactory()
+    user_id = user.id
+    OrderFactory.create_batch(4, user=user)
+    db_session.expire_all()
+    with query_budget(2):
+        order_history(db_session, user_id)  # noqa: F821 - the test module imports it
+
+
+class _FactoryExercise(Exercise):
+    """A factory class with a ____ declaration left is not attempted (a class has no starter source to compare)."""
+
+    def verdict(self, answer: Any) -> tuple[str, str | None]:
+        return (NOT_ATTEMPTED, None) if _blank(answer) else super().verdict(answer)
+
+
+def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
+    """The three exercises of notebook 07, bound to this notebook's database."""
+    engine = wb.make_engine(connect_args={"options": f"-c search_path={SCHEMA} -c lock_timeout=5s "
+                                                     "-c statement_timeout=10s"})
+
+    def order_factory_check(answer: Any) -> dict[str, bool]:
+        _fresh_schema(wb)
+        try:
+            return order_factory_verdict(engine, answer)
+        finally:
+            _drop_schema(wb)
+
+    q1 = Exercise(
+        name="q1",
+        question="session_fixture(engine) below is the sheet's per-test fixture (the checker registers it as the "
+                 "`session` fixture). Change it so that whatever the code under test does (commit, roll back after "
+                 "an IntegrityError, commit again), other sessions never see the test's rows, a commit survives a "
+                 "later rollback within the test, and the next test starts empty. The check runs §1's sign_up "
+                 "tests (and one more) with pytest.",
+        reference=lambda: fixture_verdict(wb, fixture_reference),
+        hint_text="Keep the outer transaction the fixture rolls back; tell the Session what to do with its own "
+                  "commit() and rollback() when it is bound to a connection that is already in a transaction.",
+        solution_code="def session_fixture(engine):\n"
+                      "    with engine.connect() as connection:\n"
+                      "        transaction = connection.begin()\n"
+                      "        session = Session(bind=connection, join_transaction_mode=\"create_savepoint\")\n"
+                      "        yield session\n"
+                      "        session.close()\n"
+                      "        transaction.rollback()\n\nq1.check(session_fixture)",
+        evaluate=lambda fixture: fixture_verdict(wb, fixture),
+        starter=FIXTURE_STARTER,
+    )
+    q2 = _FactoryExercise(
+        name="q2",
+        question="Complete OrderFactory (orders reference a user and a product; products.sku is unique) so that "
+                 "each order gets a new user and a new product unless given one, has its id right after "
+                 "OrderFactory(), and nothing is ever committed. ProductFactory and UserFactory are §2's.",
+        reference=lambda: order_factory_check(OrderFactory),
+        hint_text="factory.SubFactory(...) for each related row; and one more Meta option decides whether "
+                  "create() sends the INSERT (the id comes from the database).",
+        solution_code="class OrderFactory(SQLAlchemyModelFactory):\n"
+                      "    class Meta:\n"
+                      "        model = Order\n"
+                      "        sqlalchemy_session_persistence = \"flush\"\n"
+                      "    user = factory.SubFactory(UserFactory)\n"
+                      "    product = factory.SubFactory(ProductFactory)\n"
+                      "    quantity = 2\n"
+                      "    total = factory.LazyAttribute(lambda order: order.product.price * order.quantity)\n"
+                      "    status = \"paid\"\n"
+                      "    created_at = factory.LazyFunction(lambda: datetime.now(timezone.utc))\n\n"
+                      "q2.check(OrderFactory)",
+        evaluate=order_factory_check,
+    )
+    q3 = Exercise(
+        name="q3",
+        question="order_history(session, user_id) (printed below) lazy-loads each order's product. Change "
+                 "test_order_history so that it fails on that version, with the budget's message, and passes on "
+                 "the version that uses selectinload(Order.product) (2 statements). The checker runs your test "
+                 "with pytest against both; db_session, query_budget and the factories are §2-§3's "
+                 "(OrderFactory is q2's answer).",
+        reference=lambda: budget_verdict(wb, test_order_history_reference),
+        hint_text="What does the lazy version send for 4 orders of 4 products, and for 4 orders of one product? "
+                  "And what did §3's warm identity map do to the lazy page?",
+        solution_code="def test_order_history(db_session, query_budget):\n"
+                      "    user = UserFactory()\n"
+                      "    user_id = user.id\n"
+                      "    OrderFactory.create_batch(4, user=user)     # four products: four lazy loads\n"
+                      "    db_session.expire_all()                     # as a new request would start\n"
+                      "    with query_budget(2):\n"
+                      "        order_history(db_session, user_id)\n\nq3.check(test_order_history)",
+        evaluate=lambda test: budget_verdict(wb, test),
+        starter=BUDGET_STARTER,
+    )
+    return q1, q2, q3
