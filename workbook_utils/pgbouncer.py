@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -94,22 +93,23 @@ def _folder(name: str) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """True while process `pid` runs (a zombie, our own child not yet reaped, counts as gone)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    try:  # a zombie (our own child, not yet reaped) counts as gone
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
 
 
 def _terminate(pid: int, process: subprocess.Popen | None = None, timeout: float = 5.0) -> None:
-    """SIGTERM (PgBouncer's immediate shutdown), then SIGKILL after `timeout`; returns once it has exited."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    """Terminate (PgBouncer's immediate shutdown), then kill after `timeout`; returns once it has exited."""
+    import psutil
+
+    for stop in ("terminate", "kill"):
         try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
+            getattr(psutil.Process(pid), stop)()
+        except psutil.NoSuchProcess:
             break
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -120,14 +120,17 @@ def _terminate(pid: int, process: subprocess.Popen | None = None, timeout: float
 
 def stop_leftover(name: str) -> bool:
     """Stop a PgBouncer of this name that an earlier (killed) kernel left running; True if there was one."""
+    import psutil
+
     pidfile = _folder(name) / "pgbouncer.pid"
     try:
         pid = int(pidfile.read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace") if Path("/proc").is_dir() else ""
-    except (OSError, ValueError, IndexError):
+        cmdline = " ".join(psutil.Process(pid).cmdline())
+    except (OSError, ValueError, IndexError, psutil.Error):
+        pidfile.unlink(missing_ok=True)
         return False
     pidfile.unlink(missing_ok=True)
-    if not _alive(pid) or (cmdline and str(_folder(name)) not in cmdline):  # a reused pid: not ours
+    if not _alive(pid) or str(_folder(name)) not in cmdline:  # a reused pid: not ours
         return False
     _terminate(pid)
     return True
