@@ -40,7 +40,8 @@ def test_compose_uses_the_same_major_version_and_settings():
     svc = _compose()
     assert svc["image"] == f"postgres:{server.MAJOR}"
     settings = dict(arg.split("=", 1) for arg in svc["command"][1:] if arg != "-c")
-    for name in ("max_connections", "shared_preload_libraries", "log_lock_waits", "deadlock_timeout"):
+    for name in ("max_connections", "shared_preload_libraries", "log_lock_waits", "deadlock_timeout",
+                 "pg_stat_statements.max"):
         assert settings[name] == server.SETTINGS[name].strip("'"), name
 
 

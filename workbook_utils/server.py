@@ -35,6 +35,7 @@ SETTINGS = {
     "deadlock_timeout": "'200ms'",
     "auto_explain.log_min_duration": "'5s'",
     "pg_stat_statements.track": "all",
+    "pg_stat_statements.max": "20000",  # the suite and a day of notebooks stay below it: no entry is evicted mid-demo
     "track_io_timing": "on",
     "log_min_messages": "warning",
     # A teaching server with no replicas: minimal WAL lets the seed skip logging its bulk load.
