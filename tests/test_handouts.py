@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
-from workbook_utils.notebook_files import CHECK, intro, notebook_paths, with_solution
+from workbook_utils.notebook_files import CHECK, execute, intro, notebook_paths, reason, with_solution
 
 
 @pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.name)
@@ -123,3 +123,15 @@ def test_every_printed_solution_uses_only_names_its_notebook_defines(path):
                               SUPPLIED.get(path.name[:2], ()))
         used = {n.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
         assert used <= defined, f"{name}'s solution uses {sorted(used - defined)}, undefined in {path.name}"
+
+
+def test_a_failed_notebook_is_reported_in_one_line_that_names_the_failing_assert(tmp_path):
+    """`workbook run` prints this line per failed notebook (a bare assert used to print only "AssertionError:")."""
+    path = tmp_path / "99_broken.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("total = 1\nassert total == 2")]), path)
+    with pytest.raises(Exception) as failed:
+        execute(path, timeout=60)
+    assert reason(failed.value) == "AssertionError in line 2 of the cell: assert total == 2"
+    with pytest.raises(Exception) as failed:
+        execute(path.with_name("99_missing.ipynb"))
+    assert "99_missing.ipynb" in reason(failed.value)
