@@ -73,3 +73,9 @@ def test_root_outside_linux_is_told_to_run_as_an_ordinary_user(monkeypatch, tmp_
     with pytest.raises(WorkbookError, match="run the workbook as an ordinary user"):
         server._give_to_os_user(tmp_path)
 
+
+
+def test_the_readme_says_what_windows_lacks_for_notebook_09():
+    """Notebook 09 skips its fork demo without a POSIX system and its PgBouncer sections without a pgbouncer program."""
+    windows = (project_root() / "README.md").read_text().split("## Without make")[1].split("\n## ")[0]
+    assert "fork" in windows and "`pgbouncer` program" in windows and "WORKBOOK_PGBOUNCER_URL" in windows
