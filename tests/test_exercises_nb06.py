@@ -45,7 +45,7 @@ def test_nb06_references_and_printed_solutions_pass(exercises, capsys):
     assert q1.verdict(nb06.find_reference) == (CORRECT, None)
     assert q2.verdict(nb06.MONTHLY_REFERENCE) == (CORRECT, None)
     assert q3.verdict(nb06.sync_reference) == (CORRECT, None)
-    namespace = {"q1": q1, "q2": q2, "q3": q3, "text": text, "insert": insert, "Product": Product,
+    namespace = {"q1": q1, "q2": q2, "q3": q3, "text": text, "pg_insert": insert, "Product": Product,
                  "literal_column": literal_column}
     for exercise in exercises:
         exec(exercise.solution_code, namespace)

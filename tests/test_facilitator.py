@@ -7,6 +7,7 @@ are dry-run (`make -n`) here and proven where this says; a room's commands run w
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shlex
@@ -73,6 +74,9 @@ def test_the_schedule_is_generated_from_the_notebooks_time_lines():
 def test_every_command_of_the_guide_runs(command, room, tmp_path):
     home, env = room
     words = shlex.split(command, comments=True)
+    if words[0].startswith("DATABASE_URL="):  # a learner's command on the shared server
+        _learner_command(words[1:], home, env)
+        return
     if words[:2] in (["workbook", "provision"], ["workbook", "room"]):
         _room_command(words, home, env)
         return
@@ -135,6 +139,19 @@ def _room_command(words: list[str], home: Path, env: dict[str, str]) -> None:
         assert "dropped 2 databases and 2 roles" in said, said
     else:
         assert all(f"learner{n:02d}" in said or f"learner{n}" in said for n in (1, 2)), said
+
+
+def _learner_command(words: list[str], home: Path, env: dict[str, str]) -> None:
+    """A learner's command run with learner01's URL from learners.csv, as their card says."""
+    _ready(home, env)
+    provision = ["workbook", "provision", "--learners", "2", "--force", "--out", "learners.csv"]
+    assert _run(shlex.join(provision), home, env).returncode == 0
+    with (home / "learners.csv").open(newline="") as f:
+        url = next(row["DATABASE_URL"] for row in csv.DictReader(f) if row["learner"] == "learner01")
+    result = _run(shlex.join(words), home, {**env, "DATABASE_URL": url})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Dataset restored" in result.stdout and "learner01" in result.stdout + result.stderr
+    assert url.split(":")[2].split("@")[0] not in result.stdout + result.stderr  # never the password
 
 
 def _a_learners_notebooks_put_back(tmp_path: Path, env: dict[str, str]) -> None:

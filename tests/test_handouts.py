@@ -5,13 +5,19 @@ The solutions edition is proven on notebooks 00 and 02 only (tests/test_notebook
 
 from __future__ import annotations
 
+import ast
+import builtins
+import importlib
+import inspect
 import re
 import subprocess
 import sys
 
+import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
-from workbook_utils.notebook_files import intro, notebook_paths, with_solution
+from workbook_utils.notebook_files import CHECK, execute, intro, notebook_paths, reason, with_solution
 
 
 @pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.name)
@@ -70,3 +76,62 @@ def test_run_writes_the_index_and_the_solutions_edition_of_00_and_02(tmp_path):
         assert re.search(r"<h1[^>]*>\d\d · [^<]* — solutions edition", page), name
         assert page.count("correct.") == checks and "❌" not in page and "not attempted" not in page
         assert 'href="index.html"' in page  # "Contents" leads to the index beside the pages
+
+
+# Names a checker supplies itself: it writes the answer's source into a migration (05) or a test module (07).
+SUPPLIED = {"05": {"op", "sa"}, "07": {"order_history"}}
+
+
+def _solutions(module: object) -> list[tuple[str, str]]:
+    """(exercise, solution code) of each Exercise(name=…, solution_code=…) in an exercise module's source."""
+    found = []
+    for call in ast.walk(ast.parse(inspect.getsource(module))):
+        keywords = {k.arg: k.value for k in getattr(call, "keywords", [])} if isinstance(call, ast.Call) else {}
+        if {"name", "solution_code"} <= set(keywords):
+            code = eval(compile(ast.Expression(keywords["solution_code"]), "<solution>", "eval"), vars(module))  # noqa: S307
+            found.append((ast.literal_eval(keywords["name"]), code))
+    return found
+
+
+def _bound(source: str) -> set[str]:
+    """Every name a cell (IPython magics translated) or a solution binds: imports, assignments, definitions."""
+    names = set()
+    for node in ast.walk(ast.parse(TransformerManager().transform_cell(source))):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.name)
+def test_every_printed_solution_uses_only_names_its_notebook_defines(path):
+    """The solutions edition runs 00 and 02 only (above); this reads every notebook: a solution that uses a name its
+    notebook never imports (06's q3 once wrote insert where the notebook imports pg_insert) fails in the learner's
+    notebook and in the solutions edition."""
+    module = importlib.import_module(f"workbook_utils.exercises.nb{path.name[:2]}")
+    cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    solutions = _solutions(module)
+    assert len(solutions) >= 3
+    for name, code in solutions:
+        where = next(i for i, cell in enumerate(cells) if name in CHECK.findall(cell))
+        defined = set().union(*map(_bound, cells[:where + 1]), _bound(code), dir(builtins),
+                              SUPPLIED.get(path.name[:2], ()))
+        used = {n.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        assert used <= defined, f"{name}'s solution uses {sorted(used - defined)}, undefined in {path.name}"
+
+
+def test_a_failed_notebook_is_reported_in_one_line_that_names_the_failing_assert(tmp_path):
+    """`workbook run` prints this line per failed notebook (a bare assert used to print only "AssertionError:")."""
+    path = tmp_path / "99_broken.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("total = 1\nassert total == 2")]), path)
+    with pytest.raises(Exception) as failed:
+        execute(path, timeout=60)
+    assert reason(failed.value) == "AssertionError in line 2 of the cell: assert total == 2"
+    with pytest.raises(Exception) as failed:
+        execute(path.with_name("99_missing.ipynb"))
+    assert "99_missing.ipynb" in reason(failed.value)

@@ -53,9 +53,18 @@ def test_posix_only_calls_are_only_where_they_are_guarded():
         assert guard in found[where], f"{where}: the guard {guard!r} is gone"
 
 
-def test_the_stop_signal_exists_on_every_system(monkeypatch):
+def test_the_stop_of_last_resort_works_where_there_is_no_sigquit(monkeypatch, tmp_path):
+    """pg_ctl stop failed: server.stop() signals the postmaster itself, with SIGTERM where SIGQUIT is missing."""
+    sent = []
     monkeypatch.delattr(signal, "SIGQUIT")  # as on Windows
-    assert getattr(signal, "SIGQUIT", signal.SIGTERM) == signal.SIGTERM
+    monkeypatch.setenv("WORKBOOK_HOME", str(tmp_path))  # the state lock of a folder of the test's own
+    monkeypatch.setattr(server, "status", lambda: server.Status(True, 1, 99999, tmp_path))
+    monkeypatch.setattr(server, "_call_pg_ctl", lambda *args: 1)
+    monkeypatch.setattr(server, "_pid", lambda: 99999)
+    monkeypatch.setattr(server.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(server.time, "sleep", lambda seconds: None)
+    server.stop()
+    assert sent == [(99999, signal.SIGTERM)]
 
 
 def test_root_outside_linux_is_told_to_run_as_an_ordinary_user(monkeypatch, tmp_path):
@@ -64,3 +73,9 @@ def test_root_outside_linux_is_told_to_run_as_an_ordinary_user(monkeypatch, tmp_
     with pytest.raises(WorkbookError, match="run the workbook as an ordinary user"):
         server._give_to_os_user(tmp_path)
 
+
+
+def test_the_readme_says_what_windows_lacks_for_notebook_09():
+    """Notebook 09 skips its fork demo without a POSIX system and its PgBouncer sections without a pgbouncer program."""
+    windows = (project_root() / "README.md").read_text().split("## Without make")[1].split("\n## ")[0]
+    assert "fork" in windows and "`pgbouncer` program" in windows and "WORKBOOK_PGBOUNCER_URL" in windows

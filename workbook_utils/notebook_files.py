@@ -283,10 +283,21 @@ def run_all(build: Path, timeout: int = 600, numbers: list[str] | None = None, s
         except Exception as exc:  # report and go on: the facilitator wants every notebook's status
             failures.append(path.name)
             (build / f"{path.stem}.html").unlink(missing_ok=True)  # the index must not link an older run's page
-            print(f"[{i}/{len(paths)}] {path.name}: FAILED after {time.perf_counter() - start:.1f} s: "
-                  f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}")
+            print(f"[{i}/{len(paths)}] {path.name}: FAILED after {time.perf_counter() - start:.1f} s: {reason(exc)}")
     print(f"index: {write_index(build, solutions)}")
     return failures
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the colours of an IPython traceback
+
+
+def reason(exc: Exception) -> str:
+    """Why a notebook failed, in one line: the error's last line and, for a bare `assert`, the line that failed."""
+    lines = ANSI.sub("", str(exc)).strip().splitlines() or [type(exc).__name__]
+    failed = [m for m in map(re.compile(r"^-+>\s*(\d+)\s+(.*)").match, lines) if m]
+    if lines[-1].rstrip().endswith(":") and failed:
+        return f"{lines[-1].rstrip(' :')} in line {failed[-1][1]} of the cell: {failed[-1][2].strip()}"
+    return lines[-1]
 
 
 SCHEDULE = re.compile(r"<!-- schedule -->.*?<!-- /schedule -->", re.S)

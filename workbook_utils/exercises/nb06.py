@@ -322,7 +322,7 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
         hint_text="§3's upsert did it in one statement. on_conflict_do_update takes a `where=`; which rows does "
                   "RETURNING then give back, and what tells an inserted row from an updated one on any version?",
         solution_code='def sync_prices(session, feed):\n'
-                      '    upsert = insert(Product)\n'
+                      '    upsert = pg_insert(Product)\n'
                       '    upsert = upsert.on_conflict_do_update(\n'
                       '        index_elements=[Product.sku], set_={"price": upsert.excluded.price},\n'
                       '        where=Product.price.is_distinct_from(upsert.excluded.price))\n'
