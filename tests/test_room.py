@@ -95,3 +95,35 @@ def test_the_facilitator_notebook_draws_the_room(learner_urls, monkeypatch):
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # the heatmap and solved over time
     printed = "".join(o.get("text", "") for o in outputs)
     assert f"{PREFIX}03" in printed and "00/q3" in printed
+
+
+PLANT = """
+CREATE TABLE public.planted (who text, via text);
+CREATE FUNCTION public.to_regclass(text) RETURNS regclass LANGUAGE plpgsql AS $$
+    BEGIN INSERT INTO public.planted VALUES (current_user, 'search_path'); RETURN pg_catalog.to_regclass($1); END $$;
+CREATE FUNCTION public.spy() RETURNS SETOF _workbook.outcomes LANGUAGE plpgsql AS $$
+    BEGIN INSERT INTO public.planted VALUES (current_user, 'view'); RETURN; END $$;
+ALTER TABLE _workbook.outcomes RENAME TO outcomes_real;
+CREATE VIEW _workbook.outcomes AS SELECT * FROM public.spy();
+ALTER DATABASE {db} SET search_path = public, pg_catalog"""
+UPROOT = """ALTER DATABASE {db} RESET search_path; DROP VIEW _workbook.outcomes;
+ALTER TABLE _workbook.outcomes_real RENAME TO outcomes; DROP FUNCTION public.spy(), public.to_regclass(text);
+DROP TABLE public.planted"""
+
+
+def test_the_admin_runs_none_of_the_code_a_learner_plants_in_their_database(learner_urls):
+    """A learner owns their database: a search_path or a view set there must not run as the admin who reads it."""
+    name = f"{PREFIX}02"
+    with psycopg.connect(learner_urls[name], autocommit=True) as conn:
+        conn.execute(PLANT.format(db=name))
+    try:
+        row = next(line for line in workbook_room().splitlines() if line.startswith(name))
+        owner = learners._database_owner(urls.admin_url(), name)  # what provision and --drop ask first
+        with psycopg.connect(learner_urls[name]) as conn:
+            ran = conn.execute("SELECT who, via FROM public.planted WHERE who <> current_user").fetchall()
+        assert ran == [], f"the learner's code ran as {ran}"
+        assert "unreachable:" in row and "outcomes" in row  # the facilitator is told, nothing is read
+        assert owner is None  # tampered with: provision refuses it, --drop leaves it (and says so)
+    finally:
+        with psycopg.connect(learner_urls[name], autocommit=True) as conn:
+            conn.execute(UPROOT.format(db=name))

@@ -91,12 +91,38 @@ def _role_exists(conn: psycopg.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone() is not None
 
 
+# The learner owns their database: they may `ALTER DATABASE … SET search_path` to shadow pg_catalog's functions, turn
+# the workbook's tables into views over their own functions, or force row policies on them; the admin reading there
+# would run that code with its own rights. The client's settings override the database's; views are refused.
+GUARDED = "-c search_path=pg_catalog,pg_temp -c row_security=off"
+PLANTED = """SELECT string_agg(c.oid::regclass::text, ', ') FROM pg_class c JOIN pg_namespace n ON n.oid = relnamespace
+             WHERE nspname = '_workbook' AND relkind NOT IN ('r', 'i', 'S')"""
+
+
+def enter(admin_url: str, name: str, application_name: str = "workbook-provision") -> psycopg.Connection:
+    """The admin inside a learner's database, deaf to what its owner may have planted there (see GUARDED)."""
+    import psycopg
+
+    conn = db.connect(urls.with_database(admin_url, name), application_name=application_name, options=GUARDED)
+    try:
+        if conn.execute("SELECT current_setting('restrict_nonsystem_relation_kind', true)").fetchone()[0] is not None:
+            conn.execute("SET restrict_nonsystem_relation_kind = 'view, foreign-table'")  # 17, 16.4, 15.8, 14.13 on
+        if planted := conn.execute(PLANTED).fetchone()[0]:  # older minor releases: at least the workbook's schema
+            raise WorkbookError(f"{planted} in {name} should be a table: not read (its owner replaced it?)")
+    except (psycopg.Error, WorkbookError):
+        conn.close()
+        raise
+    return conn
+
+
 def _database_owner(admin_url: str, name: str) -> str | None:
     """The learner a database was provisioned for ('' when it is the workbook's but unfinished), None if not ours."""
+    import psycopg
+
     try:
-        with db.connect(urls.with_database(admin_url, name)) as conn:
+        with enter(admin_url, name) as conn:
             meta = marker.marker(conn)
-    except WorkbookError:  # not even allowed in: certainly not ours
+    except (WorkbookError, psycopg.Error):  # not allowed in, or tampered with: not one we can vouch for
         return None
     return None if meta is None else meta.get("learner", "")
 
@@ -162,7 +188,7 @@ def _hand_over(admin_url: str, name: str) -> None:
 
     from .room import OUTCOMES_DDL
 
-    with db.connect(urls.with_database(admin_url, name)) as conn, conn.transaction():
+    with enter(admin_url, name) as conn, conn.transaction():
         conn.execute("INSERT INTO _workbook.meta VALUES ('learner', %s) ON CONFLICT (key) DO NOTHING", [name])
         conn.execute(OUTCOMES_DDL)
         rows = conn.execute(NOT_THEIRS, [name]).fetchall()
@@ -310,8 +336,9 @@ def drop(prefix: str = "learner", say: Callable[[str], None] = print) -> list[st
             if exists and _database_owner(admin_url, name) == name:
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
                 dropped.append(f"database {name}")
-            elif exists:
-                say(f"  left alone: database {name} (the workbook did not provision it for {name})")
+            elif exists:  # and its owner with it: a role cannot be dropped while it owns a database
+                say(f"  left alone: database {name} and role {name} (no readable marker of the workbook's for {name})")
+                continue
             for role in [*theirs[name], name]:
                 conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [role])
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
