@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 GROUP = "workbook_learners"  # every learner is a member: the embedded server's pg_hba asks its members for a password
 MARK = "workbook learner"  # COMMENT ON ROLE of every role provision made (and of GROUP)
-PEAK = 17  # most sessions one notebook opens at once (benchmarks/room.py peak: notebooks 01 and 04, pool sweeps)
-CONNECTION_LIMIT = PEAK + 8  # headroom: a second kernel, %sql, psql in a terminal, notebook 09's PgBouncer pool
+PEAK = 19  # most sessions one notebook opens in its database at once (benchmarks/room.py peak: 08; 01, 04: 17)
+CONNECTION_LIMIT = PEAK + 8  # headroom: a second kernel, %sql, psql in a terminal, a burst the 10 ms sampling missed
 FACILITATOR = 10  # connections kept free for the facilitator (`workbook room` reads 8 databases at once)
 PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
