@@ -106,9 +106,10 @@ def test_handouts_carry_the_urls_and_the_terminal_no_password(room):
     assert oct(room["out"].stat().st_mode & 0o777) == "0o600"
     passwords = [psycopg.conninfo.conninfo_to_dict(u)["password"] for u in room["urls"].values()]
     assert not any(p in line for p in passwords for line in room["said"])
-    ignored = subprocess.run(["git", "check-ignore", "learners.csv", "learners.html"], capture_output=True, text=True,
+    names = ["learners.csv", "learners.html", "teamb-learners.csv", "teamb-learners.html"]
+    ignored = subprocess.run(["git", "check-ignore", *names], capture_output=True, text=True,
                              cwd=Path(__file__).parents[1])
-    assert ignored.stdout.split() == ["learners.csv", "learners.html"]  # the default --out never gets committed
+    assert ignored.stdout.split() == names  # the default --out, and the one a second room is told to use
 
 
 def test_rerun_adds_missing_learners_refuses_foreign_databases_and_keeps_data(room):
@@ -120,11 +121,16 @@ def test_rerun_adds_missing_learners_refuses_foreign_databases_and_keeps_data(ro
     refused = workbook("provision", "--learners", "5", "--prefix", PREFIX, "--out", str(room["out"]), "--force")
     assert refused.returncode == 1 and f"Databases {PREFIX}05 exist but the workbook did not provision" in refused.stderr
     assert f"role {PREFIX}04" not in everything()  # refused before creating anything
+    with pytest.raises(WorkbookError, match=r"holds another room's learners \(roomtest01, roomtest02, roomtest03\)"):
+        learners.provision(1, prefix="roomother", out=room["out"], scale="tiny", force=True, say=lambda _: None)
+    assert everything("roomother") <= {f"role {learners.GROUP}"}  # the first room's URLs are kept, not overwritten
+    room["out"].chmod(0o644)
     result = workbook("provision", "--learners", "4", "--prefix", PREFIX, "--out", str(room["out"]), "--force")
     assert result.returncode == 0, result.stderr
     assert f"{PREFIX}01: already there" in result.stdout and f"{PREFIX}04: ready" in result.stdout
     rows = {r["learner"]: r["DATABASE_URL"] for r in csv.DictReader(room["out"].open())}
     assert rows[f"{PREFIX}01"] == first and len(rows) == 4
+    assert oct(room["out"].stat().st_mode & 0o777) == "0o600"  # made private again
     assert not any(psycopg.conninfo.conninfo_to_dict(u)["password"] in result.stdout + result.stderr
                    for u in rows.values())
     with psycopg.connect(first) as conn:

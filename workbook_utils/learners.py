@@ -223,12 +223,17 @@ def _template(scale: str, say: Callable[[str], None]) -> str:
     return seed.template_name(dbname)
 
 
-def _known_passwords(out: Path) -> dict[str, str]:
+def _known_passwords(out: Path, prefix: str) -> dict[str, str]:
     """learner → URL from an earlier run's CSV, so re-running keeps the URLs already handed out."""
     if not out.exists():
         return {}
     with out.open(newline="") as f:
-        return {row["learner"]: row["DATABASE_URL"] for row in csv.DictReader(f)}
+        known = {row["learner"]: row["DATABASE_URL"] for row in csv.DictReader(f)}
+    if others := [n for n in known if not re.fullmatch(rf"{prefix}\d{{2,}}", n)]:  # overwriting would lose their URLs
+        shown = ", ".join(others[:3]) + (" …" if len(others) > 3 else "")
+        raise WorkbookError(f"{out} holds another room's learners ({shown}): nothing was created. "
+                            f"Pass --out {prefix}-learners.csv (or move that file).")
+    return known
 
 
 def provision(count: int, prefix: str = "learner", out: Path | None = None, scale: str | None = None,
@@ -258,10 +263,10 @@ def provision(count: int, prefix: str = "learner", out: Path | None = None, scal
         if refused:
             raise WorkbookError(f"Databases {', '.join(refused)} exist but the workbook did not provision them: "
                                 "nothing was created, nothing touched. Choose another --prefix.")
+    known = _known_passwords(out, prefix)
     template = _template(scale, say)
     if not config.external_url():
         server.require_passwords(GROUP)  # the embedded server trusts everyone else on 127.0.0.1
-    known = _known_passwords(out)
     made = []
     with db.connect(admin_url, application_name="workbook-provision") as conn:
         superuser = _is_superuser(conn)
@@ -296,8 +301,9 @@ def write_handouts(learners: list[Learner], out: Path, scale: str) -> None:
     """learners.csv (learner, DATABASE_URL) and a printable page with one card per learner, readable by you only."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.touch(mode=0o600)
+    out.chmod(0o600)  # also when an earlier file was readable by others
     with out.open("w", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")  # `cut -d, -f2` in a shell gives a URL without a stray \r
         writer.writerow(["learner", "DATABASE_URL"])
         writer.writerows([(lr.name, lr.url) for lr in learners])
     cards = "\n".join(
@@ -307,6 +313,7 @@ def write_handouts(learners: list[Learner], out: Path, scale: str) -> None:
         for lr in learners)
     page = out.with_suffix(".html")
     page.touch(mode=0o600)
+    page.chmod(0o600)
     page.write_text(
         "<!doctype html><meta charset=utf-8><title>Workshop room</title><style>body{font-family:sans-serif}"
         "section{border:1px dashed #999;padding:0 1em;margin:1em 0;page-break-inside:avoid}"
