@@ -152,19 +152,30 @@ def test_drop_removes_exactly_what_provision_made(room):
     assert everything() - group == room["before"] - group | {f"database {PREFIX}05", f"role {PREFIX}_decoy"}
 
 
-def test_provision_through_database_url_creates_and_seeds_the_template_database(monkeypatch, tmp_path):
-    """As on a shared server: DATABASE_URL names an admin role and a database for the template, not there yet."""
+def test_an_admin_that_is_no_superuser_provisions_through_database_url(monkeypatch, tmp_path):
+    """As on a managed server: DATABASE_URL names a CREATEROLE CREATEDB role (not a superuser) and a database for the
+    template, not there yet; the learners' group exists already, made by another admin (this module's superuser)."""
     admin = urls.admin_url()
-    monkeypatch.setenv("DATABASE_URL", urls.with_database(admin, "roomtpl"))
+    with db.connect(admin) as conn:
+        conn.execute("DROP ROLE IF EXISTS roomadmin; CREATE ROLE roomadmin LOGIN CREATEROLE CREATEDB")
+        assert learners._role_exists(conn, learners.GROUP)
+    monkeypatch.setenv("DATABASE_URL", urls.with_database(admin.replace("//postgres@", "//roomadmin@"), "roomtpl"))
     try:
-        made = learners.provision(1, prefix="roomurl", out=tmp_path / "l.csv", scale="tiny", force=True,
+        learners.provision(1, prefix="roomurl", out=tmp_path / "l.csv", scale="tiny", force=True, say=lambda _: None)
+        with db.connect(urls.admin_url()) as conn:  # as a run interrupted after the role: no database, no SET yet
+            conn.execute("DROP DATABASE roomurl01")
+            conn.execute("REVOKE roomurl01 FROM roomadmin GRANTED BY roomadmin")  # CREATE ROLE's own grant stays
+        made = learners.provision(2, prefix="roomurl", out=tmp_path / "l.csv", scale="tiny", force=True,
                                   say=lambda _: None)
-        with psycopg.connect(made[0].url) as conn:
-            assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 100
-        learners.drop("roomurl", say=lambda _: None)
+        for learner in made:
+            with psycopg.connect(learner.url) as conn:
+                assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 100
+                assert conn.execute(learners.NOT_THEIRS, [learner.name]).fetchall() == []
+        assert learners.drop("roomurl", say=lambda _: None).count("role roomurl01") == 1
         assert everything("roomurl") - {f"role {learners.GROUP}"} == set()
     finally:
         learners.drop("roomurl", say=lambda _: None)
         with db.connect(admin) as conn:
             conn.execute("DROP DATABASE IF EXISTS roomtpl WITH (FORCE)")
             conn.execute("DROP DATABASE IF EXISTS roomtpl_template WITH (FORCE)")
+            conn.execute("DROP ROLE IF EXISTS roomadmin")

@@ -133,7 +133,7 @@ def _ensure_group(conn: psycopg.Connection) -> None:
         conn.execute(f"COMMENT ON ROLE {GROUP} IS '{MARK}'")
 
 
-def _create_role(conn: psycopg.Connection, name: str, password: str, superuser: bool) -> None:
+def _create_role(conn: psycopg.Connection, name: str, password: str, grouped: bool) -> None:
     """A login role whose password arrives as a SCRAM verifier, limited to CONNECTION_LIMIT sessions."""
     from psycopg import sql
 
@@ -142,8 +142,15 @@ def _create_role(conn: psycopg.Connection, name: str, password: str, superuser: 
     conn.execute(sql.SQL("CREATE ROLE {} LOGIN {} PASSWORD {} CONNECTION LIMIT {}").format(
         sql.Identifier(name), createrole, sql.Literal(verifier), sql.Literal(CONNECTION_LIMIT)))
     conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(name), sql.Literal(MARK)))
-    conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(GROUP), sql.Identifier(name)))
-    if not superuser and conn.info.server_version >= 160000:  # to create a database owned by it, and read it later
+    if grouped:
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(GROUP), sql.Identifier(name)))
+
+
+def _take_membership(conn: psycopg.Connection, name: str) -> None:
+    """PostgreSQL 16+: a provisioner that is not a superuser must be a member of the role to give it a database."""
+    from psycopg import sql
+
+    if conn.info.server_version >= 160000 and not _is_superuser(conn):  # also for a role an interrupted run made
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER WITH SET TRUE, INHERIT TRUE").format(sql.Identifier(name)))
 
 
@@ -265,12 +272,13 @@ def provision(count: int, prefix: str = "learner", out: Path | None = None, scal
                                 "nothing was created, nothing touched. Choose another --prefix.")
     known = _known_passwords(out, prefix)
     template = _template(scale, say)
-    if not config.external_url():
+    grouped = not config.external_url()  # a shared server's pg_hba.conf is its DBA's, and GROUP maybe another admin's
+    if grouped:
         server.require_passwords(GROUP)  # the embedded server trusts everyone else on 127.0.0.1
     made = []
     with db.connect(admin_url, application_name="workbook-provision") as conn:
-        superuser = _is_superuser(conn)
-        _ensure_group(conn)
+        if grouped:
+            _ensure_group(conn)
         for name in wanted:
             start = time.perf_counter()
             url = known.get(name)
@@ -278,10 +286,11 @@ def provision(count: int, prefix: str = "learner", out: Path | None = None, scal
                 password = secrets.token_urlsafe(18)  # letters, digits, - and _: nothing to quote in a URL
                 url = learner_url(admin_url, name, password)
                 if name not in ours:
-                    _create_role(conn, name, password, superuser)
+                    _create_role(conn, name, password, grouped)
                 else:  # an earlier run's learner whose URL is not in this CSV
                     _set_password(conn, name, password)
                     say(f"  {name}: not in {out.name}, so it gets a new password (its data stays)")
+            _take_membership(conn, name)
             owner = owners.get(name, "")
             if name not in owners:
                 _create_database(conn, name, template)
