@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 
 def sample(seen: list[int], done: threading.Event) -> None:
@@ -68,7 +70,8 @@ def room(learners: int, scale: str) -> int:
     prefix = "benchlearner"
     learners_mod.drop(prefix, say=lambda _: None)
     start = time.perf_counter()
-    made = learners_mod.provision(learners, prefix=prefix, scale=scale, force=True, say=lambda _: None)
+    out = Path(tempfile.mkdtemp()) / "learners.csv"  # not the project's learners.csv: a real room's may be there
+    made = learners_mod.provision(learners, prefix=prefix, out=out, scale=scale, force=True, say=lambda _: None)
     seconds = time.perf_counter() - start
     print(f"provisioned {learners} learners at {scale} in {seconds:.1f} s ({seconds / learners:.2f} s per learner)")
     with db.connect(made[0].url) as conn:

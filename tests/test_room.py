@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import nbformat
 import psycopg
@@ -127,3 +128,19 @@ def test_the_admin_runs_none_of_the_code_a_learner_plants_in_their_database(lear
     finally:
         with psycopg.connect(learner_urls[name], autocommit=True) as conn:
             conn.execute(UPROOT.format(db=name))
+
+
+def test_a_lock_on_the_outcomes_table_does_not_hold_the_learners_check(learner_urls, monkeypatch, capsys):
+    """Another session (a second kernel, psql) holding the table must not hang the learner's cell: bounded, dropped."""
+    url = learner_urls[f"{PREFIX}03"]
+    q = Exercise(name="q7", question="1 + 1?", reference=lambda: 2, hint_text="", solution_code="")
+    monkeypatch.setenv("DATABASE_URL", url)
+    with psycopg.connect(url) as holder:
+        holder.execute("LOCK TABLE _workbook.outcomes IN ACCESS EXCLUSIVE MODE")
+        started = time.perf_counter()
+        q.check(2)
+        waited = time.perf_counter() - started
+    assert capsys.readouterr().out == "✅ q7: correct.\n"
+    assert waited < 10, f"the check waited {waited:.1f} s for the lock"  # bound: lock_timeout, statement_timeout
+    with psycopg.connect(url) as conn:  # the attempt was dropped, not queued for later
+        assert conn.execute("SELECT count(*) FROM _workbook.outcomes WHERE exercise = 'q7'").fetchone()[0] == 0
