@@ -47,6 +47,11 @@ def room(tmp_path_factory) -> dict:
         admin.execute(f"DROP ROLE IF EXISTS {PREFIX}_decoy")
 
 
+def test_a_learners_url_keeps_the_admin_urls_hosts_and_options():
+    url = learners.learner_url("postgresql://admin:pw@[::1]:6543,db2.example/workbook?sslmode=require", "l01", "s3")
+    assert url == "postgresql://l01:s3@[::1]:6543,db2.example/l01?sslmode=require"  # IPv6 lost its brackets before
+
+
 def test_a_room_the_server_cannot_hold_is_refused_before_anything_is_created(room):
     with pytest.raises(WorkbookError, match=r"cannot hold the room: max_connections is \d+; 30 learners"):
         learners.provision(30, prefix="roomfit", scale="tiny", say=lambda _: None)

@@ -50,8 +50,8 @@ def names(prefix: str, count: int) -> list[str]:
 def learner_url(admin_url: str, name: str, password: str) -> str:
     """The admin URL's host, port and options, with the learner's role, password and database."""
     parts = urlsplit(admin_url)
-    host = f"{parts.hostname}:{parts.port or 5432}"
-    return parts._replace(netloc=f"{quote(name)}:{quote(password, safe='')}@{host}", path=f"/{name}").geturl()
+    hosts = parts.netloc.rpartition("@")[2]  # as written: an IPv6 address keeps its brackets, several hosts stay
+    return parts._replace(netloc=f"{quote(name)}:{quote(password, safe='')}@{hosts}", path=f"/{name}").geturl()
 
 
 def room_problems(conn: psycopg.Connection, learners: int) -> tuple[list[str], list[str]]:
