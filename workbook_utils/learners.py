@@ -243,6 +243,35 @@ def _known_passwords(out: Path, prefix: str) -> dict[str, str]:
     return known
 
 
+def _check_fit(conn: psycopg.Connection, count: int, force: bool, say: Callable[[str], None]) -> None:
+    """Refuse a room this server cannot hold (unless forced); say what only some lessons miss."""
+    blocking, missing = room_problems(conn, count)
+    for line in missing:
+        say(f"  note: {line}")
+    if blocking and not force:
+        raise WorkbookError("This server cannot hold the room: " + "; ".join(blocking) +
+                            ". Nothing was created (--force provisions anyway).")
+    for line in blocking:
+        say(f"  warning (--force): {line}")
+
+
+def _check_names(conn: psycopg.Connection, admin_url: str, prefix: str,
+                 wanted: list[str]) -> tuple[set[str], dict[str, str]]:
+    """(roles provision made, database → its learner or '') for the wanted names; refuses names someone else took."""
+    ours = set(_marked_roles(conn, prefix))
+    foreign = [n for n in wanted if n not in ours and _role_exists(conn, n)]
+    if foreign:
+        raise WorkbookError(f"Roles {', '.join(foreign)} exist but provision did not make them: nothing was "
+                            "created. Choose another --prefix.")
+    present = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", [wanted])]
+    owners = {n: _database_owner(admin_url, n) for n in present}
+    refused = [n for n, owner in owners.items() if owner not in ("", n)]
+    if refused:
+        raise WorkbookError(f"Databases {', '.join(refused)} exist but the workbook did not provision them: "
+                            "nothing was created, nothing touched. Choose another --prefix.")
+    return ours, owners
+
+
 def provision(count: int, prefix: str = "learner", out: Path | None = None, scale: str | None = None,
               force: bool = False, say: Callable[[str], None] = print) -> list[Learner]:
     """Create the missing learners (existing ones keep their data); write the CSV and the printable page."""
@@ -251,25 +280,8 @@ def provision(count: int, prefix: str = "learner", out: Path | None = None, scal
     out = out or config.project_root() / "learners.csv"
     admin_url = urls.admin_url()
     with db.connect(admin_url, application_name="workbook-provision") as conn:
-        blocking, missing = room_problems(conn, count)
-        for line in missing:
-            say(f"  note: {line}")
-        if blocking and not force:
-            raise WorkbookError("This server cannot hold the room: " + "; ".join(blocking) +
-                                ". Nothing was created (--force provisions anyway).")
-        for line in blocking:
-            say(f"  warning (--force): {line}")
-        ours = set(_marked_roles(conn, prefix))
-        foreign = [n for n in wanted if n not in ours and _role_exists(conn, n)]
-        if foreign:
-            raise WorkbookError(f"Roles {', '.join(foreign)} exist but provision did not make them: nothing was "
-                                "created. Choose another --prefix.")
-        present = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", [wanted])]
-        owners = {n: _database_owner(admin_url, n) for n in present}
-        refused = [n for n, owner in owners.items() if owner not in ("", n)]
-        if refused:
-            raise WorkbookError(f"Databases {', '.join(refused)} exist but the workbook did not provision them: "
-                                "nothing was created, nothing touched. Choose another --prefix.")
+        _check_fit(conn, count, force, say)
+        ours, owners = _check_names(conn, admin_url, prefix, wanted)
     known = _known_passwords(out, prefix)
     template = _template(scale, say)
     grouped = not config.external_url()  # a shared server's pg_hba.conf is its DBA's, and GROUP maybe another admin's
