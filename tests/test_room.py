@@ -98,6 +98,22 @@ def test_the_facilitator_notebook_draws_the_room(learner_urls, monkeypatch):
     assert f"{PREFIX}03" in printed and "00/q3" in printed
 
 
+def test_a_lock_on_the_outcomes_table_does_not_hold_the_learners_check(learner_urls, monkeypatch, capsys):
+    """Another session (a second kernel, psql) holding the table must not hang the learner's cell: bounded, dropped."""
+    url = learner_urls[f"{PREFIX}03"]
+    q = Exercise(name="q7", question="1 + 1?", reference=lambda: 2, hint_text="", solution_code="")
+    monkeypatch.setenv("DATABASE_URL", url)
+    with psycopg.connect(url) as holder:
+        holder.execute("LOCK TABLE _workbook.outcomes IN ACCESS EXCLUSIVE MODE")
+        started = time.perf_counter()
+        q.check(2)
+        waited = time.perf_counter() - started
+    assert capsys.readouterr().out == "✅ q7: correct.\n"
+    assert waited < 10, f"the check waited {waited:.1f} s for the lock"  # bound: lock_timeout, statement_timeout
+    with psycopg.connect(url) as conn:  # the attempt was dropped, not queued for later
+        assert conn.execute("SELECT count(*) FROM _workbook.outcomes WHERE exercise = 'q7'").fetchone()[0] == 0
+
+
 PLANT = """
 CREATE TABLE public.planted (who text, via text);
 CREATE FUNCTION public.to_regclass(text) RETURNS regclass LANGUAGE plpgsql AS $$
@@ -124,23 +140,12 @@ def test_the_admin_runs_none_of_the_code_a_learner_plants_in_their_database(lear
             ran = conn.execute("SELECT who, via FROM public.planted WHERE who <> current_user").fetchall()
         assert ran == [], f"the learner's code ran as {ran}"
         assert "unreachable:" in row and "outcomes" in row  # the facilitator is told, nothing is read
-        assert owner is None  # tampered with: provision refuses it, --drop leaves it (and says so)
+        assert owner is None  # tampered with: provision refuses it, --drop leaves it (and says so, once)
+        said: list[str] = []
+        learners.drop(PREFIX, say=said.append)  # this module's last test: the others go, the fixture drops the rest
+        assert [line for line in said if name in line] == [
+            f"  left alone: database {name} and role {name} (no readable marker of the workbook's for {name})"]
+        assert said[-1] == "dropped 2 databases and 2 roles"
     finally:
         with psycopg.connect(learner_urls[name], autocommit=True) as conn:
             conn.execute(UPROOT.format(db=name))
-
-
-def test_a_lock_on_the_outcomes_table_does_not_hold_the_learners_check(learner_urls, monkeypatch, capsys):
-    """Another session (a second kernel, psql) holding the table must not hang the learner's cell: bounded, dropped."""
-    url = learner_urls[f"{PREFIX}03"]
-    q = Exercise(name="q7", question="1 + 1?", reference=lambda: 2, hint_text="", solution_code="")
-    monkeypatch.setenv("DATABASE_URL", url)
-    with psycopg.connect(url) as holder:
-        holder.execute("LOCK TABLE _workbook.outcomes IN ACCESS EXCLUSIVE MODE")
-        started = time.perf_counter()
-        q.check(2)
-        waited = time.perf_counter() - started
-    assert capsys.readouterr().out == "✅ q7: correct.\n"
-    assert waited < 10, f"the check waited {waited:.1f} s for the lock"  # bound: lock_timeout, statement_timeout
-    with psycopg.connect(url) as conn:  # the attempt was dropped, not queued for later
-        assert conn.execute("SELECT count(*) FROM _workbook.outcomes WHERE exercise = 'q7'").fetchone()[0] == 0

@@ -355,7 +355,7 @@ def drop(prefix: str = "learner", say: Callable[[str], None] = print) -> list[st
 
     names(prefix, 0)  # validates the prefix
     admin_url = urls.admin_url()
-    dropped = []
+    dropped, kept = [], set()
     with db.connect(admin_url, application_name="workbook-provision") as conn:
         learners = _marked_roles(conn, prefix)
         theirs = {n: _created_by(conn, n) for n in learners}
@@ -366,6 +366,7 @@ def drop(prefix: str = "learner", say: Callable[[str], None] = print) -> list[st
                 dropped.append(f"database {name}")
             elif exists:  # and its owner with it: a role cannot be dropped while it owns a database
                 say(f"  left alone: database {name} and role {name} (no readable marker of the workbook's for {name})")
+                kept |= {f"database {name}", f"role {name}", *(f"role {r}" for r in theirs[name])}
                 continue
             for role in [*theirs[name], name]:
                 conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [role])
@@ -376,7 +377,8 @@ def drop(prefix: str = "learner", say: Callable[[str], None] = print) -> list[st
             "SELECT 'database ' || datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1",
             [prefix, prefix]).fetchall()
         for (other,) in others:
-            say(f"  left alone: {other} (not made by workbook provision)")
+            if other not in kept:  # already named, with the reason
+                say(f"  left alone: {other} (not made by workbook provision)")
         members = conn.execute("SELECT count(*) FROM pg_auth_members WHERE roleid = "
                                "(SELECT oid FROM pg_roles WHERE rolname = %s)", [GROUP]).fetchone()[0]
         if members == 0 and _marked_roles(conn, GROUP):  # the last room on this server is gone
