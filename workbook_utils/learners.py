@@ -381,7 +381,7 @@ def drop(prefix: str = "learner", say: Callable[[str], None] = print) -> list[st
                 say(f"  left alone: {other} (not made by workbook provision)")
         members = conn.execute("SELECT count(*) FROM pg_auth_members WHERE roleid = "
                                "(SELECT oid FROM pg_roles WHERE rolname = %s)", [GROUP]).fetchone()[0]
-        if members == 0 and _marked_roles(conn, GROUP):  # the last room on this server is gone
+        if members == 0 and not config.external_url() and _marked_roles(conn, GROUP):  # the last room here is gone
             conn.execute(f"DROP ROLE {GROUP}")
     say(f"dropped {len([d for d in dropped if d.startswith('database')])} databases and "
         f"{len([d for d in dropped if d.startswith('role')])} roles")
