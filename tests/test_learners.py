@@ -47,6 +47,11 @@ def room(tmp_path_factory) -> dict:
         admin.execute(f"DROP ROLE IF EXISTS {PREFIX}_decoy")
 
 
+def test_a_learners_url_keeps_the_admin_urls_hosts_and_options():
+    url = learners.learner_url("postgresql://admin:pw@[::1]:6543,db2.example/workbook?sslmode=require", "l01", "s3")
+    assert url == "postgresql://l01:s3@[::1]:6543,db2.example/l01?sslmode=require"  # IPv6 lost its brackets before
+
+
 def test_a_room_the_server_cannot_hold_is_refused_before_anything_is_created(room):
     with pytest.raises(WorkbookError, match=r"cannot hold the room: max_connections is \d+; 30 learners"):
         learners.provision(30, prefix="roomfit", scale="tiny", say=lambda _: None)
@@ -106,9 +111,10 @@ def test_handouts_carry_the_urls_and_the_terminal_no_password(room):
     assert oct(room["out"].stat().st_mode & 0o777) == "0o600"
     passwords = [psycopg.conninfo.conninfo_to_dict(u)["password"] for u in room["urls"].values()]
     assert not any(p in line for p in passwords for line in room["said"])
-    ignored = subprocess.run(["git", "check-ignore", "learners.csv", "learners.html"], capture_output=True, text=True,
+    names = ["learners.csv", "learners.html", "teamb-learners.csv", "teamb-learners.html"]
+    ignored = subprocess.run(["git", "check-ignore", *names], capture_output=True, text=True,
                              cwd=Path(__file__).parents[1])
-    assert ignored.stdout.split() == ["learners.csv", "learners.html"]  # the default --out never gets committed
+    assert ignored.stdout.split() == names  # the default --out, and the one a second room is told to use
 
 
 def test_rerun_adds_missing_learners_refuses_foreign_databases_and_keeps_data(room):
@@ -120,11 +126,16 @@ def test_rerun_adds_missing_learners_refuses_foreign_databases_and_keeps_data(ro
     refused = workbook("provision", "--learners", "5", "--prefix", PREFIX, "--out", str(room["out"]), "--force")
     assert refused.returncode == 1 and f"Databases {PREFIX}05 exist but the workbook did not provision" in refused.stderr
     assert f"role {PREFIX}04" not in everything()  # refused before creating anything
+    with pytest.raises(WorkbookError, match=r"holds another room's learners \(roomtest01, roomtest02, roomtest03\)"):
+        learners.provision(1, prefix="roomother", out=room["out"], scale="tiny", force=True, say=lambda _: None)
+    assert everything("roomother") <= {f"role {learners.GROUP}"}  # the first room's URLs are kept, not overwritten
+    room["out"].chmod(0o644)
     result = workbook("provision", "--learners", "4", "--prefix", PREFIX, "--out", str(room["out"]), "--force")
     assert result.returncode == 0, result.stderr
     assert f"{PREFIX}01: already there" in result.stdout and f"{PREFIX}04: ready" in result.stdout
     rows = {r["learner"]: r["DATABASE_URL"] for r in csv.DictReader(room["out"].open())}
     assert rows[f"{PREFIX}01"] == first and len(rows) == 4
+    assert oct(room["out"].stat().st_mode & 0o777) == "0o600"  # made private again
     assert not any(psycopg.conninfo.conninfo_to_dict(u)["password"] in result.stdout + result.stderr
                    for u in rows.values())
     with psycopg.connect(first) as conn:
@@ -146,19 +157,30 @@ def test_drop_removes_exactly_what_provision_made(room):
     assert everything() - group == room["before"] - group | {f"database {PREFIX}05", f"role {PREFIX}_decoy"}
 
 
-def test_provision_through_database_url_creates_and_seeds_the_template_database(monkeypatch, tmp_path):
-    """As on a shared server: DATABASE_URL names an admin role and a database for the template, not there yet."""
+def test_an_admin_that_is_no_superuser_provisions_through_database_url(monkeypatch, tmp_path):
+    """As on a managed server: DATABASE_URL names a CREATEROLE CREATEDB role (not a superuser) and a database for the
+    template, not there yet; the learners' group exists already, made by another admin (the embedded superuser)."""
     admin = urls.admin_url()
-    monkeypatch.setenv("DATABASE_URL", urls.with_database(admin, "roomtpl"))
     try:
-        made = learners.provision(1, prefix="roomurl", out=tmp_path / "l.csv", scale="tiny", force=True,
+        with db.connect(admin) as conn:
+            conn.execute("CREATE ROLE roomadmin LOGIN CREATEROLE CREATEDB")
+            learners._ensure_group(conn)  # as a room this superuser provisioned earlier left it
+        monkeypatch.setenv("DATABASE_URL", urls.with_database(admin.replace("//postgres@", "//roomadmin@"), "roomtpl"))
+        learners.provision(1, prefix="roomurl", out=tmp_path / "l.csv", scale="tiny", force=True, say=lambda _: None)
+        with db.connect(urls.admin_url()) as conn:  # as a run interrupted after the role: no database, no SET yet
+            conn.execute("DROP DATABASE roomurl01")
+            conn.execute("REVOKE roomurl01 FROM roomadmin GRANTED BY roomadmin")  # CREATE ROLE's own grant stays
+        made = learners.provision(2, prefix="roomurl", out=tmp_path / "l.csv", scale="tiny", force=True,
                                   say=lambda _: None)
-        with psycopg.connect(made[0].url) as conn:
-            assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 100
-        learners.drop("roomurl", say=lambda _: None)
+        for learner in made:
+            with psycopg.connect(learner.url) as conn:
+                assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 100
+                assert conn.execute(learners.NOT_THEIRS, [learner.name]).fetchall() == []
+        assert learners.drop("roomurl", say=lambda _: None).count("role roomurl01") == 1
         assert everything("roomurl") - {f"role {learners.GROUP}"} == set()
     finally:
         learners.drop("roomurl", say=lambda _: None)
         with db.connect(admin) as conn:
             conn.execute("DROP DATABASE IF EXISTS roomtpl WITH (FORCE)")
             conn.execute("DROP DATABASE IF EXISTS roomtpl_template WITH (FORCE)")
+            conn.execute("DROP ROLE IF EXISTS roomadmin")

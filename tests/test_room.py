@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import nbformat
 import psycopg
@@ -95,3 +96,56 @@ def test_the_facilitator_notebook_draws_the_room(learner_urls, monkeypatch):
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # the heatmap and solved over time
     printed = "".join(o.get("text", "") for o in outputs)
     assert f"{PREFIX}03" in printed and "00/q3" in printed
+
+
+def test_a_lock_on_the_outcomes_table_does_not_hold_the_learners_check(learner_urls, monkeypatch, capsys):
+    """Another session (a second kernel, psql) holding the table must not hang the learner's cell: bounded, dropped."""
+    url = learner_urls[f"{PREFIX}03"]
+    q = Exercise(name="q7", question="1 + 1?", reference=lambda: 2, hint_text="", solution_code="")
+    monkeypatch.setenv("DATABASE_URL", url)
+    with psycopg.connect(url) as holder:
+        holder.execute("LOCK TABLE _workbook.outcomes IN ACCESS EXCLUSIVE MODE")
+        started = time.perf_counter()
+        q.check(2)
+        waited = time.perf_counter() - started
+    assert capsys.readouterr().out == "✅ q7: correct.\n"
+    assert waited < 10, f"the check waited {waited:.1f} s for the lock"  # bound: lock_timeout, statement_timeout
+    with psycopg.connect(url) as conn:  # the attempt was dropped, not queued for later
+        assert conn.execute("SELECT count(*) FROM _workbook.outcomes WHERE exercise = 'q7'").fetchone()[0] == 0
+
+
+PLANT = """
+CREATE TABLE public.planted (who text, via text);
+CREATE FUNCTION public.to_regclass(text) RETURNS regclass LANGUAGE plpgsql AS $$
+    BEGIN INSERT INTO public.planted VALUES (current_user, 'search_path'); RETURN pg_catalog.to_regclass($1); END $$;
+CREATE FUNCTION public.spy() RETURNS SETOF _workbook.outcomes LANGUAGE plpgsql AS $$
+    BEGIN INSERT INTO public.planted VALUES (current_user, 'view'); RETURN; END $$;
+ALTER TABLE _workbook.outcomes RENAME TO outcomes_real;
+CREATE VIEW _workbook.outcomes AS SELECT * FROM public.spy();
+ALTER DATABASE {db} SET search_path = public, pg_catalog"""
+UPROOT = """ALTER DATABASE {db} RESET search_path; DROP VIEW _workbook.outcomes;
+ALTER TABLE _workbook.outcomes_real RENAME TO outcomes; DROP FUNCTION public.spy(), public.to_regclass(text);
+DROP TABLE public.planted"""
+
+
+def test_the_admin_runs_none_of_the_code_a_learner_plants_in_their_database(learner_urls):
+    """A learner owns their database: a search_path or a view set there must not run as the admin who reads it."""
+    name = f"{PREFIX}02"
+    with psycopg.connect(learner_urls[name], autocommit=True) as conn:
+        conn.execute(PLANT.format(db=name))
+    try:
+        row = next(line for line in workbook_room().splitlines() if line.startswith(name))
+        owner = learners._database_owner(urls.admin_url(), name)  # what provision and --drop ask first
+        with psycopg.connect(learner_urls[name]) as conn:
+            ran = conn.execute("SELECT who, via FROM public.planted WHERE who <> current_user").fetchall()
+        assert ran == [], f"the learner's code ran as {ran}"
+        assert "unreachable:" in row and "outcomes" in row  # the facilitator is told, nothing is read
+        assert owner is None  # tampered with: provision refuses it, --drop leaves it (and says so, once)
+        said: list[str] = []
+        learners.drop(PREFIX, say=said.append)  # this module's last test: the others go, the fixture drops the rest
+        assert [line for line in said if name in line] == [
+            f"  left alone: database {name} and role {name} (no readable marker of the workbook's for {name})"]
+        assert said[-1] == "dropped 2 databases and 2 roles"
+    finally:
+        with psycopg.connect(learner_urls[name], autocommit=True) as conn:
+            conn.execute(UPROOT.format(db=name))

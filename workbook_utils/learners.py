@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 GROUP = "workbook_learners"  # every learner is a member: the embedded server's pg_hba asks its members for a password
 MARK = "workbook learner"  # COMMENT ON ROLE of every role provision made (and of GROUP)
-PEAK = 17  # most sessions one notebook opens at once (benchmarks/room.py peak: notebooks 01 and 04, pool sweeps)
-CONNECTION_LIMIT = PEAK + 8  # headroom: a second kernel, %sql, psql in a terminal, notebook 09's PgBouncer pool
+PEAK = 19  # most sessions one notebook opens in its database at once (benchmarks/room.py peak: 08; 01, 04: 17)
+CONNECTION_LIMIT = PEAK + 8  # headroom: a second kernel, %sql, psql in a terminal, a burst the 10 ms sampling missed
 FACILITATOR = 10  # connections kept free for the facilitator (`workbook room` reads 8 databases at once)
 PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
@@ -50,8 +50,8 @@ def names(prefix: str, count: int) -> list[str]:
 def learner_url(admin_url: str, name: str, password: str) -> str:
     """The admin URL's host, port and options, with the learner's role, password and database."""
     parts = urlsplit(admin_url)
-    host = f"{parts.hostname}:{parts.port or 5432}"
-    return parts._replace(netloc=f"{quote(name)}:{quote(password, safe='')}@{host}", path=f"/{name}").geturl()
+    hosts = parts.netloc.rpartition("@")[2]  # as written: an IPv6 address keeps its brackets, several hosts stay
+    return parts._replace(netloc=f"{quote(name)}:{quote(password, safe='')}@{hosts}", path=f"/{name}").geturl()
 
 
 def room_problems(conn: psycopg.Connection, learners: int) -> tuple[list[str], list[str]]:
@@ -91,12 +91,38 @@ def _role_exists(conn: psycopg.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone() is not None
 
 
+# The learner owns their database: they may `ALTER DATABASE … SET search_path` to shadow pg_catalog's functions, turn
+# the workbook's tables into views over their own functions, or force row policies on them; the admin reading there
+# would run that code with its own rights. The client's settings override the database's; views are refused.
+GUARDED = "-c search_path=pg_catalog,pg_temp -c row_security=off"
+PLANTED = """SELECT string_agg(c.oid::regclass::text, ', ') FROM pg_class c JOIN pg_namespace n ON n.oid = relnamespace
+             WHERE nspname = '_workbook' AND relkind NOT IN ('r', 'i', 'S')"""
+
+
+def enter(admin_url: str, name: str, application_name: str = "workbook-provision") -> psycopg.Connection:
+    """The admin inside a learner's database, deaf to what its owner may have planted there (see GUARDED)."""
+    import psycopg
+
+    conn = db.connect(urls.with_database(admin_url, name), application_name=application_name, options=GUARDED)
+    try:
+        if conn.execute("SELECT current_setting('restrict_nonsystem_relation_kind', true)").fetchone()[0] is not None:
+            conn.execute("SET restrict_nonsystem_relation_kind = 'view, foreign-table'")  # 17, 16.4, 15.8, 14.13 on
+        if planted := conn.execute(PLANTED).fetchone()[0]:  # older minor releases: at least the workbook's schema
+            raise WorkbookError(f"{planted} in {name} should be a table: not read (its owner replaced it?)")
+    except (psycopg.Error, WorkbookError):
+        conn.close()
+        raise
+    return conn
+
+
 def _database_owner(admin_url: str, name: str) -> str | None:
     """The learner a database was provisioned for ('' when it is the workbook's but unfinished), None if not ours."""
+    import psycopg
+
     try:
-        with db.connect(urls.with_database(admin_url, name)) as conn:
+        with enter(admin_url, name) as conn:
             meta = marker.marker(conn)
-    except WorkbookError:  # not even allowed in: certainly not ours
+    except (WorkbookError, psycopg.Error):  # not allowed in, or tampered with: not one we can vouch for
         return None
     return None if meta is None else meta.get("learner", "")
 
@@ -107,7 +133,7 @@ def _ensure_group(conn: psycopg.Connection) -> None:
         conn.execute(f"COMMENT ON ROLE {GROUP} IS '{MARK}'")
 
 
-def _create_role(conn: psycopg.Connection, name: str, password: str, superuser: bool) -> None:
+def _create_role(conn: psycopg.Connection, name: str, password: str, grouped: bool) -> None:
     """A login role whose password arrives as a SCRAM verifier, limited to CONNECTION_LIMIT sessions."""
     from psycopg import sql
 
@@ -116,8 +142,15 @@ def _create_role(conn: psycopg.Connection, name: str, password: str, superuser: 
     conn.execute(sql.SQL("CREATE ROLE {} LOGIN {} PASSWORD {} CONNECTION LIMIT {}").format(
         sql.Identifier(name), createrole, sql.Literal(verifier), sql.Literal(CONNECTION_LIMIT)))
     conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(name), sql.Literal(MARK)))
-    conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(GROUP), sql.Identifier(name)))
-    if not superuser and conn.info.server_version >= 160000:  # to create a database owned by it, and read it later
+    if grouped:
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(GROUP), sql.Identifier(name)))
+
+
+def _take_membership(conn: psycopg.Connection, name: str) -> None:
+    """PostgreSQL 16+: a provisioner that is not a superuser must be a member of the role to give it a database."""
+    from psycopg import sql
+
+    if conn.info.server_version >= 160000 and not _is_superuser(conn):  # also for a role an interrupted run made
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER WITH SET TRUE, INHERIT TRUE").format(sql.Identifier(name)))
 
 
@@ -162,7 +195,7 @@ def _hand_over(admin_url: str, name: str) -> None:
 
     from .room import OUTCOMES_DDL
 
-    with db.connect(urls.with_database(admin_url, name)) as conn, conn.transaction():
+    with enter(admin_url, name) as conn, conn.transaction():
         conn.execute("INSERT INTO _workbook.meta VALUES ('learner', %s) ON CONFLICT (key) DO NOTHING", [name])
         conn.execute(OUTCOMES_DDL)
         rows = conn.execute(NOT_THEIRS, [name]).fetchall()
@@ -197,12 +230,46 @@ def _template(scale: str, say: Callable[[str], None]) -> str:
     return seed.template_name(dbname)
 
 
-def _known_passwords(out: Path) -> dict[str, str]:
+def _known_passwords(out: Path, prefix: str) -> dict[str, str]:
     """learner → URL from an earlier run's CSV, so re-running keeps the URLs already handed out."""
     if not out.exists():
         return {}
     with out.open(newline="") as f:
-        return {row["learner"]: row["DATABASE_URL"] for row in csv.DictReader(f)}
+        known = {row["learner"]: row["DATABASE_URL"] for row in csv.DictReader(f)}
+    if others := [n for n in known if not re.fullmatch(rf"{prefix}\d{{2,}}", n)]:  # overwriting would lose their URLs
+        shown = ", ".join(others[:3]) + (" …" if len(others) > 3 else "")
+        raise WorkbookError(f"{out} holds another room's learners ({shown}): nothing was created. "
+                            f"Pass --out {prefix}-learners.csv (or move that file).")
+    return known
+
+
+def _check_fit(conn: psycopg.Connection, count: int, force: bool, say: Callable[[str], None]) -> None:
+    """Refuse a room this server cannot hold (unless forced); say what only some lessons miss."""
+    blocking, missing = room_problems(conn, count)
+    for line in missing:
+        say(f"  note: {line}")
+    if blocking and not force:
+        raise WorkbookError("This server cannot hold the room: " + "; ".join(blocking) +
+                            ". Nothing was created (--force provisions anyway).")
+    for line in blocking:
+        say(f"  warning (--force): {line}")
+
+
+def _check_names(conn: psycopg.Connection, admin_url: str, prefix: str,
+                 wanted: list[str]) -> tuple[set[str], dict[str, str]]:
+    """(roles provision made, database → its learner or '') for the wanted names; refuses names someone else took."""
+    ours = set(_marked_roles(conn, prefix))
+    foreign = [n for n in wanted if n not in ours and _role_exists(conn, n)]
+    if foreign:
+        raise WorkbookError(f"Roles {', '.join(foreign)} exist but provision did not make them: nothing was "
+                            "created. Choose another --prefix.")
+    present = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", [wanted])]
+    owners = {n: _database_owner(admin_url, n) for n in present}
+    refused = [n for n, owner in owners.items() if owner not in ("", n)]
+    if refused:
+        raise WorkbookError(f"Databases {', '.join(refused)} exist but the workbook did not provision them: "
+                            "nothing was created, nothing touched. Choose another --prefix.")
+    return ours, owners
 
 
 def provision(count: int, prefix: str = "learner", out: Path | None = None, scale: str | None = None,
@@ -213,33 +280,17 @@ def provision(count: int, prefix: str = "learner", out: Path | None = None, scal
     out = out or config.project_root() / "learners.csv"
     admin_url = urls.admin_url()
     with db.connect(admin_url, application_name="workbook-provision") as conn:
-        blocking, missing = room_problems(conn, count)
-        for line in missing:
-            say(f"  note: {line}")
-        if blocking and not force:
-            raise WorkbookError("This server cannot hold the room: " + "; ".join(blocking) +
-                                ". Nothing was created (--force provisions anyway).")
-        for line in blocking:
-            say(f"  warning (--force): {line}")
-        ours = set(_marked_roles(conn, prefix))
-        foreign = [n for n in wanted if n not in ours and _role_exists(conn, n)]
-        if foreign:
-            raise WorkbookError(f"Roles {', '.join(foreign)} exist but provision did not make them: nothing was "
-                                "created. Choose another --prefix.")
-        present = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", [wanted])]
-        owners = {n: _database_owner(admin_url, n) for n in present}
-        refused = [n for n, owner in owners.items() if owner not in ("", n)]
-        if refused:
-            raise WorkbookError(f"Databases {', '.join(refused)} exist but the workbook did not provision them: "
-                                "nothing was created, nothing touched. Choose another --prefix.")
+        _check_fit(conn, count, force, say)
+        ours, owners = _check_names(conn, admin_url, prefix, wanted)
+    known = _known_passwords(out, prefix)
     template = _template(scale, say)
-    if not config.external_url():
+    grouped = not config.external_url()  # a shared server's pg_hba.conf is its DBA's, and GROUP maybe another admin's
+    if grouped:
         server.require_passwords(GROUP)  # the embedded server trusts everyone else on 127.0.0.1
-    known = _known_passwords(out)
     made = []
     with db.connect(admin_url, application_name="workbook-provision") as conn:
-        superuser = _is_superuser(conn)
-        _ensure_group(conn)
+        if grouped:
+            _ensure_group(conn)
         for name in wanted:
             start = time.perf_counter()
             url = known.get(name)
@@ -247,10 +298,11 @@ def provision(count: int, prefix: str = "learner", out: Path | None = None, scal
                 password = secrets.token_urlsafe(18)  # letters, digits, - and _: nothing to quote in a URL
                 url = learner_url(admin_url, name, password)
                 if name not in ours:
-                    _create_role(conn, name, password, superuser)
+                    _create_role(conn, name, password, grouped)
                 else:  # an earlier run's learner whose URL is not in this CSV
                     _set_password(conn, name, password)
                     say(f"  {name}: not in {out.name}, so it gets a new password (its data stays)")
+            _take_membership(conn, name)
             owner = owners.get(name, "")
             if name not in owners:
                 _create_database(conn, name, template)
@@ -270,8 +322,9 @@ def write_handouts(learners: list[Learner], out: Path, scale: str) -> None:
     """learners.csv (learner, DATABASE_URL) and a printable page with one card per learner, readable by you only."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.touch(mode=0o600)
+    out.chmod(0o600)  # also when an earlier file was readable by others
     with out.open("w", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")  # `cut -d, -f2` in a shell gives a URL without a stray \r
         writer.writerow(["learner", "DATABASE_URL"])
         writer.writerows([(lr.name, lr.url) for lr in learners])
     cards = "\n".join(
@@ -281,6 +334,7 @@ def write_handouts(learners: list[Learner], out: Path, scale: str) -> None:
         for lr in learners)
     page = out.with_suffix(".html")
     page.touch(mode=0o600)
+    page.chmod(0o600)
     page.write_text(
         "<!doctype html><meta charset=utf-8><title>Workshop room</title><style>body{font-family:sans-serif}"
         "section{border:1px dashed #999;padding:0 1em;margin:1em 0;page-break-inside:avoid}"
@@ -301,7 +355,7 @@ def drop(prefix: str = "learner", say: Callable[[str], None] = print) -> list[st
 
     names(prefix, 0)  # validates the prefix
     admin_url = urls.admin_url()
-    dropped = []
+    dropped, kept = [], set()
     with db.connect(admin_url, application_name="workbook-provision") as conn:
         learners = _marked_roles(conn, prefix)
         theirs = {n: _created_by(conn, n) for n in learners}
@@ -310,8 +364,10 @@ def drop(prefix: str = "learner", say: Callable[[str], None] = print) -> list[st
             if exists and _database_owner(admin_url, name) == name:
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
                 dropped.append(f"database {name}")
-            elif exists:
-                say(f"  left alone: database {name} (the workbook did not provision it for {name})")
+            elif exists:  # and its owner with it: a role cannot be dropped while it owns a database
+                say(f"  left alone: database {name} and role {name} (no readable marker of the workbook's for {name})")
+                kept |= {f"database {name}", f"role {name}", *(f"role {r}" for r in theirs[name])}
+                continue
             for role in [*theirs[name], name]:
                 conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [role])
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
@@ -321,10 +377,11 @@ def drop(prefix: str = "learner", say: Callable[[str], None] = print) -> list[st
             "SELECT 'database ' || datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY 1",
             [prefix, prefix]).fetchall()
         for (other,) in others:
-            say(f"  left alone: {other} (not made by workbook provision)")
+            if other not in kept:  # already named, with the reason
+                say(f"  left alone: {other} (not made by workbook provision)")
         members = conn.execute("SELECT count(*) FROM pg_auth_members WHERE roleid = "
                                "(SELECT oid FROM pg_roles WHERE rolname = %s)", [GROUP]).fetchone()[0]
-        if members == 0 and _marked_roles(conn, GROUP):  # the last room on this server is gone
+        if members == 0 and not config.external_url() and _marked_roles(conn, GROUP):  # the last room here is gone
             conn.execute(f"DROP ROLE {GROUP}")
     say(f"dropped {len([d for d in dropped if d.startswith('database')])} databases and "
         f"{len([d for d in dropped if d.startswith('role')])} roles")

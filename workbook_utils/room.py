@@ -96,7 +96,9 @@ class Room:
 
 
 def _read_one(admin_url: str, learner: str) -> list[Outcome]:
-    with db.connect(urls.with_database(admin_url, learner), application_name="workbook-room") as conn:
+    from .learners import enter
+
+    with enter(admin_url, learner, application_name="workbook-room") as conn:
         conn.execute("SET statement_timeout = '5s'")
         if conn.execute("SELECT to_regclass('_workbook.outcomes')").fetchone()[0] is None:
             return []
