@@ -61,7 +61,10 @@ def test_steady_load_times_the_wait_and_the_query_of_every_request():
     assert list(requests.columns) == ["wait ms", "query ms", "error", "finished", "latency ms"]
     assert (requests["error"] == "").all() and len(requests) >= 3   # a slow machine finishes fewer, never none
     assert (requests["query ms"] >= 20).all()                 # pg_sleep(0.02) on the server
-    assert requests["wait ms"].median() >= 20                 # three clients, one connection: they queue in the pool
+    # Three clients, one connection: two of them are always queued, so waits add up to about twice the query time.
+    # The mean, not the median: the pool is not fair (a client that gives the connection back often takes it again
+    # before a waiter wakes), so a slow machine shows a few long waits and many short ones.
+    assert requests["wait ms"].mean() >= 20
     assert (requests["latency ms"] == requests["wait ms"] + requests["query ms"]).all()
 
 
