@@ -11,7 +11,7 @@ import nbformat
 import psycopg
 import pytest
 
-from workbook_utils import config, db, learners, room, urls
+from workbook_utils import config, db, learners, outcomes, room, urls
 from workbook_utils.exercises import Exercise
 from workbook_utils.exercises.nb00 import Q1_SQL
 from workbook_utils.notebook_files import execute, notebook_paths
@@ -65,7 +65,7 @@ def test_a_learner_runs_notebook_00_and_the_room_shows_their_outcomes(learner_ur
 def test_records_count_attempts_and_stay_solved(learner_urls):
     with psycopg.connect(learner_urls[f"{PREFIX}02"], autocommit=True) as conn:
         for solved in (False, True, False):
-            room.record(conn, "04", "q9", solved)
+            outcomes.record(conn, "04", "q9", solved)
         row = conn.execute("SELECT status, attempts, first_attempt < last_attempt, solved_at IS NOT NULL "
                            "FROM _workbook.outcomes WHERE notebook = '04' AND exercise = 'q9'").fetchone()
     assert row == ("solved", 3, True, True)
@@ -87,7 +87,7 @@ def test_recording_never_fails_the_learners_check(scratch_db, monkeypatch, capsy
 
 def test_the_facilitator_notebook_draws_the_room(learner_urls, monkeypatch):
     with psycopg.connect(learner_urls[f"{PREFIX}03"], autocommit=True) as conn:
-        room.record(conn, "00", "q3", solved=True)
+        outcomes.record(conn, "00", "q3", solved=True)
     monkeypatch.setenv("WORKBOOK_ROOM_PREFIX", PREFIX)
     path = config.project_root() / "facilitator" / "room.ipynb"
     assert not any(c.get("outputs") for c in nbformat.read(path, as_version=4).cells), "committed without outputs"

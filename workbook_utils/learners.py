@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 
 from . import config, db, marker, seed, server, urls
 from .errors import WorkbookError
+from .outcomes import OUTCOMES_DDL
 
 if TYPE_CHECKING:
     import psycopg
@@ -80,7 +81,7 @@ def _is_superuser(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
 
 
-def _marked_roles(conn: psycopg.Connection, prefix: str) -> list[str]:
+def marked_roles(conn: psycopg.Connection, prefix: str) -> list[str]:
     """Roles provision made with this prefix (by their comment), in name order."""
     return [r[0] for r in conn.execute(
         "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) "
@@ -193,8 +194,6 @@ def _hand_over(admin_url: str, name: str) -> None:
     """Inside the new database: mark it as this learner's, add the outcomes table, give the learner every object."""
     from psycopg import sql
 
-    from .room import OUTCOMES_DDL
-
     with enter(admin_url, name) as conn, conn.transaction():
         conn.execute("INSERT INTO _workbook.meta VALUES ('learner', %s) ON CONFLICT (key) DO NOTHING", [name])
         conn.execute(OUTCOMES_DDL)
@@ -258,7 +257,7 @@ def _check_fit(conn: psycopg.Connection, count: int, force: bool, say: Callable[
 def _check_names(conn: psycopg.Connection, admin_url: str, prefix: str,
                  wanted: list[str]) -> tuple[set[str], dict[str, str]]:
     """(roles provision made, database → its learner or '') for the wanted names; refuses names someone else took."""
-    ours = set(_marked_roles(conn, prefix))
+    ours = set(marked_roles(conn, prefix))
     foreign = [n for n in wanted if n not in ours and _role_exists(conn, n)]
     if foreign:
         raise WorkbookError(f"Roles {', '.join(foreign)} exist but provision did not make them: nothing was "
@@ -357,7 +356,7 @@ def drop(prefix: str = "learner", say: Callable[[str], None] = print) -> list[st
     admin_url = urls.admin_url()
     dropped, kept = [], set()
     with db.connect(admin_url, application_name="workbook-provision") as conn:
-        learners = _marked_roles(conn, prefix)
+        learners = marked_roles(conn, prefix)
         theirs = {n: _created_by(conn, n) for n in learners}
         for name in learners:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
@@ -381,7 +380,7 @@ def drop(prefix: str = "learner", say: Callable[[str], None] = print) -> list[st
                 say(f"  left alone: {other} (not made by workbook provision)")
         members = conn.execute("SELECT count(*) FROM pg_auth_members WHERE roleid = "
                                "(SELECT oid FROM pg_roles WHERE rolname = %s)", [GROUP]).fetchone()[0]
-        if members == 0 and not config.external_url() and _marked_roles(conn, GROUP):  # the last room here is gone
+        if members == 0 and not config.external_url() and marked_roles(conn, GROUP):  # the last room here is gone
             conn.execute(f"DROP ROLE {GROUP}")
     say(f"dropped {len([d for d in dropped if d.startswith('database')])} databases and "
         f"{len([d for d in dropped if d.startswith('role')])} roles")

@@ -10,46 +10,13 @@ import datetime as dt
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from . import db, urls
+from .learners import enter, marked_roles, names
+from .outcomes import SOLVED, TRIED
 
-if TYPE_CHECKING:
-    import psycopg
-
-SOLVED, TRIED, NOT_YET = "solved", "tried", "not yet"
+NOT_YET = "not yet"
 READERS = 8  # learners' databases read at once by `workbook room`
-OUTCOMES_DDL = """CREATE TABLE IF NOT EXISTS _workbook.outcomes (
-    notebook text NOT NULL, exercise text NOT NULL, status text NOT NULL CHECK (status IN ('solved', 'tried')),
-    attempts int NOT NULL, first_attempt timestamptz NOT NULL, last_attempt timestamptz NOT NULL,
-    solved_at timestamptz, PRIMARY KEY (notebook, exercise))"""
-UPSERT = """INSERT INTO _workbook.outcomes AS o VALUES (%(nb)s, %(ex)s, %(status)s, 1, now(), now(),
-                                                     CASE WHEN %(status)s = 'solved' THEN now() END)
-ON CONFLICT (notebook, exercise) DO UPDATE SET attempts = o.attempts + 1, last_attempt = now(),
-    status = CASE WHEN o.status = 'solved' THEN 'solved' ELSE excluded.status END,
-    solved_at = coalesce(o.solved_at, excluded.solved_at)"""
-
-
-def record(conn: psycopg.Connection, notebook: str, exercise: str, solved: bool) -> None:
-    """Count one attempt at an exercise in this database (the outcomes table is made on first use)."""
-    import psycopg
-
-    params = {"nb": notebook, "ex": exercise, "status": SOLVED if solved else TRIED}
-    try:
-        conn.execute(UPSERT, params)
-    except psycopg.errors.UndefinedTable:  # a laptop's database: the learner's own record starts here
-        conn.execute(OUTCOMES_DDL)
-        conn.execute(UPSERT, params)
-
-
-def record_here(notebook: str, exercise: str, solved: bool) -> None:
-    """Record in the notebooks' own database (DATABASE_URL or the embedded one), bounded to about a second."""
-    import psycopg
-
-    with psycopg.connect(urls.plain(urls.libpq_url()), connect_timeout=2, autocommit=True,
-                         application_name="workbook-record",
-                         options="-c statement_timeout=1000 -c lock_timeout=200") as conn:
-        record(conn, notebook, exercise, solved)
 
 
 @dataclass
@@ -96,8 +63,6 @@ class Room:
 
 
 def _read_one(admin_url: str, learner: str) -> list[Outcome]:
-    from .learners import enter
-
     with enter(admin_url, learner, application_name="workbook-room") as conn:
         conn.execute("SET statement_timeout = '5s'")
         if conn.execute("SELECT to_regclass('_workbook.outcomes')").fetchone()[0] is None:
@@ -109,12 +74,10 @@ def _read_one(admin_url: str, learner: str) -> list[Outcome]:
 
 def read_room(prefix: str = "learner") -> Room:
     """Every learner's outcomes, read by the admin role from each learner's database (a few at a time)."""
-    from .learners import _marked_roles, names
-
     names(prefix, 0)  # validates the prefix
     admin_url = urls.admin_url()
     with db.connect(admin_url, application_name="workbook-room") as conn:
-        learners = [n for n in _marked_roles(conn, prefix)
+        learners = [n for n in marked_roles(conn, prefix)
                     if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [n]).fetchone()]
     room = Room(learners)
     with ThreadPoolExecutor(READERS) as pool:

@@ -109,6 +109,11 @@ def port() -> int:
     return _conf_port() or DEFAULT_PORT
 
 
+def superuser_url() -> str:
+    """The embedded superuser on its maintenance database (what creates databases, roles and extensions)."""
+    return f"postgresql://{SUPERUSER}@127.0.0.1:{port()}/postgres"
+
+
 def status() -> Status:
     """Is the embedded server running, on which port."""
     pid = _pid()
@@ -304,10 +309,10 @@ def require_passwords(group: str) -> None:
 
 def _reload(timeout: float = 10) -> None:
     """Reload the configuration and wait until new sessions see it (pg_conf_load_time of a new backend moves)."""
-    from . import db, urls
+    import psycopg
 
     def loaded_at():
-        with db.connect(urls.admin_url()) as conn:
+        with psycopg.connect(superuser_url(), connect_timeout=5) as conn:
             return conn.execute("SELECT pg_conf_load_time()").fetchone()[0]
 
     before, deadline = loaded_at(), time.monotonic() + timeout

@@ -46,7 +46,7 @@ def admin_url() -> str:
     """Who creates databases: the embedded superuser, or DATABASE_URL's own role on its server."""
     if ext := config.external_url():
         return with_database(plain(ext), "postgres")
-    return f"postgresql://{server.SUPERUSER}@127.0.0.1:{server.port()}/postgres"
+    return server.superuser_url()
 
 
 def where(url: str) -> str:
