@@ -108,3 +108,14 @@ def test_run_reports_a_failing_notebook_and_exits_1(tmp_path, seeded):
     assert result.returncode == 1, result.stderr
     assert "[1/1] 98_fails.ipynb: FAILED" in result.stdout and "ZeroDivisionError" in result.stdout
     assert "Kernel is running over TCP" not in result.stdout + result.stderr
+
+
+def test_run_reads_6_as_06_and_refuses_a_notebook_that_does_not_exist():
+    from workbook_utils.cli import notebook_numbers
+    from workbook_utils.notebook_files import notebook_paths
+
+    assert notebook_numbers(["6", "00"]) == ["06", "00"]
+    result = workbook("run", "6", "42", "x")  # refused before anything runs
+    existing = " ".join(p.name[:2] for p in notebook_paths())
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == f"workbook: no notebook 42, x: the notebooks are {existing}."

@@ -72,9 +72,21 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return start_lab()
 
 
+def notebook_numbers(asked: list[str]) -> list[str]:
+    """`6` or `06` → "06"; a number with no notebook is refused with the list of those that exist."""
+    from .notebook_files import notebook_paths
+
+    existing = [p.name[:2] for p in notebook_paths()]
+    wanted = [n.zfill(2) if n.isdigit() else n for n in asked]
+    if unknown := [a for a, n in zip(asked, wanted, strict=True) if n not in existing]:
+        raise WorkbookError(f"no notebook {', '.join(unknown)}: the notebooks are {' '.join(existing)}.")
+    return wanted
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .notebook_files import run_all
 
+    args.numbers = notebook_numbers(args.numbers)  # before seeding: a typo is told at once
     seed.seed_if_needed()
     build = (args.build or config.project_root() / "build") / ("solutions" if args.solutions else "")
     failures = run_all(build, timeout=args.timeout, numbers=args.numbers, solutions=args.solutions)
