@@ -69,8 +69,9 @@ def test_an_answer_of_the_wrong_kind_is_told_what_is_asked_for():
 def test_a_question_builds_its_exercise_and_the_discussion_comes_after_a_correct_answer(capsys):
     from workbook_utils.exercises import Question
 
-    question = Question("q7", "What is 6 × 7?", shape="a number, e.g. `12`", discussion="Why: 6 × 7 is 42.")
-    q = question.exercise(reference=lambda: 42, hint_text="multiply", solution_code="q7.check(42)")
+    question = Question(name="q7", text="What is 6 × 7?", shape="a number, e.g. `12`", hint_text="multiply",
+                        solution_code="q7.check(42)", discussion="Why: 6 × 7 is 42.")
+    q = question.exercise(reference=lambda: 42)
     assert (q.name, q.question, q.shape) == ("q7", "What is 6 × 7?", "a number, e.g. `12`")
     q.check(41)
     assert "Why: 6 × 7 is 42." not in capsys.readouterr().out

@@ -8,8 +8,9 @@ import pytest
 from workbook_utils import anatomy, questions
 from workbook_utils.exercises import Question
 
-Q1 = Question("q1", "Count the users who have no profile.", shape="SQL text, e.g. `\"SELECT count(*) FROM …\"`")
-Q2 = Question("q2", "Make handle() give its connection back before the slow work.", shape="`def handle(engine, user_id)`")
+Q1 = Question(name="q1", text="Count the users who have no profile.", shape="SQL text, e.g. `\"SELECT count(*) FROM …\"`")
+Q2 = Question(name="q2", text="Make handle() give its connection back before the slow work.",
+              shape="`def handle(engine, user_id)`")
 
 
 def notebook(*cells: tuple[str, str]) -> nbformat.NotebookNode:
@@ -51,7 +52,7 @@ def test_question_cells_are_written_above_their_answer_cells_once_and_kept_curre
     assert nb.cells[4].id == "99-q1-question" and len({c.id for c in nb.cells}) == len(nb.cells)
     assert questions.question_problems(nb, "99", (Q1, Q2)) == []
     assert not questions.write_questions(nb, "99", (Q1, Q2))  # a second run changes nothing
-    reworded = Question("q1", "Count the users without a profile row.", Q1.shape)
+    reworded = Question(name="q1", text="Count the users without a profile row.", shape=Q1.shape)
     assert questions.question_problems(nb, "99", (reworded, Q2)) == ["q1: the question cell's words differ from the "
                                                                      "checker's"]
     assert questions.write_questions(nb, "99", (reworded, Q2)) and len(nb.cells) == len(EXERCISES.cells) + 2

@@ -102,16 +102,20 @@ def first_difference(answer: Any, expected: Any, where: str = "your answer") -> 
 
 @dataclass(frozen=True)
 class Question:
-    """What the notebook shows right above an exercise's answer cell, and what a learner reads after solving it."""
+    """An exercise's words: what the notebook shows right above its answer cell (the question, the shape of the
+    answer), its hint and solution, and the discussion a learner reads after solving it."""
 
     name: str  # q1, q2, …: the name the notebook binds the exercise to
     text: str  # the question, word for word in the notebook's question cell and in the checker
     shape: str = ""  # the expected answer's shape (Markdown): a signature, an example row
+    hint_text: str = ""
+    solution_code: str = ""
     discussion: str = ""  # after a correct answer: why the reference works; common wrong answers and why they fail
 
     def exercise(self, **checker: Any) -> Exercise:
-        """The Exercise that asks this question (`checker`: reference, hint_text, solution_code, evaluate, …)."""
-        return Exercise(name=self.name, question=self.text, shape=self.shape, discussion=self.discussion, **checker)
+        """The Exercise that asks this question (`checker`: reference, evaluate, starter, drawn)."""
+        return Exercise(name=self.name, question=self.text, shape=self.shape, hint_text=self.hint_text,
+                        solution_code=self.solution_code, discussion=self.discussion, **checker)
 
 
 @dataclass

@@ -43,11 +43,14 @@ UNBROKEN_TIES = {"q2": ["SELECT region, count(*) FROM users GROUP BY region ORDE
                         "ORDER BY count(p.id) DESC LIMIT 5"]}
 
 Q1 = Question(
-    "q1",
-    "Write the SQL (as a string) that counts the users who have no profile row. Try it with %sql first; the "
+    name="q1",
+    text="Write the SQL (as a string) that counts the users who have no profile row. Try it with %sql first; the "
     "checker runs your query here and on two small made-up datasets, drawn afresh for each check.",
     shape='a string holding one `SELECT`, e.g. `q1.check("SELECT count(*) FROM users WHERE …")`; its result is one '
           "row of one number.",
+    hint_text="A user has no profile when no profiles row carries that user's id, whatever their id is. Look up NOT "
+              "EXISTS (or a LEFT JOIN that keeps the users with no match).",
+    solution_code=f'q1.check("{Q1_SQL}")',
     discussion="Why it works: `NOT EXISTS` asks, for each user, whether any profiles row carries that user's id, and "
                "counts the users for whom none does, whatever their ids. `LEFT JOIN profiles p ON p.user_id = u.id "
                "WHERE p.user_id IS NULL` says the same.\n"
@@ -56,10 +59,13 @@ Q1 = Question(
                "the join (a profile may have no website: the right shape, the wrong rows). `NOT IN (SELECT user_id "
                "FROM profiles)` passes only because `user_id` is never NULL: one NULL there and it counts nobody.")
 Q2 = Question(
-    "q2",
-    "Write the SQL (as a string) that returns one row: the region with the most users, and its number of users. "
+    name="q2",
+    text="Write the SQL (as a string) that returns one row: the region with the most users, and its number of users. "
     "On a tie, the region first in alphabetical order wins.",
     shape='a string holding one `SELECT` whose result is one row, e.g. `("eu", 41)`.',
+    hint_text="Count users per region, then sort. One sort key cannot settle a tie: what does the question say "
+              "decides it?",
+    solution_code=f'q2.check("{Q2_SQL}")',
     discussion="Why it works: `GROUP BY region` counts each region's users; `ORDER BY count(*) DESC, region` puts the "
                "most users first and settles a tie by name; `LIMIT 1` keeps that row.\n"
                "Common wrong answers: `ORDER BY count(*) DESC` alone. Rows that tie come back in whatever order the "
@@ -67,11 +73,14 @@ Q2 = Question(
                "`region DESC` breaks the tie the other way; and a query without `count(*)` in its result answers "
                "only half the question.")
 Q3 = Question(
-    "q3",
-    "Write a SQLAlchemy select() returning (user id, number of posts) for the 5 users with the most posts, most "
+    name="q3",
+    text="Write a SQLAlchemy select() returning (user id, number of posts) for the 5 users with the most posts, most "
     "first; on a tie, the smaller user id comes first.",
     shape="a `select(…)` built from the models (not SQL text), assigned to `answer`; its rows look like "
           "`[(9, 6), (4, 5), …]`.",
+    hint_text="Start from the select() of §3, but only the posts table is needed: group its rows by their user and "
+              "count them. Then sort by two keys, in the order the question gives them.",
+    solution_code=Q3_CODE,
     discussion="Why it works: only the posts table is needed: `group_by(Post.user_id)` gives one row per author, "
                "`func.count()` their posts, and `order_by(func.count().desc(), Post.user_id)` is the question's own "
                "order, both keys. A join through `User` works too.\n"
@@ -285,19 +294,10 @@ def load(wb: Workbook) -> tuple[Any, Any, Any]:
     def check_query(select_only: bool = False):
         return lambda answer, draw: results(wb, made_up_engine, seeded, draw, answer, select_only)
 
-    q1 = Q1.exercise(reference=lambda draw: check_query()(Q1_SQL, draw),
-                     hint_text="A user has no profile when no profiles row carries that user's id, whatever their id "
-                               "is. Look up NOT EXISTS (or a LEFT JOIN that keeps the users with no match).",
-                     solution_code=f'q1.check("{Q1_SQL}")', evaluate=check_query(), drawn=True)
-    q2 = Q2.exercise(reference=lambda draw: check_query()(Q2_SQL, draw),
-                     hint_text="Count users per region, then sort. One sort key cannot settle a tie: what does the "
-                               "question say decides it?",
-                     solution_code=f'q2.check("{Q2_SQL}")', evaluate=check_query(), drawn=True)
+    q1 = Q1.exercise(reference=lambda draw: check_query()(Q1_SQL, draw), evaluate=check_query(), drawn=True)
+    q2 = Q2.exercise(reference=lambda draw: check_query()(Q2_SQL, draw), evaluate=check_query(), drawn=True)
     q3 = Q3.exercise(reference=lambda draw: check_query(select_only=True)(_run(Q3_CODE)["answer"], draw),
-                     hint_text="Start from the select() of §3, but only the posts table is needed: group its rows by "
-                               "their user and count them. Then sort by two keys, in the order the question gives "
-                               "them.",
-                     solution_code=Q3_CODE, evaluate=check_query(select_only=True), drawn=True)
+                     evaluate=check_query(select_only=True), drawn=True)
     return q1, q2, q3
 
 
