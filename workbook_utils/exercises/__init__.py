@@ -46,6 +46,11 @@ class WrongKind(TypeError):
     """Raised by a checker when the answer is not the kind of thing asked for; its message is shown as it is."""
 
 
+class Unmet(WrongKind):
+    """Raised by a checker that names the condition under which the answer breaks its claim (a drawn deployment,
+    an interleaving); its message is shown as it is."""
+
+
 def _contains_blank(value: Any) -> bool:
     if value is ____:
         return True
