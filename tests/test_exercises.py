@@ -21,6 +21,9 @@ def test_first_difference_of_dicts_and_claims():
     assert first_difference({"fits": False}, {"fits": True}) == "“fits” does not hold"
     assert first_difference({"n": 3}, {"n": 2}) == "n is too high"
     assert first_difference([1], {"n": 2}) == "your answer should be a dict with the keys 'n'"
+    nested = {"on a drawn dataset": {"fits": True, "n": 2}}
+    assert first_difference({"on a drawn dataset": {"fits": False, "n": 2}}, nested) == \
+        "“on a drawn dataset, fits” does not hold"
 
 
 STARTER = """

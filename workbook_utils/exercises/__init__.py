@@ -83,7 +83,8 @@ def first_difference(answer: Any, expected: Any, where: str = "your answer") -> 
     if isinstance(expected, dict):
         if not isinstance(answer, dict) or answer.keys() != expected.keys():
             return f"{where} should be a dict with the keys {', '.join(map(repr, expected))}"
-        return next((d for k in expected if (d := first_difference(answer[k], expected[k], k)) is not None), None)
+        return next((d for k in expected if (d := first_difference(answer[k], expected[k], _within(where, k)))
+                     is not None), None)
     if isinstance(expected, (int, float)):
         if not isinstance(answer, (int, float)) or isinstance(answer, bool):
             return f"{where} should be a number, not {type(answer).__name__}"
@@ -103,6 +104,11 @@ def first_difference(answer: Any, expected: Any, where: str = "your answer") -> 
     if type(answer) is not type(expected) and not (isinstance(answer, str) and isinstance(expected, str)):
         return f"{where} should be a {type(expected).__name__}, not {type(answer).__name__}"
     return None if answer == expected else f"{where} ({answer!r}) is not the expected value"
+
+
+def _within(where: str, key: str) -> str:
+    """The label of a dict's entry: its key, after the label of the dict itself when it is nested."""
+    return key if where == "your answer" else f"{where}, {key}"
 
 
 @dataclass(frozen=True)

@@ -160,9 +160,9 @@ def plausible(made_up: MadeUp, avoid: list[tuple[Any, ...]]) -> bool:
             and all(a != b for other in avoid for a, b in zip(answers, other, strict=True)))
 
 
-MADE_UP_TABLES = ["CREATE TEMP TABLE IF NOT EXISTS users (LIKE public.users INCLUDING DEFAULTS)",
-                  "CREATE TEMP TABLE IF NOT EXISTS profiles (LIKE public.profiles INCLUDING DEFAULTS)",
-                  "CREATE TEMP TABLE IF NOT EXISTS posts (LIKE public.posts INCLUDING DEFAULTS)"]
+MADE_UP_TABLES = ["CREATE TEMP TABLE IF NOT EXISTS users (LIKE public.users INCLUDING DEFAULTS INCLUDING INDEXES)",
+                  "CREATE TEMP TABLE IF NOT EXISTS profiles (LIKE public.profiles INCLUDING DEFAULTS INCLUDING INDEXES)",
+                  "CREATE TEMP TABLE IF NOT EXISTS posts (LIKE public.posts INCLUDING DEFAULTS INCLUDING INDEXES)"]
 LOAD = [
     "TRUNCATE users, profiles, posts",
     """INSERT INTO users (id, email, name, region, created_at)
