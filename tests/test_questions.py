@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nbformat
 import pytest
 
@@ -130,3 +132,22 @@ def test_part_problems_are_found(change, problem):
 def test_a_notebook_without_part_headings_is_one_part():
     nb = notebook(("md", "# 99 · Title"), ("code", "q1.check(1)"))
     assert [(p.number, p.cells) for p in anatomy.parts(nb)] == [(1, [0, 1])] and anatomy.part_problems(nb, "99") == []
+
+
+def test_the_tool_writes_the_questions_of_notebooks_00_to_02_on_copies(tmp_path):
+    """On copies of today's notebooks: every declared question lands above its answer cell, and the check agrees.
+    (tests/test_structure.py will hold the notebooks themselves to this once they are rewritten.)"""
+    import shutil
+
+    from workbook_utils.notebook_files import notebook_paths
+
+    copies = [shutil.copy(p, tmp_path / p.name) for p in notebook_paths()[:3]]
+    assert sorted(p.name for p in questions.update_questions([Path(c) for c in copies])) == [Path(c).name for c in copies]
+    for copy in map(Path, copies):
+        number, nb = copy.name[:2], nbformat.read(copy, as_version=4)
+        declared = questions.questions_of(number)
+        assert len(declared) == 3 and questions.question_problems(nb, number, declared) == []
+        nbformat.validate(nb)
+        texts = [c.source for c in nb.cells if questions._marked(c)]
+        assert [t.splitlines()[0] for t in texts] == [f"**Exercise {q.name}.** {q.text}" for q in declared]
+    assert questions.update_questions([Path(c) for c in copies]) == []  # nothing left to write
