@@ -81,6 +81,18 @@ def test_question_markdown_says_the_question_then_the_shape_then_where_it_comes_
     assert f"**Your answer:** {Q2.shape}" in text and "workbook_utils/exercises/nb01.py" in text.splitlines()[-1]
 
 
+def test_a_shape_that_is_a_code_block_starts_on_a_line_of_its_own():
+    block = Question(name="q1", text="Write f.", shape="```python\ndef f(x):\n    return …\n```")
+    assert "**Your answer:**\n\n```python\ndef f(x):" in questions.question_markdown(block, "99")
+
+
+@pytest.mark.parametrize("number", ["00", "01", "02"])
+def test_every_question_of_00_to_02_shows_a_shape_and_discusses_its_wrong_answers(number):
+    for question in questions.questions_of(number):
+        assert question.text and question.shape and question.hint_text and question.solution_code, question.name
+        assert question.discussion.startswith("Why it works: ") and "\nCommon wrong answers:\n- " in question.discussion
+
+
 def test_notebooks_without_questions_yet_are_left_alone(tmp_path):
     path = tmp_path / "99_synthetic.ipynb"
     nbformat.write(EXERCISES, path)

@@ -47,8 +47,8 @@ def questions_of(number: str) -> tuple[Question, ...]:
 def question_markdown(question: Question, number: str) -> str:
     """The markdown cell of a question: its words, the shape of the answer, the marker."""
     lines = [f"**Exercise {question.name}.** {question.text}"]
-    if question.shape:
-        lines += ["", f"**Your answer:** {question.shape}"]
+    if question.shape:  # a code block starts a line of its own
+        lines += ["", f"**Your answer:**{chr(10) * 2 if question.shape.startswith('```') else ' '}{question.shape}"]
     return "\n".join([*lines, "", MARK.format(name=question.name, number=number)])
 
 

@@ -51,13 +51,15 @@ Q1 = Question(
     hint_text="A user has no profile when no profiles row carries that user's id, whatever their id is. Look up NOT "
               "EXISTS (or a LEFT JOIN that keeps the users with no match).",
     solution_code=f'q1.check("{Q1_SQL}")',
-    discussion="Why it works: `NOT EXISTS` asks, for each user, whether any profiles row carries that user's id, and "
-               "counts the users for whom none does, whatever their ids. `LEFT JOIN profiles p ON p.user_id = u.id "
-               "WHERE p.user_id IS NULL` says the same.\n"
-               "Common wrong answers: a number copied from an output (right here, wrong on any other data); the seed "
-               "script's rule, `id % 10 = 0` (true of this dataset, not of users); `WHERE p.website IS NULL` after "
-               "the join (a profile may have no website: the right shape, the wrong rows). `NOT IN (SELECT user_id "
-               "FROM profiles)` passes only because `user_id` is never NULL: one NULL there and it counts nobody.")
+    discussion="Why it works: `NOT EXISTS` counts the users for whom no profiles row carries their id, whatever their "
+               "ids are. `LEFT JOIN profiles p ON p.user_id = u.id WHERE p.user_id IS NULL` says the same.\n"
+               "Common wrong answers:\n"
+               "- a number copied from an output: right here, wrong on any other data;\n"
+               "- the seed script's rule, `id % 10 = 0`: true of this dataset, not of users;\n"
+               "- `WHERE p.website IS NULL` after the join: a profile may have no website (the right shape, the wrong "
+               "rows);\n"
+               "- `NOT IN (SELECT user_id FROM profiles)` passes only because `user_id` is never NULL: one NULL there "
+               "and it counts nobody.")
 Q2 = Question(
     name="q2",
     text="Write the SQL (as a string) that returns one row: the region with the most users, and its number of users. "
@@ -66,12 +68,13 @@ Q2 = Question(
     hint_text="Count users per region, then sort. One sort key cannot settle a tie: what does the question say "
               "decides it?",
     solution_code=f'q2.check("{Q2_SQL}")',
-    discussion="Why it works: `GROUP BY region` counts each region's users; `ORDER BY count(*) DESC, region` puts the "
-               "most users first and settles a tie by name; `LIMIT 1` keeps that row.\n"
-               "Common wrong answers: `ORDER BY count(*) DESC` alone. Rows that tie come back in whatever order the "
-               "plan produced them, so the answer changes with the data, the plan or the server version. "
-               "`region DESC` breaks the tie the other way; and a query without `count(*)` in its result answers "
-               "only half the question.")
+    discussion="Why it works: `GROUP BY region` counts each region's users, `ORDER BY count(*) DESC, region` puts the "
+               "most users first and settles a tie by name, and `LIMIT 1` keeps that row.\n"
+               "Common wrong answers:\n"
+               "- `ORDER BY count(*) DESC` alone: tied rows come back in whatever order the plan made them, so the "
+               "answer changes with the data, the plan or the server version;\n"
+               "- `region DESC`: the tie broken the other way;\n"
+               "- a result without `count(*)`: half the question.")
 Q3 = Question(
     name="q3",
     text="Write a SQLAlchemy select() returning (user id, number of posts) for the 5 users with the most posts, most "
@@ -81,13 +84,14 @@ Q3 = Question(
     hint_text="Start from the select() of §3, but only the posts table is needed: group its rows by their user and "
               "count them. Then sort by two keys, in the order the question gives them.",
     solution_code=Q3_CODE,
-    discussion="Why it works: only the posts table is needed: `group_by(Post.user_id)` gives one row per author, "
-               "`func.count()` their posts, and `order_by(func.count().desc(), Post.user_id)` is the question's own "
-               "order, both keys. A join through `User` works too.\n"
-               "Common wrong answers: one sort key, so ties at the top-5 cut fall whichever way the plan made them; "
-               "`order_by(Post.user_id)`, the smallest ids, which are the busiest only in the seed; ids copied from "
-               "an output into `where(Post.user_id.in_(…))`; an inner join to `Profile`, which drops authors "
-               "without a profile.")
+    discussion="Why it works: only the posts table is needed. `group_by(Post.user_id)` gives one row per author and "
+               "`func.count()` their posts; `order_by(func.count().desc(), Post.user_id)` is the question's own order, "
+               "both keys. A join through `User` works too.\n"
+               "Common wrong answers:\n"
+               "- one sort key: ties at the top-5 cut fall whichever way the plan made them;\n"
+               "- `order_by(Post.user_id)`: the smallest ids, which are the busiest only in the seed;\n"
+               "- ids copied from an output into `where(Post.user_id.in_(…))`;\n"
+               "- an inner join to `Profile`, which drops the authors without a profile.")
 QUESTIONS = (Q1, Q2, Q3)
 
 

@@ -68,14 +68,13 @@ def pool_settings_reference(processes: int, threads: int, max_connections: int, 
 
 Q1 = Question(
     name="q1",
-    text="Write pool_settings(processes, threads, max_connections, kept_free) for an API that runs `processes` "
-         "worker processes of `threads` threads each. Every thread serves requests all day long, one after another, "
-         "each request running one query at a time (a steady load, not a burst). The server allows max_connections, "
-         "of which kept_free are not yours (the superusers' reserved slots and your headroom for migrations and "
-         "admin). Return each process's pool_size and max_overflow so that no thread ever waits for a connection, "
-         "no request opens a connection of its own under that steady load, and the deployment fits the server even "
-         "with every pool at its limit. The checker runs SQLAlchemy's QueuePool with your numbers for deployments "
-         "drawn at random.",
+    text="Write pool_settings(processes, threads, max_connections, kept_free) for an API of `processes` worker "
+         "processes with `threads` threads each. Every thread serves requests all day, one after another (a steady "
+         "load, not a burst). The server allows max_connections, and kept_free of them are not yours (superuser "
+         "slots, your headroom for migrations and admin). Return each process's pool_size and max_overflow. No thread "
+         "may ever wait for a connection, and no request may open a connection of its own under that load. The "
+         "deployment must fit the server even with every pool at its limit. The checker runs SQLAlchemy's QueuePool "
+         "with your numbers for deployments drawn at random.",
     shape="```python\ndef pool_settings(processes, threads, max_connections, kept_free):\n"
           "    return {\"pool_size\": …, \"max_overflow\": …}   # whole numbers\n```\nthen `q1.check(pool_settings)`.",
     hint_text="Two facts: a connection that comes back to the pool is closed when pool_size connections are already "
@@ -84,14 +83,14 @@ Q1 = Question(
     solution_code="def pool_settings(processes, threads, max_connections, kept_free):\n"
                   "    return {'pool_size': threads, 'max_overflow': 0}   # one pooled connection per thread\n\n"
                   "q1.check(pool_settings)",
-    discussion="Why it works: under a steady load every thread holds a connection at once, and QueuePool keeps at most "
-               "pool_size of them when they come back; the others are closed. pool_size = threads keeps them all "
-               "open. max_overflow may take what is left of the process's share, (max_connections − kept_free) // "
-               "processes − threads, and 0 is always safe.\n"
-               "Common wrong answers: a small pool_size with overflow making up the threads (every request past "
-               "pool_size opens and closes a connection: a connection per request under load); pool_size=0 or "
-               "max_overflow=-1, which SQLAlchemy reads as no limit at all; sizing one pool for the whole server "
-               "instead of dividing it by the processes.")
+    discussion="Why it works: under a steady load every thread holds a connection at once. QueuePool keeps at most "
+               "pool_size of them when they come back and closes the others, so pool_size = threads keeps them all "
+               "open. max_overflow may take what is left of the process's share, and 0 is always safe.\n"
+               "Common wrong answers:\n"
+               "- a small pool_size with overflow making up the threads: past pool_size, every request opens and "
+               "closes a connection of its own;\n"
+               "- pool_size=0 or max_overflow=-1, which SQLAlchemy reads as no limit at all;\n"
+               "- sizing one pool for the whole server instead of dividing the server by the processes.")
 
 
 class _StandIn:
@@ -198,11 +197,11 @@ BURST_EXPECTED: dict[str, Any] = {
 Q2 = Question(
     name="q2",
     text="handle(engine, user_id) holds its connection while it renders an invoice (time.sleep(0.5)). When more "
-         "requests arrive at once than the pool has connections, and pool_timeout is short, the requests that wait "
-         "too long fail. Change handle() so that every request succeeds with the same result: each request still "
-         "renders its invoice, queries through the engine it is given, and takes one connection from that pool, "
-         "which stays as it is. The checker draws the pool's size, the burst and the users, and watches every "
-         "time.sleep: none may happen while the request holds a connection.",
+         "requests arrive at once than the pool has connections, the ones that wait past pool_timeout fail. Change "
+         "handle() so that every request succeeds with the same result. Each request still renders its invoice, "
+         "queries through the engine it is given, and takes one connection from that pool, which stays as it is. The "
+         "checker draws the pool's size, the burst and the users. It watches every time.sleep: none may happen while "
+         "the request holds a connection.",
     shape="`def handle(engine, user_id)` returning the user's name, defined in the cell; then `q2.check(handle)`.",
     hint_text="Which lines of handle() need the connection, and which only need the name?",
     solution_code="def handle(engine, user_id):\n"
@@ -212,12 +211,13 @@ Q2 = Question(
                   "    time.sleep(0.5)   # slow work, after the connection went back to the pool\n"
                   "    return name\n\nq2.check(handle)",
     discussion="Why it works: only the query needs the connection. Leaving the `with engine.connect()` block before "
-               "the slow work gives the connection back after about a millisecond, so a small pool serves a burst "
-               "as fast as its queries run, not as slowly as its invoices render.\n"
-               "Common wrong answers: a bigger pool or more overflow (the next burst is bigger, and the server's "
-               "slots run out first); retrying on TimeoutError (still one connection held per invoice being "
-               "rendered); an engine of one's own with NullPool (a new server session per request, outside the "
-               "pool's limit); fetching every name up front (not the query the request asked for).")
+               "the slow work gives it back after about a millisecond. A small pool then serves a burst as fast as its "
+               "queries run, not as slowly as its invoices render.\n"
+               "Common wrong answers:\n"
+               "- a bigger pool or more overflow: the next burst is bigger, and the server's slots run out first;\n"
+               "- retrying on TimeoutError: still one connection held per invoice being rendered;\n"
+               "- an engine of one's own with NullPool: a new server session per request, outside the pool's limit;\n"
+               "- fetching every name up front: not the query the request asked for.")
 
 
 def scratch_users(wb: Workbook) -> None:
@@ -353,12 +353,13 @@ Q3 = Question(
     shape="a dict of create_engine options, e.g. `q3.check({'option_name': value})`.",
     hint_text="§6: when could the pool find out that a connection died, without giving up on reuse?",
     solution_code="q3.check({'pool_pre_ping': True})",
-    discussion="Why it works: pool_pre_ping=True tests each connection as it is checked out (one round trip) and "
-               "replaces a dead one without the request noticing; the connections stay pooled and reused.\n"
-               "Common wrong answers: pool_recycle=3600 (renews connections by age, and a restart comes whenever it "
-               "comes); a tiny pool_recycle (renews nearly every connection at checkout: no pooling left); "
-               "NullPool (nothing goes stale because nothing is pooled: a connection per request); pool_size=0 or "
-               "max_overflow=-1 next to pool_pre_ping (an unbounded pool).")
+    discussion="Why it works: pool_pre_ping=True tests each connection as it is checked out (one round trip). It "
+               "replaces a dead one without the request noticing, and the connections stay pooled.\n"
+               "Common wrong answers:\n"
+               "- pool_recycle=3600: it renews connections by age, and a restart comes whenever it comes;\n"
+               "- a tiny pool_recycle: nearly every checkout renews its connection, so nothing is pooled any more;\n"
+               "- NullPool: nothing goes stale because nothing is pooled (a connection per request);\n"
+               "- pool_size=0 or max_overflow=-1 next to pool_pre_ping: an unbounded pool.")
 
 
 def kill_verdict(wb: Workbook, engine_options: dict[str, Any], draw: Draw) -> dict[str, bool]:

@@ -46,45 +46,49 @@ Q1 = Question(
                   "    return session.scalars(select(User).order_by(User.id.desc()).limit(20)\n"
                   "                           .options(selectinload(User.posts).selectinload(Post.comments))).all()\n\n"
                   "q1.check(report)",
-    discussion="Why it works: `selectinload(User.posts).selectinload(Post.comments)` loads each level with one "
-               "`IN` query over the keys of the level above: 1 + 1 + 1 statements whatever the number of users, "
-               "posts and comments (up to 500 keys per `IN`), and every collection is filled before the session "
-               "closes.\n"
-               "Common wrong answers: loading only the first level (each post's comments still load one by one, "
-               "or fail once the session is gone); `noload` or `raiseload` (they load nothing: empty collections, or "
-               "errors); touching the collections inside report (the right page, after 1 + N + M statements); "
-               "filtering the posts (`User.posts.and_(…)`), which fills the collections with some of the posts.")
+    discussion="Why it works: `selectinload(User.posts).selectinload(Post.comments)` loads each level with one `IN` "
+               "query over the keys of the level above. That is 3 statements whatever the number of users, posts and "
+               "comments (up to 500 keys per `IN`), and every collection is filled before the session closes.\n"
+               "Common wrong answers:\n"
+               "- loading the first level only: each post's comments still load one by one, or fail once the session "
+               "is gone;\n"
+               "- `noload` or `raiseload`: they load nothing (empty collections, or errors);\n"
+               "- touching the collections inside report: the right page, after 1 + N + M statements;\n"
+               "- filtering the posts (`User.posts.and_(…)`): the collections hold some of the posts.")
 Q2 = Question(
     name="q2",
-    text=f"Load 20 busy users (some have no profile) with their profile (one-to-one), posts and orders (two "
-         f"collections): choose a loader for each, the loader itself (joinedload, selectinload, …, not "
-         f"joinedload(User.profile): the checker applies it) so that at most {BUDGET} statements are sent, the users' "
-         "own statement returns one row per user, and every user comes back with the right profile (or None), posts "
-         "and orders. The checker also loads users of a dataset drawn afresh for each check.",
+    text="Load 20 busy users with their profile (one-to-one; some have none), posts and orders (two collections). "
+         "Choose a loader for each: the loader itself (joinedload, selectinload, …), not joinedload(User.profile), "
+         f"since the checker applies it. At most {BUDGET} statements may be sent, and the users' own statement must "
+         "return one row per user. Every user must come back with the right profile (or None), posts and orders. The "
+         "checker also loads users of a dataset drawn afresh for each check.",
     shape="a dict of the three loaders, e.g. `q2.check({'profile': joinedload, 'posts': …, 'orders': …})`.",
     hint_text="A one-to-one joins without multiplying rows; a joined collection repeats its parent's row per child.",
     solution_code="q2.check({'profile': joinedload, 'posts': selectinload, 'orders': selectinload})",
-    discussion="Why it works: a one-to-one `joinedload` adds the profile's columns to the users' own rows (a LEFT "
-               "OUTER JOIN keeps the users without one), and each collection gets its own `selectinload` "
-               "statement: 3 statements, one row per user.\n"
-               "Common wrong answers: `joinedload` on a collection (every user's row repeated once per post, and "
-               "again per order: the cartesian product); `selectinload` for all three (a fourth statement); "
-               "`joinedload(…, innerjoin=True)` for the profile (the users without one vanish); `noload` (empty "
-               "collections that look loaded).")
+    discussion="Why it works: a one-to-one `joinedload` adds the profile's columns to the users' own rows, and its "
+               "LEFT OUTER JOIN keeps the users without one. Each collection gets its own `selectinload` statement: "
+               "3 statements, one row per user.\n"
+               "Common wrong answers:\n"
+               "- `joinedload` on a collection: each user's row repeated once per post, and again per order;\n"
+               "- `selectinload` for all three: a fourth statement;\n"
+               "- `joinedload(…, innerjoin=True)` for the profile: the users without one vanish;\n"
+               "- `noload`: empty collections that look loaded.")
 Q3 = Question(
     name="q3",
-    text="Give the loader options (a list) for select(User) so that the users and their profiles (or None) arrive in "
-         "one statement, and touching any other relationship of a user (posts, orders, comments) raises instead of "
+    text="Give the loader options (a list) for select(User) that load the users and their profiles (or None) in one "
+         "statement. Touching any other relationship of a user (posts, orders, comments) must then raise instead of "
          "sending a query. The checker also loads users of a dataset drawn afresh for each check.",
     shape="a list of loader options, e.g. `q3.check([joinedload(User.profile), …])`.",
     hint_text="One option loads the profile in the users' statement; a wildcard makes every other lazy load raise.",
     solution_code="q3.check([joinedload(User.profile), raiseload('*')])",
-    discussion="Why it works: `joinedload(User.profile)` puts the profile in the users' statement, and `raiseload('*')` "
+    discussion="Why it works: `joinedload(User.profile)` puts the profile in the users' statement. `raiseload('*')` "
                "covers every relationship the query does not load eagerly, so a lazy load fails at the line that "
                "touched it instead of sending a query.\n"
-               "Common wrong answers: `raiseload('*')` alone (the profile raises too); `selectinload(User.profile)` "
-               "(a second statement); `noload('*')` (nothing raises: empty collections that look loaded); naming "
-               "the relationships one by one and missing one.")
+               "Common wrong answers:\n"
+               "- `raiseload('*')` alone: the profile raises too;\n"
+               "- `selectinload(User.profile)`: a second statement;\n"
+               "- `noload('*')`: nothing raises, and empty collections look loaded;\n"
+               "- naming the relationships one by one, and missing one.")
 QUESTIONS = (Q1, Q2, Q3)
 
 
