@@ -5,8 +5,9 @@ never from numbers typed in. A `____` placeholder means "not attempted", which d
 so does starter code handed back unchanged (the buggy function a question asks the learner to fix).
 Each checked answer is also recorded in the learner's own database for the facilitator's view (room.py).
 
-A `Question` holds what the notebook shows above the answer cell (the question and the shape of the answer, written
-into the notebook by `python -m workbook_utils.questions`) and the discussion a learner reads after a correct answer.
+A `Question` holds an exercise's words: what the notebook shows above the answer cell (the question and the shape of
+the answer, written into the notebook by `python -m workbook_utils.questions`), the hint, the solution, and the
+discussion a learner reads after a correct answer (printed under the ✅, and by `q1.discuss()`).
 An exercise built `drawn=True` is checked under conditions drawn afresh each time (`draws.Draw`): its reference and
 evaluate functions take the draw, and a failed check prints what was drawn and the seed that draws it again.
 
