@@ -13,7 +13,7 @@ from sqlalchemy import func, literal_column, select, table, text
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, ____, nb00
 from workbook_utils.models import Post, Profile, User
 
-CHECKS = 2  # fresh draws per wrong answer: each must fail every time
+CHECKS = 1  # fresh draws per wrong answer in one run (each run of the suite draws afresh)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def seeded(wb, sql: str):
 
 
 def always_wrong(exercise, answer) -> str:
-    """The first difference the check names; the answer must fail under every fresh draw."""
+    """The first difference the check names; the answer must fail under each fresh draw."""
     diffs = []
     for _ in range(CHECKS):
         status, diff = exercise.verdict(answer)
@@ -74,7 +74,7 @@ def test_nb00_made_up_datasets_are_what_the_docstring_says():
 def test_nb00_the_two_made_up_datasets_never_share_an_answer_with_each_other_or_the_seed(wb, questions):
     q1 = questions[0]
     seeded_q1 = seeded(wb, nb00.Q1_SQL)[0]
-    for _ in range(5):
+    for _ in range(3):
         q1.verdict(nb00.Q1_SQL)
         first, second = q1.last_draw.values["made-up data"]
         assert len({first.q1, second.q1, seeded_q1}) == 3 and first.q2[1] != second.q2[1] and first.q3 != second.q3

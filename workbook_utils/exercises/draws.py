@@ -29,6 +29,7 @@ class Draw:
         self.seed = random.randrange(SEEDS) if seed is None else seed
         self._rng = random.Random(self.seed)
         self.values: dict[str, Any] = {}
+        self.memo: dict[str, Any] = {}  # what a checker worked out under these conditions (e.g. the reference's result)
         self._shown: dict[str, str] = {}
 
     def pick(self, name: str, make: Callable[[random.Random], T], show: Callable[[T], str] = repr) -> T:

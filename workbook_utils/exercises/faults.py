@@ -178,25 +178,30 @@ def _serialization_failure(learner: Any, helper: Helper, schema: str) -> str:
 
 
 def _deadlock(learner: Any, helper: Helper, schema: str) -> str:
-    """The learner locks row a, then waits for b; the helper, holding b, then asks for a: a cycle the learner's
-    backend finds first (it waited first), so the server aborts the learner's transaction with 40P01."""
+    """The learner locks row a, then waits for b; the helper, holding b, then asks for a: a cycle that the learner's
+    backend finds (it waited first), so the server aborts the learner's transaction with 40P01.
+
+    The helper waits server-side until it sees the learner blocked, then half a deadlock_timeout more, and asks for
+    a with a lock_timeout shorter than its own deadlock_timeout: it gives up before it could ever run the deadlock
+    check itself, so the learner is never the one left waiting while the helper takes the blame.
+    """
     a, b = helper.keys(2)
     other = helper.connect(autocommit=False)
     other.execute(f"SELECT 1 FROM {schema}.{TABLE} WHERE k = {b} FOR UPDATE")
+    ms = other.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'").fetchone()[0]
     pid = learner.info.backend_pid
 
     def play() -> None:
         try:
-            with helper.connect() as observer:
-                deadline = time.monotonic() + WAIT
-                while time.monotonic() < deadline and not observer.execute(
-                        "SELECT %s = ANY(pg_blocking_pids(%s))", [other.info.backend_pid, pid]).fetchone()[0]:
-                    threading.Event().wait(0.005)
-                ms = observer.execute("SELECT setting::int FROM pg_settings WHERE name = 'deadlock_timeout'").fetchone()
-            threading.Event().wait(ms[0] / 2000)  # the learner waits first, so its deadlock check runs first
-            other.execute(f"SELECT 1 FROM {schema}.{TABLE} WHERE k = {a} FOR UPDATE")
-        except Exception:  # the helper lost the deadlock or timed out: the learner's DO raises instead
-            pass
+            other.execute(f"SET LOCAL statement_timeout = '{int(WAIT * 1000)}ms'")
+            other.execute(f"SET LOCAL lock_timeout = '{int(ms * 0.9)}ms'")
+            other.execute(f"""DO $$ BEGIN
+                WHILE NOT pg_backend_pid() = ANY(pg_blocking_pids({pid})) LOOP PERFORM pg_sleep(0.002); END LOOP;
+                PERFORM pg_sleep({ms / 2000});
+                PERFORM 1 FROM {schema}.{TABLE} WHERE k = {a} FOR UPDATE;
+            END $$""")
+        except Exception:  # its lock_timeout (the learner's backend was late) or its statement_timeout: the learner's
+            pass           # DO raises 40P01 itself
         finally:
             other.rollback()
             other.close()

@@ -12,6 +12,7 @@ checker keeps one on which the usual query without a tie-break returns the wrong
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -269,13 +270,17 @@ def _value(rows: list[tuple]) -> Any:
     return rows[0][0] if len(rows) == 1 and len(rows[0]) == 1 else rows
 
 
-def results(wb: Workbook, made_up_engine: Engine, seeded: tuple[Any, ...], draw: Draw, answer: Any,
-            select_only: bool = False) -> dict[str, Any]:
-    """What the query returns on this database and on the two made-up datasets (nothing is ever committed)."""
-    statement = _statement(answer, select_only)
-    out = {}
+def results(wb: Workbook, made_up_engine: Engine, seeded: tuple[Any, ...], draw: Draw, answers: list[Any],
+            select_only: bool = False) -> list[dict[str, Any]]:
+    """What each query returns on this database and on the two made-up datasets (nothing is ever committed).
+
+    The reference comes first in `answers`: it runs before a learner's query can break the session.
+    """
+    statements = [_statement(answer, select_only) for answer in answers]
+    outs: list[dict[str, Any]] = [{} for _ in statements]
     with wb.engine.connect() as conn:  # never committed: a query that writes leaves nothing behind
-        out[SEEDED] = _value([tuple(r) for r in conn.execute(statement)])
+        for out, statement in zip(outs, statements, strict=True):
+            out[SEEDED] = _value([tuple(r) for r in conn.execute(statement)])
     with made_up_engine.connect() as conn:  # one pooled session: its temporary tables hide the real ones there only
         for sql in MADE_UP_TABLES:
             conn.exec_driver_sql(sql)
@@ -284,8 +289,9 @@ def results(wb: Workbook, made_up_engine: Engine, seeded: tuple[Any, ...], draw:
                          show=lambda p: f"{p[0]}; {p[1]}")
         for label, made_up in zip(MADE_UP, pair, strict=True):
             load_made_up(conn, made_up)
-            out[label] = _value([tuple(r) for r in conn.execute(statement)])
-    return out
+            for out, statement in zip(outs, statements, strict=True):
+                out[label] = _value([tuple(r) for r in conn.execute(statement)])
+    return outs
 
 
 def load(wb: Workbook) -> tuple[Any, Any, Any]:
@@ -295,13 +301,23 @@ def load(wb: Workbook) -> tuple[Any, Any, Any]:
         seeded = (conn.exec_driver_sql(Q1_SQL).scalar_one(), conn.exec_driver_sql(Q2_SQL).one()[1], q3_seeded)
     made_up_engine = wb.make_engine(pool_size=1, max_overflow=0)  # a check waits for another's (threads) to end
 
-    def check_query(select_only: bool = False):
-        return lambda answer, draw: results(wb, made_up_engine, seeded, draw, answer, select_only)
+    def checker(solution: Callable[[], Any], select_only: bool = False) -> dict[str, Any]:
+        """reference and evaluate of one exercise: the answer runs beside the reference, on the same datasets."""
 
-    q1 = Q1.exercise(reference=lambda draw: check_query()(Q1_SQL, draw), evaluate=check_query(), drawn=True)
-    q2 = Q2.exercise(reference=lambda draw: check_query()(Q2_SQL, draw), evaluate=check_query(), drawn=True)
-    q3 = Q3.exercise(reference=lambda draw: check_query(select_only=True)(_run(Q3_CODE)["answer"], draw),
-                     evaluate=check_query(select_only=True), drawn=True)
+        def evaluate(answer: Any, draw: Draw) -> dict[str, Any]:
+            draw.memo["expected"], got = results(wb, made_up_engine, seeded, draw, [solution(), answer], select_only)
+            return got
+
+        def reference(draw: Draw) -> dict[str, Any]:
+            if "expected" not in draw.memo:
+                draw.memo["expected"] = results(wb, made_up_engine, seeded, draw, [solution()], select_only)[0]
+            return draw.memo["expected"]
+
+        return {"reference": reference, "evaluate": evaluate, "drawn": True}
+
+    q1 = Q1.exercise(**checker(lambda: Q1_SQL))
+    q2 = Q2.exercise(**checker(lambda: Q2_SQL))
+    q3 = Q3.exercise(**checker(lambda: _run(Q3_CODE)["answer"], select_only=True))
     return q1, q2, q3
 
 

@@ -169,21 +169,23 @@ def load_shape(engine: Engine, shape: Shape) -> None:
             conn.exec_driver_sql(sql, params)
 
 
-def both(wb: Workbook, engine: Engine, drawn: Engine, draw: Draw, verdict: Callable[[Engine], dict[str, Any]]
-         ) -> dict[str, Any]:
-    """`verdict` on the notebook's copies of the seeded tables, then on a drawn dataset."""
+def both(engine: Engine, drawn: Engine, draw: Draw, verdicts: list[Callable[[Engine], dict[str, Any]]]
+         ) -> list[dict[str, Any]]:
+    """Each of `verdicts` on the notebook's copies of the seeded tables, then on a drawn dataset (the reference's
+    first: it runs before a learner's code can break anything)."""
     from sqlalchemy.exc import DBAPIError
 
-    out = {SEEDED: verdict(engine)}
+    outs: list[dict[str, Any]] = [{SEEDED: verdict(engine)} for verdict in verdicts]
     load_shape(drawn, draw.pick("dataset", draw_shape, show=str))
     try:
-        out[DRAWN] = verdict(drawn)
+        for out, verdict in zip(outs, verdicts, strict=True):
+            out[DRAWN] = verdict(drawn)
     except DBAPIError as error:  # the drawn tables are temporary: another connection does not have them
         if getattr(error.orig, "sqlstate", None) == "42P01" and "pg_temp." in str(error.orig):
             raise WrongKind("your code queried through another session than the one it was given (on the drawn "
                             "dataset, which lives in that session only, it found no tables)") from None
         raise
-    return out
+    return outs
 
 
 def _counted(engine: Engine, work: Callable[[Any], Any]) -> tuple[Any, Any]:
@@ -326,19 +328,25 @@ def load(wb: Workbook, engine: Engine) -> tuple[Any, Any, Any]:
     _ = wb.engine  # the notebook's own engine first: wb.engine must never be the checker's engine below
     drawn = drawn_engine(wb)
 
-    def run(verdict: Callable[[Engine], dict[str, Any]], draw: Draw) -> dict[str, Any]:
-        return both(wb, engine, drawn, draw, verdict)
+    def checker(verdict: Callable[[Engine, Any], dict[str, Any]], solution: Any,
+                given: Callable[[Any], Any] = lambda answer: answer) -> dict[str, Any]:
+        """reference and evaluate of one exercise: the answer runs beside the reference, on the same datasets."""
 
-    reference_loaders = {"profile": joinedload, "posts": selectinload, "orders": selectinload}
-    q1 = Q1.exercise(reference=lambda draw: run(lambda e: report_verdict(e, report_reference), draw),
-                     evaluate=lambda report, draw: run(lambda e: report_verdict(e, report), draw),
-                     starter=Q1_STARTER, drawn=True)
-    def loaders_of(choice: Any, draw: Draw) -> dict[str, Any]:
-        chosen = _loaders(choice)  # WrongKind before anything runs
-        return run(lambda e: loaders_verdict(e, chosen), draw)
+        def evaluate(answer: Any, draw: Draw) -> dict[str, Any]:
+            answer = given(answer)  # WrongKind before anything runs
+            draw.memo["expected"], got = both(engine, drawn, draw, [lambda e: verdict(e, solution),
+                                                                    lambda e: verdict(e, answer)])
+            return got
 
-    q2 = Q2.exercise(reference=lambda draw: loaders_of(reference_loaders, draw), evaluate=loaders_of, drawn=True)
-    q3 = Q3.exercise(reference=lambda draw: run(lambda e: raise_verdict(e, [joinedload(User.profile), raiseload("*")]),
-                                                draw),
-                     evaluate=lambda options, draw: run(lambda e: raise_verdict(e, options), draw), drawn=True)
+        def reference(draw: Draw) -> dict[str, Any]:
+            if "expected" not in draw.memo:
+                draw.memo["expected"] = both(engine, drawn, draw, [lambda e: verdict(e, solution)])[0]
+            return draw.memo["expected"]
+
+        return {"reference": reference, "evaluate": evaluate, "drawn": True}
+
+    q1 = Q1.exercise(**checker(report_verdict, report_reference), starter=Q1_STARTER)
+    q2 = Q2.exercise(**checker(loaders_verdict, {"profile": joinedload, "posts": selectinload, "orders": selectinload},
+                               given=_loaders))
+    q3 = Q3.exercise(**checker(raise_verdict, [joinedload(User.profile), raiseload("*")]))
     return q1, q2, q3
