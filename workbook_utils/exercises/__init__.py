@@ -179,7 +179,7 @@ class Exercise:
 
         `seed` replays the conditions a failed check printed (exercises whose conditions are drawn).
         """
-        status, diff = self.verdict(answer, seed)
+        status, diff = self.verdict(answer) if seed is None else self.verdict(answer, seed=seed)  # subclasses too
         messages = {CORRECT: f"✅ {self.name}: correct.",
                     NOT_ATTEMPTED: f"… {self.name}: not attempted yet — replace ____ (or change the starter code) "
                                    "with your answer.",
