@@ -1,5 +1,6 @@
-"""Notebook 02's exercises: reference and printed solutions pass, starters read as not attempted, and answers
-that meet the letter of a question but break its lesson (loaders that load nothing, wrong rows, wrong order,
+"""Notebook 02's exercises, run on the notebook's copies of the seeded tables and on a dataset drawn afresh at every
+check: reference and printed solutions pass, starters read as not attempted, and answers that meet the letter of a
+question but break its lesson (loaders that load nothing, wrong rows, wrong order, ids read off this database,
 another session, joined collections, inner joins that drop users) fail."""
 
 from __future__ import annotations
@@ -115,6 +116,10 @@ Q1_WRONG = {
     "newest by created_at": ("return session.scalars(select(User).order_by(User.created_at.desc()).limit(20)\n"
                              "        .options(selectinload(User.posts).selectinload(Post.comments))).all()",
                              "the posts' comments, item 0"),
+    # right on this database (its ids run 1..100), wrong wherever ids are scattered
+    "ids read off this database": ("return session.scalars(select(User).where(User.id > 80).order_by(User.id.desc())\n"
+                                   "        .options(selectinload(User.posts).selectinload(Post.comments))).all()",
+                                   "on a drawn dataset, the users, their posts and the posts' comments"),
     "right users, wrong order": ("return list(reversed(session.scalars(select(User).order_by(User.id.desc()).limit(20)\n"
                         "        .options(selectinload(User.posts).selectinload(Post.comments))).all()))",
                         "the posts' comments, item 0"),
@@ -133,8 +138,29 @@ Q1_WRONG = {
 @pytest.mark.parametrize("name", list(Q1_WRONG))
 def test_nb02_q1_rejects(exercises, name):
     body, why = Q1_WRONG[name]
-    status, diff = exercises[0].verdict(_define(f"def report(session):\n    {body}\n"))
+    report = _define(f"def report(session):\n    {body}\n")
+    status, diff = exercises[0].verdict(report)  # under a fresh draw
     assert status == INCORRECT and why in diff, (name, diff)
+
+
+def test_nb02_drawn_datasets_are_shaped_as_the_docstring_says():
+    import random
+
+    rng = random.Random()
+    for _ in range(100):
+        shape = nb02.draw_shape(rng)
+        ids = shape.users
+        newest, busy = ids[-20:], [i for i in ids if i > len(ids) / 20][:20]
+        posts = {u: sum(1 for _, owner in shape.posts if owner == u) for u in ids}
+        orders = {u: sum(1 for _, owner in shape.orders if owner == u) for u in ids}
+        comments = {p: sum(1 for _, post in shape.comments if post == p) for p, _ in shape.posts}
+        for group in (newest, busy):
+            assert any(u not in shape.profiles for u in group) and any(u in shape.profiles for u in group)
+            assert any(posts[u] == 0 for u in group) and any(posts[u] >= 2 and orders[u] >= 2 for u in group)
+        assert any(u not in shape.profiles for u in newest[-5:]) and any(u in shape.profiles for u in newest[-5:])
+        assert any(n >= 2 for p, n in comments.items() if dict(shape.posts)[p] in newest)
+        assert 0 in comments.values() and max(ids) - min(ids) > 100_000
+        assert sum(posts[u] for u in newest) < 500  # one IN statement per level: the budget holds for selectinload
 
 
 def test_nb02_q2_and_q3_reject_answers_that_break_the_lesson(exercises):
@@ -222,7 +248,8 @@ def test_nb02_q1_rejects_collections_filled_from_another_session(exercises):
         "        set_committed_value(u, 'posts', [p for p in posts if p.user_id == u.id])\n"
         "    return users\n", set_committed_value=set_committed_value)
     status, diff = exercises[0].verdict(report)
-    assert status == INCORRECT and "were loaded by report" in diff, diff
+    assert status == INCORRECT and diff.startswith("your code queried through another session than the one it was "
+                                                   "given"), diff
 
 
 def test_nb02_checkers_still_judge_after_wb_close(wb02, exercises):
@@ -233,15 +260,15 @@ def test_nb02_checkers_still_judge_after_wb_close(wb02, exercises):
 
     workbook, _ = wb02
     q1, q2, q3 = exercises
-    for _ in range(2):  # closed once, then again (the last cell run twice)
-        workbook.close()
-        n_plus_one = _define(f"def report(session):\n    {Q1_WRONG['lazy, touched in report'][0]}\n")
-        assert q1.verdict(n_plus_one)[0] == INCORRECT
-        assert q2.verdict({"profile": joinedload, "posts": joinedload, "orders": joinedload})[0] == INCORRECT
-        assert q3.verdict([raiseload("*")])[0] == INCORRECT
-        assert q1.verdict(nb02.report_reference) == (CORRECT, None)
-        assert q2.verdict({"profile": joinedload, "posts": selectinload, "orders": selectinload}) == (CORRECT, None)
-        assert q3.verdict([joinedload(User.profile), raiseload("*")]) == (CORRECT, None)
+    workbook.close()
+    assert q1.verdict(nb02.report_reference) == (CORRECT, None)
+    workbook.close()  # closed again (the last cell run twice)
+    n_plus_one = _define(f"def report(session):\n    {Q1_WRONG['lazy, touched in report'][0]}\n")
+    assert q1.verdict(n_plus_one)[0] == INCORRECT
+    assert q2.verdict({"profile": joinedload, "posts": joinedload, "orders": joinedload})[0] == INCORRECT
+    assert q3.verdict([raiseload("*")])[0] == INCORRECT
+    assert q2.verdict({"profile": joinedload, "posts": selectinload, "orders": selectinload}) == (CORRECT, None)
+    assert q3.verdict([joinedload(User.profile), raiseload("*")]) == (CORRECT, None)
 
 
 def test_nb02_part_2_runs_on_a_fresh_kernel_after_only_the_setup_cell(wb02):

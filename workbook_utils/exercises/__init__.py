@@ -4,6 +4,17 @@ Expected values come from running each exercise's reference solution against the
 never from numbers typed in. A `____` placeholder means "not attempted", which differs from wrong;
 so does starter code handed back unchanged (the buggy function a question asks the learner to fix).
 Each checked answer is also recorded in the learner's own database for the facilitator's view (room.py).
+
+A `Question` holds an exercise's words: what the notebook shows above the answer cell (the question and the shape of
+the answer, written into the notebook by `python -m workbook_utils.questions`), the hint, the solution, and the
+discussion a learner reads after a correct answer (printed under the ✅, and by `q1.discuss()`).
+An exercise built `drawn=True` is checked under conditions drawn afresh each time (`draws.Draw`): its reference and
+evaluate functions take the draw, and a failed check prints what was drawn and the seed that draws it again.
+
+The building blocks for checkers live beside this module, one idea each: `draws` (random conditions), `cells` (the
+learner's whole cell as a module), `faults` (real server errors injected into a retry loop, sleeps observed),
+`interleavings` (every order of concurrent transactions, cycles of three included) and `sqltree` (SQL read with
+PostgreSQL's own parser).
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import first_line
+from .draws import Draw
 
 
 class _Blank:
@@ -33,6 +45,11 @@ CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
 
 class WrongKind(TypeError):
     """Raised by a checker when the answer is not the kind of thing asked for; its message is shown as it is."""
+
+
+class Unmet(WrongKind):
+    """Raised by a checker that names the condition under which the answer breaks its claim (a drawn deployment,
+    an interleaving); its message is shown as it is."""
 
 
 def _contains_blank(value: Any) -> bool:
@@ -67,7 +84,8 @@ def first_difference(answer: Any, expected: Any, where: str = "your answer") -> 
     if isinstance(expected, dict):
         if not isinstance(answer, dict) or answer.keys() != expected.keys():
             return f"{where} should be a dict with the keys {', '.join(map(repr, expected))}"
-        return next((d for k in expected if (d := first_difference(answer[k], expected[k], k)) is not None), None)
+        return next((d for k in expected if (d := first_difference(answer[k], expected[k], _within(where, k)))
+                     is not None), None)
     if isinstance(expected, (int, float)):
         if not isinstance(answer, (int, float)) or isinstance(answer, bool):
             return f"{where} should be a number, not {type(answer).__name__}"
@@ -89,46 +107,86 @@ def first_difference(answer: Any, expected: Any, where: str = "your answer") -> 
     return None if answer == expected else f"{where} ({answer!r}) is not the expected value"
 
 
+def _within(where: str, key: str) -> str:
+    """The label of a dict's entry: its key, after the label of the dict itself when it is nested."""
+    return key if where == "your answer" else f"{where}, {key}"
+
+
+@dataclass(frozen=True)
+class Question:
+    """An exercise's words: what the notebook shows right above its answer cell (the question, the shape of the
+    answer), its hint and solution, and the discussion a learner reads after solving it."""
+
+    name: str  # q1, q2, …: the name the notebook binds the exercise to
+    text: str  # the question, word for word in the notebook's question cell and in the checker
+    shape: str = ""  # the expected answer's shape (Markdown): a signature, an example row
+    hint_text: str = ""
+    solution_code: str = ""
+    discussion: str = ""  # after a correct answer: why the reference works; common wrong answers and why they fail
+
+    def exercise(self, **checker: Any) -> Exercise:
+        """The Exercise that asks this question (`checker`: reference, evaluate, starter, drawn)."""
+        return Exercise(name=self.name, question=self.text, shape=self.shape, hint_text=self.hint_text,
+                        solution_code=self.solution_code, discussion=self.discussion, **checker)
+
+
 @dataclass
 class Exercise:
-    """One question: its reference solution (run against the database), a hint, and the solution's code."""
+    """One question: its reference solution (run against the database), a hint, and the solution's code.
+
+    With `drawn=True`, `reference(draw)` and `evaluate(answer, draw)` take the conditions drawn for this check.
+    """
 
     name: str
     question: str
-    reference: Callable[[], Any]
+    reference: Callable[..., Any]
     hint_text: str
     solution_code: str
-    evaluate: Callable[[Any], Any] = field(default=lambda answer: answer)  # e.g. run a statement the learner wrote
+    evaluate: Callable[..., Any] = field(default=lambda answer: answer)  # e.g. run a statement the learner wrote
     starter: str = ""  # the starter code of the notebook's cell: a function it defines, unchanged, is not attempted
+    shape: str = ""
+    discussion: str = ""
+    drawn: bool = False
+    last_draw: Draw | None = field(default=None, repr=False)  # the conditions of the latest check (drawn only)
     _expected: Any = field(default=____, repr=False)
 
     @property
     def expected(self) -> Any:
+        """The reference's value (an exercise that is not drawn runs its reference once)."""
+        if self.drawn:
+            return self.reference(self.last_draw or Draw())
         if self._expected is ____:
             self._expected = self.reference()
         return self._expected
 
-    def verdict(self, answer: Any) -> tuple[str, str | None]:
+    def verdict(self, answer: Any, seed: int | None = None) -> tuple[str, str | None]:
         """(correct | incorrect | not attempted, first difference) without printing."""
         if _contains_blank(answer) or (self.starter and callable(answer) and same_code(answer, self.starter)):
             return NOT_ATTEMPTED, None
+        draw = self.last_draw = Draw(seed) if self.drawn else None
         try:
-            value = self.evaluate(answer)
+            value = self.evaluate(answer, draw) if draw else self.evaluate(answer)
         except WrongKind as exc:
-            return INCORRECT, str(exc)
+            return INCORRECT, _with_draw(str(exc), draw, self.name)
         except Exception as exc:  # a learner's statement that fails is an incorrect answer, not a crash
-            return INCORRECT, f"running your answer raised {type(exc).__name__}: {first_line(exc)}"
-        diff = first_difference(value, self.expected)
-        return (CORRECT, None) if diff is None else (INCORRECT, diff)
+            return INCORRECT, _with_draw(f"running your answer raised {type(exc).__name__}: {first_line(exc)}", draw,
+                                         self.name)
+        diff = first_difference(value, self.reference(draw) if draw else self.expected)
+        return (CORRECT, None) if diff is None else (INCORRECT, _with_draw(diff, draw, self.name))
 
-    def check(self, answer: Any) -> None:
-        """Say whether `answer` is right; when it is not, name the first difference (prints; returns nothing)."""
-        status, diff = self.verdict(answer)
+    def check(self, answer: Any, seed: int | None = None) -> None:
+        """Say whether `answer` is right; when it is not, name the first difference (prints; returns nothing).
+
+        `seed` replays the conditions a failed check printed (exercises whose conditions are drawn).
+        """
+        status, diff = self.verdict(answer) if seed is None else self.verdict(answer, seed=seed)  # subclasses too
         messages = {CORRECT: f"✅ {self.name}: correct.",
                     NOT_ATTEMPTED: f"… {self.name}: not attempted yet — replace ____ (or change the starter code) "
                                    "with your answer.",
                     INCORRECT: f"❌ {self.name}: not yet — {diff}. Try {self.name}.hint()."}
         print(messages[status])
+        if status == CORRECT and self.discussion:
+            print(f"\n{self.discussion}")
         if status != NOT_ATTEMPTED:
             self._record(status == CORRECT)
 
@@ -147,3 +205,14 @@ class Exercise:
 
     def solution(self) -> None:
         print(self.solution_code)
+
+    def discuss(self) -> None:
+        """Why the reference works, and the wrong answers people often give (also printed after a correct check)."""
+        print(self.discussion or f"{self.name} has no discussion yet: {self.name}.solution() shows the answer.")
+
+
+def _with_draw(diff: str, draw: Draw | None, name: str) -> str:
+    """A failed check's message with the conditions it drew, and how to draw them again."""
+    if draw is None or not draw.values:
+        return diff
+    return f"{diff} [drawn: {draw.describe()}; {name}.check(answer, seed={draw.seed}) draws the same]"

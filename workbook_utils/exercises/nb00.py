@@ -1,89 +1,34 @@
 """Exercises of notebook 00 (start here): reading the dataset with SQL and with select().
 
-Each answer is a query, not its result: the checker runs it on the seeded data and again on a small made-up
-dataset (temporary tables named users, profiles and posts, which hide the real ones for that one session),
-so a number copied from an earlier output, a rule read off the seed script, or a tie broken the other way
-cannot pass. The made-up dataset grows by a random number of users each time the exercises are loaded, so its
-answers cannot be written into a query either.
+Each answer is a query, not its result. The checker runs it on the seeded data and on two small made-up datasets
+drawn afresh for every check (temporary tables named users, profiles and posts, which hide the real ones for that
+one session): random ids over a wide range, random regions with a tie at the top, profiles with and without a
+website, and a tie in the number of posts that crosses the top-5 cut. So a number copied from an output, a rule
+read off the seed script, a constant that guesses the made-up data, the right count of the wrong rows, or a tie
+left to chance cannot pass. A tie left to chance is made to fall the wrong way: among the drawn datasets the
+checker keeps one on which the usual query without a tie-break returns the wrong row.
 """
 
 from __future__ import annotations
 
 import random
-import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from . import Exercise, WrongKind
+from . import Question, WrongKind, sqltree
+from .draws import Draw
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
     from ..workbook import Workbook
 
-SEEDED, MADE_UP = "your result on this database", "your result on a small made-up dataset"
-
-# Twelve users. No profile: users 2, 5, 7, 11 (not "every tenth", as in the seed; user 10 has one).
-# Regions: us and apac tie at 4 users. Posts: user 9 has 6, user 4 has 5, users 3, 8, 11 and 12 have 3 each,
-# so the tie at 3 posts crosses the top-5 cut, and the busiest users are not the smallest ids.
-# Then `pairs` more users without posts (ids 13, 14, …), alternately us and apac so that the tie stays, of which
-# the ids in `without_profile` have no profile: both drawn at random when the exercises are loaded.
-MADE_UP_SQL = [
-    "CREATE TEMP TABLE users (LIKE public.users INCLUDING DEFAULTS)",
-    "CREATE TEMP TABLE profiles (LIKE public.profiles INCLUDING DEFAULTS)",
-    "CREATE TEMP TABLE posts (LIKE public.posts INCLUDING DEFAULTS)",
-    """INSERT INTO users (id, email, name, region, created_at)
-       SELECT id, 'made-up' || id || '@example.com', 'Made Up ' || id, region, '2025-01-01 00:00+00'
-       FROM unnest(ARRAY[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
-                   ARRAY['us', 'apac', 'us', 'eu', 'apac', 'us', 'eu', 'apac', 'latam', 'us', 'apac', 'eu'])
-            AS t(id, region)""",
-    """INSERT INTO users (id, email, name, region, created_at)
-       SELECT id, 'made-up' || id || '@example.com', 'Made Up ' || id,
-              CASE WHEN mod(id, 2) = 1 THEN 'us' ELSE 'apac' END, '2025-01-01 00:00+00'
-       FROM generate_series(13, 12 + 2 * %(pairs)s) AS id""",
-    """INSERT INTO profiles (user_id, display_name, website)
-       SELECT id, 'made-up ' || id, 'https://example.com/~' || id
-       FROM users WHERE id NOT IN (2, 5, 7, 11) AND id <> ALL(%(without_profile)s)""",
-    """INSERT INTO posts (id, user_id, title, body, created_at)
-       SELECT row_number() OVER (), user_id, 'made-up post', 'text', '2025-01-01 00:00+00'
-       FROM unnest(ARRAY[9, 4, 3, 8, 11, 12, 1, 6], ARRAY[6, 5, 3, 3, 3, 3, 2, 1]) AS t(user_id, n),
-            generate_series(1, n)""",
-]
-
-
-@dataclass
-class MadeUp:
-    """The random part of the made-up dataset: how many pairs of users are added, and which of them have no profile."""
-
-    pairs: int
-    without_profile: list[int] = field(default_factory=list)
-
-    @classmethod
-    def draw(cls, rng: random.Random | None = None, seeded: tuple[int, int] = (-1, -1)) -> MadeUp:
-        """A random draw whose answers to q1 and q2 (their counts) differ from `seeded`, the answers on the real
-        data: a number copied from an output must never pass here by chance."""
-        rng = rng or random.Random()
-        while True:
-            pairs = rng.randint(1, 10)  # 14 to 32 users: the seed's "every tenth" rule never gives the right count
-            made_up = cls(pairs, sorted(rng.sample(range(13, 13 + 2 * pairs), rng.randint(0, 2 * pairs))))
-            if (made_up.q1, made_up.q2) != seeded and made_up.q1 != seeded[0] and made_up.q2 != seeded[1]:
-                return made_up
-
-    @property
-    def q1(self) -> int:
-        """Users without a profile: 2, 5, 7, 11 and the drawn ones."""
-        return 4 + len(self.without_profile)
-
-    @property
-    def q2(self) -> int:
-        """Users of apac (which ties with us and wins on the name)."""
-        return 4 + self.pairs
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"pairs": self.pairs, "without_profile": self.without_profile}
-
+SEEDED = "your result on this database"
+MADE_UP = ("your result on a made-up dataset", "your result on a second made-up dataset")
+REGIONS = ("africa", "andes", "apac", "baltics", "caribbean", "eu", "latam", "mena", "nordics", "oceania", "us")
+TRIES = 60  # draws of a made-up dataset before the checker gives up on making a tie fall the wrong way
 
 # The reference solutions, run to get the expected values and printed by q.solution().
 Q1_SQL = "SELECT count(*) FROM users u WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.user_id = u.id)"
@@ -92,6 +37,187 @@ Q3_CODE = """from sqlalchemy import func, select
 from workbook_utils.models import Post
 answer = (select(Post.user_id, func.count()).group_by(Post.user_id)
           .order_by(func.count().desc(), Post.user_id).limit(5))"""
+# The usual answers without a tie-break: a made-up dataset is kept only if each of them returns the wrong rows.
+UNBROKEN_TIES = {"q2": ["SELECT region, count(*) FROM users GROUP BY region ORDER BY count(*) DESC LIMIT 1"],
+                 "q3": ["SELECT user_id, count(*) FROM posts GROUP BY user_id ORDER BY count(*) DESC LIMIT 5",
+                        "SELECT u.id, count(p.id) FROM users u JOIN posts p ON p.user_id = u.id GROUP BY u.id "
+                        "ORDER BY count(p.id) DESC LIMIT 5"]}
+
+Q1 = Question(
+    name="q1",
+    text="Write the SQL (as a string) that counts the users who have no profile row. Try it with %sql first; the "
+    "checker runs your query here and on two small made-up datasets, drawn afresh for each check.",
+    shape='a string holding one `SELECT`, e.g. `q1.check("SELECT count(*) FROM users WHERE …")`; its result is one '
+          "row of one number.",
+    hint_text="A user has no profile when no profiles row carries that user's id, whatever their id is. Look up NOT "
+              "EXISTS (or a LEFT JOIN that keeps the users with no match).",
+    solution_code=f'q1.check("{Q1_SQL}")',
+    discussion="Why it works: `NOT EXISTS` counts the users for whom no profiles row carries their id, whatever their "
+               "ids are. `LEFT JOIN profiles p ON p.user_id = u.id WHERE p.user_id IS NULL` says the same.\n"
+               "Common wrong answers:\n"
+               "- a number copied from an output: right here, wrong on any other data;\n"
+               "- the seed script's rule, `id % 10 = 0`: true of this dataset, not of users;\n"
+               "- `WHERE p.website IS NULL` after the join: a profile may have no website (the right shape, the wrong "
+               "rows);\n"
+               "- `NOT IN (SELECT user_id FROM profiles)` passes only because `user_id` is never NULL: one NULL there "
+               "and it counts nobody.")
+Q2 = Question(
+    name="q2",
+    text="Write the SQL (as a string) that returns one row: the region with the most users, and its number of users. "
+    "On a tie, the region first in alphabetical order wins.",
+    shape='a string holding one `SELECT` whose result is one row, e.g. `("eu", 41)`.',
+    hint_text="Count users per region, then sort. One sort key cannot settle a tie: what does the question say "
+              "decides it?",
+    solution_code=f'q2.check("{Q2_SQL}")',
+    discussion="Why it works: `GROUP BY region` counts each region's users, `ORDER BY count(*) DESC, region` puts the "
+               "most users first and settles a tie by name, and `LIMIT 1` keeps that row.\n"
+               "Common wrong answers:\n"
+               "- `ORDER BY count(*) DESC` alone: tied rows come back in whatever order the plan made them, so the "
+               "answer changes with the data, the plan or the server version;\n"
+               "- `region DESC`: the tie broken the other way;\n"
+               "- a result without `count(*)`: half the question.")
+Q3 = Question(
+    name="q3",
+    text="Write a SQLAlchemy select() returning (user id, number of posts) for the 5 users with the most posts, most "
+    "first; on a tie, the smaller user id comes first.",
+    shape="a `select(…)` built from the models (not SQL text), assigned to `answer`; its rows look like "
+          "`[(9, 6), (4, 5), …]`.",
+    hint_text="Start from the select() of §3, but only the posts table is needed: group its rows by their user and "
+              "count them. Then sort by two keys, in the order the question gives them.",
+    solution_code=Q3_CODE,
+    discussion="Why it works: only the posts table is needed. `group_by(Post.user_id)` gives one row per author and "
+               "`func.count()` their posts; `order_by(func.count().desc(), Post.user_id)` is the question's own order, "
+               "both keys. A join through `User` works too.\n"
+               "Common wrong answers:\n"
+               "- one sort key: ties at the top-5 cut fall whichever way the plan made them;\n"
+               "- `order_by(Post.user_id)`: the smallest ids, which are the busiest only in the seed;\n"
+               "- ids copied from an output into `where(Post.user_id.in_(…))`;\n"
+               "- an inner join to `Profile`, which drops the authors without a profile.")
+QUESTIONS = (Q1, Q2, Q3)
+
+
+@dataclass(frozen=True)
+class MadeUp:
+    """A small made-up dataset: each user's id and region, the websites of those who have a profile (None: a
+    profile without one), and the number of posts of those who have some."""
+
+    regions: dict[int, str]
+    websites: dict[int, str | None]
+    posts: dict[int, int]
+
+    def __str__(self) -> str:
+        ids = sorted(self.regions)
+        return (f"{len(ids)} users (ids {ids[0]}…{ids[-1]}), {len(set(self.regions.values()))} regions, "
+                f"{sum(self.posts.values())} posts")
+
+    @property
+    def q1(self) -> int:
+        return len(self.regions) - len(self.websites)
+
+    @property
+    def q2(self) -> tuple[str, int]:
+        counts: dict[str, int] = {}
+        for region in self.regions.values():
+            counts[region] = counts.get(region, 0) + 1
+        return min(counts.items(), key=lambda rc: (-rc[1], rc[0]))
+
+    @property
+    def q3(self) -> list[tuple[int, int]]:
+        return sorted(self.posts.items(), key=lambda un: (-un[1], un[0]))[:5]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        owners = [user for user, n in self.posts.items() for _ in range(n)]
+        return {"ids": list(self.regions), "regions": list(self.regions.values()), "profile_ids": list(self.websites),
+                "websites": list(self.websites.values()), "post_owners": owners}
+
+
+def draw_made_up(rng: random.Random) -> MadeUp:
+    """Random regions (a tie at the top), profiles (some without a website) and posts (a tie across the top-5 cut)."""
+    names = rng.sample(REGIONS, rng.randint(3, 6))
+    top, tied = rng.randint(3, 12), rng.randint(2, min(3, len(names)))
+    labels = [r for i, r in enumerate(names) for _ in range(top if i < tied else rng.randint(1, top - 1))]
+    rng.shuffle(labels)
+    ids = rng.sample(range(1, 100_000), len(labels))
+    regions = dict(zip(ids, labels, strict=True))
+    with_profile = rng.sample(ids, rng.randint(2, len(ids) - 2))
+    websites = {u: (f"https://example.com/~{u}" if rng.random() < 0.6 else None) for u in with_profile}
+    websites[with_profile[0]] = None  # at least one profile without a website
+    owners, tie = rng.sample(ids, min(len(ids), rng.randint(7, 12))), rng.randint(2, 6)
+    start, end = rng.randint(2, 5), rng.randint(6, min(8, len(owners)))  # positions start..end tie: across the cut
+    above = sorted(rng.sample(range(tie + 1, tie + 15), start - 1), reverse=True)
+    counts = above + [tie] * (end - start + 1) + [rng.randint(1, tie - 1) for _ in owners[end:]]
+    posts = dict(zip(owners, counts, strict=True))
+    made_up = MadeUp(regions, websites, posts)
+    if all(u in websites for u, _ in made_up.q3):  # a busy author without a profile: an inner join drops them
+        del websites[made_up.q3[rng.randrange(5)][0]]
+    return made_up
+
+
+def plausible(made_up: MadeUp, avoid: list[tuple[Any, ...]]) -> bool:
+    """True if the usual wrong answers give other numbers than the right one here, and `avoid` (the answers on the
+    other datasets) differs from this one's in every exercise: no constant passes two datasets."""
+    answers = (made_up.q1, made_up.q2[1], made_up.q3)
+    smallest_ids = sorted(made_up.posts)[:5]
+    return (made_up.q1 != len(made_up.websites) and None in made_up.websites.values()
+            and any(w is not None for w in made_up.websites.values())
+            and [u for u, _ in made_up.q3] != smallest_ids
+            and all(a != b for other in avoid for a, b in zip(answers, other, strict=True)))
+
+
+MADE_UP_TABLES = ["CREATE TEMP TABLE IF NOT EXISTS users (LIKE public.users INCLUDING DEFAULTS INCLUDING INDEXES)",
+                  "CREATE TEMP TABLE IF NOT EXISTS profiles (LIKE public.profiles INCLUDING DEFAULTS INCLUDING INDEXES)",
+                  "CREATE TEMP TABLE IF NOT EXISTS posts (LIKE public.posts INCLUDING DEFAULTS INCLUDING INDEXES)"]
+LOAD = [
+    "TRUNCATE users, profiles, posts",
+    """INSERT INTO users (id, email, name, region, created_at)
+       SELECT id, 'made-up' || id || '@example.com', 'Made Up ' || id, region, '2025-01-01 00:00+00'
+       FROM unnest(%(ids)s::bigint[], %(regions)s::text[]) AS t(id, region)""",
+    """INSERT INTO profiles (user_id, display_name, website)
+       SELECT user_id, 'made-up ' || user_id, website
+       FROM unnest(%(profile_ids)s::bigint[], %(websites)s::text[]) AS t(user_id, website)""",
+    """INSERT INTO posts (id, user_id, title, body, created_at)
+       SELECT row_number() OVER (), user_id, 'made-up post', 'text', '2025-01-01 00:00+00'
+       FROM unnest(%(post_owners)s::bigint[]) AS t(user_id)""",
+]
+
+
+def load_made_up(conn: Connection, made_up: MadeUp) -> None:
+    """Fill this session's temporary users, profiles and posts with the made-up rows."""
+    for sql in LOAD:
+        conn.exec_driver_sql(sql, made_up.params)
+
+
+def _ties_fall_wrong(conn: Connection, made_up: MadeUp) -> bool:
+    """True if every usual query without a tie-break returns another row than the right answer on this dataset."""
+    expected = {"q2": [made_up.q2], "q3": made_up.q3}
+    return all([tuple(r) for r in conn.exec_driver_sql(sql)] != expected[name]
+               for name, probes in UNBROKEN_TIES.items() for sql in probes)
+
+
+def draw_pair(rng: random.Random, conn: Connection, seeded: tuple[Any, ...]) -> tuple[MadeUp, MadeUp]:
+    """Two made-up datasets whose answers differ from each other's and the seeded data's; on the first, every
+    usual query that leaves a tie to chance returns the wrong rows (if TRIES draws find one)."""
+    first = _plausible_draw(rng, [seeded])
+    for _ in range(TRIES):
+        load_made_up(conn, first)
+        if _ties_fall_wrong(conn, first):
+            break
+        first = _plausible_draw(rng, [seeded])
+    return first, _plausible_draw(rng, [seeded, _answers(first)])
+
+
+def _plausible_draw(rng: random.Random, avoid: list[tuple[Any, ...]]) -> MadeUp:
+    """The first plausible made-up dataset of the draws (almost every draw is)."""
+    for _ in range(TRIES):
+        made_up = draw_made_up(rng)
+        if plausible(made_up, avoid):
+            return made_up
+    raise RuntimeError(f"no plausible made-up dataset in {TRIES} draws")  # a bug of the checker, not of an answer
+
+
+def _answers(made_up: MadeUp) -> tuple[Any, ...]:
+    return made_up.q1, made_up.q2[1], made_up.q3
 
 
 class NotAQuery(WrongKind):
@@ -99,7 +225,7 @@ class NotAQuery(WrongKind):
 
 
 def _statement(answer: Any, select_only: bool) -> Any:
-    """The answer as something a connection executes: SQL text (a string) or a select()."""
+    """The answer as something a connection executes: SQL text that only reads (a string), or a select()."""
     from sqlalchemy import Select, text
 
     if isinstance(answer, Select):
@@ -108,11 +234,15 @@ def _statement(answer: Any, select_only: bool) -> Any:
         return answer
     if select_only:
         raise NotAQuery(f"this question asks for a SQLAlchemy select() (got: {type(answer).__name__})")
-    if isinstance(answer, str) and re.sub(r"^(\s*--[^\n]*\n)*[\s(]*", "", answer).lower().startswith(("select", "with")):
-        return text(answer)
-    got = repr(answer[:40]) if isinstance(answer, str) else type(answer).__name__
-    raise NotAQuery(f"pass the SQL text of your query (a string starting with SELECT or WITH), not its result "
-                    f"(got: {got}): the checker runs your query on a second, made-up dataset")
+    if not isinstance(answer, str):
+        raise NotAQuery(f"pass the SQL text of your query (a string holding a SELECT), not its result (got: "
+                        f"{type(answer).__name__}): the checker runs your query on made-up datasets too")
+    node = sqltree.one(answer)  # the parser's own message if it does not parse
+    if sqltree.kind(node) != "SelectStmt":
+        raise NotAQuery(f"pass a query, a SELECT (your SQL is {sqltree._spoken(node)})")
+    if sqltree.writes(node):
+        raise NotAQuery("pass a query that only reads: yours also changes rows (an INSERT, UPDATE or DELETE in it)")
+    return text(answer)
 
 
 def _no_raw_sql(statement: Any) -> None:
@@ -140,63 +270,54 @@ def _value(rows: list[tuple]) -> Any:
     return rows[0][0] if len(rows) == 1 and len(rows[0]) == 1 else rows
 
 
-def results(wb: Workbook, made_up_engine: Engine, made_up: MadeUp, answer: Any,
-            select_only: bool = False) -> dict[str, Any]:
-    """What the query returns on this database and on the made-up dataset (both rolled back afterwards)."""
-    statement = _statement(answer, select_only)
-    out = {}
+def results(wb: Workbook, made_up_engine: Engine, seeded: tuple[Any, ...], draw: Draw, answers: list[Any],
+            select_only: bool = False) -> list[dict[str, Any]]:
+    """What each query returns on this database and on the two made-up datasets (nothing is ever committed).
+
+    The reference comes first in `answers`: it runs before a learner's query can break the session.
+    """
+    statements = [_statement(answer, select_only) for answer in answers]
+    outs: list[dict[str, Any]] = [{} for _ in statements]
     with wb.engine.connect() as conn:  # never committed: a query that writes leaves nothing behind
-        out[SEEDED] = _value([tuple(r) for r in conn.execute(statement)])
-    with made_up_engine.connect() as conn:  # a fresh session (NullPool): its temporary tables end with it
-        for sql in MADE_UP_SQL:
-            conn.exec_driver_sql(sql, made_up.params)
-        out[MADE_UP] = _value([tuple(r) for r in conn.execute(statement)])
-    return out
+        for out, statement in zip(outs, statements, strict=True):
+            out[SEEDED] = _value([tuple(r) for r in conn.execute(statement)])
+    with made_up_engine.connect() as conn:  # one pooled session: its temporary tables hide the real ones there only
+        for sql in MADE_UP_TABLES:
+            conn.exec_driver_sql(sql)
+        conn.commit()  # the (empty) tables stay for the next check; the rows below are rolled back at the end
+        pair = draw.pick("made-up data", lambda rng: draw_pair(rng, conn, seeded),
+                         show=lambda p: f"{p[0]}; {p[1]}")
+        for label, made_up in zip(MADE_UP, pair, strict=True):
+            load_made_up(conn, made_up)
+            for out, statement in zip(outs, statements, strict=True):
+                out[label] = _value([tuple(r) for r in conn.execute(statement)])
+    return outs
 
 
-def load(wb: Workbook, made_up: MadeUp | None = None) -> tuple[Exercise, Exercise, Exercise]:
-    """q1, q2, q3 of notebook 00, bound to this notebook's database (and a made-up dataset drawn at random)."""
-    from sqlalchemy.pool import NullPool
+def load(wb: Workbook) -> tuple[Any, Any, Any]:
+    """q1, q2, q3 of notebook 00, bound to this notebook's database; made-up datasets drawn at each check."""
+    with wb.engine.connect() as conn:  # wb.engine first: it must never be the made-up engine below
+        q3_seeded = [tuple(r) for r in conn.execute(_run(Q3_CODE)["answer"])]
+        seeded = (conn.exec_driver_sql(Q1_SQL).scalar_one(), conn.exec_driver_sql(Q2_SQL).one()[1], q3_seeded)
+    made_up_engine = wb.make_engine(pool_size=1, max_overflow=0)  # a check waits for another's (threads) to end
 
-    made_up_engine = wb.make_engine(poolclass=NullPool)
-    if made_up is None:
-        with wb.engine.connect() as conn:
-            seeded = (conn.exec_driver_sql(Q1_SQL).scalar_one(), conn.exec_driver_sql(Q2_SQL).one()[1])
-        made_up = MadeUp.draw(seeded=seeded)
+    def checker(solution: Callable[[], Any], select_only: bool = False) -> dict[str, Any]:
+        """reference and evaluate of one exercise: the answer runs beside the reference, on the same datasets."""
 
-    def check_query(select_only: bool = False):
-        return lambda answer: results(wb, made_up_engine, made_up, answer, select_only)
+        def evaluate(answer: Any, draw: Draw) -> dict[str, Any]:
+            draw.memo["expected"], got = results(wb, made_up_engine, seeded, draw, [solution(), answer], select_only)
+            return got
 
-    q1 = Exercise(
-        name="q1",
-        question="Write the SQL (as a string) that counts the users who have no profile row. Try it with %sql "
-                 "first; the checker runs your query here and on a small made-up dataset.",
-        reference=lambda: check_query()(Q1_SQL),
-        hint_text="A user has no profile when no profiles row carries that user's id, whatever their id is. "
-                  "Look up NOT EXISTS (or a LEFT JOIN that keeps the users with no match).",
-        solution_code=f'q1.check("{Q1_SQL}")',
-        evaluate=check_query(),
-    )
-    q2 = Exercise(
-        name="q2",
-        question="Write the SQL (as a string) that returns one row: the region with the most users, and its "
-                 "number of users. On a tie, the region first in alphabetical order wins.",
-        reference=lambda: check_query()(Q2_SQL),
-        hint_text="Count users per region, then sort. One sort key cannot settle a tie: "
-                  "what does the question say decides it?",
-        solution_code=f'q2.check("{Q2_SQL}")',
-        evaluate=check_query(),
-    )
-    q3 = Exercise(
-        name="q3",
-        question="Write a SQLAlchemy select() returning (user id, number of posts) for the 5 users with the "
-                 "most posts, most first; on a tie, the smaller user id comes first.",
-        reference=lambda: check_query(select_only=True)(_run(Q3_CODE)["answer"]),
-        hint_text="Start from the select() of §3, but only the posts table is needed: group its rows by their "
-                  "user and count them. Then sort by two keys, in the order the question gives them.",
-        solution_code=Q3_CODE,
-        evaluate=check_query(select_only=True),
-    )
+        def reference(draw: Draw) -> dict[str, Any]:
+            if "expected" not in draw.memo:
+                draw.memo["expected"] = results(wb, made_up_engine, seeded, draw, [solution()], select_only)[0]
+            return draw.memo["expected"]
+
+        return {"reference": reference, "evaluate": evaluate, "drawn": True}
+
+    q1 = Q1.exercise(**checker(lambda: Q1_SQL))
+    q2 = Q2.exercise(**checker(lambda: Q2_SQL))
+    q3 = Q3.exercise(**checker(lambda: _run(Q3_CODE)["answer"], select_only=True))
     return q1, q2, q3
 
 
