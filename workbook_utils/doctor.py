@@ -55,9 +55,10 @@ def _needed_by(libraries: list[str]) -> str:
 def _server_checks(conn, scale: str) -> Iterator[Check]:
     try:
         version = db.check_version(conn)
-        yield True, f"PostgreSQL {version}"
-    except WorkbookError as exc:
+        yield True, f"PostgreSQL {version} ({db.MIN_SERVER_VERSION // 10000} or newer needed)"
+    except WorkbookError as exc:  # too old: nothing else would help
         yield False, str(exc)
+        return
     missing = [lib for lib, setting in PRELOADED.items()
                if conn.execute("SELECT current_setting(%s, true)", [setting]).fetchone()[0] is None]
     yield not missing, ("preloaded: " + ", ".join(PRELOADED) if not missing else
