@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 
+# Demos of features newer than the oldest server the workbook runs on (PostgreSQL 15): the major version each needs.
+# A notebook asks wb.needs(feature); `workbook doctor` names the ones a server will skip.
+NEWER = {"last_idx_scan": 16, "transaction_timeout": 17, "NOT NULL … NOT VALID": 18, "RETURNING old": 18}
+
 # This notebook's sessions, and only in this database and of this role: on a shared server other learners run the
 # same notebook, under the same application_name, in their own databases.
 CLOSE_SQL = """SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s
@@ -39,8 +43,9 @@ class Workbook:
         """application_name of this notebook's sessions, as seen in pg_stat_activity."""
         return f"workbook-nb{self.number}"
 
-    def needs(self, major: int, feature: str) -> bool:
-        """True on PostgreSQL `major` or newer; else prints the one line saying the demo of `feature` is skipped."""
+    def needs(self, feature: str) -> bool:
+        """True if this server has `feature` (one of NEWER); else prints the one line saying its demo is skipped."""
+        major = NEWER[feature]
         if self.version_num >= major * 10000:
             return True
         print(f"Skipped: {feature} needs PostgreSQL {major} (this server is {self.version}).")
