@@ -174,3 +174,26 @@ def test_creating_a_limited_role_again_drops_the_stale_one_and_its_sessions(url)
     finally:
         stale.close()
         pooling.drop_role(url, name)
+
+
+def test_a_learner_drops_the_role_it_made_while_a_session_of_it_is_still_open():
+    """A workshop room's learner (CREATEROLE, owner of their database, no pg_signal_backend): on PostgreSQL 16+ the
+    creator of a role holds ADMIN OPTION on it but not its privileges, and ending its sessions needs those."""
+    with another_role(urls.libpq_url("tiny")) as stranger:
+        learner = urlsplit(stranger).username
+        with db.connect(urls.admin_url()) as admin:
+            admin.execute(f'ALTER ROLE "{learner}" CREATEROLE')
+            admin.execute(f'CREATE DATABASE "{learner}" OWNER "{learner}"')
+        try:
+            own = urls.with_database(stranger, learner).replace("postgresql://", "postgresql+psycopg://")
+            made = pooling.create_limited_role(own, f"{learner}_nb01", 2)
+            assert made is not None
+            with db.connect(made) as stale:  # a class stopped half-way: the role's session is still open
+                pooling.drop_role(own, f"{learner}_nb01")
+                assert not alive(stale)
+            with db.connect(urls.admin_url()) as admin:
+                assert admin.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", [f"{learner}_nb01"]).fetchone()[0] == 0
+        finally:
+            with db.connect(urls.admin_url()) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{learner}" WITH (FORCE)')
+                admin.execute(f'DROP ROLE IF EXISTS "{learner}_nb01"')

@@ -53,7 +53,7 @@ def _needed_by(libraries: list[str]) -> str:
 
 
 def version_line(version: str, num: int) -> str:
-    """"PostgreSQL 15.18 (15 or newer needed); these demos skip here: …" (the features NEWER lists)."""
+    """"PostgreSQL 15.18 (15 or newer needed); demos that need a newer one skip: …" (from workbook.NEWER)."""
     from .workbook import NEWER
 
     skipped = [f"{feature} ({major})" for feature, major in NEWER.items() if num < major * 10000]

@@ -201,9 +201,14 @@ def _drop(conn: psycopg.Connection, name: str) -> None:
     """End the role's sessions, take back its CONNECT on this database, drop it (if it exists)."""
     from psycopg import sql
 
+    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+        return
+    # Ending a role's sessions needs its privileges. PostgreSQL 16+ gives a role's creator (a workshop room's learner)
+    # ADMIN OPTION on it, not its privileges; with that option (or CREATEROLE on 15) it may grant them to itself.
+    if not conn.execute("SELECT pg_has_role(%s, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE')", [name]).fetchone()[0]:
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(name)))
     conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s "
                  "AND datname = current_database()", [name])  # the role's name carries the database's
-    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
-        conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
-            sql.Identifier(conn.info.dbname), sql.Identifier(name)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(sql.Identifier(conn.info.dbname),
+                                                                         sql.Identifier(name)))
+    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
