@@ -10,6 +10,7 @@ from workbook_utils import db, marker, provision, seed, server, urls
 from workbook_utils.errors import WorkbookError
 
 from .conftest import fingerprint
+from .elsewhere import alive, another_role
 
 
 def test_urls_name_the_embedded_server_and_the_psycopg_driver():
@@ -53,7 +54,24 @@ def test_missing_database_is_named():
 
 def test_version_is_checked():
     with db.connect() as conn:
-        assert int(db.check_version(conn).split(".")[0]) >= 14
+        assert int(db.check_version(conn).split(".")[0]) >= 15
+
+
+def test_a_server_older_than_15_is_refused_in_one_line():
+    refused = db.too_old(140013, "14.13")
+    assert refused == ("PostgreSQL 14.13 is too old: the workbook needs PostgreSQL 15 or newer "
+                       "(14 reached end of life in November 2026).")
+    assert db.too_old(150000, "15.0") is None and db.too_old(180001, "18.1") is None
+
+
+def test_a_demo_of_a_newer_feature_says_which_version_it_needs(capsys):
+    from workbook_utils.workbook import Workbook
+
+    wb = Workbook(number="99", scale="tiny", url="postgresql+psycopg://x@127.0.0.1/x", version="15.18", version_num=150018)
+    assert not wb.needs("last_idx_scan")
+    assert capsys.readouterr().out == "Skipped: last_idx_scan needs PostgreSQL 16 (this server is 15.18).\n"
+    wb.version_num = 160000
+    assert wb.needs("last_idx_scan") and capsys.readouterr().out == ""
 
 
 def test_seed_refuses_a_database_with_foreign_tables_and_changes_nothing(scratch_db, monkeypatch):
@@ -179,6 +197,24 @@ def test_close_ends_every_session_and_cells_run_afterwards_still_work():
         with capture_sql(wb.engine) as captured, copy.connect() as conn:  # the copy still shares wb.engine's events
             assert conn.execute(text("SELECT count(*) FROM products")).scalar() > 0
         assert captured.count == 1
+    finally:
+        wb.close()
+        with db.connect(urls.libpq_url()) as conn:
+            conn.execute("DROP SCHEMA nb99 CASCADE")
+
+
+def test_close_ends_this_notebooks_sessions_only_in_this_database_and_of_this_role(scratch_db):
+    """In a room other learners run the same notebook: their sessions carry the same application_name."""
+    from workbook_utils import setup
+
+    wb = setup("99")
+    try:
+        with another_role(urls.libpq_url("tiny")) as stranger, \
+                db.connect(scratch_db, application_name=wb.app_name) as elsewhere, \
+                db.connect(stranger, application_name=wb.app_name) as theirs, \
+                db.connect(urls.libpq_url("tiny"), application_name=f"{wb.app_name} sessions") as ours:
+            wb.close()
+            assert alive(elsewhere) and alive(theirs) and not alive(ours)
     finally:
         wb.close()
         with db.connect(urls.libpq_url()) as conn:

@@ -7,7 +7,10 @@ import sys
 
 import pytest
 
+from workbook_utils import db, urls
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb05
+
+from .elsewhere import alive, another_role
 
 ANSWERS = '''
 import sqlalchemy as sa
@@ -162,3 +165,14 @@ def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
     for exercise, answer, why in cases:
         status, diff = exercise.verdict(answer)
         assert status == INCORRECT and why in diff, (exercise.name, answer.__name__, diff)
+
+
+def test_nb05_ends_an_earlier_answer_left_running_but_never_another_learners(wb05, scratch_db):
+    """The copies are made afresh after ending this learner's exercise sessions; those of other databases and roles
+    (other learners, in a room) carry the same application_name and are left alone."""
+    name = f"{wb05.app_name}-exercise"
+    libpq = urls.libpq_url("tiny")
+    with another_role(libpq) as stranger, db.connect(scratch_db, application_name=name) as elsewhere, \
+            db.connect(stranger, application_name=name) as theirs, db.connect(libpq, application_name=name) as ours:
+        nb05._copies(wb05)
+        assert alive(elsewhere) and alive(theirs) and not alive(ours)

@@ -129,12 +129,12 @@ def test_nb08_q3_rejects_ending_too_much_too_little_or_the_wrong_session(exercis
 
     def everyone_else(conn, pid):   # every other session of the app
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = current_user "
-                     "AND pid NOT IN (pg_backend_pid(), %s) AND application_name = "
+                     "AND datname = current_database() AND pid NOT IN (pg_backend_pid(), %s) AND application_name = "
                      "(SELECT application_name FROM pg_stat_activity WHERE pid = %s)", [pid, pid])
 
     def idle_in_transaction(conn, pid):
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE state = 'idle in transaction' AND usename = current_user")
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                     "AND datname = current_database() AND usename = current_user")   # the starter's
 
     def the_waiter(conn, pid):
         conn.execute("SELECT pg_terminate_backend(%s)", [pid])
@@ -148,19 +148,20 @@ def test_nb08_q3_rejects_ending_too_much_too_little_or_the_wrong_session(exercis
         conn.execute("SELECT pg_terminate_backend(%s)", [pid])
 
     def every_blocker(conn, pid):   # the blockers of every waiting session, not only of this one
-        conn.execute("SELECT pg_terminate_backend(b) FROM pg_stat_activity, unnest(pg_blocking_pids(pid)) AS b")
+        conn.execute("SELECT pg_terminate_backend(b) FROM pg_stat_activity, unnest(pg_blocking_pids(pid)) AS b "
+                     "WHERE datname = current_database()")
 
     def oldest_transaction(conn, pid):
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' "
-                     "AND usename = current_user ORDER BY xact_start LIMIT 1")
+                     "AND datname = current_database() AND usename = current_user ORDER BY xact_start LIMIT 1")
 
     def newest_transaction(conn, pid):
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' "
-                     "AND usename = current_user ORDER BY xact_start DESC LIMIT 1")
+                     "AND datname = current_database() AND usename = current_user ORDER BY xact_start DESC LIMIT 1")
 
     def row_one(conn, pid):   # a guess from the statement's text
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' "
-                     "AND query LIKE '%%id = 1%%'")
+                     "AND datname = current_database() AND query LIKE '%%id = 1%%'")
 
     def waits_forever(conn, pid):
         conn.execute("SELECT pg_sleep(3600)")

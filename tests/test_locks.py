@@ -10,6 +10,8 @@ import pytest
 from workbook_utils import db, locks
 from workbook_utils.errors import WorkbookError
 
+from .elsewhere import another_role, waiting
+
 
 def test_a_blocked_session_names_its_blocker_and_the_locks_are_read(seeded):
     with (db.connect(seeded, autocommit=False) as holder, db.connect(seeded, autocommit=False) as waiter,
@@ -55,3 +57,21 @@ def test_lock_waits_counts_each_wait_of_the_named_sessions(seeded):
                 update.join(10)
                 waiter.rollback()
         assert counted["waits"] == 2
+
+
+def test_sessions_of_another_database_or_role_are_neither_seen_waiting_nor_counted(seeded, scratch_db):
+    """Another learner's session, same application_name, waiting in their database or as their role, is not ours."""
+    app = "lock-scope-test"
+    with another_role(seeded) as stranger, db.connect(seeded) as observer, \
+            waiting(scratch_db, app, key=1) as (elsewhere, elsewhere_holder), \
+            waiting(stranger, app, key=2) as (theirs, their_holder), \
+            locks.lock_waits(seeded, app) as counted:
+        assert locks.blockers(observer, [elsewhere, theirs]) == {}
+        assert locks.locks_held(observer, elsewhere).empty and locks.locks_held(observer, theirs).empty
+        with waiting(seeded, app, key=3) as (ours, our_holder):  # the control: ours is seen and counted
+            assert locks.blockers(observer, [ours, elsewhere, theirs]) == {ours: [our_holder]}
+            assert locks.locks_held(observer, ours)[["locktype", "granted"]].values.tolist() == [["advisory", False]]
+            deadline = time.monotonic() + 5
+            while counted["waits"] < 1 and time.monotonic() < deadline:  # sampled meanwhile: all three were waiting
+                time.sleep(0.01)
+        assert counted["waits"] == 1

@@ -8,6 +8,9 @@ from alembic import command
 from sqlalchemy import exc
 
 from workbook_utils import db, locks, migrations, urls
+from workbook_utils.errors import WorkbookError
+
+from .elsewhere import another_role
 
 SCHEMA = "t05_migrations"
 EXPECTED_LINT = {"u01": ["require-concurrent-index-creation"],
@@ -110,6 +113,18 @@ def test_a_hold_keeps_the_revisions_transaction_open_so_writers_wait_until_relea
         upgrade.result(timeout=20)
         writer.execute(f"UPDATE {SCHEMA}.posts SET title = title WHERE id = 1")  # goes through now
         writer.rollback()
+
+
+def test_session_pid_finds_the_migration_of_this_database_and_role_only(seeded, scratch_db):
+    """Other learners' migrations carry the same application_name; the newest of them must not be taken for ours."""
+    with db.connect(seeded) as observer, another_role(seeded) as stranger:
+        since = migrations.server_now(observer)
+        with db.connect(scratch_db, application_name="t05-scope"), db.connect(stranger, application_name="t05-scope"):
+            with pytest.raises(WorkbookError, match="no session named t05-scope"):
+                migrations.session_pid(observer, "t05-scope", timeout=0.2, since=since)
+        with db.connect(seeded, application_name="t05-scope") as ours, \
+                db.connect(scratch_db, application_name="t05-scope"), db.connect(stranger, application_name="t05-scope"):
+            assert migrations.session_pid(observer, "t05-scope", since=since) == ours.info.backend_pid  # not the newest
 
 
 def test_the_ledger_measures_locks_rewrites_and_what_they_block(schema):

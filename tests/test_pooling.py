@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 from sqlalchemy import exc, text
 from sqlalchemy.pool import NullPool
 
 from workbook_utils import db, pooling, urls
 from workbook_utils.errors import WorkbookError
+
+from .elsewhere import alive, another_role
 
 
 @pytest.fixture
@@ -95,6 +99,36 @@ def test_terminate_accepts_backends_that_are_already_gone(url):
     pooling.terminate(url, [pid])   # closed a moment ago: nothing to wait for
 
 
+def test_terminate_leaves_sessions_of_another_database_or_role_alone(url, scratch_db):
+    """A pid that is not this database's and role's (another learner's, or ours reused by them) is not touched."""
+    libpq = urls.libpq_url("tiny")
+    with another_role(libpq) as stranger, db.connect(scratch_db) as elsewhere, db.connect(stranger) as theirs, \
+            db.connect(libpq) as ours:
+        pooling.terminate(url, [elsewhere.info.backend_pid, theirs.info.backend_pid, ours.info.backend_pid])
+        assert alive(elsewhere) and alive(theirs) and not alive(ours)
+
+
+def test_connections_left_is_the_roles_connection_limit_less_its_sessions(url):
+    """A workshop room's learner has a CONNECTION LIMIT; the embedded server's role has none (the server's slots)."""
+    engine = db.make_engine(url, poolclass=NullPool)
+    try:
+        limits = pooling.server_limits(engine)
+        server_room = limits["max_connections"] - limits["superuser_reserved"] - limits["reserved"]
+        assert 0 < pooling.connections_left(engine) < server_room  # this session, at least, is in use
+    finally:
+        engine.dispose()
+    with another_role(urls.libpq_url("tiny")) as stranger:
+        with db.connect(urls.admin_url()) as admin:
+            admin.execute(f'ALTER ROLE "{urlsplit(stranger).username}" CONNECTION LIMIT 5')
+        limited = db.make_engine(stranger.replace("postgresql://", "postgresql+psycopg://"), poolclass=NullPool)
+        try:
+            assert pooling.connections_left(limited) == 5 - 1  # its own session, counting
+            with db.connect(stranger), db.connect(stranger):
+                assert pooling.connections_left(limited) == 5 - 3
+        finally:
+            limited.dispose()
+
+
 def test_a_killed_pool_fails_one_request_without_pre_ping_and_none_with_it(url):
     """SQLAlchemy invalidates the whole pool on the first disconnect: one failure, not one per pooled connection."""
     for options, failed in (({}, 1), ({"pool_pre_ping": True}, 0)):
@@ -140,3 +174,26 @@ def test_creating_a_limited_role_again_drops_the_stale_one_and_its_sessions(url)
     finally:
         stale.close()
         pooling.drop_role(url, name)
+
+
+def test_a_learner_drops_the_role_it_made_while_a_session_of_it_is_still_open():
+    """A workshop room's learner (CREATEROLE, owner of their database, no pg_signal_backend): on PostgreSQL 16+ the
+    creator of a role holds ADMIN OPTION on it but not its privileges, and ending its sessions needs those."""
+    with another_role(urls.libpq_url("tiny")) as stranger:
+        learner = urlsplit(stranger).username
+        with db.connect(urls.admin_url()) as admin:
+            admin.execute(f'ALTER ROLE "{learner}" CREATEROLE')
+            admin.execute(f'CREATE DATABASE "{learner}" OWNER "{learner}"')
+        try:
+            own = urls.with_database(stranger, learner).replace("postgresql://", "postgresql+psycopg://")
+            made = pooling.create_limited_role(own, f"{learner}_nb01", 2)
+            assert made is not None
+            with db.connect(made) as stale:  # a class stopped half-way: the role's session is still open
+                pooling.drop_role(own, f"{learner}_nb01")
+                assert not alive(stale)
+            with db.connect(urls.admin_url()) as admin:
+                assert admin.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", [f"{learner}_nb01"]).fetchone()[0] == 0
+        finally:
+            with db.connect(urls.admin_url()) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{learner}" WITH (FORCE)')
+                admin.execute(f'DROP ROLE IF EXISTS "{learner}_nb01"')

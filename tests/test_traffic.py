@@ -6,6 +6,8 @@ import matplotlib
 
 from workbook_utils import db, traffic
 
+from .elsewhere import another_role, waiting
+
 matplotlib.use("Agg")
 READ, WRITE = "SELECT count(*) FROM products WHERE id = %(k)s", "UPDATE products SET inventory = inventory WHERE id = %(k)s"
 
@@ -37,3 +39,12 @@ def test_writers_behind_a_lock_wait_then_time_out_and_the_timeline_shows_both_ru
     assert (df[df["kind"] == "read"]["outcome"] == "ok").all()
     ax = traffic.timeline({"held": run, "again": run}, "test", failing=("held",))
     assert len(ax.figure.axes) == 2 and ax.figure.axes[0].get_shared_y_axes().joined(*ax.figure.axes)
+
+
+def test_the_monitor_reads_the_waits_of_this_databases_sessions_of_this_role_only(seeded, scratch_db):
+    """The monitor asks about the workload's pids: a pid of another learner's session (reused) says nothing."""
+    with another_role(seeded) as stranger, db.connect(seeded) as monitor, \
+            waiting(scratch_db, "t05-traffic", key=1) as (elsewhere, _), waiting(stranger, "t05-traffic", key=2) as (theirs, _), \
+            waiting(seeded, "t05-traffic", key=3) as (ours, holder):
+        rows = monitor.execute(traffic.WAITS_SQL, [[elsewhere, theirs, ours]]).fetchall()
+    assert [(pid, by) for pid, by, _ in rows] == [(ours, [holder])]

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import psycopg
     from sqlalchemy.engine import Engine
 
-MIN_SERVER_VERSION = 140000
+MIN_SERVER_VERSION = 150000  # PostgreSQL 14 reached end of life in November 2026
 CONNECT_TIMEOUT = 5
 
 
@@ -43,12 +43,19 @@ def connect(url: str | None = None, **kwargs: Any) -> psycopg.Connection:
         raise explain_error(exc, url) from None
 
 
+def too_old(num: int, version: str) -> str | None:
+    """Why a server of this version (server_version_num, server_version) cannot run the workbook, or None."""
+    if num >= MIN_SERVER_VERSION:
+        return None
+    return (f"PostgreSQL {version} is too old: the workbook needs PostgreSQL {MIN_SERVER_VERSION // 10000} or newer "
+            "(14 reached end of life in November 2026).")
+
+
 def check_version(conn: psycopg.Connection) -> str:
-    """The server's version string; refuses servers older than PostgreSQL 14."""
-    num = conn.info.server_version
-    version = conn.execute("SHOW server_version").fetchone()[0]
-    if num < MIN_SERVER_VERSION:
-        raise WorkbookError(f"PostgreSQL {version} is too old: the workbook needs PostgreSQL 14 or newer.")
+    """The server's version string (e.g. "15.18"); refuses, in one line, a server older than PostgreSQL 15."""
+    version = conn.execute("SHOW server_version").fetchone()[0].split()[0]  # "15.18 (Debian 15.18-0+deb12u1)"
+    if problem := too_old(conn.info.server_version, version):
+        raise WorkbookError(problem)
     return version
 
 

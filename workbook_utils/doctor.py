@@ -52,12 +52,22 @@ def _needed_by(libraries: list[str]) -> str:
     return f"; used by notebook{'s' * (len(numbers) > 1)} {', '.join(numbers)}" if numbers else ""
 
 
+def version_line(version: str, num: int) -> str:
+    """"PostgreSQL 15.18 (15 or newer needed); demos that need a newer one skip: …" (from workbook.NEWER)."""
+    from .workbook import NEWER
+
+    skipped = [f"{feature} ({major})" for feature, major in NEWER.items() if num < major * 10000]
+    return (f"PostgreSQL {version} ({db.MIN_SERVER_VERSION // 10000} or newer needed)"
+            + (f"; demos that need a newer one skip: {', '.join(skipped)}" if skipped else ""))
+
+
 def _server_checks(conn, scale: str) -> Iterator[Check]:
     try:
         version = db.check_version(conn)
-        yield True, f"PostgreSQL {version}"
-    except WorkbookError as exc:
+        yield True, version_line(version, conn.info.server_version)
+    except WorkbookError as exc:  # too old: nothing else would help
         yield False, str(exc)
+        return
     missing = [lib for lib, setting in PRELOADED.items()
                if conn.execute("SELECT current_setting(%s, true)", [setting]).fetchone()[0] is None]
     yield not missing, ("preloaded: " + ", ".join(PRELOADED) if not missing else

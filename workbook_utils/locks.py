@@ -19,11 +19,16 @@ if TYPE_CHECKING:
     import pandas as pd
     import psycopg
 
-BLOCKERS_SQL = "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity WHERE pid = ANY(%s)"
-LOCKS_SQL = """
+# pg_stat_activity and pg_locks show every session of the server. On a shared one other learners run the same
+# notebooks, so each query keeps to sessions in this database and of this role (a pid of a session that has
+# ended may be another's by now). pg_locks rows of transactionid and virtualxid locks have no database: they are
+# scoped through the holding session's pg_stat_activity row.
+OWN = "a.datname = current_database() AND a.usename = current_user"
+BLOCKERS_SQL = f"SELECT a.pid, pg_blocking_pids(a.pid) FROM pg_stat_activity a WHERE a.pid = ANY(%s) AND {OWN}"
+LOCKS_SQL = f"""
     SELECT l.locktype, coalesce(c.relname, l.relation::text) AS relation, l.mode, l.granted
-    FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
-    WHERE l.pid = %s AND l.locktype <> 'virtualxid' AND NOT (l.locktype = 'relation' AND c.relname LIKE 'pg_%%')
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid LEFT JOIN pg_class c ON c.oid = l.relation
+    WHERE l.pid = %s AND {OWN} AND l.locktype <> 'virtualxid' AND NOT (l.locktype = 'relation' AND c.relname LIKE 'pg_%%')
     ORDER BY l.granted DESC, l.locktype, relation, l.mode"""
 
 
@@ -50,14 +55,15 @@ def locks_held(conn: psycopg.Connection, pid: int) -> pd.DataFrame:
     return pd.DataFrame(conn.execute(LOCKS_SQL, [pid]).fetchall(), columns=["locktype", "relation", "mode", "granted"])
 
 
-WAITS_SQL = """
+WAITS_SQL = f"""
     SELECT DISTINCT l.pid, l.waitstart FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-    WHERE NOT l.granted AND l.waitstart IS NOT NULL AND a.application_name = %s"""
+    WHERE NOT l.granted AND l.waitstart IS NOT NULL AND a.application_name = %s AND {OWN}"""
 
 
 @contextmanager
 def lock_waits(url: str, application_name: str, every: float = 0.005) -> Iterator[dict[str, int]]:
-    """Count the lock waits of the sessions named `application_name` while the block runs (sampled: a lower bound).
+    """Count the lock waits of the sessions named `application_name` (in this database, of this role) while the
+    block runs (sampled: a lower bound).
 
     A wait is one ungranted lock of one session, told apart by when it started waiting (`pg_locks.waitstart`).
     """

@@ -116,8 +116,15 @@ class Hold:
         self._released.set()
 
 
+# In this database and of this role: on a shared server, other learners' migrations carry the same application_name.
+SESSION_SQL = """
+    SELECT pid FROM pg_stat_activity WHERE application_name = %s AND datname = current_database() AND usename = current_user
+      AND backend_start >= coalesce(%s::timestamptz, '-infinity') ORDER BY backend_start DESC LIMIT 1"""
+
+
 def session_pid(conn: psycopg.Connection, application_name: str, timeout: float = 10.0, since: Any = None) -> int:
-    """The pid of the session tagged `application_name` (e.g. the migration's), once it has connected.
+    """The pid of the session tagged `application_name` (e.g. the migration's) in this database and of this role, once
+    it has connected.
 
     `since` (a server timestamp, e.g. `SELECT clock_timestamp()` before starting the migration) skips sessions that
     started earlier: a previous migration's backend may still be exiting.
@@ -126,9 +133,7 @@ def session_pid(conn: psycopg.Connection, application_name: str, timeout: float 
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
-                           "AND backend_start >= coalesce(%s::timestamptz, '-infinity') ORDER BY backend_start DESC LIMIT 1",
-                           [application_name, since]).fetchone()
+        row = conn.execute(SESSION_SQL, [application_name, since]).fetchone()
         if row:
             return row[0]
         time.sleep(0.01)
@@ -142,8 +147,9 @@ def server_now(conn: psycopg.Connection) -> Any:
 
 ALL_LOCKS_SQL = """
     SELECT l.locktype, coalesce(c.relname, l.relation::text, l.virtualxid) AS object, l.mode, l.granted
-    FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation
-    WHERE l.pid = %s AND NOT (l.locktype = 'relation' AND c.relname LIKE 'pg_%%')
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid LEFT JOIN pg_class c ON c.oid = l.relation
+    WHERE l.pid = %s AND a.datname = current_database() AND a.usename = current_user  -- virtualxid rows have no database
+      AND NOT (l.locktype = 'relation' AND c.relname LIKE 'pg_%%')
     ORDER BY l.granted DESC, l.locktype, object, l.mode"""
 
 

@@ -72,19 +72,43 @@ def server_limits(engine: Engine) -> dict[str, int]:
             "reserved": rows.get("reserved_connections", 0)}
 
 
+# Server-wide on purpose: max_connections counts the sessions of every database, a role's CONNECTION LIMIT those of
+# every database it is in. (An ordinary role sees other roles' sessions without their backend_type: not counted.)
+IN_USE_SQL = """
+    SELECT count(*) FILTER (WHERE backend_type = 'client backend'), count(*) FILTER (WHERE usename = current_user),
+           (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user)
+    FROM pg_stat_activity"""
+
+
+def connections_left(engine: Engine) -> int:
+    """How many more connections this role may open now: the server's free slots, or what is left of the role's
+    CONNECTION LIMIT when that is fewer (a workshop room's learners have one). Notebook 01 §5 sizes its sweep by it."""
+    from sqlalchemy import text
+
+    limits = server_limits(engine)
+    with engine.connect() as conn:
+        server_in_use, role_in_use, role_limit = conn.execute(text(IN_USE_SQL)).one()
+    left = limits["max_connections"] - limits["superuser_reserved"] - limits["reserved"] - server_in_use
+    return left if role_limit < 0 else min(left, role_limit - role_in_use)
+
+
+OWN = "pid = ANY(%s) AND datname = current_database() AND usename = current_user"  # these pids, if they are ours
+
+
 def terminate(url: str, pids: list[int], timeout: float = 5.0) -> None:
     """Terminate these backends (as a restart or an idle killer would), waiting until each is gone (bounded).
 
-    Notebook 01 §6 shows the one statement this runs: `pg_terminate_backend(pid, timeout_ms)` (PostgreSQL 14+)
-    returns only once the backend has exited, or false when it is still there after the timeout.
+    Notebook 01 §6 shows the statement at its heart: `pg_terminate_backend(pid, timeout_ms)` returns only once the
+    backend has exited, or false when it is still there after the timeout. Only backends in this database and of
+    this role are touched: a pid that has already gone may belong to another learner's session by now.
     """
     with db.connect(url) as conn:  # a connection of its own: never one from the pool being killed
-        done = conn.execute("SELECT pid, pg_terminate_backend(pid, %s) FROM unnest(%s::int[]) AS pid",
+        done = conn.execute(f"SELECT pid, pg_terminate_backend(pid, %s) FROM pg_stat_activity WHERE {OWN}",
                             [int(timeout * 1000), pids]).fetchall()
-        # false also means "no such backend" (one that had already gone): only those still listed are alive
+        # false also means "no such backend" (one that went meanwhile): only those still listed are alive
         alive = [pid for pid, gone in done if not gone]
         if alive:
-            alive = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", [alive])]
+            alive = [row[0] for row in conn.execute(f"SELECT pid FROM pg_stat_activity WHERE {OWN}", [alive])]
     if alive:
         raise TimeoutError(f"backends {alive} still present after {timeout} s")
 
@@ -177,8 +201,14 @@ def _drop(conn: psycopg.Connection, name: str) -> None:
     """End the role's sessions, take back its CONNECT on this database, drop it (if it exists)."""
     from psycopg import sql
 
-    conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s", [name])
-    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
-        conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(
-            sql.Identifier(conn.info.dbname), sql.Identifier(name)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+        return
+    # Ending a role's sessions needs its privileges. PostgreSQL 16+ gives a role's creator (a workshop room's learner)
+    # ADMIN OPTION on it, not its privileges; with that option (or CREATEROLE on 15) it may grant them to itself.
+    if not conn.execute("SELECT pg_has_role(%s, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE')", [name]).fetchone()[0]:
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(name)))
+    conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s "
+                 "AND datname = current_database()", [name])  # the role's name carries the database's
+    conn.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM {}").format(sql.Identifier(conn.info.dbname),
+                                                                         sql.Identifier(name)))
+    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))

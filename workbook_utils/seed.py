@@ -93,6 +93,7 @@ def seed(scale: str | None = None, progress: Callable[[str], None] = print) -> f
         url = urls.libpq_url(scale)
         start = time.perf_counter()
         with _connect(url) as conn:
+            db.check_version(conn)  # an older server is refused before anything is written
             marker.claim(conn)
             ended = _terminate_others(conn, conn.info.dbname, APP_NAME)  # an interrupted seed's leftover sessions
             if ended:
@@ -153,6 +154,7 @@ def seed_if_needed(scale: str | None = None, progress: Callable[[str], None] = p
         provision.ensure_database(scale)
         url = urls.libpq_url(scale)
         with db.connect(url) as conn:
+            db.check_version(conn)  # setup() and `workbook seed` refuse an older server in one line, first
             seeded_from = (marker.marker(conn) or {}).get("dataset")  # None: seeded by the docker init scripts
             if marker.seeded_scale(conn) == scale and seeded_from in (None, dataset_version()):
                 return False

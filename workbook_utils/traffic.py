@@ -26,7 +26,8 @@ WAITS_SQL = """
     SELECT a.pid, pg_blocking_pids(a.pid),
            extract(epoch FROM clock_timestamp() - (SELECT min(l.waitstart) FROM pg_locks l
                                                    WHERE l.pid = a.pid AND NOT l.granted))
-    FROM pg_stat_activity a WHERE a.pid = ANY(%s) AND cardinality(pg_blocking_pids(a.pid)) > 0"""
+    FROM pg_stat_activity a WHERE a.pid = ANY(%s) AND a.datname = current_database() AND a.usename = current_user
+      AND cardinality(pg_blocking_pids(a.pid)) > 0"""  # the workload's sessions only (a shared server has others')
 
 
 @dataclass

@@ -12,6 +12,16 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 
+# Demos of features newer than the oldest server the workbook runs on (PostgreSQL 15): the major version each needs.
+# A notebook asks wb.needs(feature); `workbook doctor` names the ones a server will skip.
+NEWER = {"last_idx_scan": 16, "transaction_timeout": 17, "NOT NULL … NOT VALID": 18, "RETURNING old": 18}
+
+# This notebook's sessions, and only in this database and of this role: on a shared server other learners run the
+# same notebook, under the same application_name, in their own databases.
+CLOSE_SQL = """SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s
+               AND datname = current_database() AND usename = current_user AND pid <> pg_backend_pid()"""
+
+
 @dataclass
 class Workbook:
     """What a notebook works with: its engine, URL, scale and a scratch schema of its own."""
@@ -19,7 +29,8 @@ class Workbook:
     number: str
     scale: str
     url: str
-    version: str
+    version: str  # e.g. "15.18"
+    version_num: int = 0  # server_version_num, e.g. 150018
     engines: list[Engine] = field(default_factory=list, repr=False)
 
     @property
@@ -31,6 +42,14 @@ class Workbook:
     def app_name(self) -> str:
         """application_name of this notebook's sessions, as seen in pg_stat_activity."""
         return f"workbook-nb{self.number}"
+
+    def needs(self, feature: str) -> bool:
+        """True if this server has `feature` (one of NEWER); else prints the one line saying its demo is skipped."""
+        major = NEWER[feature]
+        if self.version_num >= major * 10000:
+            return True
+        print(f"Skipped: {feature} needs PostgreSQL {major} (this server is {self.version}).")
+        return False
 
     @property
     def engine(self) -> Engine:
@@ -73,8 +92,7 @@ class Workbook:
         for engine in self.engines:
             engine.dispose()  # closes the pooled connections; the engine itself stays usable
         with db.connect(self.url) as conn:  # connections still checked out (a Session never closed) end too
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s "
-                         "AND usename = current_user AND pid <> pg_backend_pid()", [f"{self.app_name}%"])
+            conn.execute(CLOSE_SQL, [f"{self.app_name}%"])
         try:
             from sql.connection import Connection  # ipython-sql, when %sql was used
         except ImportError:
@@ -91,11 +109,12 @@ def setup(number: str) -> Workbook:
     seed.seed_if_needed(scale)
     url = urls.libpq_url(scale)
     with db.connect(url) as conn:
-        version = db.check_version(conn)
+        version, version_num = db.check_version(conn), conn.info.server_version
         db.bounded(conn, f"DROP SCHEMA IF EXISTS nb{number} CASCADE; CREATE SCHEMA nb{number}",
                    f"another session (an open kernel of notebook {number}?) holds its scratch schema nb{number}: "
                    "shut that kernel down, then run this cell again")
-    wb = Workbook(number=number, scale=scale, url=urls.database_url(scale), version=version)
+    wb = Workbook(number=number, scale=scale, url=urls.database_url(scale), version=version,
+                  version_num=version_num)
     source = "DATABASE_URL" if config.external_url() else "embedded server"
     print(f"Notebook {number} · PostgreSQL {version} ({source}, {urls.where(url)}) · scale {scale}")
     return wb

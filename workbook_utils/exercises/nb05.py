@@ -43,7 +43,8 @@ def _copies(wb: Workbook, extra: str = "") -> None:
 
     with db.connect(wb.url.replace("+psycopg", ""), application_name=wb.app_name) as conn:
         # An earlier answer the checker gave up on (still running) would hold the schema: end it, never wait on it.
-        conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = %s",
+        conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = %s "
+                     "AND datname = current_database() AND usename = current_user",  # never another learner's
                      [f"{wb.app_name}-exercise"])
         db.bounded(conn, f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}",
                    f"another session holds {SCHEMA}: run the exercise cell again", timeout="10s")

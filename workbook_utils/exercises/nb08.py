@@ -234,8 +234,8 @@ def pool_gauges(engine, registry):
 '''
 BLOCKER_STARTER = '''
 def end_blocker(conn, pid):
-    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                 "WHERE state = 'idle in transaction' AND usename = current_user")
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                 "AND datname = current_database() AND usename = current_user")
 '''
 
 
