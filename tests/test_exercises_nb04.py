@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
+import psutil
 import pytest
 from sqlalchemy import text, update
 from sqlalchemy.exc import OperationalError
@@ -11,6 +13,16 @@ from sqlalchemy.orm import Session
 
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb04
 from workbook_utils.models import Product
+
+
+def _cpu_seconds(native_ids: list[int], over: float) -> float:
+    """CPU seconds these threads of this process use in `over` seconds of wall time."""
+    def used() -> float:
+        return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id in native_ids)
+
+    before = used()
+    time.sleep(over)
+    return used() - before
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +249,9 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
         assert time.monotonic() - started < 5, wrong   # a runaway loop never holds the check for long
     from workbook_utils import db, urls
 
+    parked = [t.native_id for t in threading.enumerate() if t.name == "nb04-q3-check"]
+    assert parked, "the loop that swallows everything is parked on its thread, not ended"
+    assert _cpu_seconds(parked, over=0.5) < 0.1, "a parked loop spins (it held a core and the GIL for the rest of the run)"
     with db.make_engine(urls.database_url("tiny")).connect() as conn:   # the parked loop holds no session
         assert conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%04%' "
                                  "AND state LIKE 'idle in transaction%'")).scalar() == 0

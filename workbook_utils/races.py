@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 BLOCKS = "BLOCKS"
-POLL = 0.005  # seconds between two looks at pg_blocking_pids
+POLL, MAX_POLL = 0.005, 0.05  # seconds between two looks at pg_blocking_pids: the first, and at most
 
 
 @dataclass(frozen=True)
@@ -134,13 +134,18 @@ def _perform(session: Session, step: Step, t0: float) -> _Done:
 
 
 def _settle(future: Future, pid: int, observer: Any, deadline: float) -> list[int]:
-    """Wait until the step finished ([]) or its session waits for a lock (the pids it waits for)."""
-    while not future.done():
+    """Wait until the step finished ([]) or its session waits for a lock (the pids it waits for).
+
+    Waits on the step itself, so a step that ends is seen at once; between two looks at pg_blocking_pids the
+    pause doubles from POLL up to MAX_POLL (a step that runs long without waiting is not asked 200 times a second).
+    """
+    pause = POLL
+    while not wait([future], timeout=pause).done:
         if waiting_for := locks.blockers(observer, [pid]).get(pid):
             return waiting_for
         if time.monotonic() > deadline:
             raise WorkbookError(f"a step of session pid {pid} neither finished nor waited for a lock in time")
-        time.sleep(POLL)
+        pause = min(2 * pause, MAX_POLL)
     return []
 
 

@@ -160,8 +160,9 @@ class _Work:
     def __call__(self, session: Any) -> str:
         from sqlalchemy import text
 
-        if self.stopped.is_set():  # the check gave up on this loop: park its thread here, holding nothing
-            self.stopped.wait(3600)
+        if self.stopped.is_set():  # the check gave up on this loop: park its thread here for good, holding nothing
+            while True:  # not self.stopped.wait(): it is set, so that returns at once and a swallowing loop spins
+                time.sleep(3600)
         if self.stopped.is_set() or len(self.started) >= 50:
             raise _Runaway("more than 50 attempts")
         self.started.append(time.monotonic())
