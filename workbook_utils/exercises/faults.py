@@ -220,8 +220,9 @@ def _cancelled(learner: Any, helper: Helper, schema: str) -> str:
         with helper.connect() as observer:
             deadline = time.monotonic() + WAIT
             while time.monotonic() < deadline:
-                running = observer.execute("SELECT query LIKE %s FROM pg_stat_activity WHERE pid = %s AND "
-                                           "state = 'active'", [f"%{MARK.format('57014')}%", pid]).fetchone()
+                running = observer.execute("SELECT query LIKE %s FROM pg_stat_activity WHERE pid = %s AND state = 'active' "
+                                           "AND datname = current_database() AND usename = current_user",
+                                           [f"%{MARK.format('57014')}%", pid]).fetchone()
                 if running and running[0]:
                     observer.execute("SELECT pg_cancel_backend(%s)", [pid])
                     return
