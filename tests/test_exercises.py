@@ -121,7 +121,8 @@ def shell():
     """An in-process IPython shell: it keeps cells in linecache as the notebook's kernel does."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    return InteractiveShell.instance()
+    yield InteractiveShell.instance()
+    InteractiveShell.clear_instance()  # a singleton: test_sql_magic makes a shell of another kind later
 
 
 def _run(shell, cell: str) -> None:
