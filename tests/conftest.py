@@ -1,4 +1,5 @@
-"""Tests run against the real embedded PostgreSQL at scale tiny (started and seeded here if needed)."""
+"""Tests run against the real embedded PostgreSQL at scale tiny (started and seeded here if needed), and the room
+tests and the notebooks' lockstep run on a second server, the distribution's PostgreSQL (tests/second_server.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,22 @@ os.environ["WORKBOOK_SCALE"] = "tiny"  # before anything reads it: the test suit
 
 import pytest
 
-from workbook_utils import db, seed, urls
+from workbook_utils import db, learners, seed, urls
+
+from . import second_server
 
 TABLES = ("users", "profiles", "products", "posts", "comments", "orders")
+ROOM = 4  # learners the second server holds without --force: test_learners provisions up to 4
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """One line: which server the room tests and the notebooks' lockstep run use."""
+    bindir = second_server.find_bindir()
+    if bindir is None:
+        return ("second server: none installed (no /usr/lib/postgresql/*/bin, no pg_config): the room tests and the "
+                "notebooks' lockstep run use the embedded server")
+    return f"second server: PostgreSQL {second_server.major(bindir)} from {bindir}, a throwaway cluster for the room " \
+           "tests and the notebooks' lockstep run"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,3 +53,20 @@ def scratch_db() -> Iterator[str]:
     with db.connect(urls.admin_url()) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'DROP DATABASE IF EXISTS "{name}_template" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def room_server(seeded) -> Iterator[second_server.RoomServer]:
+    """The second server for the session (stopped at its end, also on failure or Ctrl-C), or the embedded one."""
+    bindir = second_server.find_bindir()
+    # sized by what provision checks (room_problems): ROOM learners, the reserved slots, the facilitator's share
+    room = second_server.open_room(bindir, ROOM * learners.CONNECTION_LIMIT + 3 + learners.FACILITATOR)
+    if room.cluster is None:
+        yield room
+        return
+    undo = second_server.stop_on_exit(room.cluster)
+    try:
+        yield room
+    finally:
+        second_server.stop(room.cluster)
+        undo()

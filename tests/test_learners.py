@@ -1,9 +1,14 @@
-"""`workbook provision` on the embedded server: three learners provisioned once prove what the issue promises."""
+"""`workbook provision`: three learners provisioned once prove what the issue promises.
+
+They are made on the second server (the distribution's PostgreSQL, tests/second_server.py) where it is installed,
+as a facilitator does on a shared server: DATABASE_URL names its admin; without it, on the embedded server. What
+only the embedded server does (its pg_hba asks the learners' group for a password; a CREATEROLE admin that is no
+superuser on PostgreSQL 16+) is proved there.
+"""
 
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,15 +22,15 @@ from workbook_utils.errors import WorkbookError
 PREFIX = "roomtest"
 
 
-def workbook(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+def workbook(room_server, *args: str) -> subprocess.CompletedProcess:
+    """The `workbook` command as the facilitator runs it (their DATABASE_URL on a shared server)."""
     return subprocess.run([sys.executable, "-m", "workbook_utils.cli", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+                          timeout=120, env=room_server.admin_env())
 
 
-def everything(prefix: str = PREFIX) -> set[str]:
+def everything(admin_url: str, prefix: str = PREFIX) -> set[str]:
     """Roles and databases on the server whose name starts with the prefix (and the learners' group)."""
-    with db.connect(urls.admin_url()) as conn:
+    with db.connect(admin_url) as conn:
         return {r[0] for r in conn.execute(
             "SELECT 'role ' || rolname FROM pg_roles WHERE starts_with(rolname, %s) OR rolname = %s UNION ALL "
             "SELECT 'database ' || datname FROM pg_database WHERE starts_with(datname, %s)",
@@ -33,16 +38,22 @@ def everything(prefix: str = PREFIX) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def room(tmp_path_factory) -> dict:
+def room(room_server, tmp_path_factory) -> dict:
     """Three learners (the embedded server cannot hold a room at their limit: --force), and what was there before."""
-    learners.drop(PREFIX, say=lambda _: None)
-    before = everything()
+    admin_url = room_server.admin_url()
+    with room_server.as_admin():
+        learners.drop(PREFIX, say=lambda _: None)
+    before = everything(admin_url)
     out = tmp_path_factory.mktemp("room") / "learners.csv"
     said: list[str] = []
-    made = learners.provision(3, prefix=PREFIX, out=out, scale="tiny", force=True, say=said.append)
-    yield {"before": before, "out": out, "said": said, "urls": {lr.name: lr.url for lr in made}}
-    learners.drop(PREFIX, say=lambda _: None)
-    with db.connect(urls.admin_url()) as admin:
+    with room_server.as_admin():
+        made = learners.provision(3, prefix=PREFIX, out=out, scale="tiny", force=room_server.cluster is None,
+                                  say=said.append)
+    yield {"before": before, "out": out, "said": said, "urls": {lr.name: lr.url for lr in made}, "admin": admin_url,
+           "server": room_server}
+    with room_server.as_admin():
+        learners.drop(PREFIX, say=lambda _: None)
+    with db.connect(admin_url) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {PREFIX}05")
         admin.execute(f"DROP ROLE IF EXISTS {PREFIX}_decoy")
 
@@ -53,9 +64,10 @@ def test_a_learners_url_keeps_the_admin_urls_hosts_and_options():
 
 
 def test_a_room_the_server_cannot_hold_is_refused_before_anything_is_created(room):
-    with pytest.raises(WorkbookError, match=r"cannot hold the room: max_connections is \d+; 30 learners"):
+    with room["server"].as_admin(), pytest.raises(WorkbookError, match=r"cannot hold the room: max_connections is "
+                                                                        r"\d+; 30 learners"):
         learners.provision(30, prefix="roomfit", scale="tiny", say=lambda _: None)
-    assert everything("roomfit") <= {f"role {learners.GROUP}"}
+    assert everything(room["admin"], "roomfit") <= {f"role {learners.GROUP}"}
 
 
 def test_each_learner_owns_every_object_in_their_database(room):
@@ -76,14 +88,15 @@ def test_each_learner_owns_every_object_in_their_database(room):
             assert sorted(schemas) == [("_workbook", name), ("public", name)]
             role = conn.execute("SELECT rolconnlimit, rolcreaterole, rolsuper, rolcreatedb, "
                                 "shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = current_user").fetchone()
-            assert role == (learners.CONNECTION_LIMIT, True, False, False, learners.MARK)
+            createrole = conn.info.server_version >= 160000  # only there does CREATEROLE manage just its own roles
+            assert role == (learners.CONNECTION_LIMIT, createrole, False, False, learners.MARK)
             assert conn.execute("SELECT value FROM _workbook.meta WHERE key = 'learner'").fetchone()[0] == name
 
 
 def test_the_password_reaches_the_server_only_as_a_scram_verifier(room):
     url = room["urls"][f"{PREFIX}01"]
     password = psycopg.conninfo.conninfo_to_dict(url)["password"]
-    with db.connect(urls.with_database(urls.admin_url(), f"{PREFIX}01")) as admin:  # its pg_stat_statements view
+    with db.connect(urls.with_database(room["admin"], f"{PREFIX}01")) as admin:  # its pg_stat_statements view
         stored = admin.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", [f"{PREFIX}01"]).fetchone()[0]
         statements = admin.execute("SELECT count(*) FROM pg_stat_statements WHERE query LIKE %s",
                                    [f"%{password}%"]).fetchone()[0]
@@ -91,7 +104,7 @@ def test_the_password_reaches_the_server_only_as_a_scram_verifier(room):
                                [f"%{stored[:30]}%"]).fetchone()[0]
     assert stored.startswith("SCRAM-SHA-256$4096:") and password not in stored
     assert statements == 0 and logged >= 1  # pg_stat_statements saw the CREATE ROLE, with the verifier only
-    assert password not in (server.pgdata() / "server.log").read_text(errors="replace")
+    assert password not in room["server"].log.read_text(errors="replace")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(url.replace(password, "not-the-password"), connect_timeout=5)
 
@@ -121,16 +134,19 @@ def test_rerun_adds_missing_learners_refuses_foreign_databases_and_keeps_data(ro
     first = room["urls"][f"{PREFIX}01"]
     with psycopg.connect(first, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS my_notes; CREATE TABLE my_notes AS SELECT 'mine' AS note")
-    with db.connect(urls.admin_url()) as admin:
+    with db.connect(room["admin"]) as admin:
         admin.execute(f"CREATE DATABASE {PREFIX}05")  # somebody else's, with a name provision would pick
-    refused = workbook("provision", "--learners", "5", "--prefix", PREFIX, "--out", str(room["out"]), "--force")
+    refused = workbook(room["server"], "provision", "--learners", "5", "--prefix", PREFIX, "--out", str(room["out"]),
+                       "--force")
     assert refused.returncode == 1 and f"Databases {PREFIX}05 exist but the workbook did not provision" in refused.stderr
-    assert f"role {PREFIX}04" not in everything()  # refused before creating anything
-    with pytest.raises(WorkbookError, match=r"holds another room's learners \(roomtest01, roomtest02, roomtest03\)"):
+    assert f"role {PREFIX}04" not in everything(room["admin"])  # refused before creating anything
+    with room["server"].as_admin(), pytest.raises(WorkbookError, match=r"holds another room's learners "
+                                                                        r"\(roomtest01, roomtest02, roomtest03\)"):
         learners.provision(1, prefix="roomother", out=room["out"], scale="tiny", force=True, say=lambda _: None)
-    assert everything("roomother") <= {f"role {learners.GROUP}"}  # the first room's URLs are kept, not overwritten
+    assert everything(room["admin"], "roomother") <= {f"role {learners.GROUP}"}  # the first room's URLs are kept
     room["out"].chmod(0o644)
-    result = workbook("provision", "--learners", "4", "--prefix", PREFIX, "--out", str(room["out"]), "--force")
+    result = workbook(room["server"], "provision", "--learners", "4", "--prefix", PREFIX, "--out", str(room["out"]),
+                      "--force")
     assert result.returncode == 0, result.stderr
     assert f"{PREFIX}01: already there" in result.stdout and f"{PREFIX}04: ready" in result.stdout
     rows = {r["learner"]: r["DATABASE_URL"] for r in csv.DictReader(room["out"].open())}
@@ -146,15 +162,39 @@ def test_rerun_adds_missing_learners_refuses_foreign_databases_and_keeps_data(ro
 
 def test_drop_removes_exactly_what_provision_made(room):
     limited = pooling.create_limited_role(room["urls"][f"{PREFIX}01"], f"{PREFIX}01_nb01", 8)  # notebook 01's demo
-    assert limited is not None, "a learner may create notebook 01's limited role, and it may log in"
-    with db.connect(urls.admin_url()) as admin:
+    with db.connect(room["admin"]) as admin:
+        creates_roles = admin.info.server_version >= 160000  # before 16, learners get no CREATEROLE
         admin.execute(f"DROP ROLE IF EXISTS {PREFIX}_decoy; CREATE ROLE {PREFIX}_decoy")
-    result = workbook("provision", "--drop", "--prefix", PREFIX)
+    assert (limited is not None) == creates_roles, "on 16+ a learner may create notebook 01's limited role and log in"
+    result = workbook(room["server"], "provision", "--drop", "--prefix", PREFIX)
     assert result.returncode == 0, result.stderr
     assert f"left alone: database {PREFIX}05" in result.stdout and f"left alone: role {PREFIX}_decoy" in result.stdout
-    assert "dropped 4 databases and 5 roles" in result.stdout  # 4 learners and the role one of them created
+    assert f"dropped 4 databases and {4 + creates_roles} roles" in result.stdout  # and the role one of them created
     group = {f"role {learners.GROUP}"}
-    assert everything() - group == room["before"] - group | {f"database {PREFIX}05", f"role {PREFIX}_decoy"}
+    assert everything(room["admin"]) - group == room["before"] - group | {f"database {PREFIX}05", f"role {PREFIX}_decoy"}
+
+
+def test_on_the_embedded_server_the_learners_group_is_asked_for_a_password(tmp_path):
+    """The embedded server trusts 127.0.0.1: provision puts learners in a group its pg_hba asks for their SCRAM
+    password; --drop removes the group with its last member (and never while another room still uses it)."""
+    admin = urls.admin_url()  # no DATABASE_URL: the embedded server's superuser
+    learners.drop("roomhba", say=lambda _: None)
+    try:
+        url = learners.provision(1, prefix="roomhba", out=tmp_path / "l.csv", scale="tiny", force=True,
+                                 say=lambda _: None)[0].url
+        password = psycopg.conninfo.conninfo_to_dict(url)["password"]
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", [learners.GROUP]).fetchone()[0]
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(url.replace(password, "not-the-password"), connect_timeout=5)
+        assert password not in (server.pgdata() / "server.log").read_text(errors="replace")
+    finally:
+        learners.drop("roomhba", say=lambda _: None)
+    assert everything(admin, "roomhba") <= {f"role {learners.GROUP}"}
+    with db.connect(admin) as conn:
+        group, members = conn.execute("SELECT count(*), count(m.member) FROM pg_roles r LEFT JOIN pg_auth_members m "
+                                      "ON m.roleid = r.oid WHERE r.rolname = %s", [learners.GROUP]).fetchone()
+    assert bool(group) == bool(members), "the group goes with its last member, and stays while a room uses it"
 
 
 def test_an_admin_that_is_no_superuser_provisions_through_database_url(monkeypatch, tmp_path):
@@ -177,7 +217,7 @@ def test_an_admin_that_is_no_superuser_provisions_through_database_url(monkeypat
                 assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 100
                 assert conn.execute(learners.NOT_THEIRS, [learner.name]).fetchall() == []
         assert learners.drop("roomurl", say=lambda _: None).count("role roomurl01") == 1
-        assert everything("roomurl") - {f"role {learners.GROUP}"} == set()
+        assert everything(admin, "roomurl") - {f"role {learners.GROUP}"} == set()
     finally:
         learners.drop("roomurl", say=lambda _: None)
         with db.connect(admin) as conn:

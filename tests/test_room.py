@@ -1,4 +1,8 @@
-"""The facilitator's view: a learner runs notebook 00 through their URL, and `workbook room` shows what they did."""
+"""The facilitator's view: a learner runs notebook 00 through their URL, and `workbook room` shows what they did.
+
+On the second server (the distribution's PostgreSQL, tests/second_server.py) where it is installed, as on a shared
+server: the facilitator's DATABASE_URL names its admin. Without it, on the embedded server.
+"""
 
 from __future__ import annotations
 
@@ -22,24 +26,25 @@ ANSWERS = {"q1.check(____)": f"q1.check({Q1_SQL!r})",  # solved
 
 
 @pytest.fixture(scope="module")
-def learner_urls(tmp_path_factory) -> dict[str, str]:
-    learners.drop(PREFIX, say=lambda _: None)
-    made = learners.provision(3, prefix=PREFIX, out=tmp_path_factory.mktemp("room") / "learners.csv", scale="tiny",
-                              force=True, say=lambda _: None)
+def learner_urls(room_server, tmp_path_factory) -> dict[str, str]:
+    with room_server.as_admin():
+        learners.drop(PREFIX, say=lambda _: None)
+        made = learners.provision(3, prefix=PREFIX, out=tmp_path_factory.mktemp("room") / "learners.csv", scale="tiny",
+                                  force=room_server.cluster is None, say=lambda _: None)  # the embedded one is small
     yield {lr.name: lr.url for lr in made}
-    learners.drop(PREFIX, say=lambda _: None)
+    with room_server.as_admin():
+        learners.drop(PREFIX, say=lambda _: None)
 
 
-def workbook_room() -> str:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the facilitator: the admin role
+def workbook_room(room_server) -> str:
     result = subprocess.run([sys.executable, "-m", "workbook_utils.cli", "room", "--prefix", PREFIX],
-                            capture_output=True, text=True, timeout=60, env=env)
+                            capture_output=True, text=True, timeout=60, env=room_server.admin_env())  # the facilitator
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def test_a_learner_runs_notebook_00_and_the_room_shows_their_outcomes(learner_urls, monkeypatch, tmp_path):
-    assert "not started: roomnb01, roomnb02, roomnb03" in workbook_room()
+def test_a_learner_runs_notebook_00_and_the_room_shows_their_outcomes(learner_urls, room_server, tmp_path):
+    assert "not started: roomnb01, roomnb02, roomnb03" in workbook_room(room_server)
     path = next(p for p in notebook_paths() if p.name.startswith("00_"))
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
@@ -47,17 +52,16 @@ def test_a_learner_runs_notebook_00_and_the_room_shows_their_outcomes(learner_ur
             cell.source = cell.source.replace(blank, answer)
     answered = tmp_path / path.name
     nbformat.write(nb, answered)
-    monkeypatch.setenv("DATABASE_URL", learner_urls[f"{PREFIX}01"])  # the learner's own role, an ordinary one
-    executed = execute(answered, timeout=300)
-    monkeypatch.delenv("DATABASE_URL")
+    env = {**os.environ, "DATABASE_URL": learner_urls[f"{PREFIX}01"]}  # the learner's own role, an ordinary one
+    executed = execute(answered, timeout=300, env=env)
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "✅ q1: correct." in printed and "❌ q2: not yet" in printed
-    shown = workbook_room()
+    shown = workbook_room(room_server)
     row = next(line for line in shown.splitlines() if line.startswith(f"{PREFIX}01"))
     header = shown.splitlines()[0].split()
     assert header == ["00/q1", "00/q2"] and row.split()[1:] == [room.MARKS[room.SOLVED], room.MARKS[room.TRIED]]
     assert "stuck on: 00/q2 (1 learner)" in shown and "not started: roomnb02, roomnb03" in shown
-    with db.connect(urls.admin_url()) as admin:
+    with db.connect(room_server.admin_url()) as admin:
         left = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [f"{PREFIX}01"]).fetchone()[0]
     assert left == 0, "the learner's notebook left sessions behind"
 
@@ -85,13 +89,12 @@ def test_recording_never_fails_the_learners_check(scratch_db, monkeypatch, capsy
         assert conn.execute("SELECT to_regnamespace('_workbook')").fetchone()[0] is None
 
 
-def test_the_facilitator_notebook_draws_the_room(learner_urls, monkeypatch):
+def test_the_facilitator_notebook_draws_the_room(learner_urls, room_server):
     with psycopg.connect(learner_urls[f"{PREFIX}03"], autocommit=True) as conn:
         outcomes.record(conn, "00", "q3", solved=True)
-    monkeypatch.setenv("WORKBOOK_ROOM_PREFIX", PREFIX)
     path = config.project_root() / "facilitator" / "room.ipynb"
     assert not any(c.get("outputs") for c in nbformat.read(path, as_version=4).cells), "committed without outputs"
-    executed = execute(path, timeout=120)
+    executed = execute(path, timeout=120, env={**room_server.admin_env(), "WORKBOOK_ROOM_PREFIX": PREFIX})
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # the heatmap and solved over time
     printed = "".join(o.get("text", "") for o in outputs)
@@ -128,21 +131,22 @@ ALTER TABLE _workbook.outcomes_real RENAME TO outcomes; DROP FUNCTION public.spy
 DROP TABLE public.planted"""
 
 
-def test_the_admin_runs_none_of_the_code_a_learner_plants_in_their_database(learner_urls):
+def test_the_admin_runs_none_of_the_code_a_learner_plants_in_their_database(learner_urls, room_server):
     """A learner owns their database: a search_path or a view set there must not run as the admin who reads it."""
     name = f"{PREFIX}02"
     with psycopg.connect(learner_urls[name], autocommit=True) as conn:
         conn.execute(PLANT.format(db=name))
     try:
-        row = next(line for line in workbook_room().splitlines() if line.startswith(name))
-        owner = learners._database_owner(urls.admin_url(), name)  # what provision and --drop ask first
+        row = next(line for line in workbook_room(room_server).splitlines() if line.startswith(name))
+        owner = learners._database_owner(room_server.admin_url(), name)  # what provision and --drop ask first
         with psycopg.connect(learner_urls[name]) as conn:
             ran = conn.execute("SELECT who, via FROM public.planted WHERE who <> current_user").fetchall()
         assert ran == [], f"the learner's code ran as {ran}"
         assert "unreachable:" in row and "outcomes" in row  # the facilitator is told, nothing is read
         assert owner is None  # tampered with: provision refuses it, --drop leaves it (and says so, once)
         said: list[str] = []
-        learners.drop(PREFIX, say=said.append)  # this module's last test: the others go, the fixture drops the rest
+        with room_server.as_admin():
+            learners.drop(PREFIX, say=said.append)  # this module's last test: the others go, the fixture drops the rest
         assert [line for line in said if name in line] == [
             f"  left alone: database {name} and role {name} (no readable marker of the workbook's for {name})"]
         assert said[-1] == "dropped 2 databases and 2 roles"

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from . import config
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import nbformat
     from nbclient import NotebookClient
 
@@ -108,13 +110,16 @@ def lesson_cells(nb: nbformat.NotebookNode) -> list[int]:
 
 
 def execute(path: Path, timeout: int = 600, rerun: bool = False, cells: list[int] | None = None,
-            solutions: bool = False) -> nbformat.NotebookNode:
+            solutions: bool = False, env: dict[str, str] | None = None,
+            step: Callable[[int], None] | None = None) -> nbformat.NotebookNode:
     """Run a notebook top to bottom on a fresh kernel (in its own folder); raises on the first failing cell.
 
     With `rerun`, the lesson cells then run once more in the same kernel, as a learner who goes back does.
     With `cells`, only the cells at these indexes run, in that order (e.g. the setup cell, then one part).
     With `solutions`, each exercise cell first gets its reference answer (see `with_solution`), and its check
     must say it is correct: the solutions edition.
+    With `env`, the kernel gets that environment instead of this process's (e.g. its own DATABASE_URL);
+    `step(index)` is called before each cell runs (e.g. to keep two kernels in step).
     """
     import tempfile
 
@@ -124,8 +129,10 @@ def execute(path: Path, timeout: int = 600, rerun: bool = False, cells: list[int
     order = range(len(nb.cells)) if cells is None else cells
     with tempfile.TemporaryDirectory(prefix="workbook-kernel-") as kernel_dir:
         client = _client(nb, path, timeout, kernel_dir)
-        with client.setup_kernel():
+        with client.setup_kernel(**({} if env is None else {"env": env})):
             for index in [*order, *(lesson_cells(nb) if rerun else [])]:
+                if step is not None:
+                    step(index)
                 checked = CHECK.findall(nb.cells[index].source) if solutions else []
                 if any(not _solution(client, nb, name) for name in checked):
                     client.execute_cell(nb.cells[index], index)  # a cell that also loads its exercises: once as is
