@@ -319,3 +319,12 @@ def test_part_2_runs_on_a_fresh_kernel_after_only_the_setup_cell(wb01):
     started = time.perf_counter()
     execute(path, cells=[code[0]] + [i for i in code if i > start])  # raises on the first failing cell
     assert time.perf_counter() - started < 60, "a cleanup did not cancel the runaway query"
+
+
+def test_q1_the_notebooks_starter_is_not_attempted(exercises):
+    import linecache
+
+    names: dict = {"____": ____}
+    linecache.cache["<q1 starter>"] = (0, None, nb01.POOL_SETTINGS_STARTER.splitlines(True), "<q1 starter>")  # as IPython
+    exec(compile(nb01.POOL_SETTINGS_STARTER, "<q1 starter>", "exec"), names)
+    assert exercises[0].verdict(names["pool_settings"])[0] == NOT_ATTEMPTED

@@ -61,6 +61,12 @@ def draw_deployments(rng: random.Random) -> list[Deployment]:
     return drawn
 
 
+POOL_SETTINGS_STARTER = '''
+def pool_settings(processes, threads, max_connections, kept_free):
+    return {"pool_size": ____, "max_overflow": ____}
+'''
+
+
 def pool_settings_reference(processes: int, threads: int, max_connections: int, kept_free: int) -> dict[str, int]:
     """Reference for q1: a pooled connection per thread, no overflow."""
     return {"pool_size": threads, "max_overflow": 0}
@@ -425,7 +431,8 @@ def load(wb: Workbook) -> tuple[Any, Any, Any]:
     """q1, q2, q3 of notebook 01, bound to this notebook's database."""
     ids = user_ids(wb)
 
-    q1 = Q1.exercise(reference=lambda draw: sizing(pool_settings_reference, draw), evaluate=sizing, drawn=True)
+    q1 = Q1.exercise(reference=lambda draw: sizing(pool_settings_reference, draw), evaluate=sizing,
+                     starter=POOL_SETTINGS_STARTER, drawn=True)
     q2 = Q2.exercise(reference=lambda draw: burst_expected(wb, draw_burst(draw, ids)),
                      evaluate=lambda handle, draw: burst_verdict(wb, _function(handle, "handle"), draw_burst(draw, ids)),
                      starter=HANDLE_STARTER, drawn=True)
