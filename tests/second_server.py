@@ -75,7 +75,7 @@ def find_bindir() -> Path | None:
         if out and (Path(out) / "initdb").exists():
             candidates.add(Path(out))
     found = [(major(b), b) for b in candidates if EMBEDDED not in str(b) and (b / "initdb").exists()]
-    found = [(major, b) for major, b in found if major >= 14]  # what the workbook supports
+    found = [(major, b) for major, b in found if major >= 15]  # what the workbook supports
     return max(found)[1] if found else None
 
 
