@@ -149,8 +149,9 @@ def draw_made_up(rng: random.Random) -> MadeUp:
     counts = above + [tie] * (end - start + 1) + [rng.randint(1, tie - 1) for _ in owners[end:]]
     posts = dict(zip(owners, counts, strict=True))
     made_up = MadeUp(regions, websites, posts)
+    keep = with_profile[0]  # the profile without a website stays
     if all(u in websites for u, _ in made_up.q3):  # a busy author without a profile: an inner join drops them
-        del websites[made_up.q3[rng.randrange(5)][0]]
+        del websites[rng.choice([u for u, _ in made_up.q3 if u != keep])]
     return made_up
 
 
