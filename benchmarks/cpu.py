@@ -24,8 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def server_cpu() -> float:
-    """CPU seconds the embedded server's processes have used so far (postmaster, live and reaped children)."""
+def server_cpu() -> tuple[int, float]:
+    """The embedded postmaster's pid, and CPU seconds its processes have used so far (its own, live and reaped
+    children)."""
     import psutil
 
     pid = int((ROOT / ".workbook" / "pgdata" / "postmaster.pid").read_text().split()[0])
@@ -38,7 +39,7 @@ def server_cpu() -> float:
             total += c.user + c.system
         except psutil.NoSuchProcess:
             pass
-    return total
+    return pid, total
 
 
 def measure(command: list[str], tree: Path) -> dict[str, float]:
@@ -50,8 +51,9 @@ def measure(command: list[str], tree: Path) -> dict[str, float]:
     wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     if code not in (0, 5):
         print(f"  exit status {code} in {tree}", file=sys.stderr)
+    (pid, server_after), (pid_before, server_before) = server_cpu(), server_before
     return {"wall": wall, "cpu": after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
-            "server": server_cpu() - server_before}
+            "server": server_after - server_before if pid == pid_before else float("nan")}  # nan: it was restarted
 
 
 def notebook_command(number: str, rerun: bool) -> list[str]:
