@@ -163,3 +163,13 @@ def test_the_tool_writes_the_questions_of_notebooks_00_to_02_on_copies(tmp_path)
         texts = [c.source for c in nb.cells if questions._marked(c)]
         assert [t.splitlines()[0] for t in texts] == [f"**Exercise {q.name}.** {q.text}" for q in declared]
     assert questions.update_questions([Path(c) for c in copies]) == []  # nothing left to write
+
+
+def test_the_command_checks_and_writes_only_the_notebooks_it_is_given(tmp_path, capsys):
+    path = tmp_path / "01_synthetic.ipynb"  # nb01's real questions, a notebook with its three checks
+    nb = notebook(("md", "# 01 · Synthetic"), ("code", "q1.check(pool_settings)"), ("code", "q2.check(handle)"),
+                  ("code", "q3.check(answer)"))
+    nbformat.write(nb, path)
+    assert questions.main(["--check", str(path)]) == 1 and "q1: the cell above" in capsys.readouterr().out
+    assert questions.main([str(path)]) == 0 and "questions written: 01_synthetic.ipynb" in capsys.readouterr().out
+    assert questions.main(["--check", str(path)]) == 0

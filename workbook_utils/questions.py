@@ -6,6 +6,7 @@ notebook NN as a markdown cell (the question, then the shape of the answer) that
 
     python -m workbook_utils.questions           # write the question cells of every notebook
     python -m workbook_utils.questions --check   # list the differences; exit 1 if there are any
+    python -m workbook_utils.questions notebooks/01_connection_pooling.ipynb   # only these notebooks
 
 Where the cells go: the *check cell* of q1 is the code cell whose top-level statement calls `q1.check(…)`. Its
 *answer cell* is the code cell right above it when that cell defines a name the check passes (`def handle…` above
@@ -180,15 +181,16 @@ def update_questions(paths: list[Path] | None = None) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m workbook_utils.questions [--check]`."""
+    """`python -m workbook_utils.questions [--check] [notebooks/NN_….ipynb …]`."""
     import nbformat
 
+    paths = [Path(a) for a in argv if a != "--check"] or notebook_paths()
     if "--check" in argv:
-        problems = [f"{p.name}: {problem}" for p in notebook_paths()
+        problems = [f"{p.name}: {problem}" for p in paths
                     for problem in question_problems(nbformat.read(p, as_version=4), p.name[:2], questions_of(p.name[:2]))]
         print("\n".join(problems) or "every question cell matches its checker")
         return 1 if problems else 0
-    for path in update_questions():
+    for path in update_questions(paths):
         print(f"questions written: {path.name}")
     return 0
 
