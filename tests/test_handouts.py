@@ -9,6 +9,7 @@ import ast
 import builtins
 import importlib
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -135,3 +136,19 @@ def test_a_failed_notebook_is_reported_in_one_line_that_names_the_failing_assert
     with pytest.raises(Exception) as failed:
         execute(path.with_name("99_missing.ipynb"))
     assert "99_missing.ipynb" in reason(failed.value)
+
+
+def test_a_restart_before_a_cell_forgets_every_name_and_keeps_the_kernels_environment(tmp_path):
+    """What the room's second learner does at each Part: Kernel → Restart, then the Part's restart cell."""
+    path = tmp_path / "99_restart.ipynb"
+    cells = ["import os\nseen = os.environ['WORKBOOK_PROBE']", "assert seen == 'probe'",
+             "assert 'seen' not in globals() and os.environ.get('WORKBOOK_PROBE') == 'probe'"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
+    env = {**os.environ, "WORKBOOK_PROBE": "probe"}
+    with pytest.raises(Exception, match="assert 'seen' not in globals"):
+        execute(path, timeout=60, env=env)  # without a restart the last cell still sees `seen`: it fails
+    with pytest.raises(Exception, match="NameError"):
+        execute(path, timeout=60, env=env, restart_at={1})  # the restart came before the cell that reads it
+    cells[2] = "import os\n" + cells[2]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
+    execute(path, timeout=60, env=env, restart_at={2})

@@ -5,12 +5,15 @@
 2. A room in lockstep on the second server (the distribution's PostgreSQL; the embedded one where it is not
    installed): two learners' kernels run it through their DATABASE_URL, each cell starting together. One is an
    ordinary role owning a database that starts empty, as on a managed server; the other a learner made by
-   `workbook provision`. Both pass, only demos needing more rights than a role has skip, and nothing is left behind.
+   `workbook provision`, who restarts the kernel at each Part (as a class that stopped after Part 1 does) and
+   carries on from the Part's restart cell. Both pass, only demos needing more rights than a role has skip, and
+   nothing is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import secrets
@@ -20,10 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 import pytest
 from nbformat import NotebookNode
 
-from workbook_utils import config, db, learners, pgbouncer, urls
+from workbook_utils import anatomy, config, db, learners, pgbouncer, urls
 from workbook_utils.notebook_files import execute, notebook_paths, reason, to_html
 
 SKIPPED = "Skipped:"  # how a demo that needs more rights than the role has says it did not run
@@ -52,6 +56,7 @@ class Learner:
     url: str
     home: Path
     rights: dict[str, bool | int]
+    restarts: bool = False  # Kernel → Restart before each Part's restart cell
 
     def env(self) -> dict[str, str]:
         """Their kernel's environment, as on their own laptop: their DATABASE_URL and a WORKBOOK_HOME of their own."""
@@ -114,7 +119,8 @@ def room(room_server, tmp_path_factory) -> list[Learner]:
         made = learners.provision(1, prefix=PREFIX, out=homes / "learners.csv", scale="tiny",
                                   force=room_server.cluster is None, say=lambda _: None)  # embedded: too small
     plain_url = learners.learner_url(admin_url, PLAIN, password)
-    yield [_learner(PLAIN, plain_url, homes / PLAIN), _learner(made[0].name, made[0].url, homes / made[0].name)]
+    provisioned = _learner(made[0].name, made[0].url, homes / made[0].name)
+    yield [_learner(PLAIN, plain_url, homes / PLAIN), dataclasses.replace(provisioned, restarts=True)]
     with room_server.as_admin():
         learners.drop(PREFIX, say=lambda _: None)
     _reset_plain(admin_url, None)
@@ -134,9 +140,12 @@ def in_lockstep(path: Path, room: list[Learner], stop: threading.Event,
         if stop.is_set():
             raise RuntimeError("stopped: the test session was interrupted")
 
+    restarts = anatomy.restart_cells(nbformat.read(path, as_version=4))
+
     def run(learner: Learner) -> NotebookNode | Exception:
         try:
-            return execute(learner.home / "notebooks" / path.name, timeout=timeout, env=learner.env(), step=step)
+            return execute(learner.home / "notebooks" / path.name, timeout=timeout, env=learner.env(), step=step,
+                           restart_at=restarts if learner.restarts else ())
         except Exception as exc:  # reported for both learners by the test
             return exc
         finally:

@@ -107,31 +107,41 @@ def test_a_heading_must_be_the_first_line_of_its_cell():
     assert anatomy.heading_problems(nb) == ["cell 1: the heading '## 2. A section' is line 3 of its cell, not its first line"]
 
 
+def test_what_to_notice_has_at_most_three_bullets():
+    three = "**What to notice**\n- a\n- b\n  continued\n- c"
+    nb = notebook(("md", "- before\n- it\n" + three), ("md", three + "\n1. d"), ("md", "- e\n- f\n- g\n- h"))
+    assert anatomy.notice_problems(nb) == ["cell 1: What to notice has 4 bullets, not at most 3"]
+
+
 PARTED = [
     ("md", "# 99 · Title"),
     ("code", 'from workbook_utils import setup\n\nwb = setup("99")'),
     ("md", "## Part 1 · Basics"),
     ("code", "import time\nfrom sqlalchemy import text\nx = 1"),
     ("code", "q1.check(x)"),
+    ("md", "**Key points**\n- one"),
     ("md", "## Part 2 · More"),
     ("code", 'from workbook_utils import setup\nfrom sqlalchemy import text\n\nwb = setup("99")\ny = 2'),
     ("code", "%sql SELECT :y, '12:30'::time\nasync with wb.engine.connect() as c:\n    await c.execute(text('select 1'))"),
     ("code", "q2.check(y)"),
+    ("md", "**Key points**\n- two"),
 ]
 
 
 def test_parts_each_have_their_exercises_a_restart_cell_and_nothing_borrowed():
     nb = notebook(*PARTED)
-    assert [(p.number, p.start, p.cells[0]) for p in anatomy.parts(nb)] == [(1, 2, 0), (2, 5, 5)]
-    assert anatomy.part_problems(nb, "99") == []
+    assert [(p.number, p.start, p.cells[0]) for p in anatomy.parts(nb)] == [(1, 2, 0), (2, 6, 6)]
+    assert anatomy.part_problems(nb, "99") == [] and anatomy.restart_cells(nb) == {7}
 
 
 @pytest.mark.parametrize(("change", "problem"), [
-    (lambda cells: cells.__delitem__(8), "Part 2: no exercises of its own"),
-    (lambda cells: cells.__setitem__(6, ("code", "y = 2")), "Part 2: its first code cell does not stand it up"),
-    (lambda cells: cells.__setitem__(7, ("code", "%sql SELECT :x\nprint(time.time())")),
-     "Part 2, cell 7: uses time, x from an earlier Part only"),
+    (lambda cells: cells.__delitem__(9), "Part 2: no exercises of its own"),
+    (lambda cells: cells.__setitem__(7, ("code", "y = 2")), "Part 2: its first code cell does not stand it up"),
+    (lambda cells: cells.__setitem__(8, ("code", "%sql SELECT :x\nprint(time.time())")),
+     "Part 2, cell 8: uses time, x from an earlier Part only"),
     (lambda cells: cells.__delitem__(4), "Part 1: no exercises"),
+    (lambda cells: cells.__delitem__(10), "Part 2: no key points"),
+    (lambda cells: cells.__setitem__(5, ("md", "Key points: one")), "Part 1: no key points"),
     (lambda cells: cells.__setitem__(2, ("md", "## Part 3 · Basics")), "Parts numbered [3, 2]"),
 ])
 def test_part_problems_are_found(change, problem):
@@ -142,8 +152,9 @@ def test_part_problems_are_found(change, problem):
 
 
 def test_a_notebook_without_part_headings_is_one_part():
-    nb = notebook(("md", "# 99 · Title"), ("code", "q1.check(1)"))
-    assert [(p.number, p.cells) for p in anatomy.parts(nb)] == [(1, [0, 1])] and anatomy.part_problems(nb, "99") == []
+    nb = notebook(("md", "# 99 · Title"), ("code", "q1.check(1)"), ("md", "**Key points**\n- one"))
+    assert [(p.number, p.cells) for p in anatomy.parts(nb)] == [(1, [0, 1, 2])] and anatomy.part_problems(nb, "99") == []
+    assert anatomy.restart_cells(nb) == set()
 
 
 def test_the_tool_writes_the_questions_of_notebooks_00_to_02_on_copies(tmp_path):

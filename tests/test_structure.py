@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 
+import nbformat
 import pytest
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
+from workbook_utils import anatomy, questions
 from workbook_utils.config import project_root
 from workbook_utils.notebook_files import NAV, nav_line, notebook_paths
 
 NOTEBOOKS = notebook_paths()
+ANATOMY = [p for p in NOTEBOOKS if p.name[:2] in {"00", "01", "02"}]  # in design §6's anatomy; 24 and 25 add 03-09
 
 
 def _load(path):
@@ -75,3 +78,15 @@ def test_navigation_lines_are_generated_and_current(i):
     assert NAV.findall(text) == [nav_line(NOTEBOOKS, i)] * 2
     html = markdown2html_mistune(nav_line(NOTEBOOKS, i))  # rendered, the links are links, not raw text
     assert '<a href="../README.md#notebooks">Contents</a>' in html
+
+
+@pytest.mark.parametrize("path", ANATOMY, ids=lambda p: p.name)
+def test_anatomy_headings_first_parts_with_exercises_key_points_and_restart_cells_questions_from_the_checkers(path):
+    """Design §6, as `workbook_utils.anatomy` and `workbook_utils.questions` check it (a room learner of
+    tests/test_notebooks.py restarts the kernel at each Part's restart cell: that proves the restarts)."""
+    number, nb = path.name[:2], nbformat.read(path, as_version=4)
+    problems = (anatomy.heading_problems(nb) + anatomy.notice_problems(nb) + anatomy.part_problems(nb, number)
+                + questions.question_problems(nb, number, questions.questions_of(number)))
+    printed = [f"cell {i}: prints its question: the question cell above says it" for i, cell in enumerate(nb.cells)
+               if cell.cell_type == "code" and re.search(r"print\(q\d+\.question\)", cell.source)]
+    assert not problems + printed, "\n".join(problems + printed)

@@ -1,7 +1,8 @@
 """The shape every notebook shares (design doc §6), as checks a test can run: each returns the problems it finds.
 
 - `heading_problems`: a heading is the first line of its own markdown cell, never the tail of another's text.
-- `part_problems`: each Part has its own exercises; a Part after the first begins with the one cell that stands it
+- `notice_problems`: "What to notice" has at most three bullets.
+- `part_problems`: each Part has its own exercises and key points; a Part after the first begins with the one cell that stands it
   up after a kernel restart (it calls `setup("NN")`); no name a Part uses comes only from an earlier Part.
 - `questions.question_problems`: each exercise's question is in its notebook, in its checker's words.
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 HEADING = re.compile(r"^#{1,6} ")
 PART = re.compile(r"^(?:#{2,3} |\*\*)Part (\d+)\b")
 FENCE = re.compile(r"^\s*(```|~~~)")
+KEY_POINTS = "**Key points**"
+BULLET = re.compile(r"^(?:[-*+]|\d+\.) ")  # a top-level list item
 
 
 def headings(source: str) -> list[tuple[int, str]]:
@@ -43,6 +46,18 @@ def heading_problems(nb: nbformat.NotebookNode) -> list[str]:
     return [f"cell {i}: the heading {line.strip()!r} is line {number + 1} of its cell, not its first line"
             for i, cell in enumerate(nb.cells) if cell.cell_type == "markdown"
             for number, line in headings(cell.source) if number > 0]
+
+
+def notice_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """"What to notice" lists of more than three bullets."""
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and "What to notice" in cell.source:
+            after = cell.source.split("What to notice", 1)[1].splitlines()[1:]
+            bullets = [line for line in after if BULLET.match(line)]
+            if len(bullets) > 3:
+                problems.append(f"cell {i}: What to notice has {len(bullets)} bullets, not at most 3")
+    return problems
 
 
 @dataclass
@@ -72,8 +87,14 @@ def parts(nb: nbformat.NotebookNode) -> list[Part]:
     return found
 
 
+def restart_cells(nb: nbformat.NotebookNode) -> set[int]:
+    """The first code cell of each Part after the first: where a learner who restarted the kernel carries on."""
+    return {part.code(nb)[0] for part in parts(nb)[1:] if part.code(nb)}
+
+
 def part_problems(nb: nbformat.NotebookNode, number: str) -> list[str]:
-    """Parts without exercises of their own, without their restart cell, or using what only an earlier Part made."""
+    """Parts without exercises or key points of their own, without their restart cell, or using what only an earlier
+    Part made."""
     problems, earlier = [], set()
     numbers = [part.number for part in parts(nb)]
     if numbers != list(range(1, len(numbers) + 1)):
@@ -82,6 +103,8 @@ def part_problems(nb: nbformat.NotebookNode, number: str) -> list[str]:
         code = part.code(nb)
         if not any(CHECK.search(python_of(nb.cells[i].source)) for i in code):
             problems.append(f"Part {part.number}: no exercises of its own (no cell calls qN.check)")
+        if not any(nb.cells[i].cell_type == "markdown" and nb.cells[i].source.startswith(KEY_POINTS) for i in part.cells):
+            problems.append(f"Part {part.number}: no key points (a markdown cell that starts {KEY_POINTS})")
         if k > 0 and (not code or not _calls_setup(nb.cells[code[0]].source, number)):
             problems.append(f"Part {part.number}: its first code cell does not stand it up after a restart "
                             f'(it should call setup("{number}"))')

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from . import config
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
 
     import nbformat
     from nbclient import NotebookClient
@@ -111,7 +111,7 @@ def lesson_cells(nb: nbformat.NotebookNode) -> list[int]:
 
 def execute(path: Path, timeout: int = 600, rerun: bool = False, cells: list[int] | None = None,
             solutions: bool = False, env: dict[str, str] | None = None,
-            step: Callable[[int], None] | None = None) -> nbformat.NotebookNode:
+            step: Callable[[int], None] | None = None, restart_at: Collection[int] = ()) -> nbformat.NotebookNode:
     """Run a notebook top to bottom on a fresh kernel (in its own folder); raises on the first failing cell.
 
     With `rerun`, the lesson cells then run once more in the same kernel, as a learner who goes back does.
@@ -120,6 +120,8 @@ def execute(path: Path, timeout: int = 600, rerun: bool = False, cells: list[int
     must say it is correct: the solutions edition.
     With `env`, the kernel gets that environment instead of this process's (e.g. its own DATABASE_URL);
     `step(index)` is called before each cell runs (e.g. to keep two kernels in step).
+    With `restart_at`, the kernel restarts before the cells at these indexes, as a learner's Kernel → Restart does
+    (e.g. before each Part's restart cell).
     """
     import tempfile
 
@@ -133,6 +135,8 @@ def execute(path: Path, timeout: int = 600, rerun: bool = False, cells: list[int
             for index in [*order, *(lesson_cells(nb) if rerun else [])]:
                 if step is not None:
                     step(index)
+                if index in restart_at:
+                    _restart(client)
                 checked = CHECK.findall(nb.cells[index].source) if solutions else []
                 if any(not _solution(client, nb, name) for name in checked):
                     client.execute_cell(nb.cells[index], index)  # a cell that also loads its exercises: once as is
@@ -143,6 +147,14 @@ def execute(path: Path, timeout: int = 600, rerun: bool = False, cells: list[int
     if solutions:
         _title_solutions(nb)
     return nb
+
+
+def _restart(client: NotebookClient) -> None:
+    """Restart the kernel (same environment, nothing defined) and wait until it answers."""
+    from jupyter_core.utils import run_sync
+
+    run_sync(client.km.restart_kernel)(now=True)
+    run_sync(client.kc.wait_for_ready)(timeout=client.startup_timeout)
 
 
 CHECK = re.compile(r"^\s*(q\d+)\.check\(", re.M)  # an exercise cell: the learner's answer goes to qN.check(…)
