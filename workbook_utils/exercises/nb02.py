@@ -40,15 +40,16 @@ Q1 = Question(
          f"comments on them, after the request's session has closed. Change report so that it sends at most {BUDGET} "
          "statements and returns those same User objects with everything page() reads already loaded (keep its "
          "query: same users, same order). The checker runs it here and on a dataset drawn afresh for each check.",
-    shape="`def report(session)` returning the list of `User` objects, defined in the cell; then `q1.check(report)`.",
+    shape="`def report(session)` returning the list of `User` objects, defined in the cell below; the cell after it "
+          "runs it and calls `q1.check(report)`.",
     hint_text="Loader options chain along a path, one level after the other; which loader suits a collection?",
     solution_code="def report(session):\n"
                   "    return session.scalars(select(User).order_by(User.id.desc()).limit(20)\n"
                   "                           .options(selectinload(User.posts).selectinload(Post.comments))).all()\n\n"
                   "q1.check(report)",
     discussion="Why it works: `selectinload(User.posts).selectinload(Post.comments)` loads each level with one `IN` "
-               "query over the keys of the level above. That is 3 statements whatever the number of users, posts and "
-               "comments (up to 500 keys per `IN`), and every collection is filled before the session closes.\n"
+               "query over the keys of the level above. That is 3 statements while each level has at most 500 keys "
+               "(the default `chunksize` of an `IN` list), and every collection is filled before the session closes.\n"
                "Common wrong answers:\n"
                "- loading the first level only: each post's comments still load one by one, or fail once the session "
                "is gone;\n"
@@ -60,8 +61,8 @@ Q2 = Question(
     text="Load 20 busy users with their profile (one-to-one; some have none), posts and orders (two collections). "
          "Choose a loader for each: the loader itself (joinedload, selectinload, …), not joinedload(User.profile), "
          f"since the checker applies it. At most {BUDGET} statements may be sent, and the users' own statement must "
-         "return one row per user. Every user must come back with the right profile (or None), posts and orders. The "
-         "checker also loads users of a dataset drawn afresh for each check.",
+         "return one row per user. Every user must come back with the right profile (or None), posts and orders, here "
+         "and on a dataset drawn afresh for each check.",
     shape="a dict of the three loaders, e.g. `q2.check({'profile': joinedload, 'posts': …, 'orders': …})`.",
     hint_text="A one-to-one joins without multiplying rows; a joined collection repeats its parent's row per child.",
     solution_code="q2.check({'profile': joinedload, 'posts': selectinload, 'orders': selectinload})",
@@ -72,7 +73,7 @@ Q2 = Question(
                "- `joinedload` on a collection: each user's row repeated once per post, and again per order;\n"
                "- `selectinload` for all three: a fourth statement;\n"
                "- `joinedload(…, innerjoin=True)` for the profile: the users without one vanish;\n"
-               "- `noload`: empty collections that look loaded.")
+               "- `noload`: empty collections that look loaded (and `noload` is deprecated since SQLAlchemy 2.1).")
 Q3 = Question(
     name="q3",
     text="Give the loader options (a list) for select(User) that load the users and their profiles (or None) in one "
@@ -83,7 +84,8 @@ Q3 = Question(
     solution_code="q3.check([joinedload(User.profile), raiseload('*')])",
     discussion="Why it works: `joinedload(User.profile)` puts the profile in the users' statement. `raiseload('*')` "
                "covers every relationship the query does not load eagerly, so a lazy load fails at the line that "
-               "touched it instead of sending a query.\n"
+               "touched it instead of sending a query. `raiseload('*', sql_only=True)` passes too: it lets through only "
+               "loads the identity map serves without SQL.\n"
                "Common wrong answers:\n"
                "- `raiseload('*')` alone: the profile raises too;\n"
                "- `selectinload(User.profile)`: a second statement;\n"
