@@ -157,6 +157,9 @@ def test_a_notebook_without_part_headings_is_one_part():
     assert anatomy.restart_cells(nb) == set()
 
 
+_REWRITTEN = {"01"}  # notebooks whose question cells are committed (written by the tool, held by test_structure)
+
+
 def test_the_tool_writes_the_questions_of_notebooks_00_to_02_on_copies(tmp_path):
     """On copies of today's notebooks: every declared question lands above its answer cell, and the check agrees.
     (tests/test_structure.py will hold the notebooks themselves to this once they are rewritten.)"""
@@ -165,14 +168,16 @@ def test_the_tool_writes_the_questions_of_notebooks_00_to_02_on_copies(tmp_path)
     from workbook_utils.notebook_files import notebook_paths
 
     copies = [shutil.copy(p, tmp_path / p.name) for p in notebook_paths()[:3]]
-    assert sorted(p.name for p in questions.update_questions([Path(c) for c in copies])) == [Path(c).name for c in copies]
+    written = {p.name for p in questions.update_questions([Path(c) for c in copies])}
+    for copy in map(Path, copies):  # a notebook already rewritten has its questions in place: nothing to write
+        assert copy.name in written or copy.name[:2] in _REWRITTEN, copy.name
     for copy in map(Path, copies):
         number, nb = copy.name[:2], nbformat.read(copy, as_version=4)
         declared = questions.questions_of(number)
         assert len(declared) == 3 and questions.question_problems(nb, number, declared) == []
         nbformat.validate(nb)
         texts = [c.source for c in nb.cells if questions._marked(c)]
-        assert [t.splitlines()[0] for t in texts] == [f"**Exercise {q.name}.** {q.text}" for q in declared]
+        assert [t.splitlines()[0] for t in texts] == [f"**Exercise {q.name}.** {q.text.splitlines()[0]}" for q in declared]
     assert questions.update_questions([Path(c) for c in copies]) == []  # nothing left to write
 
 

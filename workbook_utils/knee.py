@@ -37,7 +37,7 @@ def shape_holds(throughput: pd.Series, cores: int) -> bool:
 
 
 def settled_throughput(sweep: pd.DataFrame, cores: int, measure_again: Callable[[list[int]], pd.DataFrame],
-                       server_pid: int | None, tries: int = 2, busy: float = BUSY,
+                       server_pid: int | None, tries: int = 1, busy: float = BUSY,
                        say: Callable[[str], None] = print) -> pd.Series | None:
     """The sweep's throughput (queries/s by pool size) to assert the shape on, or None when it is no evidence.
 

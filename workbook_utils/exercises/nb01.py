@@ -77,7 +77,7 @@ Q1 = Question(
     text="Write pool_settings(processes, threads, max_connections, kept_free) for an API of `processes` worker "
          "processes with `threads` threads each. Every thread serves requests all day, one after another (a steady "
          "load, not a burst). The server allows max_connections, and kept_free of them are not yours (superuser "
-         "slots, your headroom for migrations and admin). Return each process's pool_size and max_overflow. No thread "
+         "slots, your headroom for migrations and admin).\n\nReturn each process's pool_size and max_overflow. No thread "
          "may ever wait for a connection, and no request may open a connection of its own under that load. The "
          "deployment must fit the server even with every pool at its limit. The checker runs SQLAlchemy's QueuePool "
          "with your numbers for deployments drawn at random.",
@@ -204,8 +204,8 @@ BURST_EXPECTED: dict[str, Any] = {
 Q2 = Question(
     name="q2",
     text="handle(engine, user_id) holds its connection while it renders an invoice (time.sleep(0.5)). When more "
-         "requests arrive at once than the pool has connections, the ones that wait past pool_timeout fail. Change "
-         "handle() so that every request succeeds with the same result. Each request still renders its invoice, "
+         "requests arrive at once than the pool has connections, the ones that wait past pool_timeout fail.\n\n"
+         "Change handle() so that every request succeeds with the same result. Each request still renders its invoice, "
          "queries through the engine it is given, and takes one connection from that pool, which stays as it is. The "
          "checker draws the pool's size, the burst and the users. It watches every time.sleep: none may happen while "
          "the request holds a connection.",
