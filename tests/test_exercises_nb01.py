@@ -3,7 +3,6 @@ question while breaking its lesson fail; ____ and the unchanged starter code are
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -297,28 +296,24 @@ def test_blanks_and_the_unchanged_starter_are_not_attempted(exercises, tmp_path)
 
 
 def test_the_notebook_cell_defines_the_starter_exactly(tmp_path):
-    """The q2 cell's handle() is HANDLE_STARTER, so it reads as not attempted until the learner changes it."""
-    nb = json.loads((project_root() / "notebooks" / "01_connection_pooling.ipynb").read_text())
-    cell = next("".join(c["source"]) for c in nb["cells"]
-                if c["cell_type"] == "code" and "q2.check(handle)" in "".join(c["source"]))
-    definition = cell.split("q2.check(handle)")[0].replace("print(q2.question)", "")
-    assert same_code(_load_handle(tmp_path, definition), nb01.HANDLE_STARTER)
-
-
-def test_part_2_runs_on_a_fresh_kernel_after_only_the_setup_cell(wb01):
-    """A workshop that stops after Part 1: the learner restarts the kernel, runs the setup cell, then Part 2."""
+    """The q2 answer cell's handle() is HANDLE_STARTER, so it reads as not attempted until the learner changes it."""
     import nbformat
 
-    from workbook_utils.notebook_files import execute
+    from workbook_utils.questions import answer_cell
 
-    wb01.close()  # this module's sessions end, as the restarted kernel's did: setup drops the scratch schema
-    path = project_root() / "notebooks" / "01_connection_pooling.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    start = next(i for i, cell in enumerate(nb.cells) if cell.get("id") == "01-part2-title")
-    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
-    started = time.perf_counter()
-    execute(path, cells=[code[0]] + [i for i in code if i > start])  # raises on the first failing cell
-    assert time.perf_counter() - started < 60, "a cleanup did not cancel the runaway query"
+    nb = nbformat.read(project_root() / "notebooks" / "01_connection_pooling.ipynb", as_version=4)
+    assert same_code(_load_handle(tmp_path, nb.cells[answer_cell(nb, "q2")].source), nb01.HANDLE_STARTER)
+    assert nb.cells[answer_cell(nb, "q1")].source.strip() == nb01.POOL_SETTINGS_STARTER.strip()
+
+
+def test_each_part_loads_its_own_exercises(wb01, exercises):
+    """Part 1 loads q1 and q2, Part 2 (after a kernel restart) q3 alone; all three by default."""
+    q1, q2 = nb01.load(wb01, "q1", "q2")
+    q3 = nb01.load(wb01, "q3")
+    assert (q1.name, q2.name, q3.name) == ("q1", "q2", "q3") and [q.name for q in exercises] == ["q1", "q2", "q3"]
+    assert q3.verdict({"pool_pre_ping": True}) == (CORRECT, None)
+    with pytest.raises(ValueError, match="not q4"):
+        nb01.load(wb01, "q4")
 
 
 def test_q1_the_notebooks_starter_is_not_attempted(exercises):

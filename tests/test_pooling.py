@@ -161,6 +161,32 @@ def test_kill_then_use_on_an_engine_that_does_not_pool(url):
     assert seen["failed"] == 0 and len(seen["killed pids"]) == 1
 
 
+def test_kill_then_use_counts_the_pre_pings_a_fresh_connection_skips(url):
+    """pool_pre_ping tests a connection the pool already had, never one it has just opened; its first failed test
+    invalidates the whole pool, whose connections are then opened again at checkout (so not tested)."""
+    engine = db.make_engine(url, pool_size=2, pool_pre_ping=True)
+    try:
+        seen = pooling.kill_then_use(engine, url, requests=4)
+    finally:
+        engine.dispose()
+    # checkout 1: tested, dead, pool invalidated; 2: reopened, not tested; 3 and 4: reused, tested
+    assert (seen["failed"], seen["connections opened after the kill"], seen["checkouts pinged"]) == (0, 2, 3)
+    assert "do_ping" not in vars(engine.dialect)   # the dialect's own method again
+
+
+def test_wait_gone_returns_once_the_server_ended_the_session_and_times_out_otherwise(url):
+    ending = db.connect(url, autocommit=False, options="-c idle_in_transaction_session_timeout=200")
+    alive = db.connect(url)
+    try:
+        pid = ending.execute("SELECT pg_backend_pid()").fetchone()[0]   # then idle in transaction
+        pooling.wait_gone(url, pid, timeout=5)
+        with pytest.raises(TimeoutError, match=f"backend {alive.info.backend_pid} still present after 0.3 s: why not"):
+            pooling.wait_gone(url, alive.info.backend_pid, timeout=0.3, why="why not")
+    finally:
+        ending.close()
+        alive.close()
+
+
 def test_creating_a_limited_role_again_drops_the_stale_one_and_its_sessions(url):
     """A class that stopped half-way left the role behind, with a session open: creating it again still works."""
     name = "workbook_tiny_stale_role"

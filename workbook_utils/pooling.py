@@ -113,13 +113,29 @@ def terminate(url: str, pids: list[int], timeout: float = 5.0) -> None:
         raise TimeoutError(f"backends {alive} still present after {timeout} s")
 
 
+def wait_gone(url: str, pid: int, timeout: float = 5.0, why: str = "the server did not end it") -> None:
+    """Wait (bounded) until backend `pid` has left pg_stat_activity, as when the server ends a session itself.
+
+    Notebook 01 §3 waits this way for `idle_in_transaction_session_timeout`. Only a backend of this database and
+    role counts: once ended, its pid may be reused by another learner's session.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    with db.connect(url) as conn:
+        while conn.execute(f"SELECT count(*) FROM pg_stat_activity WHERE {OWN}", [[pid]]).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"backend {pid} still present after {timeout} s: {why}")
+            time.sleep(0.05)
+
+
 def kill_then_use(engine: Engine, url: str, requests: int = 1, in_flight: bool = False) -> dict[str, Any]:
     """Fill the pool, terminate all its backends (a server restart, as the pool sees it), then serve `requests`.
 
     The sequence is written out in notebook 01 §6. With `in_flight`, the pool's connections are still checked
     out when their backends die (requests in the middle of their work): each of them then runs its query.
-    Returns how many requests failed, the first error (class and SQLSTATE), and how many connections the
-    pool opened after the kill.
+    Returns how many requests failed, the first error (class and SQLSTATE), how many connections the pool opened
+    after the kill, and how many checkouts `pool_pre_ping` pinged (a connection the pool has just opened is not).
     """
     from sqlalchemy import exc, text
 
@@ -137,23 +153,35 @@ def kill_then_use(engine: Engine, url: str, requests: int = 1, in_flight: bool =
     def failed(error: exc.DBAPIError) -> None:
         errors.append(f"{type(error).__name__} {getattr(error.orig, 'sqlstate', None) or ''}".strip())
 
-    with watch_pool(engine) as watch:
-        for conn in held:  # requests that had their connection when the server went away
-            try:
-                conn.execute(text("SELECT 1"))
-            except exc.DBAPIError as error:
-                failed(error)
-            finally:
-                conn.close()
-        pids = []
-        for _ in range(requests):
-            try:
-                with engine.connect() as conn:
-                    pids.append(conn.execute(text("SELECT pg_backend_pid()")).scalar())
-            except exc.DBAPIError as error:
-                failed(error)
+    dialect, pings = engine.dialect, [0]
+    ping = dialect.do_ping
+
+    def counted_ping(dbapi_connection: Any) -> bool:
+        pings[0] += 1
+        return ping(dbapi_connection)
+
+    dialect.do_ping = counted_ping  # pool_pre_ping's round trip, counted (only connections the pool already had)
+    try:
+        with watch_pool(engine) as watch:
+            for conn in held:  # requests that had their connection when the server went away
+                try:
+                    conn.execute(text("SELECT 1"))
+                except exc.DBAPIError as error:
+                    failed(error)
+                finally:
+                    conn.close()
+            pids = []
+            for _ in range(requests):
+                try:
+                    with engine.connect() as conn:
+                        pids.append(conn.execute(text("SELECT pg_backend_pid()")).scalar())
+                except exc.DBAPIError as error:
+                    failed(error)
+    finally:
+        del dialect.do_ping  # the dialect's own method again
     return {"requests": len(held) + requests, "failed": len(errors), "first error": errors[0] if errors else "",
-            "connections opened after the kill": watch.connects, "killed pids": killed, "pids after": pids}
+            "connections opened after the kill": watch.connects, "checkouts pinged": pings[0], "killed pids": killed,
+            "pids after": pids}
 
 
 def create_limited_role(url: str, name: str, limit: int) -> str | None:

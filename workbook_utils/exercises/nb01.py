@@ -77,21 +77,22 @@ Q1 = Question(
     text="Write pool_settings(processes, threads, max_connections, kept_free) for an API of `processes` worker "
          "processes with `threads` threads each. Every thread serves requests all day, one after another (a steady "
          "load, not a burst). The server allows max_connections, and kept_free of them are not yours (superuser "
-         "slots, your headroom for migrations and admin). Return each process's pool_size and max_overflow. No thread "
+         "slots, your headroom for migrations and admin).\n\nReturn each process's pool_size and max_overflow. No thread "
          "may ever wait for a connection, and no request may open a connection of its own under that load. The "
          "deployment must fit the server even with every pool at its limit. The checker runs SQLAlchemy's QueuePool "
          "with your numbers for deployments drawn at random.",
     shape="```python\ndef pool_settings(processes, threads, max_connections, kept_free):\n"
           "    return {\"pool_size\": …, \"max_overflow\": …}   # whole numbers\n```\nthen `q1.check(pool_settings)`.",
-    hint_text="Two facts: a connection that comes back to the pool is closed when pool_size connections are already "
-              "idle there, so under steady load only pool_size connections stay open (§8); and every process may "
-              "open pool_size + max_overflow connections (§4).",
+    hint_text="Two facts: a connection that comes back while pool_size connections already sit idle in the pool is "
+              "closed, so under steady load only pool_size connections stay open between requests (§1); and every "
+              "process may open pool_size + max_overflow connections (§4).",
     solution_code="def pool_settings(processes, threads, max_connections, kept_free):\n"
                   "    return {'pool_size': threads, 'max_overflow': 0}   # one pooled connection per thread\n\n"
                   "q1.check(pool_settings)",
     discussion="Why it works: under a steady load every thread holds a connection at once. QueuePool keeps at most "
-               "pool_size of them when they come back and closes the others, so pool_size = threads keeps them all "
-               "open. max_overflow may take what is left of the process's share, and 0 is always safe.\n"
+               "pool_size of them idle when they come back and closes any that returns to a full pool, so "
+               "pool_size = threads keeps them all open. max_overflow may take what is left of the process's share, "
+               "and 0 is always safe.\n"
                "Common wrong answers:\n"
                "- a small pool_size with overflow making up the threads: past pool_size, every request opens and "
                "closes a connection of its own;\n"
@@ -203,8 +204,8 @@ BURST_EXPECTED: dict[str, Any] = {
 Q2 = Question(
     name="q2",
     text="handle(engine, user_id) holds its connection while it renders an invoice (time.sleep(0.5)). When more "
-         "requests arrive at once than the pool has connections, the ones that wait past pool_timeout fail. Change "
-         "handle() so that every request succeeds with the same result. Each request still renders its invoice, "
+         "requests arrive at once than the pool has connections, the ones that wait past pool_timeout fail.\n\n"
+         "Change handle() so that every request succeeds with the same result. Each request still renders its invoice, "
          "queries through the engine it is given, and takes one connection from that pool, which stays as it is. The "
          "checker draws the pool's size, the burst and the users. It watches every time.sleep: none may happen while "
          "the request holds a connection.",
@@ -360,10 +361,12 @@ Q3 = Question(
     shape="a dict of create_engine options, e.g. `q3.check({'option_name': value})`.",
     hint_text="§6: when could the pool find out that a connection died, without giving up on reuse?",
     solution_code="q3.check({'pool_pre_ping': True})",
-    discussion="Why it works: pool_pre_ping=True tests each connection as it is checked out (one round trip). It "
-               "replaces a dead one without the request noticing, and the connections stay pooled.\n"
+    discussion="Why it works: pool_pre_ping=True tests a pooled connection as it is checked out (one round trip; one "
+               "the pool has just opened is not tested). A failed test replaces that connection and every one opened "
+               "before it, without the request noticing, and the connections stay pooled.\n"
                "Common wrong answers:\n"
-               "- pool_recycle=3600: it renews connections by age, and a restart comes whenever it comes;\n"
+               "- pool_recycle=3600: it renews connections by age, busy or idle, and a restart comes whenever it "
+               "comes;\n"
                "- a tiny pool_recycle: nearly every checkout renews its connection, so nothing is pooled any more;\n"
                "- NullPool: nothing goes stale because nothing is pooled (a connection per request);\n"
                "- pool_size=0 or max_overflow=-1 next to pool_pre_ping: an unbounded pool.")
@@ -427,9 +430,14 @@ def kill_verdict(wb: Workbook, engine_options: dict[str, Any], draw: Draw) -> di
 QUESTIONS = (Q1, Q2, Q3)
 
 
-def load(wb: Workbook) -> tuple[Any, Any, Any]:
-    """q1, q2, q3 of notebook 01, bound to this notebook's database."""
-    ids = user_ids(wb)
+def load(wb: Workbook, *names: str) -> Any:
+    """The exercises of notebook 01 bound to this notebook's database: all three as a tuple (q1, q2, q3), the ones
+    `names` asks for as a tuple (each Part loads its own: `q1, q2 = nb01.load(wb, "q1", "q2")`), or one exercise
+    when one name is given (`q3 = nb01.load(wb, "q3")`)."""
+    unknown = set(names) - {"q1", "q2", "q3"}
+    if unknown:
+        raise ValueError(f"notebook 01 has the exercises q1, q2 and q3, not {', '.join(sorted(unknown))}")
+    ids = user_ids(wb) if not names or "q2" in names else []
 
     q1 = Q1.exercise(reference=lambda draw: sizing(pool_settings_reference, draw), evaluate=sizing,
                      starter=POOL_SETTINGS_STARTER, drawn=True)
@@ -438,7 +446,8 @@ def load(wb: Workbook) -> tuple[Any, Any, Any]:
                      starter=HANDLE_STARTER, drawn=True)
     q3 = Q3.exercise(reference=lambda draw: dict(KILL_EXPECTED),
                      evaluate=lambda options, draw: kill_verdict(wb, options, draw), drawn=True)
-    return q1, q2, q3
+    chosen = [{"q1": q1, "q2": q2, "q3": q3}[name] for name in names or ("q1", "q2", "q3")]
+    return chosen[0] if len(names) == 1 else tuple(chosen)
 
 
 def _function(answer: Any, name: str) -> Any:
