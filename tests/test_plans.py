@@ -180,3 +180,28 @@ def test_an_init_plan_is_charged_to_the_node_that_reads_it_on_every_version():
         assert list(frame["self ms"]) == pytest.approx([0.5, 1.0, 1.0, 2.0]), init_name
     unread = plans.nodes(plan("InitPlan 1 (returns $0)", "$10"))           # $10 is another value than $0
     assert list(unread["buffers"]) == [0, 10, 0, 32]   # read by no node it can name: charged to the Limit, clipped at 0
+
+
+def test_parameters_reach_the_server_converted_by_their_types(engine):
+    """`compiled.params` are the values before their types convert them: a dict for JSON cannot be sent as it is,
+    and a TypeDecorator's conversion would be skipped. The plan must be the one for the values the application sends."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, TypeDecorator, select
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    from workbook_utils import plans
+
+    class Lowered(TypeDecorator):
+        impl = String
+        cache_ok = True
+
+        def process_bind_param(self, value, dialect):
+            return value.lower()
+
+    table = Table("typed", MetaData(), Column("id", Integer), Column("doc", JSONB), Column("email", Lowered))
+    by_doc = select(table.c.id).where(table.c.doc.contains({"a": 1}))
+    by_email = select(table.c.id).where(table.c.email == "Ada@Example.COM")
+    with engine.connect() as conn:
+        table.create(conn)
+        assert plans.node_types(plans.explain(conn, by_doc)) == ["Seq Scan"]
+        assert "ada@example.com" in plans.explain(conn, by_email)["Plan"]["Filter"]
+        conn.rollback()

@@ -34,7 +34,19 @@ def _run(conn: Connection, stmt: Any, params: dict | None, options: str) -> dict
     if isinstance(stmt, str):  # SQL as typed at a psql prompt: psycopg parses placeholders only when given params
         return conn.connection.driver_connection.execute(f"EXPLAIN ({options}) {stmt}", params).fetchone()[0][0]
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    return conn.exec_driver_sql(f"EXPLAIN ({options}) {compiled}", compiled.params).scalar_one()[0]
+    return conn.exec_driver_sql(f"EXPLAIN ({options}) {compiled}", driver_params(compiled)).scalar_one()[0]
+
+
+def driver_params(compiled: Any) -> dict[str, Any]:
+    """A compiled statement's parameters as SQLAlchemy hands them to the driver: `compiled.params` holds the values
+    before their types convert them (a dict for a JSON column, a TypeDecorator's input), so each goes through its
+    type's bind processor, as an execution does."""
+    dialect, params = compiled.dialect, {}
+    for key, value in compiled.params.items():
+        bind = compiled.binds.get(key)
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect) if bind is not None else None
+        params[key] = process(value) if process is not None else value
+    return params
 
 
 def walk(node: dict, depth: int = 0, parent: int | None = None, counter: list[int] | None = None
