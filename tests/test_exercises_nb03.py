@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, ____, nb03
+from workbook_utils.exercises.draws import Draw
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,7 @@ def test_nb03_reference_and_printed_solutions_pass(exercises, capsys):
     for exercise in (q1, q2, q3):   # the reference itself meets every claim its checker makes
         assert exercise.expected and all(value is True for value in exercise.expected.values()), exercise.expected
     assert q1.verdict("create index on nb03.q1_posts (user_id, created_at);") == (CORRECT, None)
+    assert [q.text for q in nb03.QUESTIONS] == [q1.question, q2.question, q3.question]
     assert q2.verdict(nb03.keyset_reference) == (CORRECT, None)
     assert q3.verdict(nb03.top_reference) == (CORRECT, None)
     namespace = {"q1": q1, "q2": q2, "q3": q3, "select": select, "table": table, "column": column, "tuple_": tuple_}
@@ -45,8 +47,8 @@ def test_nb03_q1_reference_serves_every_author(exercises, monkeypatch):
         conn.rollback()
     assert len(authors) == nb03.Q1_AUTHORS and min(counts) > 10 * nb03.NEWEST and max(counts) > nb03.Q1_ROWS / 20
     assert shapes == {"Limit → Index Scan"}
-    monkeypatch.setattr(nb03, "users_to_check", lambda _: authors)
-    assert all(nb03.index_verdict(engine, nb03.Q1_REFERENCE).values())
+    monkeypatch.setattr(nb03, "users_to_check", lambda *_: authors)
+    assert all(nb03.index_verdict(engine, nb03.Q1_REFERENCE, Draw()).values())
 
 
 def test_nb03_q1_accepts_other_right_answers(exercises):
@@ -55,7 +57,8 @@ def test_nb03_q1_accepts_other_right_answers(exercises):
                   "-- newest posts per author\nCREATE INDEX ON q1_posts (user_id, created_at);",
                   "create  index  posts_by_author on q1_posts(user_id, created_at desc)",
                   "/* the profile page */ CREATE INDEX ON q1_posts (user_id, created_at) INCLUDE (title)",
-                  "\n  CREATE INDEX IF NOT EXISTS q1_newest ON nb03.q1_posts USING btree (user_id, created_at);\n"):
+                  "\n  CREATE INDEX IF NOT EXISTS q1_newest ON nb03.q1_posts USING btree (user_id, created_at);\n",
+                  'CREATE INDEX "q1;by author" ON q1_posts (user_id, created_at) -- a name with a ; in it'):
         assert q1.verdict(right) == (CORRECT, None), right
 
 
@@ -76,8 +79,8 @@ def test_nb03_not_attempted(exercises, tmp_path, monkeypatch):
 
 def test_nb03_q1_rejects_indexes_that_do_not_serve_filter_and_order(exercises):
     engine, (q1, _, _) = exercises
-    busiest, quiet, _ = nb03.users_to_check(engine)
-    assert nb03.index_verdict(engine, "CREATE INDEX ON q1_posts (user_id)")["no Sort node"] is False
+    busiest, quiet, _ = nb03.users_to_check(engine, Draw())
+    assert nb03.index_verdict(engine, "CREATE INDEX ON q1_posts (user_id)", Draw())["no Sort node"] is False
     partial = "partial index"
     cases = [("CREATE INDEX ON q1_posts (user_id)", "no Sort node"),
              ("CREATE INDEX ON q1_posts USING hash (user_id)", "no Sort node"),
@@ -92,7 +95,8 @@ def test_nb03_q1_rejects_indexes_that_do_not_serve_filter_and_order(exercises):
              ("CREATE INDEX CONCURRENTLY ON q1_posts (user_id, created_at)", "CONCURRENTLY"),
              ("SET enable_sort = off", "one CREATE INDEX statement"),
              ("-- CREATE INDEX ON q1_posts (user_id, created_at)", "one CREATE INDEX statement"),
-             ("CREATE INDEX ON q1_posts (user_id, created_at); COMMIT", "one CREATE INDEX statement")]
+             ("CREATE INDEX ON q1_posts (user_id, created_at); COMMIT", "one CREATE INDEX statement"),
+             ("CREATE INDEX ON q1_posts (user_id, created_at", "PostgreSQL cannot read your SQL")]
     for wrong, why in cases:
         status, diff = q1.verdict(wrong)
         assert status == INCORRECT and why in diff, (wrong, diff)
@@ -103,24 +107,26 @@ def test_nb03_q1_rejects_indexes_that_do_not_serve_filter_and_order(exercises):
     with engine.begin() as conn:   # a good index made in the notebook does not carry a wrong answer
         conn.exec_driver_sql("CREATE INDEX q1_made_by_hand ON q1_posts (user_id, created_at)")
     try:
-        assert q1.verdict("CREATE INDEX ON q1_posts (user_id)") == (INCORRECT, "“no Sort node” does not hold")
+        status, diff = q1.verdict("CREATE INDEX ON q1_posts (user_id)")
+        assert status == INCORRECT and diff.startswith("“no Sort node” does not hold [drawn: author = ")
         assert q1.verdict(nb03.Q1_REFERENCE) == (CORRECT, None)
     finally:
         with engine.begin() as conn:
             conn.exec_driver_sql("DROP INDEX q1_made_by_hand")
 
 
-def test_nb03_q2_rejects_offset_and_a_cursor_without_the_tie_breaker(exercises):
+def test_nb03_q2_rejects_each_wrong_family_on_its_own_claim(exercises):
+    """Each wrong answer breaks the claim its family breaks, under conditions drawn afresh, and the check says so."""
     from sqlalchemy import column, select, table, text, tuple_
 
-    _, (_, q2, _) = exercises
+    engine, (_, q2, _) = exercises
     feed = table("feed", column("id"), column("created_at"))
     newest = select(feed.c.id, feed.c.created_at).order_by(feed.c.created_at.desc(), feed.c.id.desc()).limit(20)
     calls = []
 
-    def offset_in_disguise(after):
+    def offset_in_disguise(after):   # counts its calls: right on the pages walked from the first one
         calls.append(after)
-        return newest.offset(20 * (len(calls) - 1) % 80)
+        return newest.offset(20 * (len(calls) - 1))
 
     def created_at_only(after):
         return newest if after is None else newest.where(feed.c.created_at < after[0])
@@ -140,19 +146,52 @@ def test_nb03_q2_rejects_offset_and_a_cursor_without_the_tie_breaker(exercises):
         stmt = select(feed.c.id, feed.c.created_at).order_by(feed.c.created_at.desc(), feed.c.id).limit(20)
         return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
 
-    for wrong, why in [(offset_in_disguise, "reads only its own 20 rows"), (created_at_only, "the same rows"),
-                       (or_equal, "the same rows"), (first_page_always, "the same rows"),
-                       (no_tie_breaker, "ordered by created_at DESC, then id DESC"),
-                       (ascending_tie_breaker, "ordered by created_at DESC, then id DESC")]:
-        calls.clear()
-        status, diff = q2.verdict(wrong)
-        assert status == INCORRECT and why in diff, (wrong.__name__, diff)
+    def keyset_in_a_subquery(after):   # the ORDER BY inside; the query around it promises no order
+        inner = nb03.keyset_reference(after).subquery()
+        return select(inner.c.id, inner.c.created_at)
+
+    ordered, same, tie, reads = ("every page ordered by created_at DESC, then id DESC (the outermost ORDER BY)",
+                                 "the same rows as OFFSET on each page walked",
+                                 "after a row that shares its created_at with others: the rows that follow it",
+                                 "each page reads only its own 20 rows")
+    families = [(offset_in_disguise, reads), (created_at_only, tie), (or_equal, same), (first_page_always, same),
+                (no_tie_breaker, ordered), (ascending_tie_breaker, ordered), (keyset_in_a_subquery, ordered)]
+    for wrong, claim in families:
+        for _ in range(2):   # two draws: the family fails whatever was drawn
+            calls.clear()
+            verdict = nb03.keyset_verdict(engine, wrong, Draw())
+            assert verdict[claim] is False, (wrong.__name__, verdict)
+            calls.clear()
+            status, diff = q2.verdict(wrong)
+            assert status == INCORRECT and "does not hold" in diff and "seed=" in diff, (wrong.__name__, diff)
 
     def qualified_text_order(after):   # the ORDER BY is read from the SQL, however it was written
         stmt = (select(feed.c.id, feed.c.created_at).order_by(text('"feed".created_at DESC, feed.id DESC')).limit(20))
         return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
 
-    assert q2.verdict(qualified_text_order) == (CORRECT, None)
+    def text_cursor(after):            # the row comparison written as SQL text, with bound parameters
+        if after is None:
+            return newest
+        return newest.where(text("(created_at, id) < (:c, :i)").bindparams(c=after[0], i=after[1]))
+
+    def outer_order_around_a_subquery(after):   # a subquery is fine when the outer query orders the rows
+        inner = nb03.keyset_reference(after).subquery()
+        return select(inner.c.id, inner.c.created_at).order_by(inner.c.created_at.desc(), inner.c.id.desc())
+
+    for right in (qualified_text_order, text_cursor, outer_order_around_a_subquery):
+        for _ in range(2):
+            assert q2.verdict(right) == (CORRECT, None), right.__name__
+
+
+def test_nb03_q2_draws_a_cursor_inside_a_tie_and_replays_it(exercises):
+    engine, (_, q2, _) = exercises
+    draw = Draw(7)
+    created_at, cursor_id = nb03.tie_cursor(engine, draw)
+    with engine.connect() as conn:
+        ids = conn.exec_driver_sql("SELECT id FROM feed WHERE created_at = %(c)s ORDER BY id", {"c": created_at}).scalars().all()
+    assert len(ids) >= 3 and ids[0] < cursor_id < ids[-1]
+    assert nb03.tie_cursor(engine, Draw(7)) == (created_at, cursor_id)
+    assert 3 <= Draw(7).integer("pages", 3, 7) <= 7
 
 
 def test_nb03_q3_rejects_wrong_differences_and_fixed_answers(exercises):

@@ -130,3 +130,78 @@ def test_labels_leave_out_what_a_node_does_not_have(engine):
     assert plans.label(pd.Series({"node": "Nested Loop", "index": nan, "relation": nan, "role": nan})) == "Nested Loop"
     assert plans.label(pd.Series({"node": "Index Scan", "index": "big_id", "relation": "big", "role": "SubPlan 1"})) \
         == "Index Scan using big_id on big  [SubPlan 1]"
+
+
+SHAPES = {  # plans where a child's work is counted elsewhere than under its parent: an InitPlan, a CTE, a SubPlan
+    "a CTE read by a CTE Scan": """WITH top AS MATERIALIZED (SELECT id FROM big ORDER BY pad DESC LIMIT 3)
+                                   SELECT * FROM top t JOIN notes n ON n.id = t.id % 4""",
+    "an InitPlan read below its parent": "SELECT * FROM big WHERE id > (SELECT max(id) - 5 FROM big WHERE pad > 'w') "
+                                         "ORDER BY pad LIMIT 3",
+    "a SubPlan run per row": "SELECT n.id, (SELECT count(*) FROM big b WHERE b.id <= n.id) FROM notes n",
+    "a parallel scan": "SELECT count(*) FROM big WHERE pad LIKE 'y%'",
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_buffers_and_times_are_each_nodes_own(engine, shape):
+    """Each node's buffers and time exclude its children's, wherever their work was counted: none is negative, and
+    the nodes' own buffers add up to the plan's total (EXPLAIN's top node includes every other)."""
+    from workbook_utils import plans
+
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0")
+        plan = plans.explain(conn, SHAPES[shape].replace("%", "%%"), {})
+    frame, top = plans.nodes(plan), plan["Plan"]
+    total = top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+    assert (frame["buffers"] >= 0).all() and (frame["self ms"] >= 0).all()
+    assert frame["buffers"].sum() == total, frame[["node", "role", "buffers"]]
+    assert frame["self ms"].sum() == pytest.approx(top["Actual Total Time"], rel=0.05, abs=0.05)
+    if shape == "a CTE read by a CTE Scan":
+        assert frame.loc[frame["node"] == "CTE Scan", "buffers"].iloc[0] == 0   # it reads the CTE's rows, not pages
+
+
+def test_an_init_plan_is_charged_to_the_node_that_reads_it_on_every_version():
+    """PostgreSQL 17+ names an InitPlan's value `(InitPlan 1).col1`; 15 and 16 name it `$0` ("returns $0")."""
+    from workbook_utils import plans
+
+    def plan(init_name: str, condition: str) -> dict:
+        scan = {"Node Type": "Seq Scan", "Filter": f"(user_id = {condition})", "Actual Total Time": 3.0,
+                "Actual Loops": 1, "Plan Rows": 1, "Shared Hit Blocks": 30, "Shared Read Blocks": 2}
+        init = {"Node Type": "Result", "Parent Relationship": "InitPlan", "Subplan Name": init_name,
+                "Actual Total Time": 1.0, "Actual Loops": 1, "Plan Rows": 1, "Shared Hit Blocks": 10}
+        sort = {"Node Type": "Sort", "Parent Relationship": "Outer", "Actual Total Time": 4.0, "Actual Loops": 1,
+                "Plan Rows": 1, "Shared Hit Blocks": 32, "Plans": [{**scan, "Parent Relationship": "Outer"}]}
+        return {"Plan": {"Node Type": "Limit", "Actual Total Time": 4.5, "Actual Loops": 1, "Plan Rows": 1,
+                         "Shared Hit Blocks": 32, "Plans": [init, sort]}}
+
+    for init_name, condition in (("InitPlan 1", "(InitPlan 1).col1"), ("InitPlan 1 (returns $0)", "$0")):
+        frame = plans.nodes(plan(init_name, condition))
+        assert list(frame["buffers"]) == [0, 10, 0, 22], init_name          # Limit, InitPlan, Sort, Seq Scan
+        assert list(frame["self ms"]) == pytest.approx([0.5, 1.0, 1.0, 2.0]), init_name
+    unread = plans.nodes(plan("InitPlan 1 (returns $0)", "$10"))           # $10 is another value than $0
+    assert list(unread["buffers"]) == [0, 10, 0, 32]   # read by no node it can name: charged to the Limit, clipped at 0
+
+
+def test_parameters_reach_the_server_converted_by_their_types(engine):
+    """`compiled.params` are the values before their types convert them: a dict for JSON cannot be sent as it is,
+    and a TypeDecorator's conversion would be skipped. The plan must be the one for the values the application sends."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, TypeDecorator, select
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    from workbook_utils import plans
+
+    class Lowered(TypeDecorator):
+        impl = String
+        cache_ok = True
+
+        def process_bind_param(self, value, dialect):
+            return value.lower()
+
+    table = Table("typed", MetaData(), Column("id", Integer), Column("doc", JSONB), Column("email", Lowered))
+    by_doc = select(table.c.id).where(table.c.doc.contains({"a": 1}))
+    by_email = select(table.c.id).where(table.c.email == "Ada@Example.COM")
+    with engine.connect() as conn:
+        table.create(conn)
+        assert plans.node_types(plans.explain(conn, by_doc)) == ["Seq Scan"]
+        assert "ada@example.com" in plans.explain(conn, by_email)["Plan"]["Filter"]
+        conn.rollback()

@@ -22,6 +22,6 @@ def test_every_feature_a_notebook_asks_for_is_listed_and_every_listed_one_is_ask
 def test_doctor_names_the_demos_an_older_server_skips():
     assert version_line("15.18", 150018) == (
         "PostgreSQL 15.18 (15 or newer needed); demos that need a newer one skip: last_idx_scan (16), "
-        "transaction_timeout (17), NOT NULL … NOT VALID (18), RETURNING old (18)")
+        "EXPLAIN (GENERIC_PLAN) (16), transaction_timeout (17), NOT NULL … NOT VALID (18), RETURNING old (18)")
     assert version_line("17.2", 170002).endswith("skip: NOT NULL … NOT VALID (18), RETURNING old (18)")
     assert version_line("18.1", 180001) == "PostgreSQL 18.1 (15 or newer needed)"

@@ -34,7 +34,19 @@ def _run(conn: Connection, stmt: Any, params: dict | None, options: str) -> dict
     if isinstance(stmt, str):  # SQL as typed at a psql prompt: psycopg parses placeholders only when given params
         return conn.connection.driver_connection.execute(f"EXPLAIN ({options}) {stmt}", params).fetchone()[0][0]
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    return conn.exec_driver_sql(f"EXPLAIN ({options}) {compiled}", compiled.params).scalar_one()[0]
+    return conn.exec_driver_sql(f"EXPLAIN ({options}) {compiled}", driver_params(compiled)).scalar_one()[0]
+
+
+def driver_params(compiled: Any) -> dict[str, Any]:
+    """A compiled statement's parameters as SQLAlchemy hands them to the driver: `compiled.params` holds the values
+    before their types convert them (a dict for a JSON column, a TypeDecorator's input), so each goes through its
+    type's bind processor, as an execution does."""
+    dialect, params = compiled.dialect, {}
+    for key, value in compiled.params.items():
+        bind = compiled.binds.get(key)
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect) if bind is not None else None
+        params[key] = process(value) if process is not None else value
+    return params
 
 
 def walk(node: dict, depth: int = 0, parent: int | None = None, counter: list[int] | None = None
@@ -61,14 +73,66 @@ def _inclusive_ms(node: dict, processes: int = 1) -> dict[int, float]:
     return times
 
 
+def _refers_to(node: dict, init_plan: dict) -> bool:
+    """True if `node` reads the value an InitPlan computes: a CTE Scan of its CTE, or an expression naming its result
+    (`(InitPlan 1).col1` since PostgreSQL 17 prints it so, `$0` before: "InitPlan 1 (returns $0)")."""
+    import re
+
+    name = init_plan.get("Subplan Name", "")
+    if name.startswith("CTE "):
+        return node.get("Node Type") == "CTE Scan" and node.get("CTE Name") == name[4:]
+    number = re.match(r"InitPlan (\d+)", name)
+    words = [rf"\(InitPlan {number[1]}\)"] if number else []
+    pattern = "|".join(words + [re.escape(param) + r"(?!\d)" for param in re.findall(r"\$\d+", name)])
+    texts = [v for key, value in node.items() if key not in ("Plans", "Subplan Name")
+             for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+    return bool(pattern) and any(re.search(pattern, text) for text in texts)
+
+
+def exclusive(root: dict, inclusive: dict[int, float]) -> dict[int, float]:
+    """Each node's own share of a measure EXPLAIN reports with its children's included (time, buffers), by id(node).
+
+    A node's children are subtracted from it, except an InitPlan (a CTE, or a subquery run once): its work is counted
+    by the node that first reads its value (a CTE Scan, a Filter naming it), so it is subtracted from that one.
+    """
+    own: dict[int, float] = {}
+    init_plans: list[tuple[dict, dict]] = []
+    for _, _, _, node in walk(root):
+        children = node.get("Plans", [])
+        own[id(node)] = inclusive[id(node)] - sum(inclusive[id(c)] for c in children
+                                                  if c.get("Parent Relationship") != "InitPlan")
+        init_plans += [(node, c) for c in children if c.get("Parent Relationship") == "InitPlan"]
+    for parent, init_plan in init_plans:
+        inside = {id(n) for *_, n in walk(init_plan)}
+        left = inclusive[id(init_plan)]
+        for *_, node in walk(parent):
+            if left > 0 and id(node) not in inside and _refers_to(node, init_plan):
+                taken = min(left, max(own[id(node)], 0.0))
+                own[id(node)] -= taken
+                left -= taken
+        own[id(parent)] -= left  # read by no node we can name: the node it hangs from
+    return {key: max(value, 0.0) for key, value in own.items()}
+
+
+def _blocks(node: dict, kinds: tuple[str, ...] = ("Shared Hit Blocks", "Shared Read Blocks")) -> float:
+    return float(sum(node.get(kind, 0) for kind in kinds))
+
+
+TEMP = ("Temp Read Blocks", "Temp Written Blocks")  # a sort or hash that spilled to disk
+
+
 def nodes(plan: dict) -> pd.DataFrame:
-    """One row per plan node: type, relation, index, rows estimated and actual (all loops), own time, buffers."""
+    """One row per plan node: type, relation, index, rows estimated and actual (all loops), and its own time and
+    buffers (the node's alone: EXPLAIN's include its children's, see `exclusive`)."""
     import pandas as pd
 
-    rows, inclusive = [], _inclusive_ms(plan["Plan"])
-    for me, parent, depth, node in walk(plan["Plan"]):
+    root = plan["Plan"]
+    own_ms = exclusive(root, _inclusive_ms(root))
+    own_buffers = exclusive(root, {id(n): _blocks(n) for *_, n in walk(root)})
+    own_temp = exclusive(root, {id(n): _blocks(n, TEMP) for *_, n in walk(root)})
+    rows = []
+    for me, parent, depth, node in walk(root):
         loops = float(node.get("Actual Loops", 0) or 0)
-        children = sum(inclusive[id(child)] for child in node.get("Plans", []))
         rows.append({
             "id": me, "parent": parent, "depth": depth, "node": name(node),
             "relation": node.get("Relation Name") or node.get("CTE Name"), "index": node.get("Index Name"),
@@ -78,8 +142,9 @@ def nodes(plan: dict) -> pd.DataFrame:
             "removed by filter": float(node.get("Rows Removed by Filter", 0)
                                        + node.get("Rows Removed by Index Recheck", 0)) * loops,
             "heap fetches": node.get("Heap Fetches"),
-            "self ms": max(inclusive[id(node)] - children, 0.0),
-            "buffers": node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0),
+            "self ms": own_ms[id(node)],
+            "buffers": int(round(own_buffers[id(node)])),
+            "temp blocks": int(round(own_temp[id(node)])),
             "workers": node.get("Workers Launched"),
         })
     frame = pd.DataFrame(rows).set_index("id")
@@ -166,13 +231,18 @@ def draw(plan: dict, title: str, ax: Axes | None = None, color: str | None = Non
                              zip(frame["depth"], frame.iterrows(), strict=True)], fontsize=8, family="monospace")
     for y, (_, row) in zip(ys, frame.iterrows(), strict=True):
         rows = f"{row['actual rows']:,.0f} row" + ("" if round(row["actual rows"]) == 1 else "s")
-        ax.annotate(f" {row['self ms']:.2f} ms · {rows} · {row['buffers']:,} buf",
+        ax.annotate(f" {row['self ms']:.2f} ms · {rows} · {row['buffers']:,} buf" + _temp(row),
                     (row["self ms"], y), va="center", fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("own time, ms (all loops)")
+    ax.set_xlabel("own time, ms (all loops); buf: own buffers (8 kB pages)")
     ax.set_title(f"{title} · {plan.get('Execution Time', 0):.2f} ms", loc="left", fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
     return ax
+
+
+def _temp(row: pd.Series) -> str:
+    """ " · 120 temp" when the node spilled to disk (a sort or hash larger than work_mem), else nothing."""
+    return f" · {row['temp blocks']:,} temp" if row.get("temp blocks", 0) else ""
 
 
 def draw_pair(before: dict, after: dict, titles: tuple[str, str] = ("before", "after")) -> list[Axes]:

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 # Demos of features newer than the oldest server the workbook runs on (PostgreSQL 15): the major version each needs.
 # A notebook asks wb.needs(feature); `workbook doctor` names the ones a server will skip.
-NEWER = {"last_idx_scan": 16, "transaction_timeout": 17, "NOT NULL … NOT VALID": 18, "RETURNING old": 18}
+NEWER = {"last_idx_scan": 16, "EXPLAIN (GENERIC_PLAN)": 16, "transaction_timeout": 17, "NOT NULL … NOT VALID": 18,
+         "RETURNING old": 18}
 
 # This notebook's sessions, and only in this database and of this role: on a shared server other learners run the
 # same notebook, under the same application_name, in their own databases.

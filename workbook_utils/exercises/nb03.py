@@ -1,11 +1,18 @@
-"""Exercises of notebook 03 (EXPLAIN ANALYZE): an index a plan uses, keyset pagination, the top statement."""
+"""Exercises of notebook 03 (EXPLAIN ANALYZE): an index a plan uses, keyset pagination, the top statement.
+
+Each check runs the answer under conditions drawn afresh: q1 reads the plans of the busiest author, the quietest and
+one drawn at random; q2 walks a drawn number of pages and starts once more from a cursor drawn inside a run of rows
+that share a created_at; q3 runs two pieces of work in a random order, with statements new to each check. SQL is read
+with PostgreSQL's parser (`sqltree`), never with regexes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import Exercise
+from . import Exercise, Question, WrongKind, sqltree
+from .draws import Draw
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,16 +66,14 @@ def build_tables(engine: Engine) -> None:
             ANALYZE q1_posts; ANALYZE feed""")
 
 
-def users_to_check(engine: Engine) -> list[int]:
-    """The busiest author, the quietest (whose posts are old), and one drawn at random at each check."""
-    import random
-
+def users_to_check(engine: Engine, draw: Draw) -> list[int]:
+    """The busiest author, the quietest (whose posts are old), and one drawn for this check."""
     from sqlalchemy import text
 
     with engine.connect() as conn:
         authors = conn.execute(text("SELECT user_id FROM q1_posts GROUP BY user_id "
                                     "ORDER BY count(*) DESC, user_id")).scalars().all()
-    return [authors[0], authors[-1], random.choice(authors[1:-1])]
+    return [authors[0], authors[-1], draw.choice("author", authors[1:-1])]
 
 
 def newest_posts(user_id: int) -> Any:
@@ -80,26 +85,26 @@ def newest_posts(user_id: int) -> Any:
 
 
 def one_create_index(ddl: Any) -> str:
-    """The learner's statement, comments and a final semicolon removed; WrongKind unless it is one CREATE INDEX."""
-    import re
-
-    from . import WrongKind
-
-    statement = re.sub(r"--[^\n]*|/\*.*?\*/", " ", str(ddl), flags=re.S).strip().rstrip(";").strip()
-    if ";" in statement or not re.match(r"create\s+(unique\s+)?index\b", statement, re.I):
+    """The learner's statement, read by PostgreSQL's parser; WrongKind unless it is one CREATE INDEX."""
+    if not isinstance(ddl, str):
         raise WrongKind("give one CREATE INDEX statement, as a string")
-    if re.match(r"create\s+(unique\s+)?index\s+concurrently\b", statement, re.I):
+    try:
+        statements = sqltree.parse(ddl)
+    except sqltree.UnreadableSQL as error:
+        raise WrongKind(f"{error} (give one CREATE INDEX statement, as a string)") from None
+    if len(statements) != 1 or sqltree.kind(statements[0]) != "IndexStmt":
+        raise WrongKind("give one CREATE INDEX statement, as a string")
+    if sqltree.index(ddl).concurrently:
         raise WrongKind("CONCURRENTLY cannot run inside the checker's transaction: leave it out (the index is the same)")
-    return statement
+    return ddl
 
 
-def index_verdict(engine: Engine, ddl: Any) -> dict[str, bool]:
+def index_verdict(engine: Engine, ddl: Any, draw: Draw) -> dict[str, bool]:
     """Create the learner's index in a transaction (rolled back), then read the plans of three authors' newest posts."""
     from .. import plans
-    from . import WrongKind
 
     statement = one_create_index(ddl)
-    users = users_to_check(engine)
+    users = users_to_check(engine, draw)
     with engine.connect() as conn:
         expected = [conn.execute(newest_posts(u)).scalars().all() for u in users]
         for index in conn.exec_driver_sql("SELECT indexrelid::regclass::text FROM pg_index "
@@ -140,38 +145,68 @@ def keyset_reference(after: Any) -> Any:
     return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
 
 
-def orders_newest_first(statement: Any) -> bool:
-    """True if the statement's ORDER BY starts with created_at DESC, id DESC (read from the SQL it compiles to)."""
-    import re
-
+def sql_of(statement: Any) -> str:
+    """The SQL a statement compiles to for PostgreSQL, with $1-style placeholders (which the parser reads)."""
     from sqlalchemy.dialects import postgresql
 
-    sql = " ".join(str(statement.compile(dialect=postgresql.dialect())).split()).lower().replace('"', "")
-    clause = re.search(r"\border by (.*?)(?: limit | offset | fetch |$)", sql)
-    keys = [re.sub(r"^\w+\.", "", key.strip()) for key in clause.group(1).split(",")] if clause else []
-    return keys[:2] == ["created_at desc", "id desc"]
+    if not hasattr(statement, "compile"):
+        raise WrongKind(f"next_page should return a SQLAlchemy select(), not {type(statement).__name__}")
+    return str(statement.compile(dialect=postgresql.dialect(paramstyle="numeric_dollar")))
 
 
-def keyset_verdict(engine: Engine, next_page: Callable[[Any], Any]) -> dict[str, bool]:
-    """Walk PAGES pages with the learner's function, each cursor the last row seen; compare with OFFSET's pages.
+def orders_newest_first(statement: Any) -> bool:
+    """True if the statement's outermost ORDER BY starts with created_at DESC, id DESC: the order its rows come back
+    in (an ORDER BY inside a subquery promises nothing about the rows of the query around it)."""
+    keys = [(key.expression.rpartition(".")[2].strip('"'), key.descending) for key in sqltree.order_by(sql_of(statement))]
+    return keys[:2] == [("created_at", True), ("id", True)]
+
+
+def tie_cursor(engine: Engine, draw: Draw) -> tuple[Any, int]:
+    """A row drawn inside a run of rows that share its created_at (neither first nor last of the run): the cursor
+    that tells a tie-breaking keyset from one that skips or repeats the run's other rows."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        runs = conn.execute(text("SELECT created_at, array_agg(id ORDER BY id) AS ids FROM feed GROUP BY created_at "
+                                 "HAVING count(*) >= 3 ORDER BY created_at")).all()
+    created_at, ids = draw.pick("tie", lambda rng: rng.choice(runs), show=lambda run: f"a week of {len(run[1])} rows")
+    return created_at, draw.pick("cursor id", lambda rng: rng.choice(ids[1:-1]))
+
+
+def rows_of(conn: Any, statement: Any) -> list[tuple[Any, int]]:
+    """(id, created_at) of each row, in the order the statement returns them."""
+    return [(r[0], r[1]) for r in conn.execute(statement).all()]
+
+
+def keyset_verdict(engine: Engine, next_page: Callable[[Any], Any], draw: Draw) -> dict[str, bool]:
+    """Walk a drawn number of pages with the learner's function, each cursor the last row seen, and compare with
+    OFFSET's pages; then ask for the page after a row drawn inside a run of tied created_at.
 
     The ORDER BY is read from each statement: without the id the pages come out right here only because the
     (created_at, id) index hands ties over in id order, which no query promises.
     """
     from .. import plans
 
+    walked = draw.integer("pages", 3, 7)
+    cursor = tie_cursor(engine, draw)
     with engine.connect() as conn:
         after, pages, statements = None, [], []
-        for _ in range(PAGES):
+        for _ in range(walked):
             statements.append(next_page(after))
-            rows = [(r[0], r[1]) for r in conn.execute(statements[-1]).all()]
-            pages.append(rows)
-            after = (rows[-1][1], rows[-1][0]) if rows else None
-        expected = [[(r[0], r[1]) for r in conn.execute(offset_page(p)).all()] for p in range(1, PAGES + 1)]
-        plan = plans.explain(conn, statements[-1])
-    return {"every page ordered by created_at DESC, then id DESC": all(map(orders_newest_first, statements)),
-            f"the same rows as OFFSET on pages 1-{PAGES}": pages == expected,
-            f"page {PAGES} reads only its own {PAGE} rows": plans.summary(plan)["rows read by scans"] <= PAGE}
+            pages.append(rows_of(conn, statements[-1]))
+            after = (pages[-1][-1][1], pages[-1][-1][0]) if pages[-1] else None
+        expected = [rows_of(conn, offset_page(p)) for p in range(1, walked + 1)]
+        statements.append(next_page(cursor))
+        from_tie = rows_of(conn, statements[-1])
+        plan = plans.explain(conn, statements[walked - 1])
+        tie_plan = plans.explain(conn, statements[-1])
+        expected_tie = rows_of(conn, keyset_reference(cursor))
+    return {"every page ordered by created_at DESC, then id DESC (the outermost ORDER BY)":
+                all(map(orders_newest_first, statements)),
+            "the same rows as OFFSET on each page walked": pages == expected,
+            "after a row that shares its created_at with others: the rows that follow it": from_tie == expected_tie,
+            f"each page reads only its own {PAGE} rows": max(plans.summary(plan)["rows read by scans"],
+                                                             plans.summary(tie_plan)["rows read by scans"]) <= PAGE}
 
 
 def snapshot(engine: Engine) -> pd.DataFrame:
@@ -246,56 +281,93 @@ def top_reference(before: pd.DataFrame, after: pd.DataFrame) -> str:
     return work.sort_values("total", ascending=False)["query"].iloc[0]
 
 
+Q1 = Question(
+    name="q1",
+    text=f"The profile page shows a user's {NEWEST} newest posts: `SELECT id FROM q1_posts WHERE user_id = :u ORDER BY "
+         f"created_at DESC LIMIT {NEWEST}`. q1_posts ({Q1_ROWS:,} posts by {Q1_AUTHORS} authors) has no index. Give one "
+         f"CREATE INDEX statement after which the plan, for any author, reads only those {NEWEST} rows through the "
+         "index (a few pages), with no Sort node. The check reads the plans of the busiest author, the quietest, and "
+         "one drawn at random.",
+    shape="one `CREATE INDEX` statement as a string, assigned to `index_sql`, e.g. "
+          "`index_sql = \"CREATE INDEX ON q1_posts (…)\"`.",
+    hint_text="q1.check(\"CREATE INDEX ON q1_posts (user_id)\") says which claim fails: which node is still "
+              "needed, and why? An index hands rows over in the order it stores them. In which order would its "
+              "entries hold one author's posts newest first, one after the other?",
+    solution_code='index_sql = "CREATE INDEX q1_posts_user_created ON q1_posts (user_id, created_at DESC)"\n'
+                  'q1.check(index_sql)',
+    discussion="Why it works: in an index on (user_id, created_at) one author's entries sit side by side, ordered by "
+               "date, so the plan walks them from the newest (backwards if need be) and stops after five: Limit → "
+               "Index Scan, no Sort. DESC in the index is optional, since a B-tree is read in both directions.\n"
+               "Common wrong answers:\n"
+               "- (user_id) alone: finds the author's rows, then sorts them all (a Sort node), which costs most for "
+               "the busiest author;\n"
+               "- (created_at) or (created_at, user_id): walks everyone's posts by date until five are the author's, "
+               "which for an author whose posts are old is most of the table;\n"
+               "- a partial index for the authors you tried: the next author gets no index at all.",
+)
+
+Q2 = Question(
+    name="q2",
+    text=f"feed(id, created_at) is paged newest first, {PAGE} rows a page, ordered by (created_at, id); many rows "
+         "share a created_at. Fix next_page(after) so that, given the (created_at, id) of the last row shown, it "
+         "returns the next page: the same rows as OFFSET would, but reading only that page's rows. The check walks a "
+         "drawn number of pages, then starts from a row drawn inside a run of rows with the same created_at.",
+    shape="`next_page(after)` returns a `select()`; `after` is `None` (first page) or a tuple `(created_at, id)`.",
+    hint_text="Instead of counting rows to skip, ask for the rows that come after the last one shown, in the "
+              "page's order. Many rows share the last row's created_at: for those, 'after' is decided by id. "
+              "SQL can compare two columns at once, in the order an index on both stores them.",
+    solution_code="def next_page(after):\n"
+                  "    feed = table('feed', column('id'), column('created_at'))\n"
+                  "    stmt = select(feed.c.id, feed.c.created_at).order_by(feed.c.created_at.desc(), "
+                  "feed.c.id.desc()).limit(20)\n"
+                  "    if after is None:\n        return stmt\n"
+                  "    return stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))\n\n"
+                  "q2.check(next_page)",
+    discussion="Why it works: `(created_at, id) < (:c, :i)` is a row comparison, true for the rows after the cursor "
+               "in the page's order, ties included; the index on (created_at, id) starts right there (its Index "
+               "Cond), so the plan reads the page's 20 rows whatever the page number.\n"
+               "Common wrong answers:\n"
+               "- `created_at < :c`: skips the rows that share the cursor's created_at; `<=` repeats them;\n"
+               "- ORDER BY created_at alone: ties come back in whatever order the plan gives, so a cursor can skip "
+               "rows on another plan;\n"
+               "- the keyset inside a subquery, with no ORDER BY outside: the outer query promises no order at all.",
+)
+
+Q3 = Question(
+    name="q3",
+    text="top_statement(before, after) gets two pg_stat_statements snapshots of this database and role "
+         "(DataFrames: queryid, calls, total_exec_time, query) taken around a piece of work. Return the query text "
+         "of the statement that spent the most total time in that work. (The check runs two pieces of work, with "
+         "statements new to each check.)",
+    shape="`top_statement(before, after)` returns one `str`: the `query` of one row of `after`.",
+    hint_text="Totals count since the statistics were reset: subtract `before` from `after` by queryid "
+              "(a statement first seen in between is missing from `before`: it started at 0).",
+    solution_code="def top_statement(before, after):\n"
+                  "    work = after.merge(before, on='queryid', how='left', suffixes=('', '_before'))\n"
+                  "    work['total'] = work['total_exec_time'] - work['total_exec_time_before'].fillna(0)\n"
+                  "    return work.sort_values('total', ascending=False)['query'].iloc[0]\n\n"
+                  "q3.check(top_statement)",
+    discussion="Why it works: the view's totals run since its last reset, so the work is the difference of two "
+               "snapshots, matched on queryid; a statement first seen during the work is missing from `before` and "
+               "counts from 0 (the left merge and fillna).\n"
+               "Common wrong answers:\n"
+               "- sorting `after` alone: the statement that was slow last week wins;\n"
+               "- an inner merge, or NaN left in: the statements new to the work drop out or sort last;\n"
+               "- mean time or calls instead of total time: the slowest single call, or the most frequent one, is not "
+               "always where the time went.",
+)
+
+QUESTIONS = (Q1, Q2, Q3)
+
+
 def load(wb: Workbook, engine: Engine) -> tuple[Exercise, Exercise, Exercise]:
     """q1, q2, q3 of notebook 03, on tables of the scratch schema (`engine` puts nb03 first on its search_path)."""
     build_tables(engine)
-    q1 = Exercise(
-        name="q1",
-        question=f"The profile page shows a user's {NEWEST} newest posts: SELECT id FROM q1_posts WHERE user_id = :u "
-                 f"ORDER BY created_at DESC LIMIT {NEWEST}. q1_posts ({Q1_ROWS:,} posts by {Q1_AUTHORS} authors) has "
-                 f"no index. Give one CREATE INDEX statement after which the plan, for any author, reads only those "
-                 f"{NEWEST} rows through the index (a few pages), with no Sort node.",
-        reference=lambda: index_verdict(engine, Q1_REFERENCE),
-        hint_text="q1.check(\"CREATE INDEX ON q1_posts (user_id)\") says which claim fails: which node is still "
-                  "needed, and why? An index hands rows over in the order it stores them. In which order would its "
-                  "entries hold one author's posts newest first, one after the other?",
-        solution_code='q1.check("CREATE INDEX q1_posts_user_created ON q1_posts (user_id, created_at DESC)")',
-        evaluate=lambda ddl: index_verdict(engine, ddl),
-    )
-    q2 = Exercise(
-        name="q2",
-        question=f"feed(id, created_at) is paged newest first, {PAGE} rows a page, ordered by (created_at, id); many "
-                 "rows share a created_at. Fix next_page(after) so that, given the (created_at, id) of the last row "
-                 "shown, it returns the next page: the same rows as OFFSET would, but reading only that page's rows.",
-        reference=lambda: keyset_verdict(engine, keyset_reference),
-        hint_text="Instead of counting rows to skip, ask for the rows that come after the last one shown, in the "
-                  "page's order. Many rows share the last row's created_at: for those, 'after' is decided by id. "
-                  "SQL can compare two columns at once, in the order an index on both stores them.",
-        solution_code="def next_page(after):\n"
-                      "    feed = table('feed', column('id'), column('created_at'))\n"
-                      "    stmt = select(feed.c.id, feed.c.created_at).order_by(feed.c.created_at.desc(), "
-                      "feed.c.id.desc()).limit(20)\n"
-                      "    if after is None:\n        return stmt\n"
-                      "    return stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))\n\n"
-                      "q2.check(next_page)",
-        evaluate=lambda next_page: keyset_verdict(engine, next_page),
-        starter=NEXT_PAGE_STARTER,
-    )
-    q3 = Exercise(
-        name="q3",
-        question="top_statement(before, after) gets two pg_stat_statements snapshots of this database and role "
-                 "(DataFrames: queryid, calls, total_exec_time, query) taken around a piece of work. Return the "
-                 "query text of the statement that spent the most total time in that work. (The check runs two "
-                 "pieces of work, with statements new to each check.)",
-        reference=lambda: run_workload(engine, top_reference),
-        hint_text="Totals count since the statistics were reset: subtract `before` from `after` by queryid "
-                  "(a statement first seen in between is missing from `before`: it started at 0).",
-        solution_code="def top_statement(before, after):\n"
-                      "    work = after.merge(before, on='queryid', how='left', suffixes=('', '_before'))\n"
-                      "    work['total'] = work['total_exec_time'] - work['total_exec_time_before'].fillna(0)\n"
-                      "    return work.sort_values('total', ascending=False)['query'].iloc[0]\n\n"
-                      "q3.check(top_statement)",
-        evaluate=lambda top: run_workload(engine, top),
-        starter=TOP_STATEMENT_STARTER,
-    )
+    q1 = Q1.exercise(reference=lambda draw: index_verdict(engine, Q1_REFERENCE, draw),
+                     evaluate=lambda ddl, draw: index_verdict(engine, ddl, draw), drawn=True)
+    q2 = Q2.exercise(reference=lambda draw: keyset_verdict(engine, keyset_reference, draw),
+                     evaluate=lambda next_page, draw: keyset_verdict(engine, next_page, draw),
+                     starter=NEXT_PAGE_STARTER, drawn=True)
+    q3 = Q3.exercise(reference=lambda: run_workload(engine, top_reference),
+                     evaluate=lambda top: run_workload(engine, top), starter=TOP_STATEMENT_STARTER)
     return q1, q2, q3
