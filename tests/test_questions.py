@@ -164,8 +164,10 @@ def test_the_tool_writes_the_questions_of_notebooks_00_to_02_on_copies(tmp_path)
 
     from workbook_utils.notebook_files import notebook_paths
 
-    copies = [shutil.copy(p, tmp_path / p.name) for p in notebook_paths()[:3]]
-    assert sorted(p.name for p in questions.update_questions([Path(c) for c in copies])) == [Path(c).name for c in copies]
+    copies = [Path(shutil.copy(p, tmp_path / p.name)) for p in notebook_paths()[:3]]
+    unwritten = [c.name for c in copies  # a notebook already rewritten holds its questions: nothing to write there
+                 if questions.question_problems(nbformat.read(c, as_version=4), c.name[:2], questions.questions_of(c.name[:2]))]
+    assert sorted(p.name for p in questions.update_questions(copies)) == unwritten
     for copy in map(Path, copies):
         number, nb = copy.name[:2], nbformat.read(copy, as_version=4)
         declared = questions.questions_of(number)
@@ -173,7 +175,7 @@ def test_the_tool_writes_the_questions_of_notebooks_00_to_02_on_copies(tmp_path)
         nbformat.validate(nb)
         texts = [c.source for c in nb.cells if questions._marked(c)]
         assert [t.splitlines()[0] for t in texts] == [f"**Exercise {q.name}.** {q.text}" for q in declared]
-    assert questions.update_questions([Path(c) for c in copies]) == []  # nothing left to write
+    assert questions.update_questions(copies) == []  # nothing left to write
 
 
 def test_the_command_checks_and_writes_only_the_notebooks_it_is_given(tmp_path, capsys):
