@@ -166,3 +166,15 @@ def test_row_lock_conflicts_and_the_writes_that_take_them_are_the_servers(table)
     assert _blocked(table, "SELECT * FROM t FOR KEY SHARE", waits + "UPDATE t SET id = 2 WHERE id = 1")
     assert not _blocked(table, "SELECT * FROM t FOR KEY SHARE", waits + "UPDATE t SET note = 'b' WHERE id = 1")
     assert _blocked(table, "SELECT * FROM t FOR SHARE", waits + "UPDATE t SET note = 'b' WHERE id = 1")
+
+
+def test_links_into_00_land_on_one_of_its_headings():
+    """`[glossary](00_start_here.ipynb#Glossary)` in any notebook: the anchor is a heading of 00 (spaces as dashes)."""
+    start = next(p for p in notebook_paths() if p.name.startswith("00_"))
+    anchors = {line.lstrip("#").strip().replace(" ", "-") for cell in _start().cells if cell.cell_type == "markdown"
+               for line in cell.source.splitlines() if re.match(r"#{1,6} ", line)}
+    assert "Glossary" in anchors
+    links = {(name, anchor) for name, text in used_sources().items()
+             for anchor in re.findall(rf"{re.escape(start.name)}#([^)\s]+)", text)}
+    links |= {("00", anchor) for anchor in re.findall(r"\]\(#([^)\s]+)\)", used_sources()[start.name])}
+    assert {anchor for _, anchor in links} <= anchors, sorted(links)
