@@ -66,7 +66,8 @@ def test_run_writes_the_index_and_the_solutions_edition_of_00_and_02(tmp_path):
         assert result.returncode == 0, result.stdout + result.stderr
     index = (build / "index.html").read_text()
     assert index.count("<tr>") == len(notebook_paths()) + 1 and '<a href="00_start_here.html">' in index
-    assert "(not rendered)" in index and "35 minutes" in index and "<code>%sql</code>" in index
+    minutes = f"{intro(notebook_paths()[0]).minutes} minutes"  # 00's own Time line, re-timed with the notebook
+    assert "(not rendered)" in index and minutes in index and "<code>%sql</code>" in index
     assert "solutions edition" not in index
     page = (build / "00_start_here.html").read_text()
     assert "not attempted yet" in page and "✅" not in page  # the learners' edition: blanks left blank
