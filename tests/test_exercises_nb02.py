@@ -5,6 +5,7 @@ another session, joined collections, inner joins that drop users) fail."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -210,13 +211,46 @@ def test_nb02_q2_says_to_pass_the_loader_not_an_option(exercises):
     q2 = exercises[1]
     status, diff = q2.verdict({"profile": joinedload(User.profile), "posts": selectinload(User.posts),
                                "orders": selectinload(User.orders)})
-    assert status == INCORRECT and diff.startswith("for 'profile', pass the loader itself, e.g. joinedload"), diff
+    assert status == INCORRECT and diff.startswith("for 'profile', pass the loader itself (such as lazyload)"), diff
     assert "running your answer raised" not in diff
     for wrong, why in [({"profile": "joinedload", "posts": "selectin", "orders": "selectinload"}, "for 'posts'"),
                        ({"profile": "joinedload", "posts": "selectinload"}, "keys 'profile', 'posts'"),
                        ([joinedload, selectinload, selectinload], "keys 'profile', 'posts'")]:
         status, diff = q2.verdict(wrong)
         assert status == INCORRECT and why in diff and "running your answer raised" not in diff, (wrong, diff)
+
+
+def test_nb02_failure_messages_name_the_field_not_its_position(exercises):
+    """A wrong profile, a missing collection: the message says which field of which user, not "item 0, item 1"."""
+    from sqlalchemy.orm import noload, raiseload, selectinload
+
+    from workbook_utils.models import User
+
+    q1, q2, q3 = exercises
+    for exercise, wrong, field in [
+        (q2, {"profile": noload, "posts": selectinload, "orders": selectinload}, "profile ('none') is not the expected"),
+        (q2, {"profile": "joinedload", "posts": selectinload, "orders": noload}, "orders has 0 items"),
+        (q3, [noload(User.profile), raiseload("*")], "profile ('none') is not the expected"),
+        (q1, _define(f"def report(session):\n    {Q1_WRONG['comments noloaded'][0]}\n"), "comments on the posts has 0 items"),
+    ]:
+        status, diff = exercise.verdict(wrong)
+        assert status == INCORRECT and re.search(r"item \d+, " + re.escape(field), diff), (exercise.name, diff)
+
+
+def test_nb02_q3_says_to_pass_a_list_of_options(exercises):
+    """A single option, a string, or a loader function in the list: one line saying what is asked, not a traceback."""
+    from sqlalchemy.orm import joinedload, raiseload
+
+    from workbook_utils.models import User
+
+    q3 = exercises[2]
+    for wrong, why in [(joinedload(User.profile), "pass a list of loader options, e.g. [option, option]"),
+                       ("raiseload('*')", "pass a list of loader options, e.g. [option, option]"),
+                       ([joinedload(User.profile), raiseload], "item 1 of your list"),
+                       ([joinedload(User.profile), "raiseload('*')"], "item 1 of your list")]:
+        status, diff = q3.verdict(wrong)
+        assert status == INCORRECT and diff.startswith(why) and "running your answer raised" not in diff, (wrong, diff)
+    assert q3.verdict((joinedload(User.profile), raiseload("*"))) == (CORRECT, None)   # a tuple is a list too
 
 
 def test_nb02_q1_counts_statements_sent_through_another_engine(wb02, exercises):

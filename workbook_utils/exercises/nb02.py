@@ -59,11 +59,11 @@ Q1 = Question(
 Q2 = Question(
     name="q2",
     text="Load 20 busy users with their profile (one-to-one; some have none), posts and orders (two collections). "
-         "Choose a loader for each: the loader itself (joinedload, selectinload, …), not joinedload(User.profile), "
-         f"since the checker applies it. At most {BUDGET} statements may be sent, and the users' own statement must "
-         "return one row per user. Every user must come back with the right profile (or None), posts and orders, here "
-         "and on a dataset drawn afresh for each check.",
-    shape="a dict of the three loaders, e.g. `q2.check({'profile': joinedload, 'posts': …, 'orders': …})`.",
+         "Choose a loader for each: the loader itself (such as lazyload), not an option built from it "
+         f"(lazyload(User.posts)), since the checker applies it. At most {BUDGET} statements may be sent, and the "
+         "users' own statement must return one row per user. Every user must come back with the right profile (or "
+         "None), posts and orders, here and on a dataset drawn afresh for each check.",
+    shape="a dict of the three loaders: `q2.check({'profile': <loader>, 'posts': <loader>, 'orders': <loader>})`.",
     hint_text="A one-to-one joins without multiplying rows; a joined collection repeats its parent's row per child.",
     solution_code="q2.check({'profile': joinedload, 'posts': selectinload, 'orders': selectinload})",
     discussion="Why it works: a one-to-one `joinedload` adds the profile's columns to the users' own rows, and its "
@@ -79,7 +79,7 @@ Q3 = Question(
     text="Give the loader options (a list) for select(User) that load the users and their profiles (or None) in one "
          "statement. Touching any other relationship of a user (posts, orders, comments) must then raise instead of "
          "sending a query. The checker also loads users of a dataset drawn afresh for each check.",
-    shape="a list of loader options, e.g. `q3.check([joinedload(User.profile), …])`.",
+    shape="a list of loader options: `q3.check([<option>, <option>, …])`.",
     hint_text="One option loads the profile in the users' statement; a wildcard makes every other lazy load raise.",
     solution_code="q3.check([joinedload(User.profile), raiseload('*')])",
     discussion="Why it works: `joinedload(User.profile)` puts the profile in the users' statement. `raiseload('*')` "
@@ -240,7 +240,8 @@ def report_verdict(engine: Engine, report: Callable[[Any], Any]) -> dict[str, An
         own = all(isinstance(u, User) and object_session(u) is session for u in users)
         loaded = own and all(_loaded(u, session) for u in users)
     # read after the session has closed: nothing can load lazily any more
-    contents = [(u.id, sorted(p.id for p in u.posts), sorted(c.id for p in u.posts for c in p.comments))
+    contents = [{"user id": u.id, "posts": sorted(p.id for p in u.posts),
+                 "comments on the posts": sorted(c.id for p in u.posts for c in p.comments)}
                 for u in users] if loaded else None
     return {"report returns the User objects of the session it is given": own,
             f"at most {BUDGET} statements": sent.count <= BUDGET,
@@ -267,13 +268,31 @@ def _loaders(choice: Any) -> dict[str, Any]:
     loaders = {}
     for name, chosen in choice.items():
         if isinstance(chosen, orm.interfaces.LoaderOption):
-            raise WrongKind(f"for {name!r}, pass the loader itself, e.g. joinedload, not joinedload(User.{name}): "
-                            "the checker applies it to the relationship")
+            raise WrongKind(f"for {name!r}, pass the loader itself (such as lazyload), not an option built from it "
+                            f"(lazyload(User.{name})): the checker applies it to the relationship")
         function = getattr(orm, chosen) if isinstance(chosen, str) and chosen in LOADERS else chosen
         if not callable(function):
             raise WrongKind(f"for {name!r}, pass a loader such as joinedload or selectinload (got: {chosen!r})")
         loaders[name] = function
     return loaders
+
+
+def _profile(user: Any) -> str:
+    """The user's profile as a failure message can name it: whose it is, or 'none'."""
+    return "none" if user.profile is None else f"the profile of user {user.profile.user_id}"
+
+
+def _options(answer: Any) -> list[Any]:
+    """q3's answer as a list of loader options, or WrongKind saying what is asked."""
+    from sqlalchemy.sql.base import ExecutableOption
+
+    if not isinstance(answer, (list, tuple)):
+        raise WrongKind(f"pass a list of loader options, e.g. [option, option] (got: {type(answer).__name__})")
+    for i, option in enumerate(answer):
+        if not isinstance(option, ExecutableOption):
+            raise WrongKind(f"item {i} of your list ({option!r}) is not a loader option: build one for a relationship, "
+                            "as in lazyload(User.posts)")
+    return list(answer)
 
 
 def loaders_verdict(engine: Engine, loaders: dict[str, Any]) -> dict[str, Any]:
@@ -283,8 +302,8 @@ def loaders_verdict(engine: Engine, loaders: dict[str, Any]) -> dict[str, Any]:
     def work(session: Any) -> list[Any]:
         options = [loaders["profile"](User.profile), loaders["posts"](User.posts), loaders["orders"](User.orders)]
         users = session.scalars(_busy_users().options(*options)).unique().all()
-        return [(u.id, u.profile.user_id if u.profile is not None else None, sorted(p.id for p in u.posts),
-                 sorted(o.id for o in u.orders)) for u in users]
+        return [{"user id": u.id, "profile": _profile(u), "posts": sorted(p.id for p in u.posts),
+                 "orders": sorted(o.id for o in u.orders)} for u in users]
 
     contents, sent = _counted(engine, work)
     return {f"at most {BUDGET} statements": sent.count <= BUDGET,
@@ -314,7 +333,7 @@ def raise_verdict(engine: Engine, options: list[Any]) -> dict[str, Any]:
         with capture_sql(AnyEngine) as loading:
             users = session.scalars(select(User).order_by(User.id.desc()).limit(5).options(*options)).unique().all()
         together = loading.count == 1 and touch(users, "profile") == 0
-        profiles = [(u.id, u.profile.user_id if u.profile is not None else None) for u in users] if together else None
+        profiles = [{"user id": u.id, "profile": _profile(u)} for u in users] if together else None
         return {"users and profiles came in one statement": together, "the users and their profiles": profiles} | {
             f"touching user.{name} raised": touch(users, name) is None for name in ("posts", "orders", "comments")}
 
@@ -350,5 +369,5 @@ def load(wb: Workbook, engine: Engine) -> tuple[Any, Any, Any]:
     q1 = Q1.exercise(**checker(report_verdict, report_reference), starter=Q1_STARTER)
     q2 = Q2.exercise(**checker(loaders_verdict, {"profile": joinedload, "posts": selectinload, "orders": selectinload},
                                given=_loaders))
-    q3 = Q3.exercise(**checker(raise_verdict, [joinedload(User.profile), raiseload("*")]))
+    q3 = Q3.exercise(**checker(raise_verdict, [joinedload(User.profile), raiseload("*")], given=_options))
     return q1, q2, q3
