@@ -76,10 +76,13 @@ class Intro:
 
 
 def intro(path: Path) -> Intro:
-    """Read a notebook's first markdown cell (the anatomy every notebook follows)."""
+    """Read a notebook's first screen: its markdown cells before the setup cell (the anatomy every notebook follows)."""
+    import itertools
+
     import nbformat
 
-    text = next(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+    cells = nbformat.read(path, as_version=4).cells
+    text = "\n\n".join(c.source for c in itertools.takewhile(lambda c: c.cell_type == "markdown", cells))
     learn = re.search(r"\*\*You will learn\*\*\n(.*?)(?:\n\n|$)", text, re.S)
     bullets = re.split(r"\n- ", "\n" + learn.group(1).strip())[1:] if learn else []
     found = re.search(r"\*\*Time:\*\*\s*(.*?)(?:[.:]\s*\n|\.?\s*$|\n\n)", text, re.S)
