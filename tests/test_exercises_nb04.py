@@ -271,7 +271,8 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
             except:  # noqa: E722
                 pass
 
-    for wrong, why in [(unbounded, ("exactly `attempts`", "still retrying")), (swallows, "last attempt's own error"),
+    for wrong, why in [(unbounded, ("exactly `attempts`", "still retrying", "waits backoff")),
+                       (swallows, "last attempt's own error"),
                        (retries_everything, "other errors at once, as they are (division"), (one_session, "retryable errors"),
                        (savepoints, "new transaction"), (ten_tries, "exactly `attempts`"),
                        (gives_up_with_its_own_error, "last attempt's own error"), (no_backoff, "waits backoff"),

@@ -490,9 +490,9 @@ Q1 = Question(
 Q2 = Question(
     name="q2",
     text="A transfer moves `:amount` from account `:from_id` to account `:to_id` of the table `accounts` shown "
-         "below. Two transfers in opposite directions that run these two statements at once can deadlock. Write "
-         "the list of statements so that no transfers deadlock, two or more, however their statements interleave, "
-         "and a transfer between two other accounts never waits. Keep the bind parameters: the check binds them.",
+         "below. Two transfers in opposite directions that run the starter's two statements at once can deadlock. "
+         "Write the list of statements so that no transfers deadlock, two or more, however their statements "
+         "interleave, and a transfer between two other accounts never waits. Keep the bind parameters: the check binds them.",
     shape="a list of SQL strings, one statement each, with the parameters `:from_id`, `:to_id` and `:amount` "
           "(never values formatted into the string). The check creates the table in `nb04`, with drawn ids and "
           "balances:\n\n"
