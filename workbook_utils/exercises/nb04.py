@@ -519,9 +519,9 @@ Q2 = Question(
 Q3 = Question(
     name="q3",
     text="`run_with_retry(engine, work, attempts=5, backoff=0.05)` runs `work(session)` in a transaction and returns "
-         "its result. Make it run `work` again, each time in a new transaction, when it fails with a serialization "
-         "failure (40001), a deadlock (40P01) or a lock timeout (55P03): at most `attempts` times in all, waiting "
-         "backoff, then 2 × backoff, 4 × backoff … seconds before the retries. After the last attempt, raise the "
+         "its result. When `work` fails with a serialization failure (40001), a deadlock (40P01) or a lock timeout "
+         "(55P03), make it run `work` again, each time in a new transaction. Run it at most `attempts` times in "
+         "all, waiting backoff, then 2 × backoff, 4 × backoff … seconds before the retries. After the last attempt, raise the "
          "error that attempt got, unchanged; raise any other error at once.",
     shape="a function `run_with_retry(engine, work, attempts=5, backoff=0.05)` that returns what `work(session)` "
           "returned.",
