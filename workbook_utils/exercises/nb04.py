@@ -470,7 +470,7 @@ Q1 = Question(
          "also runs two sales with their statements interleaved in every order.",
     shape="a function `sell(session, product_id) -> int` (the new inventory); `session` is an ORM `Session` in an "
           "open transaction.",
-    hint_text="§1 compared four fixes by what session 2 had to do. Which of them needed no retry, and which "
+    hint_text="§2 compared four fixes by what session 2 had to do. Which of them needed no retry, and which "
               "row (or rows) does each one lock? A lock taken when reading must be one that two readers cannot "
               "both hold.",
     solution_code="def sell(session, product_id):\n"
@@ -498,7 +498,7 @@ Q2 = Question(
           "balances:\n\n"
           "```sql\nCREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL);\n"
           "-- id | balance\n--  7 |     420\n-- 31 |     158\n```",
-    hint_text="§5: a deadlock needs transactions that each wait for a lock another one already holds. What would "
+    hint_text="§6: a deadlock needs transactions that each wait for a lock another one already holds. What would "
               "make every transfer ask for its locks in one order, whatever its direction? Three transfers around "
               "a ring (a→b, b→c, c→a) are checked too.",
     solution_code='transfer = [\n'
@@ -525,7 +525,7 @@ Q3 = Question(
          "error that attempt got, unchanged; raise any other error at once.",
     shape="a function `run_with_retry(engine, work, attempts=5, backoff=0.05)` that returns what `work(session)` "
           "returned.",
-    hint_text="§7's loop is a start: which of its lines decide what is retried, and where does a wait fit "
+    hint_text="§8's loop is a start: which of its lines decide what is retried, and where does a wait fit "
               "between one attempt and the next? A savepoint is not a new transaction, and not every "
               "`OperationalError` is worth another try.",
     solution_code="def run_with_retry(engine, work, attempts=5, backoff=0.05):\n"
