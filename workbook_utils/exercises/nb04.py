@@ -464,10 +464,10 @@ def retry_reference(engine: Engine, work: Callable[[Any], Any], attempts: int = 
 
 Q1 = Question(
     name="q1",
-    text="`sell(session, product_id)` loses sales when two requests sell the same product at once. Fix it so that "
-         "every concurrent sale counts and succeeds with no retry, it returns the new inventory, leaves the commit "
-         "to its caller, and never makes a sale of another product wait. The check starts from a drawn stock and "
-         "also runs two sales with their statements interleaved in every order.",
+    text="`sell(session, product_id)` loses sales when two requests sell the same product at once. Fix it: every "
+         "concurrent sale counts and succeeds with no retry. It returns the new inventory, leaves the commit to its "
+         "caller, and never makes a sale of another product wait. The check starts from a drawn stock and also "
+         "runs two sales with their statements interleaved in every order.",
     shape="a function `sell(session, product_id) -> int` (the new inventory); `session` is an ORM `Session` in an "
           "open transaction.",
     hint_text="§2 compared four fixes by what session 2 had to do. Which of them needed no retry, and which "
