@@ -7,7 +7,7 @@ import time
 
 import psutil
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import Column, Integer, MetaData, Table, bindparam, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -66,8 +66,17 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass(exercise
         "UPDATE accounts SET balance = balance + CASE WHEN id = :to_id THEN :amount ELSE -:amount END "
         "WHERE id = greatest(:from_id, :to_id)"]
 
+    accounts = Table("accounts", MetaData(), Column("id", Integer, primary_key=True), Column("balance", Integer))
+    transfer_core = [   # SQLAlchemy Core with bind parameters, the lock in one statement, lowest id first
+        select(accounts.c.id).where(accounts.c.id.in_([bindparam("from_id"), bindparam("to_id")]))
+        .order_by(accounts.c.id).with_for_update(key_share=True),
+        update(accounts).where(accounts.c.id == bindparam("from_id"))
+        .values(balance=accounts.c.balance - bindparam("amount")),
+        text("UPDATE accounts SET balance = balance + :amount WHERE id = :to_id")]
+
     assert q1.verdict(sell_locked) == (CORRECT, None)
     assert q2.verdict(transfer_sorted) == (CORRECT, None)
+    assert q2.verdict(transfer_core) == (CORRECT, None)
     namespace = {"q1": q1, "q2": q2, "q3": q3, "update": update, "Product": Product, "Session": Session,
                  "OperationalError": OperationalError, "time": time}
     for exercise in exercises:

@@ -190,12 +190,26 @@ def _statements(answer: Any) -> list[str]:
     if callable(answer):
         raise WrongKind("pass the list of statements itself (SQL strings with :from_id, :to_id and :amount), "
                         "not a function")
-    if not isinstance(answer, (list, tuple)) or not answer or not all(isinstance(q, str) for q in answer):
+    if not isinstance(answer, (list, tuple)) or not answer:
         raise WrongKind("the answer should be a list of SQL strings, one statement per item")
+    answer = [_sql_text(q) for q in answer]
     if any(";" in q.strip().rstrip(";") for q in answer):
         raise WrongKind("one statement per item, please: an item contains `;` (two statements in one string "
                         "would run as one step, so the check could not interleave them)")
     return list(answer)
+
+
+def _sql_text(statement: Any) -> str:
+    """A statement as SQL text with :name parameters: a string as it is; text() or a Core statement (select(),
+    update() with bindparam("from_id") …) compiled for PostgreSQL."""
+    from sqlalchemy.dialects.postgresql.base import PGDialect
+    from sqlalchemy.sql import ClauseElement
+
+    if isinstance(statement, str):
+        return statement
+    if isinstance(statement, ClauseElement):  # PostgreSQL's SQL without a driver's casts (`:amount::INTEGER`)
+        return str(statement.compile(dialect=PGDialect(paramstyle="named")))
+    raise WrongKind("the answer should be a list of SQL strings (or text() / Core statements), one statement per item")
 
 
 def _pair_schedules(scripts: dict[str, list[Any]]) -> list[list[tuple[str, Any]]]:
@@ -494,7 +508,8 @@ Q2 = Question(
          "Write the list of statements so that no transfers deadlock, two or more, however their statements "
          "interleave, and a transfer between two other accounts never waits. Keep the bind parameters: the check binds them.",
     shape="a list of SQL strings, one statement each, with the parameters `:from_id`, `:to_id` and `:amount` "
-          "(never values formatted into the string). The check creates the table in `nb04`, with drawn ids and "
+          "(never values formatted into the string); `text()` or Core statements with `bindparam(\"from_id\")` "
+          "work too. The check creates the table in `nb04`, with drawn ids and "
           "balances:\n\n"
           "```sql\nCREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL);\n"
           "-- id | balance\n--  7 |     420\n-- 31 |     158\n```",
