@@ -291,7 +291,8 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
         started = time.monotonic()
         status, diff = q3.verdict(wrong)
         assert status == INCORRECT and any(w in diff for w in ((why,) if isinstance(why, str) else why)), (wrong, diff)
-        assert time.monotonic() - started < 5, wrong   # a runaway loop never holds the check for long
+        assert time.monotonic() - started < 10, wrong   # a runaway loop never holds the check for long (4 scenarios, each
+        # bounded by RETRY_TIMEOUT = 1 s here; the rest is slack for a busy shared machine)
     from workbook_utils import db, urls
 
     parked = [t.native_id for t in threading.enumerate() if t.name == "nb04-q3-check"]
