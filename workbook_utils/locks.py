@@ -1,7 +1,7 @@
 """Lock facts measured, not recited: who blocks whom (pg_blocking_pids) and which locks a session holds (pg_locks).
 
 Taught in notebook 04 (who blocks whom) and notebook 05 (the lock ledger); both show the queries in a cell first.
-`lock_waits` counts the waits of a workload while it runs (notebook 04 §2).
+`lock_waits` counts the waits of a workload while it runs (notebook 04 §3).
 """
 
 from __future__ import annotations

@@ -1,17 +1,22 @@
 """Exercises of notebook 04 (transactions and locking races): fix a lost update, order locks, retry correctly.
 
-Each checker runs the learner's code in a scripted race (`workbook_utils.races`) on the scratch schema nb04.
+Each checker runs the learner's code in scripted races (`workbook_utils.races`) on the scratch schema nb04, under
+conditions drawn afresh for each check (`draws`): the stock, the accounts and amounts, which schedules run, how many
+attempts a retry loop gets and which errors it meets. Statements are interleaved one by one in every order that can
+deadlock (`interleavings`, rings of three transfers included), and the retry loop meets a statement really cancelled
+by the server (`faults`, 57014) besides the errors it must retry.
 """
 
 from __future__ import annotations
 
-import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import Exercise, WrongKind
+from . import Exercise, Question, WrongKind
+from .draws import Draw
+from .interleavings import cycle, every_schedule, schedules
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -25,11 +30,10 @@ def sell(session, product_id):
     session.flush()
     return product.inventory
 '''
-TRANSFER_STARTER = '''
-def transfer_statements(from_id, to_id, amount):
-    return [f"UPDATE accounts SET balance = balance - {amount} WHERE id = {from_id}",
-            f"UPDATE accounts SET balance = balance + {amount} WHERE id = {to_id}"]
-'''
+TRANSFER_STARTER = [
+    "UPDATE accounts SET balance = balance - :amount WHERE id = :from_id",
+    "UPDATE accounts SET balance = balance + :amount WHERE id = :to_id",
+]
 RETRY_STARTER = '''
 def run_with_retry(engine, work, attempts=5, backoff=0.05):
     with Session(engine) as session, session.begin():
@@ -37,11 +41,19 @@ def run_with_retry(engine, work, attempts=5, backoff=0.05):
 '''
 RETRY_TIMEOUT = 5.0  # seconds a learner's retry loop may run in one scenario before the check gives up on it
 QUEUE = "BLOCKS|ok"  # a step that may wait, or queue behind its session's waiting step
-TABLES = """
-    CREATE TABLE IF NOT EXISTS nb04.accounts (id int PRIMARY KEY, balance int NOT NULL);
+ACCOUNTS = "CREATE TABLE IF NOT EXISTS nb04.accounts (id int PRIMARY KEY, balance int NOT NULL)"
+TABLES = f"""
+    {ACCOUNTS};
     CREATE TABLE IF NOT EXISTS nb04.attempts (n int);
     CREATE TABLE IF NOT EXISTS nb04.products (LIKE public.products INCLUDING ALL);
     INSERT INTO nb04.products SELECT * FROM public.products WHERE id IN (1, 2) ON CONFLICT DO NOTHING"""
+Q1_CLAIMS = ("both sales of product 1 counted (stock − 2)", "every sale succeeded", "sell() returns the new inventory",
+             "sell() leaves the commit to its caller", "a sale of another product does not wait for it",
+             "no deadlock when both sales read before either writes (statements interleaved)")
+Q2_CLAIMS = ("no deadlock between two transfers in opposite directions",
+             "no deadlock around a ring of three transfers (a→b, b→c, c→a)", "every transfer committed",
+             "the balances are right", "a transfer between two other accounts does not wait")
+RING_SAMPLE = 6  # schedules of the ring of three drawn beyond the ones every check runs
 
 
 class _Runaway(BaseException):
@@ -59,23 +71,62 @@ def _engine(wb: Workbook) -> Engine:
     return engine
 
 
-def _scalar(engine: Engine, sql: str) -> Any:
+def _scalar(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> Any:
     from sqlalchemy import text
 
     with engine.begin() as conn:
-        result = conn.execute(text(sql))
+        result = conn.execute(text(sql), params or {})
         return result.scalar() if result.returns_rows else None
 
 
-def sell_verdict(engine: Engine, sell: Callable[[Any, int], int]) -> dict[str, bool]:
-    """Two sales of product 1 race (s2 sells while s1 is uncommitted); s3 peeks and sells product 2 meanwhile.
+def _lock_timeout(engine: Engine) -> str:
+    """A lock_timeout that lets the deadlock detector speak first (three deadlock_timeouts, at least 2 s)."""
+    deadlock_ms = int(_scalar(engine, "SELECT setting FROM pg_settings WHERE name = 'deadlock_timeout'"))
+    return f"{max(3 * deadlock_ms, 2000)}ms"
 
-    The stock starts at a random number, so no hard-coded inventory can pass.
+
+# q1 ------------------------------------------------------------------------------------------------------------
+
+def _sent(engine: Engine, sell: Callable[[Any, int], int]) -> list[tuple[str, Any]]:
+    """The statements sell(session, 1) sends, with their parameters, as the driver gets them (rolled back)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    sent: list[tuple[str, Any]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        sent.append((statement, parameters))
+
+    with engine.connect() as conn:
+        event.listen(conn, "before_cursor_execute", before)
+        try:
+            with Session(bind=conn) as session:
+                sell(session, 1)
+                session.rollback()
+        finally:
+            event.remove(conn, "before_cursor_execute", before)
+    return sent
+
+
+def _replay(statement: str, parameters: Any) -> Callable[[Any], Any]:
+    """A race step that sends one recorded statement again, as it was sent."""
+    def step(session: Any) -> Any:
+        return session.connection().exec_driver_sql(statement, parameters).rowcount
+
+    step.__doc__ = " ".join(statement.split())
+    return step
+
+
+def sell_verdict(engine: Engine, sell: Callable[[Any, int], int], draw: Draw) -> dict[str, bool]:
+    """Two sales of product 1 race (s2 sells while s1 is uncommitted); s3 peeks and sells product 2 meanwhile.
+    Then the statements one sale sends run for two sales, interleaved in every order (both reads first included).
+
+    The stock is drawn, so no hard-coded inventory can pass.
     """
     from .. import races
 
-    start = random.randint(20, 90)
-    _scalar(engine, f"UPDATE products SET inventory = {start}, version = 1 WHERE id IN (1, 2)")
+    start = draw.integer("stock", 20, 90)
+    _scalar(engine, "UPDATE products SET inventory = :n, version = 1 WHERE id IN (1, 2)", {"n": start})
 
     def s1_sale(s: Any) -> int:
         """sell(session, 1)"""
@@ -88,71 +139,188 @@ def sell_verdict(engine: Engine, sell: Callable[[Any, int], int]) -> dict[str, b
     race = races.run(engine, [("s1", s1_sale), ("s3", "SELECT inventory FROM products WHERE id = 1"),
                               ("s3", other_sale, QUEUE), ("s2", s1_sale, QUEUE), ("s1", "COMMIT", QUEUE),
                               ("s2", "COMMIT", QUEUE), ("s3", "COMMIT", QUEUE)])
-    return {"both sales of product 1 counted (stock − 2)": _scalar(engine, "SELECT inventory FROM products "
-                                                                           "WHERE id = 1") == start - 2,
-            "every sale succeeded": set(race.steps.outcome) == {"ok"},
-            "sell() returns the new inventory": {race.value(1), race.value(4)} == {start - 1, start - 2},
-            "sell() leaves the commit to its caller": race.value(2) == start,
-            "a sale of another product does not wait for it": not race.steps.loc[3, "waited for"]}
+    verdict = {Q1_CLAIMS[0]: _scalar(engine, "SELECT inventory FROM products "
+                                                                              "WHERE id = 1") == start - 2,
+               Q1_CLAIMS[1]: set(race.steps.outcome) == {"ok"},
+               Q1_CLAIMS[2]: {race.value(1), race.value(4)} == {start - 1, start - 2},
+               Q1_CLAIMS[3]: race.value(2) == start,
+               Q1_CLAIMS[4]: not race.steps.loc[3, "waited for"]}
+    sent = _sent(engine, sell)
+    lock_timeout = _lock_timeout(engine)
+    interleaved = True
+    for steps in schedules({"s1": sent, "s2": sent}, draw, limit=18):  # all of them, up to 3 statements a sale
+        _scalar(engine, "UPDATE products SET inventory = :n, version = 1 WHERE id IN (1, 2)", {"n": start})
+        replay = races.run(engine, [(s, _replay(*sql), QUEUE) for s, sql in steps]
+                           + [("s1", "COMMIT", QUEUE), ("s2", "COMMIT", QUEUE)], lock_timeout=lock_timeout)
+        if "40P01" in set(replay.steps.outcome):
+            interleaved = False
+            break
+    verdict[Q1_CLAIMS[5]] = interleaved
+    return verdict
 
 
-def _statements(statements: Callable[[int, int, int], list[str]], *args: int) -> list[str]:
-    """The learner's statements for one transfer: a list of single SQL statements, or WrongKind."""
-    sqls = statements(*args)
-    if not isinstance(sqls, (list, tuple)) or not sqls or not all(isinstance(q, str) for q in sqls):
-        raise WrongKind("transfer_statements should return a list of SQL strings, one statement per item")
-    if any(";" in q.strip().rstrip(";") for q in sqls):
+# q2 ------------------------------------------------------------------------------------------------------------
+
+def accounts(draw: Draw) -> tuple[list[int], list[int], list[int]]:
+    """The drawn accounts (a ring of three, then a pair of others), their opening balances, and four amounts."""
+    ids = draw.sample("accounts", range(1, 100), 5)
+    balances = draw.pick("balances", lambda rng: [rng.randint(100, 999) for _ in range(5)])
+    amounts = draw.pick("amounts", lambda rng: [rng.randint(1, 99) for _ in range(4)])
+    return ids, balances, amounts
+
+
+def _transfer_steps(statements: Sequence[str], from_id: int, to_id: int, amount: int) -> list[Callable[[Any], Any]]:
+    """One transfer's statements as race steps, each with its bind parameters."""
+    from sqlalchemy import text
+
+    params = {"from_id": from_id, "to_id": to_id, "amount": amount}
+
+    def step_of(sql: str) -> Callable[[Any], Any]:
+        def step(session: Any) -> Any:
+            return session.execute(text(sql), params).rowcount
+
+        step.__doc__ = f"{from_id}→{to_id}: " + " ".join(sql.split())
+        return step
+
+    return [step_of(sql) for sql in statements]
+
+
+def _statements(answer: Any) -> list[str]:
+    """The learner's statements: a list of single SQL statements, or WrongKind."""
+    if callable(answer):
+        raise WrongKind("pass the list of statements itself (SQL strings with :from_id, :to_id and :amount), "
+                        "not a function")
+    if not isinstance(answer, (list, tuple)) or not answer:
+        raise WrongKind("the answer should be a list of SQL strings, one statement per item")
+    answer = [_sql_text(q) for q in answer]
+    if any(";" in q.strip().rstrip(";") for q in answer):
         raise WrongKind("one statement per item, please: an item contains `;` (two statements in one string "
                         "would run as one step, so the check could not interleave them)")
-    return list(sqls)
+    return list(answer)
 
 
-def transfer_verdict(engine: Engine, statements: Callable[[int, int, int], list[str]]) -> dict[str, bool]:
-    """Transfers 1→2 and 2→1 in every interleaving that could deadlock; a transfer 3→4 runs while both are open.
+def _sql_text(statement: Any) -> str:
+    """A statement as SQL text with :name parameters: a string as it is; text() or a Core statement (select(),
+    update() with bindparam("from_id") …) compiled for PostgreSQL."""
+    from sqlalchemy.dialects.postgresql.base import PGDialect
+    from sqlalchemy.sql import ClauseElement
 
-    A deadlock needs each transaction to hold some locks (a prefix of its statements) and wait for the other's:
-    so s1 runs its first i statements, s2 its first j, then both go on, for every i and j. Each statement is
-    one step, so a statement that takes no lock cannot hide the others' order.
-    """
+    if isinstance(statement, str):
+        return statement
+    if isinstance(statement, ClauseElement):  # PostgreSQL's SQL without a driver's casts (`:amount::INTEGER`)
+        return str(statement.compile(dialect=PGDialect(paramstyle="named")))
+    raise WrongKind("the answer should be a list of SQL strings (or text() / Core statements), one statement per item")
+
+
+def _pair_schedules(scripts: dict[str, list[Any]]) -> list[list[tuple[str, Any]]]:
+    """Every schedule of two transfers (32 at most: evenly spaced ones if there are more, the first included)."""
+    every = list(every_schedule(scripts))
+    return every[::-(-len(every) // 32)]
+
+
+def _ring_schedules(scripts: dict[str, list[Any]], draw: Draw) -> list[list[tuple[str, Any]]]:
+    """Each session holding its first k statements, for every k, in ring order; then a drawn sample of the rest."""
+    from .interleavings import interleave
+
+    names = list(scripts)
+    length = min(len(s) for s in scripts.values())
+    chosen = [interleave(scripts, dict.fromkeys(names, k), names) for k in range(1, length + 1)]
+    chosen += schedules(scripts, draw, limit=RING_SAMPLE + 1)
+    seen, unique = set(), []
+    for steps in chosen:
+        key = tuple((s, id(step)) for s, step in steps)
+        if key not in seen:
+            seen.add(key)
+            unique.append(steps)
+    return unique
+
+
+def _open_accounts(engine: Engine, ids: list[int], balances: list[int]) -> None:
+    """The accounts table holds exactly these accounts, with these balances."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE accounts"))
+        conn.execute(text("INSERT INTO accounts SELECT * FROM unnest(CAST(:ids AS int[]), CAST(:balances AS int[]))"),
+                     {"ids": ids, "balances": balances})
+
+
+def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]:
+    """Transfers a→b and b→a in every interleaving of their statements; a ring a→b, b→c, c→a (each holding its
+    first k statements, for every k, and drawn schedules); a transfer d→e while a→b is open. Accounts, balances and
+    amounts are drawn."""
     from sqlalchemy import text
 
     from .. import races
 
-    deadlock_ms = int(_scalar(engine, "SELECT setting FROM pg_settings WHERE name = 'deadlock_timeout'"))
-    one, two, other = _statements(statements, 1, 2, 10), _statements(statements, 2, 1, 5), _statements(statements, 3, 4, 10)
+    statements = _statements(answer)
+    ids, balances, amounts = accounts(draw)
+    a, b, c, d, e = ids
+    lock_timeout = _lock_timeout(engine)
+    verdict = dict.fromkeys(Q2_CLAIMS, True)
 
-    def steps(session: str, sqls: list[str]) -> list[tuple]:
-        return [(session, sql, QUEUE) for sql in sqls]
-
-    verdict = {"no deadlock in any interleaving": True, "every transfer committed": True,
-               "the balances are right": True, "a transfer between two other accounts does not wait": True}
-    for i in range(1, len(one) + 1):
-        for j in range(1, len(two) + 1):
-            _scalar(engine, "TRUNCATE accounts; INSERT INTO accounts SELECT generate_series(1, 4), 100")
-            script = [*steps("s1", one[:i]), *steps("s2", two[:j]), *steps("s3", other), ("s3", "COMMIT", QUEUE),
-                      *steps("s1", one[i:]), *steps("s2", two[j:]), ("s1", "COMMIT", QUEUE), ("s2", "COMMIT", QUEUE)]
-            race = races.run(engine, script, lock_timeout=f"{max(3 * deadlock_ms, 2000)}ms")
+    def run(moves: list[tuple[int, int, int]], steps_of: Callable[[dict[str, list[Any]]], list[list[tuple]]],
+            deadlock_key: str) -> bool:
+        """Every chosen schedule of these transfers; False at the first that breaks a claim (its key set False)."""
+        scripts = {f"s{i}": _transfer_steps(statements, *move) for i, move in enumerate(moves, 1)}
+        expected = dict(zip(ids, balances, strict=True))
+        for from_id, to_id, amount in moves:
+            expected[from_id] -= amount
+            expected[to_id] += amount
+        for steps in steps_of(scripts):
+            _open_accounts(engine, ids, balances)
+            race = races.run(engine, [(s, step, QUEUE) for s, step in steps]
+                             + [(s, "COMMIT", QUEUE) for s in scripts], lock_timeout=lock_timeout)
             with engine.connect() as conn:
-                balances = dict(conn.execute(text("SELECT id, balance FROM accounts ORDER BY id")).all())
-            verdict["no deadlock in any interleaving"] &= "40P01" not in set(race.steps.outcome)
-            verdict["every transfer committed"] &= set(race.steps.outcome) == {"ok"}
-            verdict["the balances are right"] &= balances == {1: 95, 2: 105, 3: 90, 4: 110}
-            verdict["a transfer between two other accounts does not wait"] &= \
-                not race.steps.query("session == 's3'")["waited for"].any()
+                found = dict(conn.execute(text("SELECT id, balance FROM accounts")).all())
+            outcomes = set(race.steps.outcome)
+            verdict[deadlock_key] = "40P01" not in outcomes
+            verdict["every transfer committed"] = outcomes == {"ok"}
+            verdict["the balances are right"] = found == expected
             if not all(verdict.values()):
-                return verdict  # the first interleaving that fails is enough (and a deadlock costs deadlock_timeout)
+                return False  # the first schedule that fails is enough (and a deadlock costs deadlock_timeout)
+        return True
+
+    pair = [(a, b, amounts[0]), (b, a, amounts[1])]
+    ring = [(x, y, amount) for (x, y), amount in zip(cycle([a, b, c], 3), amounts, strict=False)]
+    if run(pair, _pair_schedules,
+           "no deadlock between two transfers in opposite directions") \
+            and run(ring, lambda scripts: _ring_schedules(scripts, draw),
+                    "no deadlock around a ring of three transfers (a→b, b→c, c→a)"):
+        open_pair = {"s1": _transfer_steps(statements, a, b, amounts[0]),
+                     "s3": _transfer_steps(statements, d, e, amounts[3])}
+        _open_accounts(engine, ids, balances)
+        race = races.run(engine, [*(("s1", step, QUEUE) for step in open_pair["s1"]),
+                                  *(("s3", step, QUEUE) for step in open_pair["s3"]),
+                                  ("s3", "COMMIT", QUEUE), ("s1", "COMMIT", QUEUE)], lock_timeout=lock_timeout)
+        verdict["a transfer between two other accounts does not wait"] = \
+            not race.steps.query("session == 's3'")["waited for"].any()
     return verdict
 
 
-RETRYABLE = {"40001", "40P01", "55P03"}
+class StatementsExercise(Exercise):
+    """An exercise whose answer is a list of statements: the starter's list handed back is not attempted."""
+
+    def verdict(self, answer: Any, seed: int | None = None) -> tuple[str, str | None]:
+        from . import NOT_ATTEMPTED
+
+        if isinstance(answer, (list, tuple)) and [" ".join(str(q).split()) for q in answer] == \
+                [" ".join(q.split()) for q in TRANSFER_STARTER]:
+            return NOT_ATTEMPTED, None
+        return super().verdict(answer, seed)
+
+
+# q3 ------------------------------------------------------------------------------------------------------------
+
+RETRYABLE = ("40001", "40P01", "55P03")
 
 
 class _Work:
     """A unit of work that logs each attempt (its transaction id, when it started), then fails with the next
     SQLSTATE of `sqlstates` (None: succeeds); the error it raised last is kept, to compare with what came out."""
 
-    def __init__(self, sqlstates: list[str | None], stopped: threading.Event) -> None:
-        self.sqlstates, self.stopped = sqlstates, stopped
+    def __init__(self, sqlstates: Sequence[str | None], stopped: threading.Event) -> None:
+        self.sqlstates, self.stopped = list(sqlstates), stopped
         self.xids: list[str] = []
         self.started: list[float] = []
         self.last_error: BaseException | None = None
@@ -163,7 +331,7 @@ class _Work:
         if self.stopped.is_set():  # the check gave up on this loop: park its thread here for good, holding nothing
             while True:  # not self.stopped.wait(): it is set, so that returns at once and a swallowing loop spins
                 time.sleep(3600)
-        if self.stopped.is_set() or len(self.started) >= 50:
+        if len(self.started) >= 50:
             raise _Runaway("more than 50 attempts")
         self.started.append(time.monotonic())
         n = len(self.started)
@@ -202,12 +370,28 @@ def _in_thread(call: Callable[[], Any], stopped: threading.Event) -> tuple[str, 
     return outcome[0] if outcome else ("still running", None)
 
 
-def retry_verdict(engine: Engine, run_with_retry: Callable[..., Any]) -> dict[str, Any]:
-    """The learner's loop on work that fails 40001, 40P01, 55P03 then succeeds; forever; and with a non-retryable
-    error. Each attempt's transaction id and start time are recorded; each scenario runs at most RETRY_TIMEOUT s."""
+def _failures(draw: Draw, n: int) -> list[str]:
+    """n retryable SQLSTATEs, each of the three at least once, in a drawn order."""
+    def make(rng: Any) -> list[str]:
+        states = list(RETRYABLE) + [rng.choice(RETRYABLE) for _ in range(n - len(RETRYABLE))]
+        rng.shuffle(states)
+        return states
+
+    return draw.pick("errors before the success", make, ", ".join)
+
+
+def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], draw: Draw) -> dict[str, Any]:
+    """The learner's loop on work that fails with drawn retryable errors then succeeds; that always fails; that
+    divides by zero; whose statement the server cancels (57014, a real cancel). Each attempt's transaction id and
+    start time are recorded; each scenario runs at most RETRY_TIMEOUT s."""
     from sqlalchemy.exc import OperationalError
 
-    backoff = 0.02
+    from . import faults
+
+    attempts = draw.integer("attempts", 4, 6)
+    failures = _failures(draw, attempts - 1)
+    backoff = draw.number("backoff", 0.01, 0.03)
+    give_up = draw.integer("attempts when every one fails", 2, 4)
 
     def attempt(sqlstates: list[str | None], **kwargs: Any) -> tuple[str, Any, _Work]:
         _scalar(engine, "TRUNCATE attempts")
@@ -218,23 +402,43 @@ def retry_verdict(engine: Engine, run_with_retry: Callable[..., Any]) -> dict[st
                             "or never stop?)")
         return how, value, work
 
-    how, result, work = attempt(["40001", "40P01", "55P03", None], attempts=4, backoff=backoff)
+    how, result, work = attempt([*failures, None], attempts=attempts, backoff=backoff)
     committed = _scalar(engine, "SELECT count(*) FROM attempts")
     gaps = [b - a for a, b in zip(work.started, work.started[1:], strict=False)]
-    _, forever, forever_work = attempt(["40001"], attempts=3, backoff=backoff / 20)
-    _, other, other_work = attempt(["22012"], attempts=3, backoff=backoff / 20)
-    return {"returns work's result after a 40001, a 40P01 and a 55P03": how == "returned" and result == "done",
-            "attempts made (40001, 40P01, 55P03, success)": len(work.started),
+    _, forever, forever_work = attempt(["40001"], attempts=give_up, backoff=backoff / 20)
+    _, other, other_work = attempt(["22012"], attempts=give_up, backoff=backoff / 20)
+    faults.prepare(url, "nb04")
+    with faults.inject(engine, url, "nb04", ["57014"], match=lambda sql: "INSERT INTO attempts" in sql):
+        _, cancelled, cancelled_work = attempt([None], attempts=give_up, backoff=backoff / 20)
+    return {f"returns work's result after {len(failures)} retryable errors": how == "returned" and result == "done",
+            "attempts made (the retryable errors, then the success)": len(work.started),
             "every attempt ran in a new transaction": len(set(work.xids)) == len(work.xids) == len(work.started),
             "the failed attempts left nothing behind": committed == 1,
-            "waits backoff × 1, × 2, × 4 before the retries": len(gaps) == 3 and all(
+            "waits backoff × 1, × 2, × 4 … before the retries": len(gaps) == attempts - 1 and all(
                 gap >= 0.95 * backoff * 2 ** k for k, gap in enumerate(gaps)),
-            "gives up after exactly `attempts` attempts (3 asked)": len(forever_work.started) == 3,
+            "gives up after exactly `attempts` attempts": len(forever_work.started) == give_up,
             "then raises the last attempt's own error (OperationalError 40001)":
                 isinstance(forever, OperationalError) and forever is forever_work.last_error,
             "raises other errors at once, as they are (division by zero)":
-                len(other_work.started) == 1 and other is other_work.last_error}
+                len(other_work.started) == 1 and other is other_work.last_error,
+            "raises a cancelled statement (57014, an OperationalError too) at once, as it is":
+                len(cancelled_work.started) == 1 and cancelled is cancelled_work.last_error}
 
+
+def _expected_retry(draw: Draw) -> dict[str, Any]:
+    """What a correct loop shows under these conditions: every claim holds, and it made `attempts` attempts."""
+    attempts = draw.integer("attempts", 4, 6)
+    return {f"returns work's result after {attempts - 1} retryable errors": True,
+            "attempts made (the retryable errors, then the success)": attempts,
+            **dict.fromkeys(["every attempt ran in a new transaction", "the failed attempts left nothing behind",
+                             "waits backoff × 1, × 2, × 4 … before the retries",
+                             "gives up after exactly `attempts` attempts",
+                             "then raises the last attempt's own error (OperationalError 40001)",
+                             "raises other errors at once, as they are (division by zero)",
+                             "raises a cancelled statement (57014, an OperationalError too) at once, as it is"], True)}
+
+
+# references ----------------------------------------------------------------------------------------------------
 
 def sell_reference(session: Any, product_id: int) -> int:
     """Reference for q1: the database does the arithmetic, under the row's lock."""
@@ -246,11 +450,11 @@ def sell_reference(session: Any, product_id: int) -> int:
                            .values(inventory=Product.inventory - 1).returning(Product.inventory)).scalar_one()
 
 
-def transfer_reference(from_id: int, to_id: int, amount: int) -> list[str]:
-    """Reference for q2: lock both rows in one order (lowest id first), then move the amount."""
-    return [f"SELECT id FROM accounts WHERE id IN ({from_id}, {to_id}) ORDER BY id FOR UPDATE",
-            f"UPDATE accounts SET balance = balance - {amount} WHERE id = {from_id}",
-            f"UPDATE accounts SET balance = balance + {amount} WHERE id = {to_id}"]
+TRANSFER_REFERENCE = [
+    "SELECT id FROM accounts WHERE id IN (:from_id, :to_id) ORDER BY id FOR UPDATE",
+    "UPDATE accounts SET balance = balance - :amount WHERE id = :from_id",
+    "UPDATE accounts SET balance = balance + :amount WHERE id = :to_id",
+]
 
 
 def retry_reference(engine: Engine, work: Callable[[Any], Any], attempts: int = 5, backoff: float = 0.05) -> Any:
@@ -270,65 +474,110 @@ def retry_reference(engine: Engine, work: Callable[[Any], Any], attempts: int = 
     return None
 
 
+# the questions -------------------------------------------------------------------------------------------------
+
+Q1 = Question(
+    name="q1",
+    text="`sell(session, product_id)` loses sales when two requests sell the same product at once. Fix it: every "
+         "concurrent sale counts and succeeds with no retry. It returns the new inventory, leaves the commit to its "
+         "caller, and never makes a sale of another product wait. The check starts from a drawn stock and also "
+         "runs two sales with their statements interleaved in every order.",
+    shape="a function `sell(session, product_id) -> int` (the new inventory); `session` is an ORM `Session` in an "
+          "open transaction.",
+    hint_text="§2 compared four fixes by what session 2 had to do. Which of them needed no retry, and which "
+              "row (or rows) does each one lock? A lock taken when reading must be one that two readers cannot "
+              "both hold.",
+    solution_code="def sell(session, product_id):\n"
+                  "    return session.execute(update(Product).where(Product.id == product_id)\n"
+                  "                           .values(inventory=Product.inventory - 1)\n"
+                  "                           .returning(Product.inventory)).scalar_one()\n\nq1.check(sell)",
+    discussion="Why it works: the atomic `UPDATE … SET inventory = inventory - 1 … RETURNING` reads and writes the "
+               "row under its row lock, so a second sale waits and then subtracts from the committed value. "
+               "`select(Product).where(…).with_for_update()` with `populate_existing` passes too: the read waits.\n"
+               "Common wrong answers:\n"
+               "- `with_for_update(read=True)` (`FOR SHARE`), then the write: two readers both hold the shared lock, "
+               "each write waits for the other, and PostgreSQL aborts one (`40P01`);\n"
+               "- `LOCK TABLE products`: correct counts, but a sale of any other product waits;\n"
+               "- `session.commit()` inside `sell`: the caller's transaction is no longer its own;\n"
+               "- `REPEATABLE READ`: the second sale fails with `40001` and needs a retry.",
+)
+Q2 = Question(
+    name="q2",
+    text="A transfer moves `:amount` from account `:from_id` to account `:to_id` of the table `accounts` shown "
+         "below. Two transfers in opposite directions that run the starter's two statements at once can deadlock. "
+         "Write the list of statements so that no transfers deadlock, two or more, however their statements "
+         "interleave, and a transfer between two other accounts never waits. Keep the bind parameters: the check binds them.",
+    shape="a list of SQL strings, one statement each, with the parameters `:from_id`, `:to_id` and `:amount` "
+          "(never values formatted into the string); `text()` or Core statements with `bindparam(\"from_id\")` "
+          "work too. The check creates the table in `nb04`, with drawn ids and "
+          "balances:\n\n"
+          "```sql\nCREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL);\n"
+          "-- id | balance\n--  7 |     420\n-- 31 |     158\n```",
+    hint_text="§6: a deadlock needs transactions that each wait for a lock another one already holds. What would "
+              "make every transfer ask for its locks in one order, whatever its direction? Three transfers around "
+              "a ring (a→b, b→c, c→a) are checked too.",
+    solution_code='transfer = [\n'
+                  '    "SELECT id FROM accounts WHERE id IN (:from_id, :to_id) ORDER BY id FOR UPDATE",\n'
+                  '    "UPDATE accounts SET balance = balance - :amount WHERE id = :from_id",\n'
+                  '    "UPDATE accounts SET balance = balance + :amount WHERE id = :to_id",\n'
+                  ']\nq2.check(transfer)',
+    discussion="Why it works: every transfer locks its two rows lowest id first, in one statement, before it "
+               "changes either. Locks taken in one global order cannot form a cycle, whatever the number of "
+               "transfers. Two `UPDATE`s ordered by `least(:from_id, :to_id)` and `greatest(…)` pass too.\n"
+               "Common wrong answers:\n"
+               "- credit first, then debit: the same opposite orders, the other way round;\n"
+               "- an order that is right for every pair but is not one order (a rule that depends on the pair): "
+               "a ring of three transfers deadlocks;\n"
+               "- `LOCK TABLE accounts`: no deadlock, but every transfer waits for every other;\n"
+               "- a short `lock_timeout` first: the deadlock becomes a `55P03` failure instead.",
+)
+Q3 = Question(
+    name="q3",
+    text="`run_with_retry(engine, work, attempts=5, backoff=0.05)` runs `work(session)` in a transaction and returns "
+         "its result. When `work` fails with a serialization failure (40001), a deadlock (40P01) or a lock timeout "
+         "(55P03), make it run `work` again, each time in a new transaction. Run it at most `attempts` times in "
+         "all, waiting backoff, then 2 × backoff, 4 × backoff … seconds before the retries. After the last attempt, raise the "
+         "error that attempt got, unchanged; raise any other error at once.",
+    shape="a function `run_with_retry(engine, work, attempts=5, backoff=0.05)` that returns what `work(session)` "
+          "returned.",
+    hint_text="§8's loop is a start: which of its lines decide what is retried, and where does a wait fit "
+              "between one attempt and the next? A savepoint is not a new transaction, and not every "
+              "`OperationalError` is worth another try.",
+    solution_code="def run_with_retry(engine, work, attempts=5, backoff=0.05):\n"
+                  "    for attempt in range(1, attempts + 1):\n"
+                  "        try:\n"
+                  "            with Session(engine) as session, session.begin():\n"
+                  "                return work(session)\n"
+                  "        except OperationalError as error:\n"
+                  "            if error.orig.sqlstate not in {\"40001\", \"40P01\", \"55P03\"} or attempt == attempts:\n"
+                  "                raise\n"
+                  "        time.sleep(backoff * 2 ** (attempt - 1))\n\nq3.check(run_with_retry)",
+    discussion="Why it works: each attempt opens its own `Session` and transaction, so a retry starts from a fresh "
+               "snapshot. Only the three SQLSTATEs that a second try can cure are retried; the last one is "
+               "re-raised with `raise`, unchanged.\n"
+               "Common wrong answers:\n"
+               "- `except OperationalError:` without the SQLSTATE: a statement cancelled by `statement_timeout` "
+               "(`57014`) is an `OperationalError` too, and retrying it multiplies the load that caused it;\n"
+               "- `except Exception`: retries bugs (a division by zero) as well;\n"
+               "- retrying inside one transaction or a savepoint: the failed transaction cannot go on;\n"
+               "- returning `None` or raising a new error after the last attempt: the caller loses the SQLSTATE.",
+)
+QUESTIONS = (Q1, Q2, Q3)
+
+
 def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
-    """q1, q2, q3 of notebook 04, on tables of the scratch schema nb04."""
+    """q1, q2, q3 of notebook 04, on tables of the scratch schema nb04; conditions drawn at each check."""
     engine = _engine(wb)
-    q1 = Exercise(
-        name="q1",
-        question="sell(session, product_id) loses sales when two requests sell the same product at once. Fix it "
-                 "so that every concurrent sale counts and succeeds (no retry needed), it returns the new "
-                 "inventory, leaves the commit to its caller, and never makes a sale of *another* product wait. "
-                 "(The check starts from a random stock.)",
-        reference=lambda: sell_verdict(engine, sell_reference),
-        hint_text="§1 compared four fixes by what session 2 had to do. Which of them needed no retry, and which "
-                  "row (or rows) does each one lock?",
-        solution_code="def sell(session, product_id):\n"
-                      "    return session.execute(update(Product).where(Product.id == product_id)\n"
-                      "                           .values(inventory=Product.inventory - 1)\n"
-                      "                           .returning(Product.inventory)).scalar_one()\n\nq1.check(sell)",
-        evaluate=lambda sell: sell_verdict(engine, sell),
-        starter=SELL_STARTER,
-    )
-    q2 = Exercise(
-        name="q2",
-        question="transfer_statements(from_id, to_id, amount) returns the SQL of one transfer between two accounts "
-                 "(table accounts: id, balance), one statement per item. Two transfers in opposite directions, run "
-                 "at once, deadlock. Change it so that no two transfers can deadlock, however their statements "
-                 "interleave, without making unrelated transfers wait. (The check runs the two transfers in every "
-                 "interleaving that could deadlock, one statement per step.)",
-        reference=lambda: transfer_verdict(engine, transfer_reference),
-        hint_text="§5: a deadlock needs two transactions waiting for locks the other already holds. What would "
-                  "make both transfers ask for their locks in the same order, whatever their direction?",
-        solution_code='def transfer_statements(from_id, to_id, amount):\n'
-                      '    return [f"SELECT id FROM accounts WHERE id IN ({from_id}, {to_id}) ORDER BY id FOR UPDATE",\n'
-                      '            f"UPDATE accounts SET balance = balance - {amount} WHERE id = {from_id}",\n'
-                      '            f"UPDATE accounts SET balance = balance + {amount} WHERE id = {to_id}"]\n\n'
-                      'q2.check(transfer_statements)',
-        evaluate=lambda statements: transfer_verdict(engine, _callable(statements, "transfer_statements")),
-        starter=TRANSFER_STARTER,
-    )
-    q3 = Exercise(
-        name="q3",
-        question="run_with_retry(engine, work, attempts=5, backoff=0.05) runs work(session) in a transaction and "
-                 "returns its result. Make it run work again, each time in a new transaction, when it fails with a "
-                 "serialization failure (40001), a deadlock (40P01) or a lock timeout (55P03): at most `attempts` "
-                 "times in all, waiting backoff, then 2 × backoff, 4 × backoff … seconds before the retries. After "
-                 "the last attempt, raise the error that attempt got, unchanged; raise any other error at once.",
-        reference=lambda: retry_verdict(engine, retry_reference),
-        hint_text="§7's loop is a start: which of its lines decide what is retried, and where does a wait fit "
-                  "between one attempt and the next? A savepoint is not a new transaction.",
-        solution_code="def run_with_retry(engine, work, attempts=5, backoff=0.05):\n"
-                      "    for attempt in range(1, attempts + 1):\n"
-                      "        try:\n"
-                      "            with Session(engine) as session, session.begin():\n"
-                      "                return work(session)\n"
-                      "        except OperationalError as error:\n"
-                      "            if error.orig.sqlstate not in {\"40001\", \"40P01\", \"55P03\"} or attempt == attempts:\n"
-                      "                raise\n"
-                      "        time.sleep(backoff * 2 ** (attempt - 1))\n\nq3.check(run_with_retry)",
-        evaluate=lambda run_with_retry: retry_verdict(engine, _callable(run_with_retry, "run_with_retry")),
-        starter=RETRY_STARTER,
-    )
+    q1 = Q1.exercise(reference=lambda draw: dict.fromkeys(Q1_CLAIMS, True),
+                     evaluate=lambda sell, draw: sell_verdict(engine, _callable(sell, "sell"), draw),
+                     starter=SELL_STARTER, drawn=True)
+    q2 = StatementsExercise(name=Q2.name, question=Q2.text, shape=Q2.shape, hint_text=Q2.hint_text,
+                            solution_code=Q2.solution_code, discussion=Q2.discussion,
+                            reference=lambda draw: dict.fromkeys(Q2_CLAIMS, True),
+                            evaluate=lambda answer, draw: transfer_verdict(engine, answer, draw), drawn=True)
+    q3 = Q3.exercise(reference=_expected_retry,
+                     evaluate=lambda loop, draw: retry_verdict(engine, wb.url, _callable(loop, "run_with_retry"), draw),
+                     starter=RETRY_STARTER, drawn=True)
     return q1, q2, q3
 
 
