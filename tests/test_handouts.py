@@ -90,8 +90,9 @@ def _solutions(module: object) -> list[tuple[str, str]]:
     for call in ast.walk(ast.parse(inspect.getsource(module))):
         keywords = {k.arg: k.value for k in getattr(call, "keywords", [])} if isinstance(call, ast.Call) else {}
         if {"name", "solution_code"} <= set(keywords):
-            code = eval(compile(ast.Expression(keywords["solution_code"]), "<solution>", "eval"), vars(module))  # noqa: S307
-            found.append((ast.literal_eval(keywords["name"]), code))
+            name, code = (eval(compile(ast.Expression(keywords[k]), "<solution>", "eval"), vars(module))  # noqa: S307
+                          for k in ("name", "solution_code"))  # a literal, or Q1.name
+            found.append((name, code))
     return found
 
 
