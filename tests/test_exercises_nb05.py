@@ -16,6 +16,9 @@ ANSWERS = '''
 import sqlalchemy as sa
 from alembic import op
 
+SKIP_LOCKED_BATCH = ("UPDATE users SET email_domain = split_part(email, '@', 2) WHERE id IN (SELECT id FROM users "
+                     "WHERE email_domain IS NULL ORDER BY id LIMIT 5 FOR UPDATE SKIP LOCKED)")
+
 
 def concurrently_in_transaction():
     op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True)
@@ -96,6 +99,29 @@ def fk_steps_in_one_transaction():
     op.execute("ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
 
 
+def small_batches_then_one_update():
+    conn = op.get_bind()
+    with op.get_context().autocommit_block():
+        lo, hi = conn.execute(sa.text("SELECT min(id) - 1, max(id) FROM users")).one()
+        cut = lo + (hi - lo) * 4 // 5
+        for start in range(lo, cut, 5):
+            conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
+                                 "WHERE id > :lo AND id <= :hi"), {"lo": start, "hi": min(start + 5, cut)})
+        conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) WHERE id > :cut"), {"cut": cut})
+
+
+def skip_locked_never_back():
+    conn = op.get_bind()
+    with op.get_context().autocommit_block():
+        while conn.execute(sa.text(SKIP_LOCKED_BATCH)).rowcount:
+            pass
+
+
+def fk_quoted_in_one_transaction():
+    op.execute('ALTER TABLE posts ADD CONSTRAINT "posts user fk" FOREIGN KEY (user_id) REFERENCES users NOT VALID')
+    op.execute('ALTER TABLE posts VALIDATE CONSTRAINT "posts user fk"')
+
+
 def fk_never_validated():
     op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
 '''
@@ -157,10 +183,13 @@ def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
              (q2, wrong.batches_in_raw_savepoints, "tenth of the rows"),
              (q2, wrong.one_update_in_autocommit, "tenth of the rows"),
              (q2, wrong.batched_wrong_value, "email's domain"),
+             (q2, wrong.small_batches_then_one_update, "tenth of the rows"),  # beyond the held row
+             (q2, wrong.skip_locked_never_back, "email's domain"),           # the held row left empty
              (q3, starter_fk.validating, "NOT VALID"),
              (q3, wrong.fk_validating_in_autocommit, "NOT VALID"),            # scans under SHARE ROW EXCLUSIVE
              (q3, wrong.fk_validating_then_commit, "NOT VALID"),              # commits only after the scan
              (q3, wrong.fk_steps_in_one_transaction, "committed"),            # the sheet's form (row 32)
+             (q3, wrong.fk_quoted_in_one_transaction, "committed"),           # a quoted name, read right
              (q3, wrong.fk_never_validated, "validated")]
     for exercise, answer, why in cases:
         status, diff = exercise.verdict(answer)
@@ -176,3 +205,80 @@ def test_nb05_ends_an_earlier_answer_left_running_but_never_another_learners(wb0
             db.connect(stranger, application_name=name) as theirs, db.connect(libpq, application_name=name) as ours:
         nb05._copies(wb05)
         assert alive(elsewhere) and alive(theirs) and not alive(ours)
+
+
+OTHER_CORRECT = '''
+import time
+
+from sqlalchemy import text
+
+DOMAIN = "split_part(email, '@', 2)"
+NEXT_BATCH = (f"UPDATE users SET email_domain = {DOMAIN} WHERE id IN (SELECT id FROM users "
+              "WHERE email_domain IS NULL ORDER BY id LIMIT 5 FOR UPDATE SKIP LOCKED)")
+
+
+def index_in_own_words():
+    with op.get_context().autocommit_block():
+        op.execute(text('CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix posts by user" ON posts (user_id)'))
+
+
+def keyset(conn, after):
+    """The next batch of ids after `after`, filled and committed: their ids (none when done)."""
+    return conn.execute(text(f"UPDATE users SET email_domain = {DOMAIN} WHERE id IN (SELECT id FROM users "
+                             "WHERE id > :after ORDER BY id LIMIT 5) RETURNING id"), {"after": after}).scalars().all()
+
+
+def backfill_keyset_with_a_helper():
+    conn = op.get_bind()
+    with op.get_context().autocommit_block():
+        done = keyset(conn, -1)
+        while done:
+            done = keyset(conn, max(done))
+
+
+def backfill_skip_locked_then_back():
+    conn = op.get_bind()
+    with op.get_context().autocommit_block():
+        while conn.execute(text("SELECT count(*) FROM users WHERE email_domain IS NULL")).scalar():
+            if not conn.execute(text(NEXT_BATCH)).rowcount:
+                time.sleep(0.05)  # only locked rows are left: come back for them
+
+
+def fk_quoted_name():
+    op.execute('ALTER TABLE posts ADD CONSTRAINT "posts user fk" FOREIGN KEY (user_id) REFERENCES users NOT VALID')
+    with op.get_context().autocommit_block():
+        op.execute('ALTER TABLE posts VALIDATE CONSTRAINT "posts user fk"')
+
+
+def fk_both_in_autocommit():
+    with op.get_context().autocommit_block():
+        op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+        op.execute("ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
+'''
+
+
+def test_nb05_other_correct_forms_pass_with_their_whole_cell(wb05, tmp_path):
+    """Module-level imports and helpers (the whole cell), another SQL shape, a quoted name, SKIP LOCKED batches that
+    come back for the held row: each under fresh draws of q2's users."""
+    q1, q2, q3 = nb05.load(wb05)
+    right = _module(tmp_path, "other_correct", "from alembic import op\n" + OTHER_CORRECT)
+    for exercise, answer in ((q1, right.index_in_own_words), (q2, right.backfill_keyset_with_a_helper),
+                             (q2, right.backfill_skip_locked_then_back), (q3, right.fk_quoted_name),
+                             (q3, right.fk_both_in_autocommit)):
+        assert exercise.verdict(answer) == (CORRECT, None), (exercise.name, answer.__name__)
+
+
+def test_nb05_q2_reference_passes_wherever_the_held_row_and_the_ids_fall(wb05):
+    q2 = nb05.load(wb05)[1]
+    for seed in (0, 1, 2):
+        assert q2.verdict(nb05.backfill_fixed, seed=seed) == (CORRECT, None), q2.last_draw.describe()
+
+
+def test_nb05_fk_steps_read_quoted_names_and_autocommit():
+    begin, commit = "BEGIN;\n", "COMMIT;\n"
+    add = 'ALTER TABLE posts ADD CONSTRAINT "posts user fk" FOREIGN KEY (user_id) REFERENCES users NOT VALID;\n'
+    validate = 'ALTER TABLE posts VALIDATE CONSTRAINT "posts user fk";\n'
+    assert all(nb05.fk_steps(begin + add + commit + validate + begin + commit).values())
+    assert all(nb05.fk_steps(commit + add + validate + begin).values())          # both in autocommit
+    assert list(nb05.fk_steps(begin + add + validate + commit).values()) == [True, False]
+    assert list(nb05.fk_steps(begin + add.replace(" NOT VALID", "") + commit + validate).values()) == [False, True]

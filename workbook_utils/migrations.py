@@ -155,7 +155,7 @@ ALL_LOCKS_SQL = """
 
 def all_locks(conn: psycopg.Connection, pid: int) -> pd.DataFrame:
     """Like locks.locks_held, virtualxid rows included: a lock on another transaction's virtual id is how a
-    session waits for that transaction to end (CREATE INDEX CONCURRENTLY waiting for older writers)."""
+    session waits for that transaction to end (CREATE INDEX CONCURRENTLY waiting for older transactions)."""
     import pandas as pd
 
     return pd.DataFrame(conn.execute(ALL_LOCKS_SQL, [pid]).fetchall(), columns=["locktype", "object", "mode", "granted"])

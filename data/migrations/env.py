@@ -9,7 +9,11 @@ The contract (notebook 07, planned, will rely on it; `workbook_utils.migrations.
 - config.attributes["url"] (or the main option sqlalchemy.url): where to connect; or
   config.attributes["connection"]: an open SQLAlchemy Connection to use instead.
 - config.attributes["lock_timeout"]: `SET lock_timeout` for every DDL statement (default "2s"; None = no limit,
-  the unsafe default of PostgreSQL). Emitted in offline SQL too, so squawk sees it.
+  the unsafe default of PostgreSQL). Emitted in offline SQL too, so squawk sees it. It is a session setting, so it
+  also bounds a `CREATE INDEX CONCURRENTLY` in `autocommit_block()`, whose waits for older transactions (a long
+  report included) are lock waits: revision 0001 gives its build its own setting.
+- config.attributes["concurrent_lock_timeout"]: the lock_timeout of 0001's concurrent build (default "0", no limit:
+  while it waits it blocks no reader or writer); 0001 sets env.py's lock_timeout back afterwards.
 - config.attributes["application_name"]: how the migration's session shows in pg_stat_activity.
 - config.attributes["on_version_apply"]: callbacks run at the end of each revision, inside its transaction.
 - version_table_schema = the schema: two notebooks never share an alembic_version row.

@@ -1,25 +1,29 @@
 """Exercises of notebook 05 (zero-downtime migrations): a safe index, a batched backfill, a foreign key.
 
-Each answer is an Alembic `upgrade()` function. The checker writes it into a revision file, runs it through
-Alembic against fresh copies of users and posts in a schema of its own, and reports what it observed.
+Each answer is an Alembic `upgrade()` function. The checker writes its whole cell (imports and helpers too, see
+cells.py) into a revision file, runs it through Alembic against fresh copies of users and posts in a schema of its
+own, and reports what it observed. q2's users are shaped by a draw at each check (ids shifted, some missing, the held
+row anywhere in the middle); q3's offline SQL is read with PostgreSQL's parser (sqltree.py), quoted names included.
 """
 
 from __future__ import annotations
 
-import inspect
-import re
 import tempfile
-import textwrap
+import time
 from collections.abc import Callable
+from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import Exercise
+from . import Question, sqltree
+from .cells import standalone_source
+from .draws import Draw
 
 if TYPE_CHECKING:
     from ..workbook import Workbook
 
 SCHEMA = "nb05_exercises"
+PROVIDED = {"sa", "op", "context", "revision", "down_revision", "branch_labels", "depends_on"}  # HEADER's names
 HEADER = ('"""An exercise answer."""\nimport sqlalchemy as sa\nfrom alembic import context, op\n\n'
           'revision = "ex1"\ndown_revision = None\nbranch_labels = None\ndepends_on = None\n\n\n')
 
@@ -58,9 +62,12 @@ def _config(wb: Workbook, upgrade: Callable[[], None], folder: str, **attributes
     """A Config whose only revision is the learner's upgrade() function."""
     from .. import migrations
 
-    source = textwrap.dedent(inspect.getsource(upgrade))
+    source = standalone_source(upgrade, provided=PROVIDED)  # the whole cell: its imports and helpers too
     name = upgrade.__name__
-    Path(folder, "ex1_answer.py").write_text(HEADER + source + (f"\n\nupgrade = {name}\n" if name != "upgrade" else ""))
+    future = [line for line in source.splitlines(True) if line.startswith("from __future__")]  # first in a file
+    body = "".join(line for line in source.splitlines(True) if line not in future)
+    Path(folder, "ex1_answer.py").write_text("".join(future) + HEADER + body
+                                             + (f"\n\nupgrade = {name}\n" if name != "upgrade" else ""))
     return migrations.config(wb.url, SCHEMA, [Path(folder)], application_name=f"{wb.app_name}-exercise", **attributes)
 
 
@@ -105,59 +112,94 @@ def index_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
             "a write during the migration waited on it": late_waited}
 
 
-def backfill_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
-    """Run the answer while a request holds one row half-way through users; when the backfill waits for that row,
-    count from another session the rows it has already committed and the rows it holds locked."""
+BACKFILL_CLAIMS = ("every row holds its email's domain",
+                   "no transaction held more than a tenth of the rows locked at once",
+                   "other sessions saw rows filled in while it ran (batches committed)")
+
+
+def _held_row(wb: Workbook, draw: Draw) -> tuple[int, int]:
+    """Copies whose users are shaped by the draw (ids shifted, some missing); (their number, the id to hold)."""
+    offset = draw.integer("users' ids shifted by", 0, 500)
+    gap = draw.integer("every nth user deleted", 3, 9)
+    _copies(wb, f"ALTER TABLE users ADD COLUMN email_domain text; UPDATE users SET id = -id; "
+                f"UPDATE users SET id = -id + {offset}; DELETE FROM users WHERE id % {gap} = 0")
+    rows = _sql(wb, f"SELECT count(*) FROM {SCHEMA}.users")
+    position = draw.integer("held row's position (%)", 25, 75)
+    held = _sql(wb, f"SELECT id FROM {SCHEMA}.users ORDER BY id OFFSET {rows * position // 100} LIMIT 1")
+    return rows, held
+
+
+def backfill_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw) -> dict[str, Any]:
+    """Run the answer while a request holds one row (drawn, between a quarter and three quarters of the ids). If the
+    backfill waits for that row, count from another session the rows it holds locked and those already committed;
+    if it goes around the row, let the row go once every other row is filled. Afterwards, each row's xmin says which
+    transaction wrote it: the largest transaction's rows were all locked at once, wherever the held row was."""
     from alembic import command
 
     from .. import db, migrations
-    from ..errors import WorkbookError
-    from ..locks import wait_until_blocked
 
-    _copies(wb, "ALTER TABLE users ADD COLUMN email_domain text")
-    rows = _sql(wb, f"SELECT count(*) FROM {SCHEMA}.users")
-    middle = _sql(wb, f"SELECT id FROM {SCHEMA}.users ORDER BY id OFFSET {rows // 2} LIMIT 1")
+    rows, held = _held_row(wb, draw)
     libpq = wb.url.replace("+psycopg", "")
-    locked, committed = rows, 0
+    locked, committed = 0, 0
     with tempfile.TemporaryDirectory() as folder:
         cfg = _config(wb, upgrade, folder)
         with db.connect(libpq, autocommit=False, application_name=wb.app_name) as request, \
                 db.connect(libpq, application_name=wb.app_name) as observer:
+            copied = [x for x, in observer.execute(f"SELECT DISTINCT xmin::text FROM {SCHEMA}.users")]
             since = migrations.server_now(observer)
-            request.execute(f"UPDATE {SCHEMA}.users SET name = name WHERE id = %s", [middle])  # one row, held
+            request.execute(f"UPDATE {SCHEMA}.users SET name = name WHERE id = %s", [held])  # one row, held
             run = migrations.in_background(command.upgrade, cfg, "ex1")
             try:
                 pid = migrations.session_pid(observer, cfg.attributes["application_name"], 5, since)
-                wait_until_blocked(observer, pid, 5)  # the backfill reached the held row and waits for it
-                unlocked = observer.execute(f"SELECT count(*) FROM (SELECT FROM {SCHEMA}.users "
-                                            "FOR UPDATE SKIP LOCKED) t").fetchone()[0]
-                locked = rows - 1 - unlocked  # rows the backfill's open transaction holds (the held row aside)
-                committed = observer.execute(f"SELECT count(*) FROM {SCHEMA}.users "
-                                             "WHERE email_domain IS NOT NULL").fetchone()[0]
-            except WorkbookError:  # it never waited on the row: it failed, or never updated it
-                pass
+                locked, committed = _while_held(observer, run, pid, rows)
             finally:
                 request.rollback()
             run.result(timeout=30)
+            largest = observer.execute(f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM {SCHEMA}.users "
+                                       "WHERE xmin::text <> ALL(%s) GROUP BY xmin::text) t", [copied]).fetchone()[0]
     wrong = _sql(wb, f"SELECT count(*) FROM {SCHEMA}.users "
                      "WHERE email_domain IS DISTINCT FROM split_part(email, '@', 2)")
-    return {"every row holds its email's domain": wrong == 0,
-            "no transaction held more than a tenth of the rows locked at once": locked <= max(1, rows // 10),
-            "other sessions saw rows filled in while it ran (batches committed)": committed > 0}
+    holds = (wrong == 0, max(locked, largest) <= max(1, rows // 10), committed > 0)
+    return dict(zip(BACKFILL_CLAIMS, holds, strict=True))
 
 
-FK_ADD = re.compile(r"ADD\s+(CONSTRAINT\s+\S+\s+)?FOREIGN\s+KEY[^;]*", re.I)
-VALIDATE = re.compile(r"VALIDATE\s+CONSTRAINT", re.I)
-COMMIT = re.compile(r"^\s*COMMIT\s*;", re.I | re.M)
+def _while_held(observer: Any, run: Any, pid: int, rows: int, timeout: float = 10.0) -> tuple[int, int]:
+    """(rows the backfill's open transaction holds locked, rows committed) when it waits for the held row, or when
+    it has filled every other row without waiting (it went around the row: nothing of its own is locked then; the
+    row is let go a second later, so an answer that never comes back for it has ended by then)."""
+    filled = f"SELECT count(*) FROM {SCHEMA}.users WHERE email_domain IS NOT NULL"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not run.done():
+        if observer.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid]).fetchone()[0]:
+            unlocked = observer.execute(f"SELECT count(*) FROM (SELECT FROM {SCHEMA}.users "
+                                        "FOR UPDATE SKIP LOCKED) t").fetchone()[0]
+            return rows - 1 - unlocked, observer.execute(filled).fetchone()[0]  # the held row aside
+        if (done := observer.execute(filled).fetchone()[0]) >= rows - 1:
+            futures.wait([run], timeout=1.0)  # one that gave up on the held row ends now; one that comes back waits
+            return 0, done
+        time.sleep(0.01)
+    return 0, observer.execute(filled).fetchone()[0]
 
 
 def fk_steps(sql: str) -> dict[str, bool]:
-    """From a revision's offline SQL: is every foreign key added NOT VALID, and validated after a COMMIT?"""
-    adds = list(FK_ADD.finditer(sql))
-    not_valid = bool(adds) and all(re.search(r"\bNOT\s+VALID\b", a.group(0), re.I) for a in adds)
-    validate = VALIDATE.search(sql, adds[-1].end()) if adds else None
-    separate = validate is not None and COMMIT.search(sql, adds[-1].end(), validate.start()) is not None
-    return {"the key is added NOT VALID (no scan under the ADD's lock)": not_valid,
+    """From a revision's offline SQL, read with PostgreSQL's parser: is every foreign key added NOT VALID, and is it
+    validated after the ADD's transaction ended (a COMMIT, or the ADD ran in autocommit)?"""
+    from pglast.enums import TransactionStmtKind
+
+    adds, in_transaction, add_open, separate = [], False, False, False
+    for statement in sqltree.split(sql):
+        node = sqltree.one(statement)
+        if sqltree.kind(node) == "TransactionStmt":
+            in_transaction = node.kind in (TransactionStmtKind.TRANS_STMT_BEGIN, TransactionStmtKind.TRANS_STMT_START)
+            add_open = add_open and in_transaction
+            continue
+        for change in sqltree.table_changes(statement):
+            if change.action == "AddConstraint" and change.kind == "foreign":
+                adds.append(change)
+                add_open, separate = in_transaction, False
+            elif change.action == "ValidateConstraint" and adds:
+                separate = not add_open
+    return {"the key is added NOT VALID (no scan under the ADD's lock)": bool(adds) and all(a.not_valid for a in adds),
             "VALIDATE runs after the ADD's transaction committed": separate}
 
 
@@ -211,10 +253,10 @@ def backfill_fixed() -> None:
 
     conn = op.get_bind()
     with op.get_context().autocommit_block():
-        max_id = conn.execute(sa.text("SELECT max(id) FROM users")).scalar() or 0
-        for lo in range(0, max_id, 5):
+        lo, hi = conn.execute(sa.text("SELECT min(id) - 1, max(id) FROM users")).one()
+        for start in range(lo or 0, hi or 0, 5):
             conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
-                                 "WHERE id > :lo AND id <= :hi"), {"lo": lo, "hi": lo + 5})
+                                 "WHERE id > :lo AND id <= :hi"), {"lo": start, "hi": start + 5})
 
 
 def fk_fixed() -> None:
@@ -226,60 +268,86 @@ def fk_fixed() -> None:
         op.execute("ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
 
 
-def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
-    """q1, q2, q3 of notebook 05, bound to this notebook's database."""
-    q1 = Exercise(
-        name="q1",
-        question="This revision indexes posts.user_id the way the original sheet did. Fix upgrade() so that "
-                 "squawk finds nothing, the index ends up valid, and a write arriving during the build goes "
-                 "through. Then q1.check(upgrade).",
-        reference=lambda: index_verdict(wb, index_fixed),
-        hint_text="§1: which form of CREATE INDEX leaves writers alone, and where can Alembic run it?",
-        solution_code="def upgrade():\n"
-                      "    with op.get_context().autocommit_block():\n"
-                      "        op.create_index(\"ix_posts_user_id\", \"posts\", [\"user_id\"],\n"
-                      "                        postgresql_concurrently=True, if_not_exists=True)\n\nq1.check(upgrade)",
-        evaluate=lambda upgrade: index_verdict(wb, upgrade),
-        starter=INDEX_STARTER,
-    )
-    q2 = Exercise(
-        name="q2",
-        question="users has a new, empty column email_domain. Rewrite this backfill so that each row gets "
-                 "split_part(email, '@', 2) and no transaction ever holds more than a tenth of the rows locked "
-                 "(each batch commits before the next begins). "
-                 "Then q2.check(upgrade).",
-        reference=lambda: backfill_verdict(wb, backfill_fixed),
-        hint_text="§6: batches of ids (keyset ranges), and something that makes each UPDATE commit on its own "
-                  "(a savepoint does not: its row locks last until the whole transaction ends). The checker "
-                  "holds one row half-way and, while your backfill waits for it, counts the rows it holds locked.",
-        solution_code="def upgrade():\n"
-                      "    conn = op.get_bind()\n"
-                      "    with op.get_context().autocommit_block():\n"
-                      "        max_id = conn.execute(sa.text(\"SELECT max(id) FROM users\")).scalar() or 0\n"
-                      "        for lo in range(0, max_id, 5):\n"
-                      "            conn.execute(sa.text(\"UPDATE users SET email_domain = split_part(email, '@', 2) \"\n"
-                      "                                 \"WHERE id > :lo AND id <= :hi\"), {\"lo\": lo, \"hi\": lo + 5})"
-                      "\n\nq2.check(upgrade)",
-        evaluate=lambda upgrade: backfill_verdict(wb, upgrade),
-        starter=BACKFILL_STARTER,
-    )
-    q3 = Exercise(
-        name="q3",
-        question="Add the foreign key posts.user_id → users.id in one revision so that it ends up validated "
-                 "and writes to posts and users never wait on the migration's scan. The checker reads the revision's "
-                 "offline SQL (which statement scans, in which transaction), then runs it with its transaction "
-                 "held open at its end (as a long scan would) and tries a write meanwhile. "
-                 "Then q3.check(upgrade).",
-        reference=lambda: fk_verdict(wb, fk_fixed),
-        hint_text="§5: NOT VALID first; VALIDATE takes a weaker lock, but only if the stronger one from the "
-                  "first step is no longer held: how does a revision commit half-way?",
-        solution_code="def upgrade():\n"
-                      "    op.create_foreign_key(\"posts_user_id_fkey\", \"posts\", \"users\", [\"user_id\"], [\"id\"],\n"
-                      "                          postgresql_not_valid=True)\n"
-                      "    with op.get_context().autocommit_block():\n"
-                      "        op.execute(\"ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey\")\n\n"
-                      "q3.check(upgrade)",
-        evaluate=lambda upgrade: fk_verdict(wb, upgrade),
-        starter=FK_STARTER,
-    )
+Q1 = Question(
+    name="q1",
+    text="This revision indexes posts.user_id the way the original sheet did. Fix upgrade() so that squawk finds "
+         "nothing, the index ends up valid, and a write arriving during the build goes through.",
+    shape="the cell's `def upgrade(): …` (its imports and helpers may sit in the same cell), then "
+          "`q1.check(upgrade)`.",
+    hint_text="§1: which form of CREATE INDEX leaves writers alone, and where can Alembic run it?",
+    solution_code="def upgrade():\n"
+                  "    with op.get_context().autocommit_block():\n"
+                  "        op.create_index(\"ix_posts_user_id\", \"posts\", [\"user_id\"],\n"
+                  "                        postgresql_concurrently=True, if_not_exists=True)\n\nq1.check(upgrade)",
+    discussion="Why it works: `postgresql_concurrently=True` emits `CREATE INDEX CONCURRENTLY`, whose "
+               "`ShareUpdateExclusiveLock` lets writers through, and `autocommit_block()` commits Alembic's "
+               "transaction first, since the concurrent build cannot run inside one.\n"
+               "Common wrong answers:\n"
+               "- `postgresql_concurrently=True` without `autocommit_block()`: `ActiveSqlTransaction`;\n"
+               "- no `if_not_exists=True`: a re-run after a failure fails (squawk's prefer-robust-stmts);\n"
+               "- a partial index (`postgresql_where=…`): valid, but it does not cover every row.",
+)
+Q2 = Question(
+    name="q2",
+    text="users has a new, empty column email_domain. Rewrite this backfill so that each row gets "
+         "split_part(email, '@', 2) and no transaction ever holds more than a tenth of the rows locked "
+         "(each batch commits before the next begins). The checker shapes users differently at each check "
+         "(ids shifted, some missing) and holds one row, somewhere in the middle, while your backfill runs.",
+    shape="the cell's `def upgrade(): …`, then `q2.check(upgrade)`; the starter is the failing form.",
+    hint_text="§8: batches of ids (id ranges, or keyset: the next n ids after the last one done), and something "
+              "that makes each UPDATE commit on its own (a savepoint does not: its row locks last until the whole "
+              "transaction ends). Read the ids' range from the table; do not assume it.",
+    solution_code="def upgrade():\n"
+                  "    conn = op.get_bind()\n"
+                  "    with op.get_context().autocommit_block():\n"
+                  "        lo, hi = conn.execute(sa.text(\"SELECT min(id) - 1, max(id) FROM users\")).one()\n"
+                  "        for start in range(lo or 0, hi or 0, 5):\n"
+                  "            conn.execute(sa.text(\"UPDATE users SET email_domain = split_part(email, '@', 2) \"\n"
+                  "                                 \"WHERE id > :lo AND id <= :hi\"), {\"lo\": start, \"hi\": start + 5})"
+                  "\n\nq2.check(upgrade)",
+    discussion="Why it works: inside `autocommit_block()` each `UPDATE` is its own transaction, so a batch's row "
+               "locks end at its commit and other sessions see the rows filled as it goes. The ranges come from "
+               "the table's own `min(id)` and `max(id)`.\n"
+               "Common wrong answers:\n"
+               "- batches in Alembic's transaction, or each in a savepoint: every row stays locked to the end;\n"
+               "- small batches up to some id, then one `UPDATE` for the rest: its transaction locks most rows;\n"
+               "- `FOR UPDATE SKIP LOCKED` batches that never come back for the skipped row: a row left empty.\n"
+               "`FOR UPDATE SKIP LOCKED` batches that do come back for it are correct too.",
+)
+Q3 = Question(
+    name="q3",
+    text="Add the foreign key posts.user_id → users.id in one revision so that it ends up validated and writes to "
+         "posts and users never wait on the migration's scan. The checker reads the revision's offline SQL (which "
+         "statement scans, in which transaction), then runs it with its transaction held open at its end (as a "
+         "long scan would) and tries a write meanwhile.",
+    shape="the cell's `def upgrade(): …`, then `q3.check(upgrade)`; any constraint name will do.",
+    hint_text="§7: NOT VALID first; VALIDATE takes a weaker lock, but only if the stronger one from the first step "
+              "is no longer held: how does a revision commit half-way?",
+    solution_code="def upgrade():\n"
+                  "    op.create_foreign_key(\"posts_user_id_fkey\", \"posts\", \"users\", [\"user_id\"], [\"id\"],\n"
+                  "                          postgresql_not_valid=True)\n"
+                  "    with op.get_context().autocommit_block():\n"
+                  "        op.execute(\"ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey\")\n\n"
+                  "q3.check(upgrade)",
+    discussion="Why it works: `NOT VALID` makes the `ADD` brief (no scan under its `ShareRowExclusiveLock` on both "
+               "tables), and `autocommit_block()` commits it before `VALIDATE`, which scans under "
+               "`ShareUpdateExclusiveLock` on posts and `RowShareLock` on users: writes go on.\n"
+               "Common wrong answers:\n"
+               "- `NOT VALID` and `VALIDATE` in one transaction (the sheet's form): the strong lock lasts through "
+               "the scan;\n"
+               "- a validating `ADD` in `autocommit_block()`: the scan still runs under the strong lock;\n"
+               "- `NOT VALID` alone: the key never checks the old rows.",
+)
+QUESTIONS = (Q1, Q2, Q3)
+
+
+def load(wb: Workbook) -> tuple[Any, Any, Any]:
+    """q1, q2, q3 of notebook 05, bound to this notebook's database; q2's users are drawn at each check."""
+    q1 = Q1.exercise(reference=lambda: index_verdict(wb, index_fixed),
+                     evaluate=lambda upgrade: index_verdict(wb, upgrade), starter=INDEX_STARTER)
+    q2 = Q2.exercise(reference=lambda draw: dict.fromkeys(BACKFILL_CLAIMS, True),  # every claim holds
+                     evaluate=lambda upgrade, draw: backfill_verdict(wb, upgrade, draw), starter=BACKFILL_STARTER,
+                     drawn=True)
+    q3 = Q3.exercise(reference=lambda: fk_verdict(wb, fk_fixed), evaluate=lambda upgrade: fk_verdict(wb, upgrade),
+                     starter=FK_STARTER)
     return q1, q2, q3

@@ -1,4 +1,4 @@
-"""Backfill in keyset batches that commit one by one (a few rows locked at a time, no long transaction).
+"""Backfill in fixed id ranges (`id > lo AND id <= hi`) that commit one by one (few rows locked at a time, no long transaction).
 
 Revision ID: 0007
 Revises: 0006
