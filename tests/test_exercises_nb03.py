@@ -117,7 +117,7 @@ def test_nb03_q1_rejects_indexes_that_do_not_serve_filter_and_order(exercises):
 
 def test_nb03_q2_rejects_each_wrong_family_on_its_own_claim(exercises):
     """Each wrong answer breaks the claim its family breaks, under conditions drawn afresh, and the check says so."""
-    from sqlalchemy import column, select, table, text, tuple_
+    from sqlalchemy import and_, column, or_, select, table, text, tuple_
 
     engine, (_, q2, _) = exercises
     feed = table("feed", column("id"), column("created_at"))
@@ -153,8 +153,14 @@ def test_nb03_q2_rejects_each_wrong_family_on_its_own_claim(exercises):
     ordered, same, tie, reads = ("every page ordered by created_at DESC, then id DESC (the outermost ORDER BY)",
                                  "the same rows as OFFSET on each page walked",
                                  "after a row that shares its created_at with others: the rows that follow it",
-                                 "each page reads only its own 20 rows")
+                                 nb03.READS_ONLY_ITS_PAGE)
+    def portable_keyset(after):   # the right rows, but the Index Cond starts at the cursor's created_at
+        if after is None:
+            return newest
+        return newest.where(and_(feed.c.created_at <= after[0], or_(feed.c.created_at < after[0], feed.c.id < after[1])))
+
     families = [(offset_in_disguise, reads), (created_at_only, tie), (or_equal, same), (first_page_always, same),
+                (portable_keyset, reads),
                 (no_tie_breaker, ordered), (ascending_tie_breaker, ordered), (keyset_in_a_subquery, ordered)]
     for wrong, claim in families:
         for _ in range(2):   # two draws: the family fails whatever was drawn
@@ -178,9 +184,38 @@ def test_nb03_q2_rejects_each_wrong_family_on_its_own_claim(exercises):
         inner = nb03.keyset_reference(after).subquery()
         return select(inner.c.id, inner.c.created_at).order_by(inner.c.created_at.desc(), inner.c.id.desc())
 
-    for right in (qualified_text_order, text_cursor, outer_order_around_a_subquery):
+    def created_at_listed_first(after):   # rows are read by column name: any order of the select's columns
+        stmt = select(feed.c.created_at, feed.c.id).order_by(feed.c.created_at.desc(), feed.c.id.desc()).limit(20)
+        return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
+
+    for right in (qualified_text_order, text_cursor, outer_order_around_a_subquery, created_at_listed_first):
         for _ in range(2):
             assert q2.verdict(right) == (CORRECT, None), right.__name__
+
+
+def test_nb03_q2_says_why_a_portable_keyset_fails_and_which_columns_it_reads(exercises):
+    """The row comparison's written-out form returns the right rows: the message says what it reads too much."""
+    from sqlalchemy import and_, column, literal_column, or_, select, table
+
+    _, (_, q2, _) = exercises
+    feed = table("feed", column("id"), column("created_at"))
+    newest = select(feed.c.id, feed.c.created_at).order_by(feed.c.created_at.desc(), feed.c.id.desc()).limit(20)
+
+    def portable_keyset(after):
+        if after is None:
+            return newest
+        return newest.where(and_(feed.c.created_at <= after[0], or_(feed.c.created_at < after[0], feed.c.id < after[1])))
+
+    status, diff = q2.verdict(portable_keyset)
+    assert status == INCORRECT and diff.startswith(f"“{nb03.READS_ONLY_ITS_PAGE}” does not hold"), diff
+    assert "the cursor's created_at" in diff and "created_at <= :c AND (created_at < :c OR id < :i)" in q2.discussion
+
+    def unnamed_columns(after):
+        return select(feed.c.id.label("post"), literal_column("created_at")).select_from(feed).limit(20)
+
+    status, diff = q2.verdict(unnamed_columns)
+    assert status == INCORRECT
+    assert diff.startswith("next_page's rows should have columns named id and created_at, not post, created_at [drawn")
 
 
 def test_nb03_q2_draws_a_cursor_inside_a_tie_and_replays_it(exercises):
@@ -192,6 +227,28 @@ def test_nb03_q2_draws_a_cursor_inside_a_tie_and_replays_it(exercises):
     assert len(ids) >= 3 and ids[0] < cursor_id < ids[-1]
     assert nb03.tie_cursor(engine, Draw(7)) == (created_at, cursor_id)
     assert 3 <= Draw(7).integer("pages", 3, 7) <= 7
+
+
+def test_nb03_q3_is_skipped_in_one_line_without_pg_stat_statements(exercises, capsys):
+    """A search_path without the extension's schema hides the view, as a server without it would: the check says
+    it is skipped and why, instead of blaming the answer."""
+    from sqlalchemy import create_engine
+
+    engine, (_, _, q3) = exercises
+    assert nb03.statements_missing(engine) is None and not isinstance(q3, nb03.Unavailable)
+    hidden = create_engine(engine.url, connect_args={"options": "-c search_path=nb03"})
+    try:
+        skipped = nb03.top_statement_exercise(hidden)
+        assert isinstance(skipped, nb03.Unavailable)
+        skipped.check(nb03.top_reference)
+        out = capsys.readouterr().out
+        assert out.startswith("Skipped: pg_stat_statements is not installed here (relation \"pg_stat_statements\" "
+                              "does not exist)") and out.count("\n") == 1, out
+        assert skipped.verdict(nb03.top_reference)[0] == NOT_ATTEMPTED
+        skipped.hint()
+        assert "subtract" in capsys.readouterr().out
+    finally:
+        hidden.dispose()
 
 
 def test_nb03_q3_rejects_wrong_differences_and_fixed_answers(exercises):
