@@ -58,7 +58,9 @@ def test_nb03_q1_accepts_other_right_answers(exercises):
                   "create  index  posts_by_author on q1_posts(user_id, created_at desc)",
                   "/* the profile page */ CREATE INDEX ON q1_posts (user_id, created_at) INCLUDE (title)",
                   "\n  CREATE INDEX IF NOT EXISTS q1_newest ON nb03.q1_posts USING btree (user_id, created_at);\n",
-                  'CREATE INDEX "q1;by author" ON q1_posts (user_id, created_at) -- a name with a ; in it'):
+                  'CREATE INDEX "q1;by author" ON q1_posts (user_id, created_at) -- a name with a ; in it',
+                  "CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id IS NOT NULL",   # every author's posts
+                  "CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id > 0"):
         assert q1.verdict(right) == (CORRECT, None), right
 
 
@@ -91,6 +93,8 @@ def test_nb03_q1_rejects_indexes_that_do_not_serve_filter_and_order(exercises):
              (f"CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id = {quiet}", partial),
              (f"CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id IN ({busiest}, {quiet})", partial),
              (f"CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id <= {max(busiest, quiet)}", partial),
+             (f"CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id <= {nb03.Q1_AUTHORS}", partial),  # not the next
+             ("CREATE INDEX ON q1_posts (user_id, created_at) WHERE created_at < '2025-01-01'", partial),
              ("CREATE INDEX ON feed (created_at)", "through an index"),
              ("CREATE INDEX CONCURRENTLY ON q1_posts (user_id, created_at)", "CONCURRENTLY"),
              ("SET enable_sort = off", "one CREATE INDEX statement"),
@@ -159,7 +163,12 @@ def test_nb03_q2_rejects_each_wrong_family_on_its_own_claim(exercises):
             return newest
         return newest.where(and_(feed.c.created_at <= after[0], or_(feed.c.created_at < after[0], feed.c.id < after[1])))
 
-    families = [(offset_in_disguise, reads), (created_at_only, tie), (or_equal, same), (first_page_always, same),
+    def positions_swapped(after):   # ORDER BY 1 DESC, 2 DESC: id first
+        stmt = select(feed.c.id, feed.c.created_at).order_by(text("1 DESC, 2 DESC")).limit(20)
+        return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
+
+    families = [(offset_in_disguise, reads), (positions_swapped, ordered), (created_at_only, tie), (or_equal, same),
+                (first_page_always, same),
                 (portable_keyset, reads),
                 (no_tie_breaker, ordered), (ascending_tie_breaker, ordered), (keyset_in_a_subquery, ordered)]
     for wrong, claim in families:
@@ -188,7 +197,11 @@ def test_nb03_q2_rejects_each_wrong_family_on_its_own_claim(exercises):
         stmt = select(feed.c.created_at, feed.c.id).order_by(feed.c.created_at.desc(), feed.c.id.desc()).limit(20)
         return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
 
-    for right in (qualified_text_order, text_cursor, outer_order_around_a_subquery, created_at_listed_first):
+    def by_position(after):               # ORDER BY 2 DESC, 1 DESC: the columns listed there
+        stmt = select(feed.c.id, feed.c.created_at).order_by(text("2 DESC, 1 DESC")).limit(20)
+        return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
+
+    for right in (qualified_text_order, text_cursor, outer_order_around_a_subquery, created_at_listed_first, by_position):
         for _ in range(2):
             assert q2.verdict(right) == (CORRECT, None), right.__name__
 
@@ -225,6 +238,11 @@ def test_nb03_q2_draws_a_cursor_inside_a_tie_and_replays_it(exercises):
     with engine.connect() as conn:
         ids = conn.exec_driver_sql("SELECT id FROM feed WHERE created_at = %(c)s ORDER BY id", {"c": created_at}).scalars().all()
     assert len(ids) >= 3 and ids[0] < cursor_id < ids[-1]
+    with engine.connect() as conn:   # ten pages of older rows: enough that the planner walks the index
+        older = conn.exec_driver_sql("SELECT count(*) FROM feed WHERE created_at < %(c)s", {"c": created_at}).scalar()
+    assert older >= 10 * nb03.PAGE
+    for seed in (41031, 74824, 26846, 36449):   # drew runs near the end, where the reference read and sorted them all
+        assert all(nb03.keyset_verdict(engine, nb03.keyset_reference, Draw(seed)).values()), seed
     assert nb03.tie_cursor(engine, Draw(7)) == (created_at, cursor_id)
     assert 3 <= Draw(7).integer("pages", 3, 7) <= 7
 
