@@ -58,7 +58,9 @@ def test_nb03_q1_accepts_other_right_answers(exercises):
                   "create  index  posts_by_author on q1_posts(user_id, created_at desc)",
                   "/* the profile page */ CREATE INDEX ON q1_posts (user_id, created_at) INCLUDE (title)",
                   "\n  CREATE INDEX IF NOT EXISTS q1_newest ON nb03.q1_posts USING btree (user_id, created_at);\n",
-                  'CREATE INDEX "q1;by author" ON q1_posts (user_id, created_at) -- a name with a ; in it'):
+                  'CREATE INDEX "q1;by author" ON q1_posts (user_id, created_at) -- a name with a ; in it',
+                  "CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id IS NOT NULL",   # every author's posts
+                  "CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id > 0"):
         assert q1.verdict(right) == (CORRECT, None), right
 
 
@@ -91,6 +93,8 @@ def test_nb03_q1_rejects_indexes_that_do_not_serve_filter_and_order(exercises):
              (f"CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id = {quiet}", partial),
              (f"CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id IN ({busiest}, {quiet})", partial),
              (f"CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id <= {max(busiest, quiet)}", partial),
+             (f"CREATE INDEX ON q1_posts (user_id, created_at) WHERE user_id <= {nb03.Q1_AUTHORS}", partial),  # not the next
+             ("CREATE INDEX ON q1_posts (user_id, created_at) WHERE created_at < '2025-01-01'", partial),
              ("CREATE INDEX ON feed (created_at)", "through an index"),
              ("CREATE INDEX CONCURRENTLY ON q1_posts (user_id, created_at)", "CONCURRENTLY"),
              ("SET enable_sort = off", "one CREATE INDEX statement"),
@@ -117,7 +121,7 @@ def test_nb03_q1_rejects_indexes_that_do_not_serve_filter_and_order(exercises):
 
 def test_nb03_q2_rejects_each_wrong_family_on_its_own_claim(exercises):
     """Each wrong answer breaks the claim its family breaks, under conditions drawn afresh, and the check says so."""
-    from sqlalchemy import column, select, table, text, tuple_
+    from sqlalchemy import and_, column, or_, select, table, text, tuple_
 
     engine, (_, q2, _) = exercises
     feed = table("feed", column("id"), column("created_at"))
@@ -153,8 +157,19 @@ def test_nb03_q2_rejects_each_wrong_family_on_its_own_claim(exercises):
     ordered, same, tie, reads = ("every page ordered by created_at DESC, then id DESC (the outermost ORDER BY)",
                                  "the same rows as OFFSET on each page walked",
                                  "after a row that shares its created_at with others: the rows that follow it",
-                                 "each page reads only its own 20 rows")
-    families = [(offset_in_disguise, reads), (created_at_only, tie), (or_equal, same), (first_page_always, same),
+                                 nb03.READS_ONLY_ITS_PAGE)
+    def portable_keyset(after):   # the right rows, but the Index Cond starts at the cursor's created_at
+        if after is None:
+            return newest
+        return newest.where(and_(feed.c.created_at <= after[0], or_(feed.c.created_at < after[0], feed.c.id < after[1])))
+
+    def positions_swapped(after):   # ORDER BY 1 DESC, 2 DESC: id first
+        stmt = select(feed.c.id, feed.c.created_at).order_by(text("1 DESC, 2 DESC")).limit(20)
+        return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
+
+    families = [(offset_in_disguise, reads), (positions_swapped, ordered), (created_at_only, tie), (or_equal, same),
+                (first_page_always, same),
+                (portable_keyset, reads),
                 (no_tie_breaker, ordered), (ascending_tie_breaker, ordered), (keyset_in_a_subquery, ordered)]
     for wrong, claim in families:
         for _ in range(2):   # two draws: the family fails whatever was drawn
@@ -178,9 +193,42 @@ def test_nb03_q2_rejects_each_wrong_family_on_its_own_claim(exercises):
         inner = nb03.keyset_reference(after).subquery()
         return select(inner.c.id, inner.c.created_at).order_by(inner.c.created_at.desc(), inner.c.id.desc())
 
-    for right in (qualified_text_order, text_cursor, outer_order_around_a_subquery):
+    def created_at_listed_first(after):   # rows are read by column name: any order of the select's columns
+        stmt = select(feed.c.created_at, feed.c.id).order_by(feed.c.created_at.desc(), feed.c.id.desc()).limit(20)
+        return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
+
+    def by_position(after):               # ORDER BY 2 DESC, 1 DESC: the columns listed there
+        stmt = select(feed.c.id, feed.c.created_at).order_by(text("2 DESC, 1 DESC")).limit(20)
+        return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
+
+    for right in (qualified_text_order, text_cursor, outer_order_around_a_subquery, created_at_listed_first, by_position):
         for _ in range(2):
             assert q2.verdict(right) == (CORRECT, None), right.__name__
+
+
+def test_nb03_q2_says_why_a_portable_keyset_fails_and_which_columns_it_reads(exercises):
+    """The row comparison's written-out form returns the right rows: the message says what it reads too much."""
+    from sqlalchemy import and_, column, literal_column, or_, select, table
+
+    _, (_, q2, _) = exercises
+    feed = table("feed", column("id"), column("created_at"))
+    newest = select(feed.c.id, feed.c.created_at).order_by(feed.c.created_at.desc(), feed.c.id.desc()).limit(20)
+
+    def portable_keyset(after):
+        if after is None:
+            return newest
+        return newest.where(and_(feed.c.created_at <= after[0], or_(feed.c.created_at < after[0], feed.c.id < after[1])))
+
+    status, diff = q2.verdict(portable_keyset)
+    assert status == INCORRECT and diff.startswith(f"“{nb03.READS_ONLY_ITS_PAGE}” does not hold"), diff
+    assert "the cursor's created_at" in diff and "created_at <= :c AND (created_at < :c OR id < :i)" in q2.discussion
+
+    def unnamed_columns(after):
+        return select(feed.c.id.label("post"), literal_column("created_at")).select_from(feed).limit(20)
+
+    status, diff = q2.verdict(unnamed_columns)
+    assert status == INCORRECT
+    assert diff.startswith("next_page's rows should have columns named id and created_at, not post, created_at [drawn")
 
 
 def test_nb03_q2_draws_a_cursor_inside_a_tie_and_replays_it(exercises):
@@ -190,8 +238,35 @@ def test_nb03_q2_draws_a_cursor_inside_a_tie_and_replays_it(exercises):
     with engine.connect() as conn:
         ids = conn.exec_driver_sql("SELECT id FROM feed WHERE created_at = %(c)s ORDER BY id", {"c": created_at}).scalars().all()
     assert len(ids) >= 3 and ids[0] < cursor_id < ids[-1]
+    with engine.connect() as conn:   # ten pages of older rows: enough that the planner walks the index
+        older = conn.exec_driver_sql("SELECT count(*) FROM feed WHERE created_at < %(c)s", {"c": created_at}).scalar()
+    assert older >= 10 * nb03.PAGE
+    for seed in (41031, 74824, 26846, 36449):   # drew runs near the end, where the reference read and sorted them all
+        assert all(nb03.keyset_verdict(engine, nb03.keyset_reference, Draw(seed)).values()), seed
     assert nb03.tie_cursor(engine, Draw(7)) == (created_at, cursor_id)
     assert 3 <= Draw(7).integer("pages", 3, 7) <= 7
+
+
+def test_nb03_q3_is_skipped_in_one_line_without_pg_stat_statements(exercises, capsys):
+    """A search_path without the extension's schema hides the view, as a server without it would: the check says
+    it is skipped and why, instead of blaming the answer."""
+    from sqlalchemy import create_engine
+
+    engine, (_, _, q3) = exercises
+    assert nb03.statements_missing(engine) is None and not isinstance(q3, nb03.Unavailable)
+    hidden = create_engine(engine.url, connect_args={"options": "-c search_path=nb03"})
+    try:
+        skipped = nb03.top_statement_exercise(hidden)
+        assert isinstance(skipped, nb03.Unavailable)
+        skipped.check(nb03.top_reference)
+        out = capsys.readouterr().out
+        assert out.startswith("Skipped: pg_stat_statements is not installed here (relation \"pg_stat_statements\" "
+                              "does not exist)") and out.count("\n") == 1, out
+        assert skipped.verdict(nb03.top_reference)[0] == NOT_ATTEMPTED
+        skipped.hint()
+        assert "subtract" in capsys.readouterr().out
+    finally:
+        hidden.dispose()
 
 
 def test_nb03_q3_rejects_wrong_differences_and_fixed_answers(exercises):

@@ -9,9 +9,11 @@ with PostgreSQL's parser (`sqltree`), never with regexes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import Exercise, Question, WrongKind, sqltree
+from ..errors import first_line
+from . import NOT_ATTEMPTED, Exercise, Question, WrongKind, sqltree
 from .draws import Draw
 
 if TYPE_CHECKING:
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from ..workbook import Workbook
 
 PAGE, PAGES, NEWEST = 20, 4, 5
+READS_ONLY_ITS_PAGE = (f"each page reads only its own {PAGE} rows: the index scan starts at the cursor itself, not "
+                       "at the first row, nor at the first row with the cursor's created_at")
 Q1_ROWS, Q1_AUTHORS = 20_000, 100  # q1_posts: every author has dozens of posts (90 to 2,000), whatever the scale
 Q1_PAGES = NEWEST + 5              # an index's root and leaf (or two), and one table page per row returned
 Q1_REFERENCE = "CREATE INDEX ON q1_posts (user_id, created_at)"
@@ -99,6 +103,14 @@ def one_create_index(ddl: Any) -> str:
     return ddl
 
 
+def keeps_every_author(conn: Any, predicate: str) -> bool:
+    """True if a partial index's WHERE holds for every post of q1_posts and for a new author's post written now
+    (`WHERE user_id IS NOT NULL` does; `WHERE user_id <= 100` leaves out the next author)."""
+    posts = "SELECT id, user_id, title, created_at FROM q1_posts UNION ALL SELECT 0, 2147483647, 'new', now()"
+    sql = f"SELECT bool_and(coalesce({predicate}, false)) FROM ({posts}) AS q1_posts"
+    return bool(conn.exec_driver_sql(sql.replace("%", "%%")).scalar_one())
+
+
 def index_verdict(engine: Engine, ddl: Any, draw: Draw) -> dict[str, bool]:
     """Create the learner's index in a transaction (rolled back), then read the plans of three authors' newest posts."""
     from .. import plans
@@ -111,12 +123,12 @@ def index_verdict(engine: Engine, ddl: Any, draw: Draw) -> dict[str, bool]:
                                           "WHERE indrelid = 'q1_posts'::regclass").scalars().all():
             conn.exec_driver_sql(f"DROP INDEX {index}")  # one made in the notebook: the answer is judged alone
         conn.exec_driver_sql(statement.replace("%", "%%"))
-        partial = conn.exec_driver_sql("SELECT count(*) FROM pg_index WHERE indrelid = 'q1_posts'::regclass "
-                                       "AND indpred IS NOT NULL").scalar_one()
-        if partial:
+        predicate = conn.exec_driver_sql("SELECT pg_get_expr(indpred, indrelid) FROM pg_index "
+                                         "WHERE indrelid = 'q1_posts'::regclass AND indpred IS NOT NULL").scalar()
+        if predicate is not None and not keeps_every_author(conn, predicate):
             conn.rollback()
             raise WrongKind("a partial index (CREATE INDEX … WHERE …) holds only the rows its WHERE names; the page "
-                            "must be fast for every author, so index the whole table")
+                            "must be fast for every author, a new one too, so index every author's posts")
         found = [plans.explain(conn, newest_posts(u)) for u in users]
         rows = [conn.execute(newest_posts(u)).scalars().all() for u in users]
         conn.rollback()
@@ -156,26 +168,46 @@ def sql_of(statement: Any) -> str:
 
 def orders_newest_first(statement: Any) -> bool:
     """True if the statement's outermost ORDER BY starts with created_at DESC, id DESC: the order its rows come back
-    in (an ORDER BY inside a subquery promises nothing about the rows of the query around it)."""
-    keys = [(key.expression.rpartition(".")[2].strip('"'), key.descending) for key in sqltree.order_by(sql_of(statement))]
+    in (an ORDER BY inside a subquery promises nothing about the rows of the query around it). A key given by
+    position (ORDER BY 2) names the column listed there."""
+    sql = sql_of(statement)
+    targets = sqltree.one(sql).targetList or ()
+    names = [target.name or sqltree.deparse(target.val) for target in targets]
+
+    def column(expression: str) -> str:
+        if expression.isdigit() and 0 < int(expression) <= len(names):
+            expression = names[int(expression) - 1]
+        return expression.rpartition(".")[2].strip('"')
+
+    keys = [(column(key.expression), key.descending) for key in sqltree.order_by(sql)]
     return keys[:2] == [("created_at", True), ("id", True)]
 
 
 def tie_cursor(engine: Engine, draw: Draw) -> tuple[Any, int]:
     """A row drawn inside a run of rows that share its created_at (neither first nor last of the run): the cursor
-    that tells a tie-breaking keyset from one that skips or repeats the run's other rows."""
+    that tells a tie-breaking keyset from one that skips or repeats the run's other rows.
+
+    Only runs with ten pages of older rows are drawn: with a few dozen rows left, the planner reads them all
+    (a Bitmap Heap Scan) and sorts them, whatever the query, and no answer could read only its page.
+    """
     from sqlalchemy import text
 
     with engine.connect() as conn:
-        runs = conn.execute(text("SELECT created_at, array_agg(id ORDER BY id) AS ids FROM feed GROUP BY created_at "
-                                 "HAVING count(*) >= 3 ORDER BY created_at")).all()
+        runs = conn.execute(text(
+            "SELECT created_at, ids FROM (SELECT created_at, array_agg(id ORDER BY id) AS ids, count(*) AS n, "
+            "  sum(count(*)) OVER (ORDER BY created_at) - count(*) AS older FROM feed GROUP BY created_at) AS runs "
+            "WHERE n >= 3 AND older >= :older ORDER BY created_at"), {"older": 10 * PAGE}).all()
     created_at, ids = draw.pick("tie", lambda rng: rng.choice(runs), show=lambda run: f"a week of {len(run[1])} rows")
     return created_at, draw.pick("cursor id", lambda rng: rng.choice(ids[1:-1]))
 
 
-def rows_of(conn: Any, statement: Any) -> list[tuple[Any, int]]:
-    """(id, created_at) of each row, in the order the statement returns them."""
-    return [(r[0], r[1]) for r in conn.execute(statement).all()]
+def rows_of(conn: Any, statement: Any) -> list[tuple[int, Any]]:
+    """(id, created_at) of each row, read by column name (a select may list them in any order), in the order the
+    statement returns them."""
+    rows = conn.execute(statement).mappings().all()
+    if rows and not {"id", "created_at"} <= set(rows[0].keys()):
+        raise WrongKind(f"next_page's rows should have columns named id and created_at, not {', '.join(rows[0])}")
+    return [(r["id"], r["created_at"]) for r in rows]
 
 
 def keyset_verdict(engine: Engine, next_page: Callable[[Any], Any], draw: Draw) -> dict[str, bool]:
@@ -194,7 +226,7 @@ def keyset_verdict(engine: Engine, next_page: Callable[[Any], Any], draw: Draw) 
         for _ in range(walked):
             statements.append(next_page(after))
             pages.append(rows_of(conn, statements[-1]))
-            after = (pages[-1][-1][1], pages[-1][-1][0]) if pages[-1] else None
+            after = (pages[-1][-1][1], pages[-1][-1][0]) if pages[-1] else None   # (created_at, id), as asked
         expected = [rows_of(conn, offset_page(p)) for p in range(1, walked + 1)]
         statements.append(next_page(cursor))
         from_tie = rows_of(conn, statements[-1])
@@ -205,8 +237,39 @@ def keyset_verdict(engine: Engine, next_page: Callable[[Any], Any], draw: Draw) 
                 all(map(orders_newest_first, statements)),
             "the same rows as OFFSET on each page walked": pages == expected,
             "after a row that shares its created_at with others: the rows that follow it": from_tie == expected_tie,
-            f"each page reads only its own {PAGE} rows": max(plans.summary(plan)["rows read by scans"],
+            READS_ONLY_ITS_PAGE: max(plans.summary(plan)["rows read by scans"],
                                                              plans.summary(tie_plan)["rows read by scans"]) <= PAGE}
+
+
+NO_STATEMENTS = ("Skipped: pg_stat_statements is not installed here ({why}): it must be in shared_preload_libraries, "
+                 "then `CREATE EXTENSION pg_stat_statements` in this database. q3 cannot be checked on this server.")
+
+
+def statements_missing(engine: Engine) -> str | None:
+    """Why this engine cannot read pg_stat_statements (the server's first line), or None when it can."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT queryid FROM pg_stat_statements LIMIT 1").all()
+    except DBAPIError as error:
+        return first_line(error.orig or error)
+    return None
+
+
+@dataclass
+class Unavailable(Exercise):
+    """An exercise this server cannot check: `check` prints one "Skipped:" line; hint, solution and discussion stay."""
+
+    reason: str = ""
+
+    def verdict(self, answer: Any, seed: int | None = None) -> tuple[str, str | None]:
+        """Not attempted, whatever the answer, and why."""
+        return NOT_ATTEMPTED, self.reason
+
+    def check(self, answer: Any, seed: int | None = None) -> None:
+        """Print why the answer cannot be checked here (nothing is recorded)."""
+        print(self.reason)
 
 
 def snapshot(engine: Engine) -> pd.DataFrame:
@@ -309,9 +372,10 @@ Q1 = Question(
 Q2 = Question(
     name="q2",
     text=f"feed(id, created_at) is paged newest first, {PAGE} rows a page, ordered by (created_at, id); many rows "
-         "share a created_at. Fix next_page(after) so that, given the (created_at, id) of the last row shown, it "
-         "returns the next page: the same rows as OFFSET would, but reading only that page's rows. The check walks a "
-         "drawn number of pages, then starts from a row drawn inside a run of rows with the same created_at.",
+         "share a created_at. Fix next_page(after): given the (created_at, id) of the last row shown, it returns the "
+         f"next page, the same rows as OFFSET would. Its plan must read only that page's {PAGE} rows: none before "
+         "the cursor, not even those that share its created_at. The check walks a drawn number of pages, then starts "
+         "from a row drawn inside a run of rows with the same created_at.",
     shape="`next_page(after)` returns a `select()`; `after` is `None` (first page) or a tuple `(created_at, id)`.",
     hint_text="Instead of counting rows to skip, ask for the rows that come after the last one shown, in the "
               "page's order. Many rows share the last row's created_at: for those, 'after' is decided by id. "
@@ -328,6 +392,10 @@ Q2 = Question(
                "Cond), so the plan reads the page's 20 rows whatever the page number.\n"
                "Common wrong answers:\n"
                "- `created_at < :c`: skips the rows that share the cursor's created_at; `<=` repeats them;\n"
+               "- `created_at <= :c AND (created_at < :c OR id < :i)`, the form for databases without row "
+               "comparisons: the right rows, but its Index Cond starts at the cursor's created_at, so the plan reads "
+               "that run's earlier rows again and throws them away (Rows Removed by Filter); a row comparison starts "
+               "the Index Cond at the cursor itself;\n"
                "- ORDER BY created_at alone: ties come back in whatever order the plan gives, so a cursor can skip "
                "rows on another plan;\n"
                "- the keyset inside a subquery, with no ORDER BY outside: the outer query promises no order at all.",
@@ -368,6 +436,14 @@ def load(wb: Workbook, engine: Engine) -> tuple[Exercise, Exercise, Exercise]:
     q2 = Q2.exercise(reference=lambda draw: keyset_verdict(engine, keyset_reference, draw),
                      evaluate=lambda next_page, draw: keyset_verdict(engine, next_page, draw),
                      starter=NEXT_PAGE_STARTER, drawn=True)
-    q3 = Q3.exercise(reference=lambda: run_workload(engine, top_reference),
-                     evaluate=lambda top: run_workload(engine, top), starter=TOP_STATEMENT_STARTER)
-    return q1, q2, q3
+    return q1, q2, top_statement_exercise(engine)
+
+
+def top_statement_exercise(engine: Engine) -> Exercise:
+    """q3, or, on a server without pg_stat_statements, a q3 whose check says it is skipped and why."""
+    if (why := statements_missing(engine)) is not None:
+        return Unavailable(name=Q3.name, question=Q3.text, shape=Q3.shape, hint_text=Q3.hint_text,
+                           solution_code=Q3.solution_code, discussion=Q3.discussion, reference=lambda: None,
+                           starter=TOP_STATEMENT_STARTER, reason=NO_STATEMENTS.format(why=why))
+    return Q3.exercise(reference=lambda: run_workload(engine, top_reference),
+                       evaluate=lambda top: run_workload(engine, top), starter=TOP_STATEMENT_STARTER)
