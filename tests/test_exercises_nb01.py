@@ -246,7 +246,7 @@ HOLDS = ("requests that failed is too high", "no request did its slow work while
     (_second_connection, ("took one connection from the pool it was given",)),
     (_no_slow_work, ("rendered its invoice",)),
     (_holds_through_part_of_the_work, HOLDS),
-    (_holds_while_waiting_otherwise, ("no request did its slow work while it held a connection",)),
+    (_holds_while_waiting_otherwise, HOLDS),   # times out, or squeezes through and is seen holding
     (_wrong_result, ("results, item 0 (",)),
     (_typo, ("handle() raised ProgrammingError",)),   # the learner is told what their code raised
     (_define("from time import sleep\n\ndef handle(engine, user_id):\n    with engine.connect() as conn:\n"

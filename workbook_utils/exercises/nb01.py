@@ -208,8 +208,8 @@ Q2 = Question(
          "requests arrive at once than the pool has connections, the ones that wait past pool_timeout fail.\n\n"
          "Change handle() so that every request succeeds with the same result. Each request still renders its invoice, "
          "queries through the engine it is given, and takes one connection from that pool, which stays as it is. The "
-         "checker draws the pool's size, the burst and the users. It watches every time.sleep: none may happen while "
-         "the request holds a connection, and how long each request keeps its connection.",
+         "checker draws the pool's size, the burst and the users. It watches every time.sleep (none may happen while "
+         "the request holds a connection) and how long each request keeps its connection.",
     shape="`def handle(engine, user_id)` returning the user's name, defined in the cell; then `q2.check(handle)`.",
     hint_text="Which lines of handle() need the connection, and which only need the name?",
     solution_code="def handle(engine, user_id):\n"
