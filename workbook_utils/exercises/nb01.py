@@ -48,7 +48,7 @@ class Deployment:
         return (self.max_connections - self.kept_free) // self.processes
 
 
-CLASSIC = Deployment(4, 8, 100, 13)  # §4's deployment (3 superuser slots, 10 kept for admin): checked with the drawn
+CLASSIC = Deployment(4, 8, 100, 13)  # §4's deployment (3 superuser slots, 10 kept for admin): checked before the drawn
 DEPLOYMENTS = 12  # drawn per check of q1
 
 
@@ -190,7 +190,8 @@ def handle(engine, user_id):
 '''
 RENDER_SECONDS = 0.5  # the slow work of the starter; the checker observes each sleep and waits a fifth of it
 LONG_CHECKOUT = 0.8 * RENDER_SECONDS  # a checkout this long held slow work that was not time.sleep (a query: ~1 ms)
-HELD_NOTHING_SLOW = "no request did its slow work while it held a connection (a time.sleep, or a checkout of 0.4 s or more)"
+HELD_NOTHING_SLOW = (f"no request did its slow work while it held a connection (a time.sleep, or a checkout of "
+                     f"{LONG_CHECKOUT:g} s or more)")
 SLEEP_SCALE = 0.2
 USERS = 500  # the users a burst draws from (any scale has them)
 NAMES_SCHEMA = "nb01"  # the checker's engine finds `users` here first: a scratch copy whose names only a query returns
