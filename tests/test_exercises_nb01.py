@@ -3,6 +3,7 @@ question while breaking its lesson fail; ____ and the unchanged starter code are
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -39,20 +40,23 @@ def test_reference_solutions_and_printed_solutions_pass(exercises, capsys):
 
 
 def test_other_correct_answers_pass(exercises):
-    """Another rule, the first form of q1 (a dict for §4's deployment), and handle() written other ways."""
+    """Other rules (numpy integers too), and handle() written other ways (§3's session.get among them)."""
+    import numpy as np
+
     q1, q2, q3 = exercises
     for rule in [lambda p, t, m, k: {"pool_size": t, "max_overflow": (m - k) // p - t},    # the whole share
-                 lambda p, t, m, k: {"pool_size": (m - k) // p, "max_overflow": 0}]:       # a pool as big as it
+                 lambda p, t, m, k: {"pool_size": (m - k) // p, "max_overflow": 0},        # a pool as big as it
+                 lambda p, t, m, k: {"pool_size": np.int64(t), "max_overflow": np.int64(0)}]:  # numbers.Integral
         assert q1.verdict(rule) == (CORRECT, None)
-    assert q1.verdict({"pool_size": 8, "max_overflow": 0}) == (CORRECT, None)
-    assert q1.verdict({"pool_size": 10, "max_overflow": 11}) == (CORRECT, None)  # any choice that serves and fits
     assert q2.verdict(_with_a_session) == (CORRECT, None)
+    assert q2.verdict(_orm_get) == (CORRECT, None)   # selects every column of User: the scratch table has them all
     assert q2.verdict(_define("from time import sleep\n\ndef render(name):\n    sleep(0.5)\n    return name\n\n"
                               "def handle(engine, user_id):\n    with engine.connect() as conn:\n"
                               "        name = conn.execute(text('SELECT name FROM users WHERE id = :id'), "
                               "{'id': user_id}).scalar_one()\n    return render(name)\n")) == (CORRECT, None)
     assert q3.verdict({"pool_pre_ping": True, "pool_recycle": 3600}) == (CORRECT, None)
     assert q3.verdict({"pool_pre_ping": True, "pool_size": 2, "max_overflow": 3}) == (CORRECT, None)
+    assert q3.verdict({"pool_pre_ping": 1}) == (CORRECT, None)   # SQLAlchemy reads 1 as True
 
 
 def _with_a_session(engine, user_id):
@@ -60,6 +64,18 @@ def _with_a_session(engine, user_id):
 
     with Session(engine) as session:
         name = session.scalar(text("SELECT name FROM users WHERE id = :id"), {"id": user_id})
+    time.sleep(0.5)
+    return name
+
+
+def _orm_get(engine, user_id):
+    """§3's request(), then the render: what the notebook teaches."""
+    from sqlalchemy.orm import Session
+
+    from workbook_utils.models import User
+
+    with Session(engine) as session, session.begin():
+        name = session.get(User, user_id).name
     time.sleep(0.5)
     return name
 
@@ -116,30 +132,27 @@ def _twice(exercise, answer) -> str:
     (lambda p, t, m, k: {"pool_size": (m - k) // t, "max_overflow": 0}, "for "),             # divided by the threads
     (lambda p, t, m, k: {"pool_size": m - k, "max_overflow": 0}, "its share of the server"),  # the server for one process
     (lambda p, t, m, k: {"pool_size": 8, "max_overflow": 0}, "for "),                         # §4's answer, hard-coded
+    (lambda p, t, m, k: {"pool_size": 8, "max_overflow": 13}, "for "),                        # fits §4's only
     (lambda p, t, m, k: {"pool_size": t / 1, "max_overflow": 0}, "whole numbers"),
+    (lambda p, t, m, k: {"pool_size": True, "max_overflow": t - 1}, "whole numbers"),
+    (lambda p, t, m, k: {"pool_size": str(t), "max_overflow": "0"}, "whole numbers"),
     (lambda p, t, m, k: {"pool_size": t}, KEYS),
+    (lambda p, t, m, k: {"pool_size": t, "max_overflow": 0, "poolclass": NullPool}, KEYS),   # no pool at all
 ])
 def test_q1_wrong_rules_fail_for_a_drawn_deployment(exercises, rule, why):
     diff = _twice(exercises[0], rule)
     assert why in diff and (why == KEYS or diff.startswith("for ")) and "[drawn: deployments = 12 drawn" in diff, diff
 
 
-@pytest.mark.parametrize(("answer", "why"), [
-    ({"pool_size": 5, "max_overflow": 0}, "every thread of a process gets a connection at once"),
-    ({"pool_size": 20, "max_overflow": 10}, "its share of the server"),
-    ({"pool_size": 0, "max_overflow": 8}, "its share of the server"),  # SQLAlchemy reads pool_size=0 as "no limit"
-    ({"pool_size": 8, "max_overflow": -1}, "not negative"),   # -1: no overflow limit
-    ({"pool_size": 1, "max_overflow": 7}, "connections stay open between requests"),  # 7 of 8 are overflow
-    ({"pool_size": 8.5, "max_overflow": 0}, "whole numbers"),
-    ({"pool_size": True, "max_overflow": 7}, "whole numbers"),
-    ({"pool_size": "8", "max_overflow": "0"}, "whole numbers"),
-    ({"pool_size": 8, "max_overflow": 0, "poolclass": NullPool}, KEYS),   # no pool at all
-    ({"pool_size": 8}, KEYS),
-    ([8, 0], "pass your function pool_settings itself"),
+@pytest.mark.parametrize("answer", [
+    {"pool_size": 8, "max_overflow": 13},   # right for §4's deployment alone: numbers could be right by chance
+    {"pool_size": 8, "max_overflow": 0},
+    nb01.pool_settings_reference(4, 8, 100, 13),   # the function called, not passed
+    [8, 0],
 ])
-def test_q1_the_first_form_still_judges_the_deployment_of_section_4(exercises, answer, why):
+def test_q1_numbers_alone_are_refused_the_function_is_asked_for(exercises, answer):
     status, diff = exercises[0].verdict(answer)
-    assert status == INCORRECT and why in diff, (answer, diff)
+    assert status == INCORRECT and "pass your function pool_settings itself" in diff, (answer, diff)
 
 
 def _holds_connection(engine, user_id):
@@ -202,6 +215,14 @@ def _holds_through_part_of_the_work(engine, user_id):
     return name
 
 
+def _holds_while_waiting_otherwise(engine, user_id):
+    with engine.connect() as conn:   # slow work that is not time.sleep (a wait on another service), connection held
+        name = conn.execute(text("SELECT name FROM users WHERE id = :id"), {"id": user_id}).scalar()
+        threading.Event().wait(0.5)
+    time.sleep(0.5)
+    return name
+
+
 def _wrong_result(engine, user_id):
     return nb01.handle_fixed(engine, user_id).upper()
 
@@ -213,7 +234,7 @@ def _typo(engine, user_id):
     return name
 
 
-HOLDS = ("requests that failed is too high", "no request did its slow work (time.sleep) while it held a connection")
+HOLDS = ("requests that failed is too high", "no request did its slow work while it held a connection")
 
 
 @pytest.mark.parametrize(("handle", "why"), [
@@ -225,6 +246,7 @@ HOLDS = ("requests that failed is too high", "no request did its slow work (time
     (_second_connection, ("took one connection from the pool it was given",)),
     (_no_slow_work, ("rendered its invoice",)),
     (_holds_through_part_of_the_work, HOLDS),
+    (_holds_while_waiting_otherwise, HOLDS),   # times out, or squeezes through and is seen holding
     (_wrong_result, ("results, item 0 (",)),
     (_typo, ("handle() raised ProgrammingError",)),   # the learner is told what their code raised
     (_define("from time import sleep\n\ndef handle(engine, user_id):\n    with engine.connect() as conn:\n"
@@ -263,7 +285,7 @@ def test_q2_a_hard_coded_result_fails(exercises, wb01):
     ({"pool_pre_ping": True, "pool_size": 0}, "bounded QueuePool"),
     ({"pool_pre_ping": True, "max_overflow": -1}, "bounded QueuePool"),
     ({"pool_pre_ping": "no"}, "pool_pre_ping takes True or False, not 'no'"),   # truthy, not True
-    ({"pool_pre_ping": 1}, "pool_pre_ping takes True or False"),
+    ({"pool_pre_ping": "True"}, "pool_pre_ping takes True or False"),
     ({"pool_pre_ping": True, "poolclass": SingletonThreadPool}, "the default QueuePool; these options give it a "
                                                                 "SingletonThreadPool"),
     ("pool_pre_ping=True", "answer with a dict of create_engine options"),
@@ -271,6 +293,13 @@ def test_q2_a_hard_coded_result_fails(exercises, wb01):
 def test_q3_wrong_answers_fail(exercises, options, why):
     status, diff = exercises[2].verdict(options)
     assert status == INCORRECT and why in diff, (options, diff)
+
+
+def test_q3_the_drawn_fill_is_what_the_pool_can_hold(exercises):
+    """A pool of 1 holds one connection at the kill: the failure message says 1, not a drawn number it cannot hold."""
+    for _ in range(3):
+        status, diff = exercises[2].verdict({"pool_size": 1, "max_overflow": 0})
+        assert status == INCORRECT and "connections open at the kill = 1" in diff, diff
 
 
 def _load_handle(tmp_path, source: str):

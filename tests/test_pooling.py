@@ -19,18 +19,19 @@ def url():
     return urls.database_url("tiny")
 
 
-def test_watch_pool_counts_connects_and_checkouts_and_stops_counting_after(url):
+def test_watch_pool_counts_connects_checkouts_and_closes_and_stops_counting_after(url):
     engine = db.make_engine(url, pool_size=2, max_overflow=1)
     try:
         with pooling.watch_pool(engine) as watch:
             held = [engine.connect() for _ in range(3)]
             for conn in held:
-                conn.close()   # the overflow connection is closed; two stay in the pool
+                conn.close()   # the last one back finds two idle in the pool: it is closed; two stay open
             with engine.connect():
                 pass
         with engine.connect():
             pass
-        assert (watch.connects, watch.checkouts) == (3, 4)
+        engine.dispose()   # closes the two idle ones, after the block: not counted
+        assert (watch.connects, watch.checkouts, watch.closes) == (3, 4, 1)
     finally:
         engine.dispose()
 

@@ -20,16 +20,17 @@ if TYPE_CHECKING:
 
 @dataclass
 class PoolWatch:
-    """What one engine's pool did while `watch_pool` ran: server connections opened, checkouts."""
+    """What one engine's pool did while `watch_pool` ran: server connections opened, checkouts, connections closed."""
 
     connects: int = 0
     checkouts: int = 0
+    closes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 @contextmanager
 def watch_pool(engine: Engine) -> Iterator[PoolWatch]:
-    """Count the pool's connects and checkouts while the block runs (notebook 01 §8 writes these listeners out)."""
+    """Count the pool's connects, checkouts and closes while the block runs (notebook 01 §8 writes such listeners out)."""
     watch = PoolWatch()
 
     def on_connect(dbapi_conn, record) -> None:
@@ -40,7 +41,11 @@ def watch_pool(engine: Engine) -> Iterator[PoolWatch]:
         with watch._lock:
             watch.checkouts += 1
 
-    listeners = {"connect": on_connect, "checkout": on_checkout}
+    def on_close(dbapi_conn, record) -> None:
+        with watch._lock:
+            watch.closes += 1
+
+    listeners = {"connect": on_connect, "checkout": on_checkout, "close": on_close}
     for name, fn in listeners.items():
         event.listen(engine, name, fn)
     try:

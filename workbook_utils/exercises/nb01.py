@@ -1,15 +1,16 @@
 """Exercises of notebook 01 (connection pooling): size a deployment, release early, survive a backend kill.
 
 Each checker reads what SQLAlchemy and PostgreSQL really do with an answer, under conditions drawn afresh for every
-check. q1 runs SQLAlchemy's QueuePool with the numbers the learner's rule gives for a dozen deployments drawn at
-random (one of them with no room to spare). q2 serves a burst of drawn size on a pool of drawn size and watches each
-time.sleep: the slow work must not happen while the request holds a connection (the sleep is observed, not waited in
-full). q3 kills the backends of a pool filled to a drawn level, serves a drawn number of requests, and checks that
-the engine still pools.
+check. q1 runs SQLAlchemy's QueuePool with the numbers the learner's rule gives for §4's deployment and a dozen
+drawn at random (one of them with no room to spare). q2 serves a burst of drawn size on a pool of drawn size and
+watches each time.sleep and each checkout: the slow work must not happen while the request holds a connection (the
+sleep is observed, not waited in full; slow work of another kind shows as a long checkout). q3 kills the backends of
+a pool filled to a drawn level, serves a drawn number of requests, and checks that the engine still pools.
 """
 
 from __future__ import annotations
 
+import numbers
 import threading
 import time
 from collections.abc import Callable
@@ -47,7 +48,7 @@ class Deployment:
         return (self.max_connections - self.kept_free) // self.processes
 
 
-CLASSIC = Deployment(4, 8, 100, 13)  # §4's deployment: 3 slots reserved for superusers, 10 kept for admin
+CLASSIC = Deployment(4, 8, 100, 13)  # §4's deployment (3 superuser slots, 10 kept for admin): checked before the drawn
 DEPLOYMENTS = 12  # drawn per check of q1
 
 
@@ -78,9 +79,9 @@ Q1 = Question(
          "processes with `threads` threads each. Every thread serves requests all day, one after another (a steady "
          "load, not a burst). The server allows max_connections, and kept_free of them are not yours (superuser "
          "slots, your headroom for migrations and admin).\n\nReturn each process's pool_size and max_overflow. No thread "
-         "may ever wait for a connection, and no request may open a connection of its own under that load. The "
-         "deployment must fit the server even with every pool at its limit. The checker runs SQLAlchemy's QueuePool "
-         "with your numbers for deployments drawn at random.",
+         "may ever wait for a connection, and under that load no connection may be closed and reopened between "
+         "requests. The deployment must fit the server even with every pool at its limit. The checker runs "
+         "SQLAlchemy's QueuePool with your numbers for deployments drawn at random.",
     shape="```python\ndef pool_settings(processes, threads, max_connections, kept_free):\n"
           "    return {\"pool_size\": …, \"max_overflow\": …}   # whole numbers\n```\nthen `q1.check(pool_settings)`.",
     hint_text="Two facts: a connection that comes back while pool_size connections already sit idle in the pool is "
@@ -93,6 +94,9 @@ Q1 = Question(
                "pool_size of them idle when they come back and closes any that returns to a full pool, so "
                "pool_size = threads keeps them all open. max_overflow may take what is left of the process's share, "
                "and 0 is always safe.\n"
+               "When is it a bad design? When all the processes' threads together are far more than the server can "
+               "run at once (§5: all pools together near cores × 2 + spindles). Then run fewer threads, or give each "
+               "process a smaller pool and let requests wait for a connection (a pool_timeout of a few seconds).\n"
                "Common wrong answers:\n"
                "- a small pool_size with overflow making up the threads: past pool_size, every request opens and "
                "closes a connection of its own;\n"
@@ -123,7 +127,7 @@ def sizing_verdict(answer: dict[str, int], deployment: Deployment = CLASSIC) -> 
         keys = sorted(map(str, answer)) if isinstance(answer, dict) else type(answer).__name__
         raise WrongKind(f"answer with a dict of the keys 'pool_size' and 'max_overflow' only, not {keys}")
     size, overflow = answer["pool_size"], answer["max_overflow"]
-    whole = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (size, overflow))
+    whole = all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0 for n in (size, overflow))
     verdict = {"pool_size and max_overflow are whole numbers, not negative": whole,
                "every thread of a process gets a connection at once": False,
                "under steady load, connections stay open between requests": False,
@@ -131,7 +135,7 @@ def sizing_verdict(answer: dict[str, int], deployment: Deployment = CLASSIC) -> 
     if not whole:
         return verdict
     opened: list[int] = []
-    pool = QueuePool(lambda: opened.append(1) or _StandIn(), pool_size=size, max_overflow=overflow, timeout=0.01)
+    pool = QueuePool(lambda: opened.append(1) or _StandIn(), pool_size=int(size), max_overflow=int(overflow), timeout=0.01)
 
     def checkout(n: int) -> list[Any]:
         held = []
@@ -162,20 +166,15 @@ def sizing_verdict(answer: dict[str, int], deployment: Deployment = CLASSIC) -> 
 
 
 def sizing(answer: Any, draw: Draw) -> dict[str, bool]:
-    """The answer's numbers run through QueuePool for §4's deployment and the drawn ones; the first deployment where
-    a claim fails is named. A dict (the first form of this exercise) is judged on §4's deployment alone."""
-    if isinstance(answer, dict):
-        deployments, settings = [CLASSIC], lambda d: answer
-    elif callable(answer):
-        drawn = draw.pick("deployments", draw_deployments, show=lambda ds: f"{len(ds)} drawn")
-        deployments = [CLASSIC, *drawn]
-
-        def settings(d: Deployment) -> Any:
-            return answer(d.processes, d.threads, d.max_connections, d.kept_free)
-    else:
-        raise WrongKind(f"pass your function pool_settings itself (without calling it), not a {type(answer).__name__}")
-    for deployment in deployments:
-        verdict = sizing_verdict(settings(deployment), deployment)
+    """The rule's numbers run through QueuePool for §4's deployment and the drawn ones; the first deployment where a
+    claim fails is named. Numbers alone (a dict) are refused: they could be right for one deployment by chance."""
+    if not callable(answer) or isinstance(answer, type):
+        raise WrongKind(f"pass your function pool_settings itself (without calling it), not a {type(answer).__name__}: "
+                        f"the checker calls it for deployments it draws")
+    drawn = draw.pick("deployments", draw_deployments, show=lambda ds: f"{len(ds)} drawn")
+    for deployment in [CLASSIC, *drawn]:
+        settings = answer(deployment.processes, deployment.threads, deployment.max_connections, deployment.kept_free)
+        verdict = sizing_verdict(settings, deployment)
         failed = next((claim for claim, holds in verdict.items() if not holds), None)
         if failed:
             raise Unmet(f"for {deployment}: “{failed}” does not hold")
@@ -190,6 +189,9 @@ def handle(engine, user_id):
     return name
 '''
 RENDER_SECONDS = 0.5  # the slow work of the starter; the checker observes each sleep and waits a fifth of it
+LONG_CHECKOUT = 0.8 * RENDER_SECONDS  # a checkout this long held slow work that was not time.sleep (a query: ~1 ms)
+HELD_NOTHING_SLOW = (f"no request did its slow work while it held a connection (a time.sleep, or a checkout of "
+                     f"{LONG_CHECKOUT:g} s or more)")
 SLEEP_SCALE = 0.2
 USERS = 500  # the users a burst draws from (any scale has them)
 NAMES_SCHEMA = "nb01"  # the checker's engine finds `users` here first: a scratch copy whose names only a query returns
@@ -197,7 +199,7 @@ BURST_EXPECTED: dict[str, Any] = {
     "requests that failed": 0,
     "the pool is the one given (its size, no overflow, its pool_timeout)": True,
     "each request took one connection from the pool it was given and queried through it": True,
-    "no request did its slow work (time.sleep) while it held a connection": True,
+    HELD_NOTHING_SLOW: True,
     "every request still rendered its invoice (time.sleep(0.5))": True,
 }
 
@@ -207,8 +209,8 @@ Q2 = Question(
          "requests arrive at once than the pool has connections, the ones that wait past pool_timeout fail.\n\n"
          "Change handle() so that every request succeeds with the same result. Each request still renders its invoice, "
          "queries through the engine it is given, and takes one connection from that pool, which stays as it is. The "
-         "checker draws the pool's size, the burst and the users. It watches every time.sleep: none may happen while "
-         "the request holds a connection.",
+         "checker draws the pool's size, the burst and the users. It watches every time.sleep (none may happen while "
+         "the request holds a connection) and how long each request keeps its connection.",
     shape="`def handle(engine, user_id)` returning the user's name, defined in the cell; then `q2.check(handle)`.",
     hint_text="Which lines of handle() need the connection, and which only need the name?",
     solution_code="def handle(engine, user_id):\n"
@@ -230,14 +232,15 @@ Q2 = Question(
 def scratch_users(wb: Workbook) -> None:
     """A scratch `users` table in nb01 whose names differ from the real ones (reversed), for the first USERS users:
     a handle() that does not query through the engine it is given (names fetched up front, hard-coded) returns the
-    wrong names. Made again at each check, in case a cell changed it."""
+    wrong names. Every column is copied, so the ORM's User (session.get selects them all) loads from it too. Made
+    again at each check, in case a cell changed it."""
     from sqlalchemy import text
 
     with wb.engine.begin() as conn:
         conn.execute(text("SET LOCAL lock_timeout = '5s'"))  # never wait forever on an earlier answer still running
         conn.execute(text(f"DROP TABLE IF EXISTS {NAMES_SCHEMA}.users"))
-        conn.execute(text(f"CREATE TABLE {NAMES_SCHEMA}.users AS SELECT id, initcap(reverse(name)) || ' ' || id AS name "
-                          f"FROM public.users WHERE id <= {USERS}"))
+        conn.execute(text(f"CREATE TABLE {NAMES_SCHEMA}.users AS SELECT * FROM public.users WHERE id <= {USERS}"))
+        conn.execute(text(f"UPDATE {NAMES_SCHEMA}.users SET name = initcap(reverse(name)) || ' ' || id"))
 
 
 def user_ids(wb: Workbook) -> list[int]:
@@ -268,8 +271,9 @@ def draw_burst(draw: Draw, ids: list[int]) -> Burst:
 def burst_verdict(wb: Workbook, handle: Callable[[Engine, int], Any], burst: Burst) -> dict[str, Any]:
     """Run `handle(engine, user_id)` for the burst's users at once on the burst's pool.
 
-    The pool's events say how each request used it (connections opened, checkouts per thread, statements sent
-    through it); time.sleep is observed with what each thread held at that moment, and really waits a fifth.
+    The pool's events say how each request used it (connections opened, checkouts per thread and how long each lasted,
+    statements sent through it); time.sleep is observed with what each thread held at that moment, and really waits a
+    fifth, so slow work of another kind shows as a checkout of LONG_CHECKOUT or more.
     """
     from sqlalchemy import event
 
@@ -283,14 +287,19 @@ def burst_verdict(wb: Workbook, handle: Callable[[Engine, int], Any], burst: Bur
     held: dict[int, int] = {}
     workers: set[int] = set()
     statements = [0]
+    since: dict[int, float] = {}   # each connection record's checkout time
+    longest = [0.0]                # the longest checkout seen, in seconds
 
     def on_checkout(dbapi_conn, record, proxy) -> None:
         with lock:
             held[threading.get_ident()] = held.get(threading.get_ident(), 0) + 1
+            since[id(record)] = time.perf_counter()
 
     def on_checkin(dbapi_conn, record) -> None:
         with lock:
             held[threading.get_ident()] = held.get(threading.get_ident(), 0) - 1
+            if id(record) in since:
+                longest[0] = max(longest[0], time.perf_counter() - since.pop(id(record)))
 
     def on_statement(*_args) -> None:
         with lock:
@@ -323,7 +332,7 @@ def burst_verdict(wb: Workbook, handle: Callable[[Engine, int], Any], burst: Bur
             "the pool is the one given (its size, no overflow, its pool_timeout)": same_pool,
             "each request took one connection from the pool it was given and queried through it":
                 watch.checkouts == n and statements[0] >= n,
-            "no request did its slow work (time.sleep) while it held a connection": not any(s.note for s in sleeps),
+            HELD_NOTHING_SLOW: not any(s.note for s in sleeps) and longest[0] < LONG_CHECKOUT,
             "every request still rendered its invoice (time.sleep(0.5))":
                 run.count("ok") == n and len(slept) == n and min(slept.values()) >= RENDER_SECONDS * 0.999}
 
@@ -365,8 +374,8 @@ Q3 = Question(
                "the pool has just opened is not tested). A failed test replaces that connection and every one opened "
                "before it, without the request noticing, and the connections stay pooled.\n"
                "Common wrong answers:\n"
-               "- pool_recycle=3600: it renews connections by age, busy or idle, and a restart comes whenever it "
-               "comes;\n"
+               "- pool_recycle=3600: it renews a connection at checkout once it is an hour old, however recently it "
+               "was used, and a restart comes whenever it comes;\n"
                "- a tiny pool_recycle: nearly every checkout renews its connection, so nothing is pooled any more;\n"
                "- NullPool: nothing goes stale because nothing is pooled (a connection per request);\n"
                "- pool_size=0 or max_overflow=-1 next to pool_pre_ping: an unbounded pool.")
@@ -383,15 +392,16 @@ def kill_verdict(wb: Workbook, engine_options: dict[str, Any], draw: Draw) -> di
 
     if not isinstance(engine_options, dict):
         raise WrongKind(f"answer with a dict of create_engine options, not a {type(engine_options).__name__}")
-    if "pool_pre_ping" in engine_options and not isinstance(engine_options["pool_pre_ping"], bool):
-        raise WrongKind(f"pool_pre_ping takes True or False, not {engine_options['pool_pre_ping']!r}")
+    ping = engine_options.get("pool_pre_ping", False)
+    if not isinstance(ping, numbers.Integral):   # SQLAlchemy reads any truthy value as True: 'no' would turn it on
+        raise WrongKind(f"pool_pre_ping takes True or False, not {ping!r}")
     engine = wb.make_engine(**engine_options)
     if type(engine.pool) is not QueuePool:  # before anything calls QueuePool's methods on another pool class
         engine.dispose()
         raise WrongKind(f"the engine must keep the default QueuePool; these options give it a "
                         f"{type(engine.pool).__name__}")
     bounded = engine.pool.size() >= 1 and engine.pool._max_overflow >= 0  # 0 and -1 mean "no limit" to SQLAlchemy
-    fill = min(draw.integer("connections open at the kill", 1, 5), max(engine.pool.size(), 1))
+    fill = draw.integer("connections open at the kill", 1, min(5, max(engine.pool.size(), 1)))   # what the pool holds
     requests = draw.integer("requests after the kill", 1, 3)
     start, failed = time.perf_counter(), 0
     try:
