@@ -2,11 +2,14 @@
 
 Each answer is a query, not its result. The checker runs it on the seeded data and on two small made-up datasets
 drawn afresh for every check (temporary tables named users, profiles and posts, which hide the real ones for that
-one session): random ids over a wide range, random regions with a tie at the top, profiles with and without a
-website, and a tie in the number of posts that crosses the top-5 cut. So a number copied from an output, a rule
-read off the seed script, a constant that guesses the made-up data, the right count of the wrong rows, or a tie
-left to chance cannot pass. A tie left to chance is made to fall the wrong way: among the drawn datasets the
-checker keeps one on which the usual query without a tie-break returns the wrong row.
+one session): random ids over a wide range, random names and emails, random regions with a three-way tie at the
+top, profiles with and without a website, and a tie of three or more in the number of posts that crosses the top-5
+cut. So a number copied from an output, a rule read off the seed script, a constant that guesses the made-up data,
+the right count of the wrong rows, or a tie left to chance cannot pass. Every tie is decisive on both datasets: the
+winner the question asks for is in the middle by any other key (first, last or mean id, name, email, length, first
+or last post id), so a tie settled by another rule fails either way. A tie left to chance is made to fall the wrong
+way: the checker keeps a first dataset on which the usual query without a tie-break returns the wrong row.
+A query runs for at most TIMEOUT seconds (statement_timeout).
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ Q2 = Question(
                "Common wrong answers:\n"
                "- `ORDER BY count(*) DESC` alone: tied rows come back in whatever order the plan made them, so the "
                "answer changes with the data, the plan or the server version;\n"
-               "- `region DESC`: the tie broken the other way;\n"
+               "- `region DESC`, or `min(id)`, `length(region)` as the second key: the tie settled by another rule;\n"
                "- a result without `count(*)`: half the question.")
 Q3 = Question(
     name="q3",
@@ -92,6 +95,7 @@ Q3 = Question(
                "both keys. A join through `User` works too.\n"
                "Common wrong answers:\n"
                "- one sort key: ties at the top-5 cut fall whichever way the plan made them;\n"
+               "- `User.name`, `User.email` or `func.min(Post.id)` as the second key: another rule than the question's;\n"
                "- `order_by(Post.user_id)`: the smallest ids, which are the busiest only in the seeded data;\n"
                "- ids copied from an output into `where(Post.user_id.in_(…))`;\n"
                "- an inner join to `Profile`, which drops the authors without a profile.")
