@@ -228,6 +228,7 @@ def test_nb00_q1_takes_text_and_names_a_schema_qualified_table(questions):
 def test_nb00_a_slow_query_is_stopped_with_a_clear_message(questions):
     status, diff = questions[0].verdict("SELECT count(*) FROM users, pg_sleep(20)")
     assert status == INCORRECT and "was stopped (statement_timeout)" in diff, diff
+    assert questions[0].verdict(nb00.Q1_SQL) == (CORRECT, None)  # the session it ran in is usable again
 
 
 def test_nb00_q2_a_missing_column_is_named(questions):
