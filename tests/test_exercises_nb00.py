@@ -63,13 +63,51 @@ def test_nb00_made_up_datasets_are_what_the_docstring_says():
     draws = [nb00.draw_made_up(rng) for _ in range(200)] + regressions
     for d in draws:
         counts = sorted([list(d.regions.values()).count(r) for r in set(d.regions.values())], reverse=True)
-        assert counts[0] == counts[1]                                   # a tie for the most users
+        assert counts[0] == counts[1] == counts[2]                      # a three-way tie for the most users
         ranked = sorted(d.posts.values(), reverse=True)
-        assert ranked[4] == ranked[5]                                   # a tie across the top-5 cut
+        assert ranked[3] == ranked[4] == ranked[5] or ranked[4] == ranked[5] == ranked[6]  # three tied across the cut
         assert None in d.websites.values()                              # a profile without a website
         assert any(user not in d.websites for user, _ in d.q3)         # a busy author without a profile
     assert len({d.q1 for d in draws}) > 15 and max(max(d.regions) for d in draws) > 90_000
     assert len({tuple(sorted(set(d.regions.values()))) for d in draws}) > 20
+
+
+def _tie_breaks(d: nb00.MadeUp) -> dict[str, tuple]:
+    """What each wrong tie-break picks, worked out in Python: q2's region, and q3's top five ids."""
+    by_region: dict[str, list[int]] = {}
+    for user, region in d.regions.items():
+        by_region.setdefault(region, []).append(user)
+    first_post = {u: d.post_owners.index(u) for u in d.posts}
+    last_post = {u: len(d.post_owners) - d.post_owners[::-1].index(u) for u in d.posts}
+    region_keys = {"id": lambda us: us, "name": lambda us: [d.names[u] for u in us],
+                   "email": lambda us: [d.emails[u] for u in us]}
+    picks = {}
+    for desc in (False, True):
+        for what, values in region_keys.items():
+            for agg in (min, max):
+                ranked = sorted(set(d.regions.values()), key=lambda r: agg(values(by_region[r])), reverse=desc)
+                picks[f"q2 {agg.__name__}({what}){' desc' if desc else ''}"] = \
+                    min(ranked, key=lambda r: -len(by_region[r]))  # stable: the first of the most users
+        ranked = sorted(set(d.regions.values()), key=lambda r: sum(by_region[r]), reverse=desc)
+        picks[f"q2 sum(id){' desc' if desc else ''}"] = min(ranked, key=lambda r: -len(by_region[r]))
+        ranked = sorted(set(d.regions.values()), key=len, reverse=desc)
+        picks[f"q2 length(region){' desc' if desc else ''}"] = min(ranked, key=lambda r: -len(by_region[r]))
+        for what, key in [("name", d.names.get), ("email", d.emails.get), ("first post", first_post.get),
+                          ("last post", last_post.get), ("id", int)]:
+            ranked = sorted(d.posts, key=key, reverse=desc)
+            picks[f"q3 {what}{' desc' if desc else ''}"] = tuple(sorted(ranked, key=lambda u: -d.posts[u])[:5])
+    return picks
+
+
+def test_nb00_every_tie_break_but_the_asked_one_picks_another_winner_on_every_made_up_dataset():
+    """A wrong tie-break cannot pass by chance: the tie is decisive on every dataset drawn, not only the first."""
+    for seed in range(300):
+        d = nb00.draw_made_up(random.Random(seed))
+        right = {"q2": d.q2[0], "q3": tuple(u for u, _ in d.q3)}
+        for family, pick in _tie_breaks(d).items():
+            if family != "q3 id":
+                assert pick != right[family[:2]], (seed, family)
+        assert _tie_breaks(d)["q3 id"] == right["q3"]  # the Python above agrees with the question's own order
 
 
 def test_nb00_the_two_made_up_datasets_never_share_an_answer_with_each_other_or_the_seed(wb, questions):
@@ -162,6 +200,40 @@ def test_nb00_q3_wrong_answers_fail_under_every_draw(wb, questions):
         per_user.order_by(func.count().desc(), Post.user_id).limit(6),          # one too many
     ]:
         always_wrong(q3, wrong)
+
+
+def test_nb00_wrong_tie_breaks_fail_under_many_draws(questions):
+    """The reviewer's answers that once passed about half the time (seeds 572004, 308824 replayed them)."""
+    _, q2, q3 = questions
+    by = "SELECT region, count(*) FROM users GROUP BY region ORDER BY count(*) DESC, {} LIMIT 1"
+    joined = select(User.id, func.count(Post.id)).join(Post).group_by(User.id)
+    for exercise, wrong in [(q2, by.format("max(id)")), (q2, by.format("min(email)")), (q2, by.format("length(region)")),
+                            (q3, joined.order_by(func.count(Post.id).desc(), User.name).limit(5)),
+                            (q3, joined.order_by(func.count(Post.id).desc(), User.email).limit(5)),
+                            (q3, select(Post.user_id, func.count()).group_by(Post.user_id)
+                             .order_by(func.count().desc(), func.min(Post.id)).limit(5))]:
+        assert exercise.verdict(wrong, seed=572004)[0] == exercise.verdict(wrong, seed=308824)[0] == INCORRECT
+        for _ in range(8):
+            assert exercise.verdict(wrong)[0] == INCORRECT, (wrong, exercise.last_draw.describe())
+
+
+def test_nb00_q1_takes_text_and_names_a_schema_qualified_table(questions):
+    q1 = questions[0]
+    assert q1.verdict(text(nb00.Q1_SQL)) == (CORRECT, None)  # text(), as §2 teaches
+    status, diff = q1.verdict("SELECT count(*) FROM public.users u "
+                              "WHERE NOT EXISTS (SELECT FROM public.profiles p WHERE p.user_id = u.id)")
+    assert status == INCORRECT and diff.startswith("write profiles, not public.profiles"), diff
+
+
+def test_nb00_a_slow_query_is_stopped_with_a_clear_message(questions):
+    status, diff = questions[0].verdict("SELECT count(*) FROM users, pg_sleep(20)")
+    assert status == INCORRECT and "was stopped (statement_timeout)" in diff, diff
+    assert questions[0].verdict(nb00.Q1_SQL) == (CORRECT, None)  # the session it ran in is usable again
+
+
+def test_nb00_q2_a_missing_column_is_named(questions):
+    status, diff = questions[1].verdict("SELECT region FROM users GROUP BY region ORDER BY count(*) DESC, region LIMIT 1")
+    assert status == INCORRECT and diff.startswith("your query returns 1 column; the question asks for 2"), diff
 
 
 def test_nb00_q3_rejects_sql_text_inside_select(questions):

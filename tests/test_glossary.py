@@ -5,13 +5,16 @@
   SQLAlchemy wraps it in the class the row says;
 - every lock mode the notebooks name (`ACCESS EXCLUSIVE`, `AccessExclusiveLock`, `FOR NO KEY UPDATE` …) has its row;
 - the conflicts each lock row states are the ones the server enforces: a second session asks for every mode with
-  NOWAIT while the first holds each mode in turn, on a table and on a row.
+  NOWAIT while the first holds each mode in turn, on a table and on a row;
+- the rows' examples raise what the rows say (42P08 and 42P18's parameters, 53300 refused at connect time with no
+  SQLSTATE), and the terms the notebooks lean on have their line.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -178,3 +181,40 @@ def test_links_into_00_land_on_one_of_its_headings():
              for anchor in re.findall(rf"{re.escape(start.name)}#([^)\s]+)", text)}
     links |= {("00", anchor) for anchor in re.findall(r"\]\(#([^)\s]+)\)", used_sources()[start.name])}
     assert {anchor for _, anchor in links} <= anchors, sorted(links)
+
+
+def test_the_parameter_type_examples_raise_the_codes_their_rows_give(table):
+    """42P08's example uses the parameter twice; the same test alone raises 42P18 (psycopg sends None untyped)."""
+    codes = _sqlstates()
+    twice, alone = "(:region IS NULL OR u.region = :region)", ":region IS NULL"
+    assert twice in codes["42P08"][-1] and f"`{alone}` alone" in codes["42P18"][-1]
+    with db.connect(table) as conn:
+        for example, code in [(twice, "42P08"), (alone, "42P18")]:
+            sql = f"SELECT 1 FROM t u WHERE {example}".replace("u.region", "u.note").replace(":region", "%(region)s")
+            with pytest.raises(psycopg.Error) as raised:
+                conn.execute(sql, {"region": None}, prepare=True)
+            assert raised.value.sqlstate == code, (example, raised.value.sqlstate)
+
+
+def test_a_connection_refused_at_connect_time_carries_no_sqlstate(scratch_db):
+    """53300 at connect time: a plain OperationalError whose sqlstate is None, the code only in the message."""
+    from workbook_utils import urls
+
+    assert "`sqlstate` is `None`" in _sqlstates()["53300"][-1]
+    role = f"glossary_limited_{uuid.uuid4().hex[:8]}"
+    with db.connect(urls.admin_url()) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0 PASSWORD 'glossary'")
+    try:
+        refused = psycopg.conninfo.make_conninfo(scratch_db, user=role, password="glossary")
+        with pytest.raises(psycopg.OperationalError) as raised:
+            psycopg.connect(refused, connect_timeout=5)
+        assert type(raised.value) is psycopg.OperationalError and raised.value.sqlstate is None
+        assert "too many connections" in str(raised.value)
+    finally:
+        with db.connect(urls.admin_url()) as admin:
+            admin.execute(f"DROP ROLE {role}")
+
+
+def test_the_terms_the_notebooks_use_have_their_line():
+    terms = next(rows for heading, rows in glossary_rows().items() if heading == "Terms")
+    assert {"pre-ping", "checkout", "lazy loading", "autocommit", "phantom", "autovacuum", "work_mem"} <= set(terms)

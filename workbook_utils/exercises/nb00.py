@@ -2,16 +2,22 @@
 
 Each answer is a query, not its result. The checker runs it on the seeded data and on two small made-up datasets
 drawn afresh for every check (temporary tables named users, profiles and posts, which hide the real ones for that
-one session): random ids over a wide range, random regions with a tie at the top, profiles with and without a
-website, and a tie in the number of posts that crosses the top-5 cut. So a number copied from an output, a rule
-read off the seed script, a constant that guesses the made-up data, the right count of the wrong rows, or a tie
-left to chance cannot pass. A tie left to chance is made to fall the wrong way: among the drawn datasets the
-checker keeps one on which the usual query without a tie-break returns the wrong row.
+one session): random ids over a wide range, random names and emails, random regions with a three-way tie at the
+top, profiles with and without a website, and a tie of three or more in the number of posts that crosses the top-5
+cut. So a number copied from an output, a rule read off the seed script, a constant that guesses the made-up data,
+the right count of the wrong rows, or a tie left to chance cannot pass. Every tie is decisive on both datasets: the
+winner the question asks for is in the middle by any other key (first, last or mean id, name, email, length, first
+or last post id), so a tie settled by another rule fails either way. A tie left to chance is made to fall the wrong
+way: the checker keeps a first dataset on which the usual query without a tie-break returns the wrong row.
+A query is stopped (statement_timeout) after TIMEOUT seconds on made-up data, and on the seeded data after ten times
+the reference's time (TIMEOUT at least).
 """
 
 from __future__ import annotations
 
 import random
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +34,8 @@ if TYPE_CHECKING:
 SEEDED = "your result on this database"
 MADE_UP = ("your result on a made-up dataset", "your result on a second made-up dataset")
 REGIONS = ("africa", "andes", "apac", "baltics", "caribbean", "eu", "latam", "mena", "nordics", "oceania", "us")
+TIMEOUT = 3  # seconds a query may run in a check (statement_timeout); on the seeded data at least 10× the reference's
+REFERENCE_TIMEOUT = 120  # the reference's own bound, on the largest scale and a busy machine
 TRIES = 60  # draws of a made-up dataset before the checker gives up on making a tie fall the wrong way
 
 # The reference solutions, run to get the expected values and printed by q.solution().
@@ -65,7 +73,7 @@ Q2 = Question(
     name="q2",
     text="Write the SQL (as a string) that returns one row: the region with the most users, and its number of users. "
     "On a tie, the region first in alphabetical order wins.",
-    shape='a string holding one `SELECT` whose result is one row, e.g. `("eu", 41)`.',
+    shape='a string holding one `SELECT` whose result is one row of two columns, e.g. `("a region", 123)`.',
     hint_text="Count users per region, then sort. One sort key cannot settle a tie: what does the question say "
               "decides it?",
     solution_code=f'q2.check("{Q2_SQL}")',
@@ -74,7 +82,7 @@ Q2 = Question(
                "Common wrong answers:\n"
                "- `ORDER BY count(*) DESC` alone: tied rows come back in whatever order the plan made them, so the "
                "answer changes with the data, the plan or the server version;\n"
-               "- `region DESC`: the tie broken the other way;\n"
+               "- `region DESC`, or `min(id)`, `length(region)` as the second key: the tie settled by another rule;\n"
                "- a result without `count(*)`: half the question.")
 Q3 = Question(
     name="q3",
@@ -90,7 +98,8 @@ Q3 = Question(
                "both keys. A join through `User` works too.\n"
                "Common wrong answers:\n"
                "- one sort key: ties at the top-5 cut fall whichever way the plan made them;\n"
-               "- `order_by(Post.user_id)`: the smallest ids, which are the busiest only in the seed;\n"
+               "- `User.name`, `User.email` or `func.min(Post.id)` as the second key: another rule than the question's;\n"
+               "- `order_by(Post.user_id)`: the smallest ids, which are the busiest only in the seeded data;\n"
                "- ids copied from an output into `where(Post.user_id.in_(…))`;\n"
                "- an inner join to `Profile`, which drops the authors without a profile.")
 QUESTIONS = (Q1, Q2, Q3)
@@ -98,17 +107,24 @@ QUESTIONS = (Q1, Q2, Q3)
 
 @dataclass(frozen=True)
 class MadeUp:
-    """A small made-up dataset: each user's id and region, the websites of those who have a profile (None: a
-    profile without one), and the number of posts of those who have some."""
+    """A small made-up dataset: each user's id, region, name and email, the websites of those who have a profile
+    (None: a profile without one), and the owner of each post in post id order."""
 
     regions: dict[int, str]
     websites: dict[int, str | None]
-    posts: dict[int, int]
+    names: dict[int, str]
+    emails: dict[int, str]
+    post_owners: list[int]
 
     def __str__(self) -> str:
         ids = sorted(self.regions)
         return (f"{len(ids)} users (ids {ids[0]}…{ids[-1]}), {len(set(self.regions.values()))} regions, "
-                f"{sum(self.posts.values())} posts")
+                f"{len(self.post_owners)} posts")
+
+    @property
+    def posts(self) -> dict[int, int]:
+        """The number of posts of each user who has some."""
+        return dict(Counter(self.post_owners))
 
     @property
     def q1(self) -> int:
@@ -116,10 +132,7 @@ class MadeUp:
 
     @property
     def q2(self) -> tuple[str, int]:
-        counts: dict[str, int] = {}
-        for region in self.regions.values():
-            counts[region] = counts.get(region, 0) + 1
-        return min(counts.items(), key=lambda rc: (-rc[1], rc[0]))
+        return min(Counter(self.regions.values()).items(), key=lambda rc: (-rc[1], rc[0]))
 
     @property
     def q3(self) -> list[tuple[int, int]]:
@@ -127,32 +140,118 @@ class MadeUp:
 
     @property
     def params(self) -> dict[str, Any]:
-        owners = [user for user, n in self.posts.items() for _ in range(n)]
-        return {"ids": list(self.regions), "regions": list(self.regions.values()), "profile_ids": list(self.websites),
-                "websites": list(self.websites.values()), "post_owners": owners}
+        ids = list(self.regions)
+        return {"ids": ids, "regions": list(self.regions.values()), "names": [self.names[u] for u in ids],
+                "emails": [self.emails[u] for u in ids], "profile_ids": list(self.websites),
+                "websites": list(self.websites.values()), "post_owners": self.post_owners}
+
+
+def _word(rng: random.Random) -> str:
+    """Eight random lower-case letters: one length, so every collation sorts them as Python does."""
+    return "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=8))
+
+
+def _nest(rng: random.Random, values: list[Any], groups: list[list[int]]) -> dict[int, Any]:
+    """`values` dealt to the users of three groups (outer, right, inner) so that the outer group holds the smallest
+    and largest value, the right group the next two: its min and its max both rank in the middle of the three."""
+    ordered = sorted(values)
+    outer, right, inner = (list(g) for g in groups)
+    middle = ordered[2:-2]
+    rng.shuffle(middle)
+    rest = outer[1:-1] + right[1:-1] + inner
+    dealt = {outer[0]: ordered[0], outer[-1]: ordered[-1], right[0]: ordered[1], right[-1]: ordered[-2]}
+    return dealt | dict(zip(rest, middle, strict=True))
+
+
+def _tied_regions(rng: random.Random) -> list[str]:
+    """Three regions for the tie at the top, as (outer, right, inner): the right one is first in alphabetical
+    order and its length lies strictly between the other two's, so no length or name order but the asked one
+    picks it."""
+    while True:
+        trio = rng.sample(REGIONS, 3)
+        right = min(trio)
+        short, long = sorted((r for r in trio if r != right), key=len)
+        if len(short) < len(right) < len(long):
+            return [short, right, long] if rng.random() < 0.5 else [long, right, short]
 
 
 def draw_made_up(rng: random.Random) -> MadeUp:
-    """Random regions (a tie at the top), profiles (some without a website) and posts (a tie across the top-5 cut)."""
-    names = rng.sample(REGIONS, rng.randint(3, 6))
-    top, tied = rng.randint(3, 12), rng.randint(2, min(3, len(names)))
-    labels = [r for i, r in enumerate(names) for _ in range(top if i < tied else rng.randint(1, top - 1))]
-    rng.shuffle(labels)
-    ids = rng.sample(range(1, 100_000), len(labels))
-    regions = dict(zip(ids, labels, strict=True))
-    with_profile = rng.sample(ids, rng.randint(2, len(ids) - 2))
-    websites = {u: (f"https://example.com/~{u}" if rng.random() < 0.6 else None) for u in with_profile}
-    websites[with_profile[0]] = None  # at least one profile without a website
-    owners, tie = rng.sample(ids, min(len(ids), rng.randint(7, 12))), rng.randint(2, 6)
-    start, end = rng.randint(2, 5), rng.randint(6, min(8, len(owners)))  # positions start..end tie: across the cut
+    """Random regions (a three-way tie at the top), profiles (some without a website), posts (a tie of three or more
+    across the top-5 cut) and names and emails in no relation to the ids. Every tie is decisive: any other sort
+    key than the asked one (a name, an email, a length, the first, last or mean id, the first or last post id, either
+    way) picks another winner."""
+    trio = _tied_regions(rng)
+    others = rng.sample([r for r in REGIONS if r not in trio], rng.randint(0, 3))
+    top = rng.randint(3, 12)
+    sizes = [top] * 3 + [rng.randint(1, top - 1) for _ in others]
+    n_users = sum(sizes)
+    labels = [region for region, size in zip(trio + others, sizes, strict=True) for _ in range(size)]
+    tied = [list(range(i * top, (i + 1) * top)) for i in range(3)]  # places 0…3·top-1: the tied regions' users
+    ids = _nested_ids(rng, n_users, tied)
+    regions = {ids[place]: label for place, label in enumerate(labels)}
+    tied = [[ids[place] for place in g] for g in tied]
+    owners = rng.sample(list(regions), min(n_users, rng.randint(7, 12)))
+    tie, start = rng.randint(2, 6), rng.randint(2, 5)
+    end = rng.randint(max(6, start + 2), min(8, len(owners)))  # positions start..end tie: three or more, across the cut
     above = sorted(rng.sample(range(tie + 1, tie + 15), start - 1), reverse=True)
     counts = above + [tie] * (end - start + 1) + [rng.randint(1, tie - 1) for _ in owners[end:]]
-    posts = dict(zip(owners, counts, strict=True))
-    made_up = MadeUp(regions, websites, posts)
-    keep = with_profile[0]  # the profile without a website stays
+    tied_authors = sorted(owners[start - 1:end])  # the first is the one the question's order puts first
+    right, outer = tied_authors[0], rng.choice(tied_authors[1:])
+    names = _decisive_words(rng, list(regions), tied, right, tied_authors)
+    emails = {u: f"{w}@example.com" for u, w in _decisive_words(rng, list(regions), tied, right, tied_authors).items()}
+    post_owners = _post_order(rng, dict(zip(owners, counts, strict=True)), right, outer)
+    with_profile = rng.sample(list(regions), rng.randint(2, n_users - 2))
+    websites = {u: (f"https://example.com/~{u}" if rng.random() < 0.6 else None) for u in with_profile}
+    websites[with_profile[0]] = None  # at least one profile without a website
+    made_up = MadeUp(regions, websites, names, emails, post_owners)
     if all(u in websites for u, _ in made_up.q3):  # a busy author without a profile: an inner join drops them
-        del websites[rng.choice([u for u, _ in made_up.q3 if u != keep])]
+        del websites[rng.choice([u for u, _ in made_up.q3 if u != with_profile[0]])]
     return made_up
+
+
+def _nested_ids(rng: random.Random, n_users: int, tied: list[list[int]]) -> list[int]:
+    """Random ids for the places 0…n_users-1: nested for the tied regions' places, the right region's mean id in the
+    middle of the three (drawn again until it is)."""
+    for _ in range(TRIES):
+        ids = rng.sample(range(1, 100_000), n_users)
+        ids[:3 * len(tied[0])] = [id_of for _, id_of in sorted(_nest(rng, ids[:3 * len(tied[0])], tied).items())]
+        means = [sum(ids[place] for place in g) / len(g) for g in tied]
+        if sorted(means)[1] == means[1]:
+            return ids
+    raise RuntimeError(f"no nested ids in {TRIES} draws")  # a bug of the checker, not of an answer
+
+
+def _decisive_words(rng: random.Random, users: list[int], tied: list[list[int]], right: int,
+                    tied_authors: list[int]) -> dict[int, str]:
+    """Random distinct words for the users: nested for the tied regions, and the tied author the question puts
+    first is neither first nor last among the tied authors (drawn again until it is)."""
+    tied = [_ends_first(g, tied_authors, right) for g in tied]
+    for _ in range(TRIES):
+        words: set[str] = set()
+        while len(words) < len(users):
+            words.add(_word(rng))
+        dealt = dict(zip(users, rng.sample(sorted(words), len(users)), strict=True))
+        dealt |= _nest(rng, [dealt[u] for g in tied for u in g], tied)
+        ranked = sorted(tied_authors, key=dealt.__getitem__)
+        if right not in (ranked[0], ranked[-1]):
+            return dealt
+    raise RuntimeError(f"no decisive words in {TRIES} draws")  # a bug of the checker, not of an answer
+
+
+def _ends_first(group: list[int], authors: list[int], right: int) -> list[int]:
+    """The group with users who are not tied authors at its ends (never `right`): `_nest` gives the ends the
+    extreme words, so the tied authors keep words from the middle."""
+    ends = ([u for u in group if u not in authors] + [u for u in group if u in authors and u != right])[:2]
+    return [ends[0], *(u for u in group if u not in ends), ends[1]]
+
+
+def _post_order(rng: random.Random, counts: dict[int, int], right: int, outer: int) -> list[int]:
+    """Each post's owner in post id order: `outer` owns the first and last post, `right` the second and the
+    second to last, so the tied author the question puts first has neither the smallest nor the largest first
+    or last post id among the tied."""
+    middle = [u for u, n in counts.items() for _ in range(n - 2 if u in (right, outer) else n)]
+    rng.shuffle(middle)
+    return [outer, right, *middle, right, outer]
 
 
 def plausible(made_up: MadeUp, avoid: list[tuple[Any, ...]]) -> bool:
@@ -172,14 +271,15 @@ MADE_UP_TABLES = ["CREATE TEMP TABLE IF NOT EXISTS users (LIKE public.users INCL
 LOAD = [
     "TRUNCATE users, profiles, posts",
     """INSERT INTO users (id, email, name, region, created_at)
-       SELECT id, 'made-up' || id || '@example.com', 'Made Up ' || id, region, '2025-01-01 00:00+00'
-       FROM unnest(%(ids)s::bigint[], %(regions)s::text[]) AS t(id, region)""",
+       SELECT id, email, name, region, '2025-01-01 00:00+00'
+       FROM unnest(%(ids)s::bigint[], %(emails)s::text[], %(names)s::text[], %(regions)s::text[])
+            AS t(id, email, name, region)""",
     """INSERT INTO profiles (user_id, display_name, website)
        SELECT user_id, 'made-up ' || user_id, website
        FROM unnest(%(profile_ids)s::bigint[], %(websites)s::text[]) AS t(user_id, website)""",
     """INSERT INTO posts (id, user_id, title, body, created_at)
-       SELECT row_number() OVER (), user_id, 'made-up post', 'text', '2025-01-01 00:00+00'
-       FROM unnest(%(post_owners)s::bigint[]) AS t(user_id)""",
+       SELECT id, user_id, 'made-up post', 'text', '2025-01-01 00:00+00'
+       FROM unnest(%(post_owners)s::bigint[]) WITH ORDINALITY AS t(user_id, id)""",
 ]
 
 
@@ -226,8 +326,8 @@ class NotAQuery(WrongKind):
 
 
 def _statement(answer: Any, select_only: bool) -> Any:
-    """The answer as something a connection executes: SQL text that only reads (a string), or a select()."""
-    from sqlalchemy import Select, text
+    """The answer as something a connection executes: SQL text that only reads (a string or text()), or a select()."""
+    from sqlalchemy import Select, TextClause, text
 
     if isinstance(answer, Select):
         if select_only:
@@ -235,6 +335,8 @@ def _statement(answer: Any, select_only: bool) -> Any:
         return answer
     if select_only:
         raise NotAQuery(f"this question asks for a SQLAlchemy select() (got: {type(answer).__name__})")
+    if isinstance(answer, TextClause):  # text("SELECT …"), as §2 teaches: its SQL is read like a string's
+        answer = answer.text
     if not isinstance(answer, str):
         raise NotAQuery(f"pass the SQL text of your query (a string holding a SELECT), not its result (got: "
                         f"{type(answer).__name__}): the checker runs your query on made-up datasets too")
@@ -243,6 +345,10 @@ def _statement(answer: Any, select_only: bool) -> Any:
         raise NotAQuery(f"pass a query, a SELECT (your SQL is {sqltree._spoken(node)})")
     if sqltree.writes(node):
         raise NotAQuery("pass a query that only reads: yours also changes rows (an INSERT, UPDATE or DELETE in it)")
+    if qualified := sorted(name for name in sqltree.tables(answer) if "." in name):
+        bare = qualified[0].rpartition(".")[2]
+        raise NotAQuery(f"write {bare}, not {qualified[0]}: the checker swaps in made-up tables named {bare}, which "
+                        "only an unqualified name reaches")
     return text(answer)
 
 
@@ -271,17 +377,40 @@ def _value(rows: list[tuple]) -> Any:
     return rows[0][0] if len(rows) == 1 and len(rows[0]) == 1 else rows
 
 
+def _rows(conn: Connection, statement: Any, seconds: float = TIMEOUT) -> tuple[int, Any]:
+    """(number of columns, value) of what `statement` returns; stopped after `seconds` like any runaway query."""
+    from sqlalchemy.exc import OperationalError
+
+    conn.exec_driver_sql(f"SET LOCAL statement_timeout = '{round(seconds * 1000)}ms'")
+    try:
+        result = conn.execute(statement)
+        return len(result.keys()), _value([tuple(r) for r in result])
+    except OperationalError as error:
+        if getattr(error.orig, "sqlstate", None) != "57014":
+            raise
+        conn.rollback()
+        raise NotAQuery(f"your query ran for more than {seconds:.0f} s and was stopped (statement_timeout): a right "
+                        "answer takes a fraction of that here") from None
+
+
 def results(wb: Workbook, made_up_engine: Engine, seeded: tuple[Any, ...], draw: Draw, answers: list[Any],
             select_only: bool = False) -> list[dict[str, Any]]:
     """What each query returns on this database and on the two made-up datasets (nothing is ever committed).
 
-    The reference comes first in `answers`: it runs before a learner's query can break the session.
+    The reference comes first in `answers`: it runs before a learner's query can break the session. A learner's
+    query that returns another number of columns than the reference's is told so at once.
     """
     statements = [_statement(answer, select_only) for answer in answers]
     outs: list[dict[str, Any]] = [{} for _ in statements]
     with wb.engine.connect() as conn:  # never committed: a query that writes leaves nothing behind
-        for out, statement in zip(outs, statements, strict=True):
-            out[SEEDED] = _value([tuple(r) for r in conn.execute(statement)])
+        started = time.perf_counter()
+        width, outs[0][SEEDED] = _rows(conn, statements[0], seconds=REFERENCE_TIMEOUT)  # the reference, at any scale
+        widths, allowed = [width], max(TIMEOUT, 10 * (time.perf_counter() - started))
+        for out, statement in zip(outs[1:], statements[1:], strict=True):
+            width, out[SEEDED] = _rows(conn, statement, allowed)
+            widths.append(width)
+        if len(widths) == 2 and widths[0] != widths[1]:
+            raise NotAQuery(f"your query returns {_columns(widths[1])}; the question asks for {_columns(widths[0])}")
     with made_up_engine.connect() as conn:  # one pooled session: its temporary tables hide the real ones there only
         for sql in MADE_UP_TABLES:
             conn.exec_driver_sql(sql)
@@ -291,8 +420,12 @@ def results(wb: Workbook, made_up_engine: Engine, seeded: tuple[Any, ...], draw:
         for label, made_up in zip(MADE_UP, pair, strict=True):
             load_made_up(conn, made_up)
             for out, statement in zip(outs, statements, strict=True):
-                out[label] = _value([tuple(r) for r in conn.execute(statement)])
+                out[label] = _rows(conn, statement)[1]
     return outs
+
+
+def _columns(n: int) -> str:
+    return "1 column" if n == 1 else f"{n} columns"
 
 
 def load(wb: Workbook) -> tuple[Any, Any, Any]:
