@@ -251,7 +251,9 @@ def statements_missing(engine: Engine) -> str | None:
 
     try:
         with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT queryid FROM pg_stat_statements LIMIT 1").all()
+            conn.exec_driver_sql("SELECT queryid FROM pg_stat_statements WHERE userid = current_user::regrole "
+                                 "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                                 "LIMIT 1").all()
     except DBAPIError as error:
         return first_line(error.orig or error)
     return None
