@@ -13,6 +13,8 @@ from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb05
 from .elsewhere import alive, another_role
 
 ANSWERS = '''
+import time
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -124,6 +126,43 @@ def fk_quoted_in_one_transaction():
 
 def fk_never_validated():
     op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+
+
+def fk_both_in_one_execute():
+    with op.get_context().autocommit_block():
+        op.execute("ALTER TABLE posts ADD CONSTRAINT posts_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) "
+                   "NOT VALID; ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
+
+
+def index_then_table_lock():
+    with op.get_context().autocommit_block():
+        op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
+    op.execute("LOCK TABLE posts IN SHARE MODE")
+    op.execute("SELECT pg_sleep(0.5)")
+
+
+def lock_every_row_first_then_batches():
+    conn = op.get_bind()
+    with op.get_context().autocommit_block():
+        conn.exec_driver_sql("BEGIN")
+        conn.execute(sa.text("SELECT id FROM users ORDER BY id FOR UPDATE SKIP LOCKED")).all()
+        time.sleep(0.5)
+        conn.exec_driver_sql("COMMIT")
+        lo, hi = conn.execute(sa.text("SELECT min(id) - 1, max(id) FROM users")).one()
+        for start in range(lo, hi, 5):
+            conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
+                                 "WHERE id > :lo AND id <= :hi"), {"lo": start, "hi": start + 5})
+
+
+def fill_all_but_held_then_batches_again():
+    conn = op.get_bind()
+    with op.get_context().autocommit_block():
+        conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
+                             "WHERE id IN (SELECT id FROM users FOR UPDATE SKIP LOCKED)"))
+        lo, hi = conn.execute(sa.text("SELECT min(id) - 1, max(id) FROM users")).one()
+        for start in range(lo, hi, 5):
+            conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
+                                 "WHERE id > :lo AND id <= :hi"), {"lo": start, "hi": start + 5})
 '''
 
 
@@ -176,6 +215,7 @@ def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
              (q1, wrong.partial_index, "every row"),
              (q1, wrong.concurrently_in_transaction, "ActiveSqlTransaction"),
              (q1, wrong.no_index, "valid index"),
+             (q1, wrong.index_then_table_lock, "waited"),                      # a lock taken after the build
              (q1, wrong.wrong_column, "valid index"),
              (q2, starter_fill.one, "tenth of the rows"),
              (q2, wrong.batches_in_one_transaction, "tenth of the rows"),     # batches that never commit
@@ -185,12 +225,15 @@ def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
              (q2, wrong.batched_wrong_value, "email's domain"),
              (q2, wrong.small_batches_then_one_update, "tenth of the rows"),  # beyond the held row
              (q2, wrong.skip_locked_never_back, "email's domain"),           # the held row left empty
+             (q2, wrong.lock_every_row_first_then_batches, "tenth of the rows"),  # FOR UPDATE, seen while held
+             (q2, wrong.fill_all_but_held_then_batches_again, "tenth of the rows"),  # rewritten rows: the log
              (q3, starter_fk.validating, "NOT VALID"),
              (q3, wrong.fk_validating_in_autocommit, "NOT VALID"),            # scans under SHARE ROW EXCLUSIVE
              (q3, wrong.fk_validating_then_commit, "NOT VALID"),              # commits only after the scan
              (q3, wrong.fk_steps_in_one_transaction, "committed"),            # the sheet's form (row 32)
              (q3, wrong.fk_quoted_in_one_transaction, "committed"),           # a quoted name, read right
-             (q3, wrong.fk_never_validated, "validated")]
+             (q3, wrong.fk_never_validated, "validated"),
+             (q3, wrong.fk_both_in_one_execute, "committed")]                 # one query string, one transaction
     for exercise, answer, why in cases:
         status, diff = exercise.verdict(answer)
         assert status == INCORRECT and why in diff, (exercise.name, answer.__name__, diff)

@@ -79,7 +79,8 @@ def _sql(wb: Workbook, sql: str) -> Any:
 
 
 def index_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
-    """Lint the answer's offline SQL, then run it while a request's transaction is open on posts."""
+    """Lint the answer's offline SQL, then run it while a request's transaction is open on posts; a write probes
+    posts once the build waits for that request, and again at the revision's end (its transaction held open)."""
     from alembic import command
 
     from .. import db, migrations
@@ -88,9 +89,10 @@ def index_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
 
     _copies(wb)
     libpq = wb.url.replace("+psycopg", "")
+    hold = migrations.Hold(timeout=20)
     with tempfile.TemporaryDirectory() as folder:
-        cfg = _config(wb, upgrade, folder)
-        findings = migrations.squawk(migrations.offline_sql(cfg, "ex1"))
+        findings = migrations.squawk(migrations.offline_sql(_config(wb, upgrade, folder), "ex1"))
+        cfg = _config(wb, upgrade, folder, on_version_apply=[hold])
         with db.connect(libpq, autocommit=False, application_name=wb.app_name) as writer, \
                 db.connect(libpq, application_name=wb.app_name) as observer:
             since = migrations.server_now(observer)
@@ -103,6 +105,12 @@ def index_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
             except WorkbookError:  # the migration never waited (it built nothing, or failed at once)
                 late_waited = False
             writer.rollback()
+            try:  # and a write at the revision's end (its transaction held open): a lock taken after the build
+                if hold.reached.wait(20):
+                    late_waited = late_waited or migrations.probe(libpq, wb.app_name,
+                                                                  f"UPDATE {SCHEMA}.posts SET id = id WHERE id = 2")
+            finally:
+                hold.release()
             run.result(timeout=30)
     valid = _sql(wb, f"SELECT coalesce(bool_and(indisvalid AND indpred IS NULL), false) FROM pg_index "
                      f"WHERE indrelid = '{SCHEMA}.posts'::regclass AND indkey::text = (SELECT attnum::text "
@@ -117,12 +125,25 @@ BACKFILL_CLAIMS = ("every row holds its email's domain",
                    "other sessions saw rows filled in while it ran (batches committed)")
 
 
+# Each row an UPDATE writes, logged with its (top-level) transaction: a row written twice keeps both writers.
+WRITTEN_BY = f"""
+    CREATE TABLE written_by (xid bigint, id bigint);
+    CREATE FUNCTION log_written() RETURNS trigger LANGUAGE plpgsql AS
+      'BEGIN INSERT INTO {SCHEMA}.written_by SELECT txid_current(), id FROM written; RETURN NULL; END';
+    CREATE TRIGGER written_by AFTER UPDATE ON users REFERENCING NEW TABLE AS written
+      FOR EACH STATEMENT EXECUTE FUNCTION log_written()"""
+LARGEST_WRITER = f"SELECT coalesce(max(n), 0) FROM (SELECT count(DISTINCT id) AS n FROM {SCHEMA}.written_by GROUP BY xid) t"
+# Rows whose xmax is the backfill's open transaction: those it has updated or locked (FOR UPDATE) and not yet released.
+LOCKED_BY = (f"SELECT count(*) FROM {SCHEMA}.users WHERE xmax = "
+             "(SELECT backend_xid FROM pg_stat_activity WHERE pid = %s)")
+
+
 def _held_row(wb: Workbook, draw: Draw) -> tuple[int, int]:
     """Copies whose users are shaped by the draw (ids shifted, some missing); (their number, the id to hold)."""
     offset = draw.integer("users' ids shifted by", 0, 500)
     gap = draw.integer("every nth user deleted", 3, 9)
     _copies(wb, f"ALTER TABLE users ADD COLUMN email_domain text; UPDATE users SET id = -id; "
-                f"UPDATE users SET id = -id + {offset}; DELETE FROM users WHERE id % {gap} = 0")
+                f"UPDATE users SET id = -id + {offset}; DELETE FROM users WHERE id % {gap} = 0; {WRITTEN_BY}")
     rows = _sql(wb, f"SELECT count(*) FROM {SCHEMA}.users")
     position = draw.integer("held row's position (%)", 25, 75)
     held = _sql(wb, f"SELECT id FROM {SCHEMA}.users ORDER BY id OFFSET {rows * position // 100} LIMIT 1")
@@ -132,8 +153,9 @@ def _held_row(wb: Workbook, draw: Draw) -> tuple[int, int]:
 def backfill_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw) -> dict[str, Any]:
     """Run the answer while a request holds one row (drawn, between a quarter and three quarters of the ids). If the
     backfill waits for that row, count from another session the rows it holds locked and those already committed;
-    if it goes around the row, let the row go once every other row is filled. Afterwards, each row's xmin says which
-    transaction wrote it: the largest transaction's rows were all locked at once, wherever the held row was."""
+    if it goes around the row, let the row go once every other row is filled. All along, count the rows whose xmax
+    is the backfill's open transaction (updated or locked FOR UPDATE by it). Afterwards, a trigger's log says which
+    transactions wrote each row: the largest one's rows were all locked at once, even if later batches rewrote them."""
     from alembic import command
 
     from .. import db, migrations
@@ -149,14 +171,19 @@ def backfill_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw) -> d
             since = migrations.server_now(observer)
             request.execute(f"UPDATE {SCHEMA}.users SET name = name WHERE id = %s", [held])  # one row, held
             run = migrations.in_background(command.upgrade, cfg, "ex1")
+            pid = None
             try:
                 pid = migrations.session_pid(observer, cfg.attributes["application_name"], 5, since)
                 locked, committed = _while_held(observer, run, pid, rows)
             finally:
                 request.rollback()
+            while pid and not run.done():  # the rest of the run, after the row was let go
+                locked = max(locked, observer.execute(LOCKED_BY, [pid]).fetchone()[0])
+                futures.wait([run], timeout=0.01)
             run.result(timeout=30)
             largest = observer.execute(f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM {SCHEMA}.users "
                                        "WHERE xmin::text <> ALL(%s) GROUP BY xmin::text) t", [copied]).fetchone()[0]
+            largest = max(largest, observer.execute(LARGEST_WRITER).fetchone()[0])
     wrong = _sql(wb, f"SELECT count(*) FROM {SCHEMA}.users "
                      "WHERE email_domain IS DISTINCT FROM split_part(email, '@', 2)")
     holds = (wrong == 0, max(locked, largest) <= max(1, rows // 10), committed > 0)
@@ -164,21 +191,22 @@ def backfill_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw) -> d
 
 
 def _while_held(observer: Any, run: Any, pid: int, rows: int, timeout: float = 10.0) -> tuple[int, int]:
-    """(rows the backfill's open transaction holds locked, rows committed) when it waits for the held row, or when
+    """(most rows the backfill's open transaction held locked so far, rows committed) when it waits for the held row, or when
     it has filled every other row without waiting (it went around the row: nothing of its own is locked then; the
     row is let go a second later, so an answer that never comes back for it has ended by then)."""
     filled = f"SELECT count(*) FROM {SCHEMA}.users WHERE email_domain IS NOT NULL"
-    deadline = time.monotonic() + timeout
+    deadline, peak = time.monotonic() + timeout, 0
     while time.monotonic() < deadline and not run.done():
+        peak = max(peak, observer.execute(LOCKED_BY, [pid]).fetchone()[0])  # sampled all along, not only at a wait
         if observer.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid]).fetchone()[0]:
             unlocked = observer.execute(f"SELECT count(*) FROM (SELECT FROM {SCHEMA}.users "
                                         "FOR UPDATE SKIP LOCKED) t").fetchone()[0]
-            return rows - 1 - unlocked, observer.execute(filled).fetchone()[0]  # the held row aside
+            return max(peak, rows - 1 - unlocked), observer.execute(filled).fetchone()[0]  # the held row aside
         if (done := observer.execute(filled).fetchone()[0]) >= rows - 1:
             futures.wait([run], timeout=1.0)  # one that gave up on the held row ends now; one that comes back waits
-            return 0, done
+            return peak, done
         time.sleep(0.01)
-    return 0, observer.execute(filled).fetchone()[0]
+    return peak, observer.execute(filled).fetchone()[0]
 
 
 def fk_steps(sql: str) -> dict[str, bool]:
@@ -205,7 +233,8 @@ def fk_steps(sql: str) -> dict[str, bool]:
 
 def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
     """Read the answer's offline SQL (NOT VALID, then VALIDATE in a later transaction), then run it with its
-    transaction held open at its end and probe a write to posts and to users meanwhile."""
+    transaction held open at its end and probe a write to posts and to users meanwhile; afterwards the catalog says
+    whether the ADD and the VALIDATE were one transaction (one op.execute string holding both, say)."""
     from alembic import command
 
     from .. import migrations
@@ -226,8 +255,18 @@ def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
         run.result(timeout=30)
     validated = _sql(wb, f"SELECT coalesce(bool_and(convalidated), false) FROM pg_constraint WHERE contype = 'f' "
                          f"AND conrelid = '{SCHEMA}.posts'::regclass AND confrelid = '{SCHEMA}.users'::regclass")
+    later = _sql(wb, VALIDATED_LATER.format(schema=SCHEMA))
+    steps["VALIDATE runs after the ADD's transaction committed"] &= later
     return {"posts.user_id references users, validated": validated, **steps,
             "writes waited at the revision's end": blocked}
+
+
+# VALIDATE rewrites the constraint's catalog row (convalidated); the ADD wrote its triggers' rows. The same xmin on
+# both: one transaction did both, e.g. two statements in one op.execute string (one simple query, one transaction).
+VALIDATED_LATER = """
+    SELECT coalesce(bool_and(NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgconstraint = c.oid AND t.xmin = c.xmin)),
+                    false)
+      FROM pg_constraint c WHERE contype = 'f' AND conrelid = '{schema}.posts'::regclass"""
 
 
 def cleanup(wb: Workbook) -> None:
@@ -335,6 +374,8 @@ Q3 = Question(
                "Common wrong answers:\n"
                "- `NOT VALID` and `VALIDATE` in one transaction (the sheet's form): the strong lock lasts through "
                "the scan;\n"
+               "- both statements in one `op.execute(\"…; …\")` string, even in `autocommit_block()`: psycopg sends "
+               "it as one query, which the server runs as one transaction;\n"
                "- a validating `ADD` in `autocommit_block()`: the scan still runs under the strong lock;\n"
                "- `NOT VALID` alone: the key never checks the old rows.",
 )
