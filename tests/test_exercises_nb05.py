@@ -9,6 +9,7 @@ import pytest
 
 from workbook_utils import db, urls
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb05
+from workbook_utils.exercises.draws import Draw
 
 from .elsewhere import alive, another_role
 
@@ -128,10 +129,27 @@ def fk_never_validated():
     op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
 
 
+def fk_commit_on_the_bind():
+    conn = op.get_bind()
+    op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+    conn.commit()
+    op.execute("ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
+
+
 def fk_both_in_one_execute():
     with op.get_context().autocommit_block():
         op.execute("ALTER TABLE posts ADD CONSTRAINT posts_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) "
                    "NOT VALID; ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
+
+
+def index_keeping_the_leftover():
+    with op.get_context().autocommit_block():
+        op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
+
+
+def index_beside_the_leftover():
+    with op.get_context().autocommit_block():
+        op.create_index("ix_posts_by_user", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
 
 
 def index_then_table_lock():
@@ -233,10 +251,27 @@ def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
              (q3, wrong.fk_steps_in_one_transaction, "committed"),            # the sheet's form (row 32)
              (q3, wrong.fk_quoted_in_one_transaction, "committed"),           # a quoted name, read right
              (q3, wrong.fk_never_validated, "validated"),
-             (q3, wrong.fk_both_in_one_execute, "committed")]                 # one query string, one transaction
-    for exercise, answer, why in cases:
-        status, diff = exercise.verdict(answer)
+             (q3, wrong.fk_both_in_one_execute, "committed"),                  # one query string, one transaction
+             (q3, wrong.fk_commit_on_the_bind, "context.is_offline_mode()")]  # offline, the bind is a mock
+    for exercise, answer, why in cases:  # q1's without a leftover: with one, a plain build fails on its name first
+        status, diff = exercise.verdict(answer, seed=_seed(leftover=False) if exercise is q1 else None)
         assert status == INCORRECT and why in diff, (exercise.name, answer.__name__, diff)
+    for answer, why in ((wrong.index_keeping_the_leftover, "valid index"),    # IF NOT EXISTS skips the leftover
+                        (wrong.index_beside_the_leftover, "no invalid index")):  # a valid one, the invalid kept
+        status, diff = q1.verdict(answer, seed=_seed(leftover=True))
+        assert status == INCORRECT and why in diff, (answer.__name__, diff)
+        assert q1.verdict(answer, seed=_seed(leftover=False)) == (CORRECT, None), answer.__name__
+
+
+def _seed(leftover: bool) -> int:
+    """A seed under which q1's checker leaves (or not) an invalid ix_posts_user_id in its copy."""
+    return next(seed for seed in range(100) if Draw(seed).choice(nb05.LEFTOVER, (True, False)) == leftover)
+
+
+def test_nb05_q1_reference_passes_with_and_without_a_leftover(wb05):
+    q1 = nb05.load(wb05)[0]
+    for leftover in (True, False):
+        assert q1.verdict(nb05.index_fixed, seed=_seed(leftover)) == (CORRECT, None), leftover
 
 
 def test_nb05_ends_an_earlier_answer_left_running_but_never_another_learners(wb05, scratch_db):
@@ -262,7 +297,10 @@ NEXT_BATCH = (f"UPDATE users SET email_domain = {DOMAIN} WHERE id IN (SELECT id 
 
 def index_in_own_words():
     with op.get_context().autocommit_block():
-        op.execute(text('CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix posts by user" ON posts (user_id)'))
+        op.execute(text("SET lock_timeout = '5min'"))
+        op.execute(text("DROP INDEX CONCURRENTLY IF EXISTS ix_posts_user_id"))
+        op.execute(text('CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix posts by user" ON posts (user_id) INCLUDE (title)'))
+        op.execute(text("SET lock_timeout = '2s'"))
 
 
 def keyset(conn, after):
@@ -305,6 +343,7 @@ def test_nb05_other_correct_forms_pass_with_their_whole_cell(wb05, tmp_path):
     come back for the held row: each under fresh draws of q2's users."""
     q1, q2, q3 = nb05.load(wb05)
     right = _module(tmp_path, "other_correct", "from alembic import op\n" + OTHER_CORRECT)
+    assert q1.verdict(right.index_in_own_words, seed=_seed(leftover=True)) == (CORRECT, None)  # INCLUDE, a quoted name
     for exercise, answer in ((q1, right.index_in_own_words), (q2, right.backfill_keyset_with_a_helper),
                              (q2, right.backfill_skip_locked_then_back), (q3, right.fk_quoted_name),
                              (q3, right.fk_both_in_autocommit)):

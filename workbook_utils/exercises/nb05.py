@@ -15,7 +15,8 @@ from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import Question, sqltree
+from ..errors import first_line
+from . import Question, WrongKind, sqltree
 from .cells import standalone_source
 from .draws import Draw
 
@@ -71,6 +72,20 @@ def _config(wb: Workbook, upgrade: Callable[[], None], folder: str, **attributes
     return migrations.config(wb.url, SCHEMA, [Path(folder)], application_name=f"{wb.app_name}-exercise", **attributes)
 
 
+def _offline_sql(cfg: Any) -> str:
+    """The revision's SQL as `alembic upgrade --sql` prints it; a call that needs a live connection, said plainly."""
+    from .. import migrations
+
+    try:
+        return migrations.offline_sql(cfg, "ex1")
+    except AttributeError as error:
+        if "MockConnection" not in str(error):
+            raise
+        raise WrongKind(f"in offline (--sql) mode, which the checker runs first, op.get_bind() has no live "
+                        f"connection ({first_line(str(error))}): guard that call with context.is_offline_mode(), "
+                        "or use op.execute(…)") from None
+
+
 def _sql(wb: Workbook, sql: str) -> Any:
     from .. import db
 
@@ -78,9 +93,36 @@ def _sql(wb: Workbook, sql: str) -> Any:
         return conn.execute(sql).fetchone()[0]
 
 
-def index_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
+INDEX_CLAIMS = ("a valid index on posts(user_id), covering every row (no WHERE), exists",
+                "no invalid index is left on posts",
+                "a write during the migration waited on it")
+LEFTOVER = "an invalid ix_posts_user_id left by a failed earlier run"  # q1's draw
+INDEX_EXPECTED = {"the squawk rules your revision's SQL breaks": "none",
+                  **dict(zip(INDEX_CLAIMS, (True, True, False), strict=True))}
+VALID_INDEX = """
+    SELECT EXISTS (SELECT FROM pg_index WHERE indrelid = '{schema}.posts'::regclass AND indisvalid AND indpred IS NULL
+                     AND indnkeyatts = 1 AND indkey[0] = (SELECT attnum FROM pg_attribute
+                                                          WHERE attrelid = indrelid AND attname = 'user_id')),
+           NOT EXISTS (SELECT FROM pg_index WHERE indrelid = '{schema}.posts'::regclass AND NOT indisvalid)"""
+
+
+def _leftover(wb: Workbook) -> None:
+    """An INVALID ix_posts_user_id, as a failed concurrent build leaves it (§2: a unique build meets a duplicate)."""
+    import psycopg
+
+    from .. import db
+
+    with db.connect(wb.url.replace("+psycopg", ""), application_name=wb.app_name) as conn:
+        try:
+            conn.execute(f"CREATE UNIQUE INDEX CONCURRENTLY ix_posts_user_id ON {SCHEMA}.posts (user_id)")
+        except psycopg.errors.UniqueViolation:
+            pass
+
+
+def index_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None = None) -> dict[str, Any]:
     """Lint the answer's offline SQL, then run it while a request's transaction is open on posts; a write probes
-    posts once the build waits for that request, and again at the revision's end (its transaction held open)."""
+    posts once the build waits for that request, and again at the revision's end (its transaction held open).
+    The draw says whether a failed earlier run left an INVALID ix_posts_user_id behind."""
     from alembic import command
 
     from .. import db, migrations
@@ -88,10 +130,12 @@ def index_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
     from ..locks import wait_until_blocked
 
     _copies(wb)
+    if draw and draw.choice(LEFTOVER, (True, False)):
+        _leftover(wb)
     libpq = wb.url.replace("+psycopg", "")
     hold = migrations.Hold(timeout=20)
     with tempfile.TemporaryDirectory() as folder:
-        findings = migrations.squawk(migrations.offline_sql(_config(wb, upgrade, folder), "ex1"))
+        findings = migrations.squawk(_offline_sql(_config(wb, upgrade, folder)))
         cfg = _config(wb, upgrade, folder, on_version_apply=[hold])
         with db.connect(libpq, autocommit=False, application_name=wb.app_name) as writer, \
                 db.connect(libpq, application_name=wb.app_name) as observer:
@@ -112,12 +156,10 @@ def index_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
             finally:
                 hold.release()
             run.result(timeout=30)
-    valid = _sql(wb, f"SELECT coalesce(bool_and(indisvalid AND indpred IS NULL), false) FROM pg_index "
-                     f"WHERE indrelid = '{SCHEMA}.posts'::regclass AND indkey::text = (SELECT attnum::text "
-                     f"FROM pg_attribute WHERE attrelid = '{SCHEMA}.posts'::regclass AND attname = 'user_id')")
+    with db.connect(libpq, application_name=wb.app_name) as conn:
+        valid, clean = conn.execute(VALID_INDEX.format(schema=SCHEMA)).fetchone()
     return {"the squawk rules your revision's SQL breaks": ", ".join(findings) or "none",
-            "a valid index on posts(user_id), covering every row (no WHERE), exists": valid,
-            "a write during the migration waited on it": late_waited}
+            **dict(zip(INDEX_CLAIMS, (valid, clean, late_waited), strict=True))}
 
 
 BACKFILL_CLAIMS = ("every row holds its email's domain",
@@ -242,7 +284,7 @@ def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
     _copies(wb)
     hold = migrations.Hold(timeout=20)
     with tempfile.TemporaryDirectory() as folder:
-        steps = fk_steps(migrations.offline_sql(_config(wb, upgrade, folder), "ex1"))
+        steps = fk_steps(_offline_sql(_config(wb, upgrade, folder)))
         run = migrations.in_background(command.upgrade, _config(wb, upgrade, folder, on_version_apply=[hold]), "ex1")
         try:
             if not hold.reached.wait(20):
@@ -282,7 +324,10 @@ def index_fixed() -> None:
     from alembic import op
 
     with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '10min'")  # §4: the build waits for older snapshots; long, not endless
+        op.drop_index("ix_posts_user_id", table_name="posts", postgresql_concurrently=True, if_exists=True)  # §2
         op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
+        op.execute("SET lock_timeout = '2s'")  # env.py's setting again, for what follows
 
 
 def backfill_fixed() -> None:
@@ -310,20 +355,32 @@ def fk_fixed() -> None:
 Q1 = Question(
     name="q1",
     text="This revision indexes posts.user_id the way the original sheet did. Fix upgrade() so that squawk finds "
-         "nothing, the index ends up valid, and a write arriving during the build goes through.",
+         "nothing, a valid index ends up on posts(user_id) with no invalid one beside it, and a write arriving "
+         "during the build goes through. A failed earlier run may have left an INVALID ix_posts_user_id behind "
+         "(the checker draws whether it did, at each check).",
     shape="the cell's `def upgrade(): …` (its imports and helpers may sit in the same cell), then "
           "`q1.check(upgrade)`.",
-    hint_text="§1: which form of CREATE INDEX leaves writers alone, and where can Alembic run it?",
+    hint_text="§1: which form of CREATE INDEX leaves writers alone, and where can Alembic run it? §2: what does "
+              "IF NOT EXISTS do with an invalid leftover? §4: which lock_timeout should the build run under?",
     solution_code="def upgrade():\n"
                   "    with op.get_context().autocommit_block():\n"
+                  "        op.execute(\"SET lock_timeout = '10min'\")  # §4: long, not endless\n"
+                  "        op.drop_index(\"ix_posts_user_id\", table_name=\"posts\", postgresql_concurrently=True,\n"
+                  "                      if_exists=True)  # §2: a failed run's leftover\n"
                   "        op.create_index(\"ix_posts_user_id\", \"posts\", [\"user_id\"],\n"
-                  "                        postgresql_concurrently=True, if_not_exists=True)\n\nq1.check(upgrade)",
+                  "                        postgresql_concurrently=True, if_not_exists=True)\n"
+                  "        op.execute(\"SET lock_timeout = '2s'\")  # env.py's setting again\n\nq1.check(upgrade)",
     discussion="Why it works: `postgresql_concurrently=True` emits `CREATE INDEX CONCURRENTLY`, whose "
                "`ShareUpdateExclusiveLock` lets writers through, and `autocommit_block()` commits Alembic's "
-               "transaction first, since the concurrent build cannot run inside one.\n"
+               "transaction first, since the concurrent build cannot run inside one. The leftover of a failed run "
+               "is dropped concurrently first: `IF NOT EXISTS` alone would keep it (§2). Revision 0001 drops it only "
+               "when `pg_index.indisvalid` is false; dropping it always also works, at the cost of a rebuild on a "
+               "re-run. The build runs under a long but finite `lock_timeout` of its own (§4).\n"
                "Common wrong answers:\n"
                "- `postgresql_concurrently=True` without `autocommit_block()`: `ActiveSqlTransaction`;\n"
-               "- no `if_not_exists=True`: a re-run after a failure fails (squawk's prefer-robust-stmts);\n"
+               "- `if_not_exists=True` without dropping the leftover: the invalid index stays, and no valid one is "
+               "built;\n"
+               "- no `if_not_exists=True`: squawk's prefer-robust-stmts (a re-run fails on the existing name);\n"
                "- a partial index (`postgresql_where=…`): valid, but it does not cover every row.",
 )
 Q2 = Question(
@@ -383,9 +440,9 @@ QUESTIONS = (Q1, Q2, Q3)
 
 
 def load(wb: Workbook) -> tuple[Any, Any, Any]:
-    """q1, q2, q3 of notebook 05, bound to this notebook's database; q2's users are drawn at each check."""
-    q1 = Q1.exercise(reference=lambda: index_verdict(wb, index_fixed),
-                     evaluate=lambda upgrade: index_verdict(wb, upgrade), starter=INDEX_STARTER)
+    """q1, q2, q3 of notebook 05, bound to this notebook's database; q1's leftover and q2's users are drawn."""
+    q1 = Q1.exercise(reference=lambda draw: INDEX_EXPECTED,  # what index_fixed shows, under either draw
+                     evaluate=lambda upgrade, draw: index_verdict(wb, upgrade, draw), starter=INDEX_STARTER, drawn=True)
     q2 = Q2.exercise(reference=lambda draw: dict.fromkeys(BACKFILL_CLAIMS, True),  # every claim holds
                      evaluate=lambda upgrade, draw: backfill_verdict(wb, upgrade, draw), starter=BACKFILL_STARTER,
                      drawn=True)
