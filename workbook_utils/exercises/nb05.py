@@ -407,6 +407,8 @@ Q2 = Question(
                "Common wrong answers:\n"
                "- batches in Alembic's transaction, or each in a savepoint: every row stays locked to the end;\n"
                "- small batches up to some id, then one `UPDATE` for the rest: its transaction locks most rows;\n"
+               "- a first transaction that locks or fills every row (`SELECT … FOR UPDATE`, one big `UPDATE`), then "
+               "batches: the checker counts the rows each transaction locked or wrote, even rows rewritten later;\n"
                "- `FOR UPDATE SKIP LOCKED` batches that never come back for the skipped row: a row left empty.\n"
                "`FOR UPDATE SKIP LOCKED` batches that do come back for it are correct too.",
 )
