@@ -271,7 +271,8 @@ def _seed(leftover: bool) -> int:
 def test_nb05_q1_reference_passes_with_and_without_a_leftover(wb05):
     q1 = nb05.load(wb05)[0]
     for leftover in (True, False):
-        assert q1.verdict(nb05.index_fixed, seed=_seed(leftover)) == (CORRECT, None), leftover
+        verdict = q1.verdict(nb05.index_fixed, seed=_seed(leftover))
+        assert verdict == (CORRECT, None), (leftover, verdict)
 
 
 def test_nb05_ends_an_earlier_answer_left_running_but_never_another_learners(wb05, scratch_db):

@@ -86,6 +86,15 @@ def _offline_sql(cfg: Any) -> str:
                         "or use op.execute(…)") from None
 
 
+def _reached(hold: Any, run: Any, timeout: float = 20.0) -> bool:
+    """Whether the revision reached its end (its transaction now held open); False at once if the run ended first."""
+    deadline = time.monotonic() + timeout
+    while not hold.reached.wait(0.02):
+        if run.done() or time.monotonic() > deadline:
+            return False
+    return True
+
+
 def _sql(wb: Workbook, sql: str) -> Any:
     from .. import db
 
@@ -150,7 +159,7 @@ def index_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None =
                 late_waited = False
             writer.rollback()
             try:  # and a write at the revision's end (its transaction held open): a lock taken after the build
-                if hold.reached.wait(20):
+                if _reached(hold, run):
                     late_waited = late_waited or migrations.probe(libpq, wb.app_name,
                                                                   f"UPDATE {SCHEMA}.posts SET id = id WHERE id = 2")
             finally:
@@ -219,7 +228,8 @@ def backfill_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw) -> d
                 locked, committed = _while_held(observer, run, pid, rows)
             finally:
                 request.rollback()
-            while pid and not run.done():  # the rest of the run, after the row was let go
+            deadline = time.monotonic() + 30
+            while pid and not run.done() and time.monotonic() < deadline:  # the rest of the run, the row let go
                 locked = max(locked, observer.execute(LOCKED_BY, [pid]).fetchone()[0])
                 futures.wait([run], timeout=0.01)
             run.result(timeout=30)
@@ -287,7 +297,7 @@ def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
         steps = fk_steps(_offline_sql(_config(wb, upgrade, folder)))
         run = migrations.in_background(command.upgrade, _config(wb, upgrade, folder, on_version_apply=[hold]), "ex1")
         try:
-            if not hold.reached.wait(20):
+            if not _reached(hold, run):
                 run.result(timeout=1)  # the answer raised before the end: report that
             libpq = wb.url.replace("+psycopg", "")
             blocked = migrations.probe(libpq, wb.app_name, f"UPDATE {SCHEMA}.posts SET id = id WHERE false; "
