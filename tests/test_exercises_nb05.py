@@ -9,10 +9,13 @@ import pytest
 
 from workbook_utils import db, urls
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb05
+from workbook_utils.exercises.draws import Draw
 
 from .elsewhere import alive, another_role
 
 ANSWERS = '''
+import time
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -124,6 +127,60 @@ def fk_quoted_in_one_transaction():
 
 def fk_never_validated():
     op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+
+
+def fk_commit_on_the_bind():
+    conn = op.get_bind()
+    op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+    conn.commit()
+    op.execute("ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
+
+
+def fk_both_in_one_execute():
+    with op.get_context().autocommit_block():
+        op.execute("ALTER TABLE posts ADD CONSTRAINT posts_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) "
+                   "NOT VALID; ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
+
+
+def index_keeping_the_leftover():
+    with op.get_context().autocommit_block():
+        op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
+
+
+def index_beside_the_leftover():
+    with op.get_context().autocommit_block():
+        op.create_index("ix_posts_by_user", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
+
+
+def index_then_table_lock():
+    with op.get_context().autocommit_block():
+        op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
+    op.execute("LOCK TABLE posts IN SHARE MODE")
+    op.execute("SELECT pg_sleep(0.5)")
+
+
+def lock_every_row_first_then_batches():
+    conn = op.get_bind()
+    with op.get_context().autocommit_block():
+        conn.exec_driver_sql("BEGIN")
+        conn.execute(sa.text("SELECT id FROM users ORDER BY id FOR UPDATE SKIP LOCKED")).all()
+        time.sleep(0.5)
+        conn.exec_driver_sql("COMMIT")
+        lo, hi = conn.execute(sa.text("SELECT min(id) - 1, max(id) FROM users")).one()
+        for start in range(lo, hi, 5):
+            conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
+                                 "WHERE id > :lo AND id <= :hi"), {"lo": start, "hi": start + 5})
+
+
+def fill_all_but_held_then_batches_again():
+    conn = op.get_bind()
+    with op.get_context().autocommit_block():
+        conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
+                             "WHERE id IN (SELECT id FROM users FOR UPDATE SKIP LOCKED)"))
+        lo, hi = conn.execute(sa.text("SELECT min(id) - 1, max(id) FROM users")).one()
+        for start in range(lo, hi, 5):
+            conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
+                                 "WHERE id > :lo AND id <= :hi"), {"lo": start, "hi": start + 5})
 '''
 
 
@@ -176,6 +233,7 @@ def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
              (q1, wrong.partial_index, "every row"),
              (q1, wrong.concurrently_in_transaction, "ActiveSqlTransaction"),
              (q1, wrong.no_index, "valid index"),
+             (q1, wrong.index_then_table_lock, "waited"),                      # a lock taken after the build
              (q1, wrong.wrong_column, "valid index"),
              (q2, starter_fill.one, "tenth of the rows"),
              (q2, wrong.batches_in_one_transaction, "tenth of the rows"),     # batches that never commit
@@ -185,15 +243,36 @@ def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
              (q2, wrong.batched_wrong_value, "email's domain"),
              (q2, wrong.small_batches_then_one_update, "tenth of the rows"),  # beyond the held row
              (q2, wrong.skip_locked_never_back, "email's domain"),           # the held row left empty
+             (q2, wrong.lock_every_row_first_then_batches, "tenth of the rows"),  # FOR UPDATE, seen while held
+             (q2, wrong.fill_all_but_held_then_batches_again, "tenth of the rows"),  # rewritten rows: the log
              (q3, starter_fk.validating, "NOT VALID"),
              (q3, wrong.fk_validating_in_autocommit, "NOT VALID"),            # scans under SHARE ROW EXCLUSIVE
              (q3, wrong.fk_validating_then_commit, "NOT VALID"),              # commits only after the scan
              (q3, wrong.fk_steps_in_one_transaction, "committed"),            # the sheet's form (row 32)
              (q3, wrong.fk_quoted_in_one_transaction, "committed"),           # a quoted name, read right
-             (q3, wrong.fk_never_validated, "validated")]
-    for exercise, answer, why in cases:
-        status, diff = exercise.verdict(answer)
+             (q3, wrong.fk_never_validated, "validated"),
+             (q3, wrong.fk_both_in_one_execute, "committed"),                  # one query string, one transaction
+             (q3, wrong.fk_commit_on_the_bind, "context.is_offline_mode()")]  # offline, the bind is a mock
+    for exercise, answer, why in cases:  # q1's without a leftover: with one, a plain build fails on its name first
+        status, diff = exercise.verdict(answer, seed=_seed(leftover=False) if exercise is q1 else None)
         assert status == INCORRECT and why in diff, (exercise.name, answer.__name__, diff)
+    for answer, why in ((wrong.index_keeping_the_leftover, "valid index"),    # IF NOT EXISTS skips the leftover
+                        (wrong.index_beside_the_leftover, "no invalid index")):  # a valid one, the invalid kept
+        status, diff = q1.verdict(answer, seed=_seed(leftover=True))
+        assert status == INCORRECT and why in diff, (answer.__name__, diff)
+        assert q1.verdict(answer, seed=_seed(leftover=False)) == (CORRECT, None), answer.__name__
+
+
+def _seed(leftover: bool) -> int:
+    """A seed under which q1's checker leaves (or not) an invalid ix_posts_user_id in its copy."""
+    return next(seed for seed in range(100) if Draw(seed).choice(nb05.LEFTOVER, (True, False)) == leftover)
+
+
+def test_nb05_q1_reference_passes_with_and_without_a_leftover(wb05):
+    q1 = nb05.load(wb05)[0]
+    for leftover in (True, False):
+        verdict = q1.verdict(nb05.index_fixed, seed=_seed(leftover))
+        assert verdict == (CORRECT, None), (leftover, verdict)
 
 
 def test_nb05_ends_an_earlier_answer_left_running_but_never_another_learners(wb05, scratch_db):
@@ -219,7 +298,10 @@ NEXT_BATCH = (f"UPDATE users SET email_domain = {DOMAIN} WHERE id IN (SELECT id 
 
 def index_in_own_words():
     with op.get_context().autocommit_block():
-        op.execute(text('CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix posts by user" ON posts (user_id)'))
+        op.execute(text("SET lock_timeout = '5min'"))
+        op.execute(text("DROP INDEX CONCURRENTLY IF EXISTS ix_posts_user_id"))
+        op.execute(text('CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix posts by user" ON posts (user_id) INCLUDE (title)'))
+        op.execute(text("SET lock_timeout = '2s'"))
 
 
 def keyset(conn, after):
@@ -262,6 +344,7 @@ def test_nb05_other_correct_forms_pass_with_their_whole_cell(wb05, tmp_path):
     come back for the held row: each under fresh draws of q2's users."""
     q1, q2, q3 = nb05.load(wb05)
     right = _module(tmp_path, "other_correct", "from alembic import op\n" + OTHER_CORRECT)
+    assert q1.verdict(right.index_in_own_words, seed=_seed(leftover=True)) == (CORRECT, None)  # INCLUDE, a quoted name
     for exercise, answer in ((q1, right.index_in_own_words), (q2, right.backfill_keyset_with_a_helper),
                              (q2, right.backfill_skip_locked_then_back), (q3, right.fk_quoted_name),
                              (q3, right.fk_both_in_autocommit)):

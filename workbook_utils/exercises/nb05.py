@@ -15,7 +15,8 @@ from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import Question, sqltree
+from ..errors import first_line
+from . import Question, WrongKind, sqltree
 from .cells import standalone_source
 from .draws import Draw
 
@@ -71,6 +72,29 @@ def _config(wb: Workbook, upgrade: Callable[[], None], folder: str, **attributes
     return migrations.config(wb.url, SCHEMA, [Path(folder)], application_name=f"{wb.app_name}-exercise", **attributes)
 
 
+def _offline_sql(cfg: Any) -> str:
+    """The revision's SQL as `alembic upgrade --sql` prints it; a call that needs a live connection, said plainly."""
+    from .. import migrations
+
+    try:
+        return migrations.offline_sql(cfg, "ex1")
+    except AttributeError as error:
+        if "MockConnection" not in str(error):
+            raise
+        raise WrongKind(f"in offline (--sql) mode, which the checker runs first, op.get_bind() has no live "
+                        f"connection ({first_line(str(error))}): guard that call with context.is_offline_mode(), "
+                        "or use op.execute(…)") from None
+
+
+def _reached(hold: Any, run: Any, timeout: float = 20.0) -> bool:
+    """Whether the revision reached its end (its transaction now held open); False at once if the run ended first."""
+    deadline = time.monotonic() + timeout
+    while not hold.reached.wait(0.02):
+        if run.done() or time.monotonic() > deadline:
+            return False
+    return True
+
+
 def _sql(wb: Workbook, sql: str) -> Any:
     from .. import db
 
@@ -78,8 +102,36 @@ def _sql(wb: Workbook, sql: str) -> Any:
         return conn.execute(sql).fetchone()[0]
 
 
-def index_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
-    """Lint the answer's offline SQL, then run it while a request's transaction is open on posts."""
+INDEX_CLAIMS = ("a valid index on posts(user_id), covering every row (no WHERE), exists",
+                "no invalid index is left on posts",
+                "a write during the migration waited on it")
+LEFTOVER = "an invalid ix_posts_user_id left by a failed earlier run"  # q1's draw
+INDEX_EXPECTED = {"the squawk rules your revision's SQL breaks": "none",
+                  **dict(zip(INDEX_CLAIMS, (True, True, False), strict=True))}
+VALID_INDEX = """
+    SELECT EXISTS (SELECT FROM pg_index WHERE indrelid = '{schema}.posts'::regclass AND indisvalid AND indpred IS NULL
+                     AND indnkeyatts = 1 AND indkey[0] = (SELECT attnum FROM pg_attribute
+                                                          WHERE attrelid = indrelid AND attname = 'user_id')),
+           NOT EXISTS (SELECT FROM pg_index WHERE indrelid = '{schema}.posts'::regclass AND NOT indisvalid)"""
+
+
+def _leftover(wb: Workbook) -> None:
+    """An INVALID ix_posts_user_id, as a failed concurrent build leaves it (§2: a unique build meets a duplicate)."""
+    import psycopg
+
+    from .. import db
+
+    with db.connect(wb.url.replace("+psycopg", ""), application_name=wb.app_name) as conn:
+        try:
+            conn.execute(f"CREATE UNIQUE INDEX CONCURRENTLY ix_posts_user_id ON {SCHEMA}.posts (user_id)")
+        except psycopg.errors.UniqueViolation:
+            pass
+
+
+def index_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None = None) -> dict[str, Any]:
+    """Lint the answer's offline SQL, then run it while a request's transaction is open on posts; a write probes
+    posts once the build waits for that request, and again at the revision's end (its transaction held open).
+    The draw says whether a failed earlier run left an INVALID ix_posts_user_id behind."""
     from alembic import command
 
     from .. import db, migrations
@@ -87,10 +139,13 @@ def index_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
     from ..locks import wait_until_blocked
 
     _copies(wb)
+    if draw and draw.choice(LEFTOVER, (True, False)):
+        _leftover(wb)
     libpq = wb.url.replace("+psycopg", "")
+    hold = migrations.Hold(timeout=20)
     with tempfile.TemporaryDirectory() as folder:
-        cfg = _config(wb, upgrade, folder)
-        findings = migrations.squawk(migrations.offline_sql(cfg, "ex1"))
+        findings = migrations.squawk(_offline_sql(_config(wb, upgrade, folder)))
+        cfg = _config(wb, upgrade, folder, on_version_apply=[hold])
         with db.connect(libpq, autocommit=False, application_name=wb.app_name) as writer, \
                 db.connect(libpq, application_name=wb.app_name) as observer:
             since = migrations.server_now(observer)
@@ -103,13 +158,17 @@ def index_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
             except WorkbookError:  # the migration never waited (it built nothing, or failed at once)
                 late_waited = False
             writer.rollback()
+            try:  # and a write at the revision's end (its transaction held open): a lock taken after the build
+                if _reached(hold, run):
+                    late_waited = late_waited or migrations.probe(libpq, wb.app_name,
+                                                                  f"UPDATE {SCHEMA}.posts SET id = id WHERE id = 2")
+            finally:
+                hold.release()
             run.result(timeout=30)
-    valid = _sql(wb, f"SELECT coalesce(bool_and(indisvalid AND indpred IS NULL), false) FROM pg_index "
-                     f"WHERE indrelid = '{SCHEMA}.posts'::regclass AND indkey::text = (SELECT attnum::text "
-                     f"FROM pg_attribute WHERE attrelid = '{SCHEMA}.posts'::regclass AND attname = 'user_id')")
+    with db.connect(libpq, application_name=wb.app_name) as conn:
+        valid, clean = conn.execute(VALID_INDEX.format(schema=SCHEMA)).fetchone()
     return {"the squawk rules your revision's SQL breaks": ", ".join(findings) or "none",
-            "a valid index on posts(user_id), covering every row (no WHERE), exists": valid,
-            "a write during the migration waited on it": late_waited}
+            **dict(zip(INDEX_CLAIMS, (valid, clean, late_waited), strict=True))}
 
 
 BACKFILL_CLAIMS = ("every row holds its email's domain",
@@ -117,12 +176,25 @@ BACKFILL_CLAIMS = ("every row holds its email's domain",
                    "other sessions saw rows filled in while it ran (batches committed)")
 
 
+# Each row an UPDATE writes, logged with its (top-level) transaction: a row written twice keeps both writers.
+WRITTEN_BY = f"""
+    CREATE TABLE written_by (xid bigint, id bigint);
+    CREATE FUNCTION log_written() RETURNS trigger LANGUAGE plpgsql AS
+      'BEGIN INSERT INTO {SCHEMA}.written_by SELECT txid_current(), id FROM written; RETURN NULL; END';
+    CREATE TRIGGER written_by AFTER UPDATE ON users REFERENCING NEW TABLE AS written
+      FOR EACH STATEMENT EXECUTE FUNCTION log_written()"""
+LARGEST_WRITER = f"SELECT coalesce(max(n), 0) FROM (SELECT count(DISTINCT id) AS n FROM {SCHEMA}.written_by GROUP BY xid) t"
+# Rows whose xmax is the backfill's open transaction: those it has updated or locked (FOR UPDATE) and not yet released.
+LOCKED_BY = (f"SELECT count(*) FROM {SCHEMA}.users WHERE xmax = "
+             "(SELECT backend_xid FROM pg_stat_activity WHERE pid = %s)")
+
+
 def _held_row(wb: Workbook, draw: Draw) -> tuple[int, int]:
     """Copies whose users are shaped by the draw (ids shifted, some missing); (their number, the id to hold)."""
     offset = draw.integer("users' ids shifted by", 0, 500)
     gap = draw.integer("every nth user deleted", 3, 9)
     _copies(wb, f"ALTER TABLE users ADD COLUMN email_domain text; UPDATE users SET id = -id; "
-                f"UPDATE users SET id = -id + {offset}; DELETE FROM users WHERE id % {gap} = 0")
+                f"UPDATE users SET id = -id + {offset}; DELETE FROM users WHERE id % {gap} = 0; {WRITTEN_BY}")
     rows = _sql(wb, f"SELECT count(*) FROM {SCHEMA}.users")
     position = draw.integer("held row's position (%)", 25, 75)
     held = _sql(wb, f"SELECT id FROM {SCHEMA}.users ORDER BY id OFFSET {rows * position // 100} LIMIT 1")
@@ -132,8 +204,9 @@ def _held_row(wb: Workbook, draw: Draw) -> tuple[int, int]:
 def backfill_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw) -> dict[str, Any]:
     """Run the answer while a request holds one row (drawn, between a quarter and three quarters of the ids). If the
     backfill waits for that row, count from another session the rows it holds locked and those already committed;
-    if it goes around the row, let the row go once every other row is filled. Afterwards, each row's xmin says which
-    transaction wrote it: the largest transaction's rows were all locked at once, wherever the held row was."""
+    if it goes around the row, let the row go once every other row is filled. All along, count the rows whose xmax
+    is the backfill's open transaction (updated or locked FOR UPDATE by it). Afterwards, a trigger's log says which
+    transactions wrote each row: the largest one's rows were all locked at once, even if later batches rewrote them."""
     from alembic import command
 
     from .. import db, migrations
@@ -149,14 +222,20 @@ def backfill_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw) -> d
             since = migrations.server_now(observer)
             request.execute(f"UPDATE {SCHEMA}.users SET name = name WHERE id = %s", [held])  # one row, held
             run = migrations.in_background(command.upgrade, cfg, "ex1")
+            pid = None
             try:
                 pid = migrations.session_pid(observer, cfg.attributes["application_name"], 5, since)
                 locked, committed = _while_held(observer, run, pid, rows)
             finally:
                 request.rollback()
+            deadline = time.monotonic() + 30
+            while pid and not run.done() and time.monotonic() < deadline:  # the rest of the run, the row let go
+                locked = max(locked, observer.execute(LOCKED_BY, [pid]).fetchone()[0])
+                futures.wait([run], timeout=0.01)
             run.result(timeout=30)
             largest = observer.execute(f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM {SCHEMA}.users "
                                        "WHERE xmin::text <> ALL(%s) GROUP BY xmin::text) t", [copied]).fetchone()[0]
+            largest = max(largest, observer.execute(LARGEST_WRITER).fetchone()[0])
     wrong = _sql(wb, f"SELECT count(*) FROM {SCHEMA}.users "
                      "WHERE email_domain IS DISTINCT FROM split_part(email, '@', 2)")
     holds = (wrong == 0, max(locked, largest) <= max(1, rows // 10), committed > 0)
@@ -164,21 +243,22 @@ def backfill_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw) -> d
 
 
 def _while_held(observer: Any, run: Any, pid: int, rows: int, timeout: float = 10.0) -> tuple[int, int]:
-    """(rows the backfill's open transaction holds locked, rows committed) when it waits for the held row, or when
+    """(most rows the backfill's open transaction held locked so far, rows committed) when it waits for the held row, or when
     it has filled every other row without waiting (it went around the row: nothing of its own is locked then; the
     row is let go a second later, so an answer that never comes back for it has ended by then)."""
     filled = f"SELECT count(*) FROM {SCHEMA}.users WHERE email_domain IS NOT NULL"
-    deadline = time.monotonic() + timeout
+    deadline, peak = time.monotonic() + timeout, 0
     while time.monotonic() < deadline and not run.done():
+        peak = max(peak, observer.execute(LOCKED_BY, [pid]).fetchone()[0])  # sampled all along, not only at a wait
         if observer.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid]).fetchone()[0]:
             unlocked = observer.execute(f"SELECT count(*) FROM (SELECT FROM {SCHEMA}.users "
                                         "FOR UPDATE SKIP LOCKED) t").fetchone()[0]
-            return rows - 1 - unlocked, observer.execute(filled).fetchone()[0]  # the held row aside
+            return max(peak, rows - 1 - unlocked), observer.execute(filled).fetchone()[0]  # the held row aside
         if (done := observer.execute(filled).fetchone()[0]) >= rows - 1:
             futures.wait([run], timeout=1.0)  # one that gave up on the held row ends now; one that comes back waits
-            return 0, done
+            return peak, done
         time.sleep(0.01)
-    return 0, observer.execute(filled).fetchone()[0]
+    return peak, observer.execute(filled).fetchone()[0]
 
 
 def fk_steps(sql: str) -> dict[str, bool]:
@@ -205,7 +285,8 @@ def fk_steps(sql: str) -> dict[str, bool]:
 
 def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
     """Read the answer's offline SQL (NOT VALID, then VALIDATE in a later transaction), then run it with its
-    transaction held open at its end and probe a write to posts and to users meanwhile."""
+    transaction held open at its end and probe a write to posts and to users meanwhile; afterwards the catalog says
+    whether the ADD and the VALIDATE were one transaction (one op.execute string holding both, say)."""
     from alembic import command
 
     from .. import migrations
@@ -213,10 +294,10 @@ def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
     _copies(wb)
     hold = migrations.Hold(timeout=20)
     with tempfile.TemporaryDirectory() as folder:
-        steps = fk_steps(migrations.offline_sql(_config(wb, upgrade, folder), "ex1"))
+        steps = fk_steps(_offline_sql(_config(wb, upgrade, folder)))
         run = migrations.in_background(command.upgrade, _config(wb, upgrade, folder, on_version_apply=[hold]), "ex1")
         try:
-            if not hold.reached.wait(20):
+            if not _reached(hold, run):
                 run.result(timeout=1)  # the answer raised before the end: report that
             libpq = wb.url.replace("+psycopg", "")
             blocked = migrations.probe(libpq, wb.app_name, f"UPDATE {SCHEMA}.posts SET id = id WHERE false; "
@@ -226,8 +307,18 @@ def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
         run.result(timeout=30)
     validated = _sql(wb, f"SELECT coalesce(bool_and(convalidated), false) FROM pg_constraint WHERE contype = 'f' "
                          f"AND conrelid = '{SCHEMA}.posts'::regclass AND confrelid = '{SCHEMA}.users'::regclass")
+    later = _sql(wb, VALIDATED_LATER.format(schema=SCHEMA))
+    steps["VALIDATE runs after the ADD's transaction committed"] &= later
     return {"posts.user_id references users, validated": validated, **steps,
             "writes waited at the revision's end": blocked}
+
+
+# VALIDATE rewrites the constraint's catalog row (convalidated); the ADD wrote its triggers' rows. The same xmin on
+# both: one transaction did both, e.g. two statements in one op.execute string (one simple query, one transaction).
+VALIDATED_LATER = """
+    SELECT coalesce(bool_and(NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgconstraint = c.oid AND t.xmin = c.xmin)),
+                    false)
+      FROM pg_constraint c WHERE contype = 'f' AND conrelid = '{schema}.posts'::regclass"""
 
 
 def cleanup(wb: Workbook) -> None:
@@ -243,7 +334,10 @@ def index_fixed() -> None:
     from alembic import op
 
     with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '10min'")  # §4: the build waits for older snapshots; long, not endless
+        op.drop_index("ix_posts_user_id", table_name="posts", postgresql_concurrently=True, if_exists=True)  # §2
         op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
+        op.execute("SET lock_timeout = '2s'")  # env.py's setting again, for what follows
 
 
 def backfill_fixed() -> None:
@@ -271,20 +365,32 @@ def fk_fixed() -> None:
 Q1 = Question(
     name="q1",
     text="This revision indexes posts.user_id the way the original sheet did. Fix upgrade() so that squawk finds "
-         "nothing, the index ends up valid, and a write arriving during the build goes through.",
+         "nothing, a valid index ends up on posts(user_id) with no invalid one beside it, and a write arriving "
+         "during the build goes through. A failed earlier run may have left an INVALID ix_posts_user_id behind "
+         "(the checker draws whether it did, at each check).",
     shape="the cell's `def upgrade(): …` (its imports and helpers may sit in the same cell), then "
           "`q1.check(upgrade)`.",
-    hint_text="§1: which form of CREATE INDEX leaves writers alone, and where can Alembic run it?",
+    hint_text="§1: which form of CREATE INDEX leaves writers alone, and where can Alembic run it? §2: what does "
+              "IF NOT EXISTS do with an invalid leftover? §4: which lock_timeout should the build run under?",
     solution_code="def upgrade():\n"
                   "    with op.get_context().autocommit_block():\n"
+                  "        op.execute(\"SET lock_timeout = '10min'\")  # §4: long, not endless\n"
+                  "        op.drop_index(\"ix_posts_user_id\", table_name=\"posts\", postgresql_concurrently=True,\n"
+                  "                      if_exists=True)  # §2: a failed run's leftover\n"
                   "        op.create_index(\"ix_posts_user_id\", \"posts\", [\"user_id\"],\n"
-                  "                        postgresql_concurrently=True, if_not_exists=True)\n\nq1.check(upgrade)",
+                  "                        postgresql_concurrently=True, if_not_exists=True)\n"
+                  "        op.execute(\"SET lock_timeout = '2s'\")  # env.py's setting again\n\nq1.check(upgrade)",
     discussion="Why it works: `postgresql_concurrently=True` emits `CREATE INDEX CONCURRENTLY`, whose "
                "`ShareUpdateExclusiveLock` lets writers through, and `autocommit_block()` commits Alembic's "
-               "transaction first, since the concurrent build cannot run inside one.\n"
+               "transaction first, since the concurrent build cannot run inside one. The leftover of a failed run "
+               "is dropped concurrently first: `IF NOT EXISTS` alone would keep it (§2). Revision 0001 drops it only "
+               "when `pg_index.indisvalid` is false; dropping it always also works, at the cost of a rebuild on a "
+               "re-run. The build runs under a long but finite `lock_timeout` of its own (§4).\n"
                "Common wrong answers:\n"
                "- `postgresql_concurrently=True` without `autocommit_block()`: `ActiveSqlTransaction`;\n"
-               "- no `if_not_exists=True`: a re-run after a failure fails (squawk's prefer-robust-stmts);\n"
+               "- `if_not_exists=True` without dropping the leftover: the invalid index stays, and no valid one is "
+               "built;\n"
+               "- no `if_not_exists=True`: squawk's prefer-robust-stmts (a re-run fails on the existing name);\n"
                "- a partial index (`postgresql_where=…`): valid, but it does not cover every row.",
 )
 Q2 = Question(
@@ -311,6 +417,8 @@ Q2 = Question(
                "Common wrong answers:\n"
                "- batches in Alembic's transaction, or each in a savepoint: every row stays locked to the end;\n"
                "- small batches up to some id, then one `UPDATE` for the rest: its transaction locks most rows;\n"
+               "- a first transaction that locks or fills every row (`SELECT … FOR UPDATE`, one big `UPDATE`), then "
+               "batches: the checker counts the rows each transaction locked or wrote, even rows rewritten later;\n"
                "- `FOR UPDATE SKIP LOCKED` batches that never come back for the skipped row: a row left empty.\n"
                "`FOR UPDATE SKIP LOCKED` batches that do come back for it are correct too.",
 )
@@ -335,6 +443,8 @@ Q3 = Question(
                "Common wrong answers:\n"
                "- `NOT VALID` and `VALIDATE` in one transaction (the sheet's form): the strong lock lasts through "
                "the scan;\n"
+               "- both statements in one `op.execute(\"…; …\")` string, even in `autocommit_block()`: psycopg sends "
+               "it as one query, which the server runs as one transaction;\n"
                "- a validating `ADD` in `autocommit_block()`: the scan still runs under the strong lock;\n"
                "- `NOT VALID` alone: the key never checks the old rows.",
 )
@@ -342,9 +452,9 @@ QUESTIONS = (Q1, Q2, Q3)
 
 
 def load(wb: Workbook) -> tuple[Any, Any, Any]:
-    """q1, q2, q3 of notebook 05, bound to this notebook's database; q2's users are drawn at each check."""
-    q1 = Q1.exercise(reference=lambda: index_verdict(wb, index_fixed),
-                     evaluate=lambda upgrade: index_verdict(wb, upgrade), starter=INDEX_STARTER)
+    """q1, q2, q3 of notebook 05, bound to this notebook's database; q1's leftover and q2's users are drawn."""
+    q1 = Q1.exercise(reference=lambda draw: INDEX_EXPECTED,  # what index_fixed shows, under either draw
+                     evaluate=lambda upgrade, draw: index_verdict(wb, upgrade, draw), starter=INDEX_STARTER, drawn=True)
     q2 = Q2.exercise(reference=lambda draw: dict.fromkeys(BACKFILL_CLAIMS, True),  # every claim holds
                      evaluate=lambda upgrade, draw: backfill_verdict(wb, upgrade, draw), starter=BACKFILL_STARTER,
                      drawn=True)
