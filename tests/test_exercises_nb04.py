@@ -82,6 +82,9 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass(exercise
     assert q1.verdict(sell_locked) == (CORRECT, None)
     assert q2.verdict(transfer_sorted) == (CORRECT, None)
     assert q2.verdict(transfer_core) == (CORRECT, None)
+    commented = [nb04.TRANSFER_REFERENCE[0] + " -- lock both; low id first",   # a `;` in a comment or a string
+                 nb04.TRANSFER_REFERENCE[1].replace("UPDATE", "UPDATE /* debit; */"), nb04.TRANSFER_REFERENCE[2] + ";"]
+    assert q2.verdict(commented) == (CORRECT, None)
     namespace = {"q1": q1, "q2": q2, "q3": q3, "update": update, "Product": Product, "Session": Session,
                  "OperationalError": OperationalError, "time": time}
     for exercise in exercises:
