@@ -343,3 +343,12 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
     with db.make_engine(urls.database_url("tiny")).connect() as conn:   # the parked loop holds no session
         assert conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%04%' "
                                  "AND state LIKE 'idle in transaction%'")).scalar() == 0
+
+
+def test_nb04_checks_still_run_after_a_later_setup_drops_the_scratch_schema(exercises):
+    from workbook_utils import setup
+
+    q1, q2, _ = exercises
+    setup("04")   # Part 2's restart cell, run again after q1 and q2 were loaded: nb04 is dropped and made anew
+    assert q1.verdict(nb04.sell_reference) == (CORRECT, None)
+    assert q2.verdict(nb04.TRANSFER_REFERENCE) == (CORRECT, None)

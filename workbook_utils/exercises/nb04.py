@@ -61,15 +61,21 @@ class _Runaway(BaseException):
     """Raised by the check's work function when a retry loop keeps going far past any sane bound."""
 
 
-def _engine(wb: Workbook) -> Engine:
+def _ready(engine: Engine) -> Engine:
+    """The check's tables, (re)created if missing: a later setup("04") drops the scratch schema nb04."""
     from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text(TABLES))
+    return engine
+
+
+def _engine(wb: Workbook) -> Engine:
 
     # every session of a check is bounded, even one a learner's runaway loop leaves behind
     engine = wb.make_engine(connect_args={"options": "-c search_path=nb04 -c lock_timeout=5s -c statement_timeout=10s "
                                                      "-c idle_in_transaction_session_timeout=30s"})
-    with engine.begin() as conn:
-        conn.execute(text(TABLES))
-    return engine
+    return _ready(engine)
 
 
 def _scalar(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> Any:
@@ -581,7 +587,7 @@ def retry_reference(engine: Engine, work: Callable[[Any], Any], attempts: int = 
 Q1 = Question(
     name="q1",
     text="`sell(session, product_id)` loses sales when two requests sell the same product at once. Fix it: every "
-         "concurrent sale counts and succeeds with no retry. It returns the new inventory, leaves the commit to its "
+         "concurrent sale counts and succeeds. It returns the new inventory, leaves the commit to its "
          "caller, and never makes a sale of another product wait. The check starts from a drawn stock and also "
          "runs two sales with their statements interleaved in every order.",
     shape="a function `sell(session, product_id) -> int` (the new inventory); `session` is an ORM `Session` in an "
@@ -638,7 +644,8 @@ Q3 = Question(
     text="`run_with_retry(engine, work, attempts=5, backoff=0.05)` runs `work(session)` in a transaction and returns "
          "its result. When `work` fails with a serialization failure (40001), a deadlock (40P01) or a lock timeout "
          "(55P03), make it run `work` again, each time in a new transaction. Run it at most `attempts` times in "
-         "all, waiting backoff, then 2 × backoff, 4 × backoff … seconds before the retries. After the last attempt, raise the "
+         "all, waiting at least backoff, then 2 × backoff, 4 × backoff … seconds before the first, second, third … "
+         "retry. After the last attempt, raise the "
          "error that attempt got, unchanged; raise any other error at once.",
     shape="a function `run_with_retry(engine, work, attempts=5, backoff=0.05)` that returns what `work(session)` "
           "returned.",
@@ -671,14 +678,15 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
     """q1, q2, q3 of notebook 04, on tables of the scratch schema nb04; conditions drawn at each check."""
     engine = _engine(wb)
     q1 = Q1.exercise(reference=lambda draw: dict.fromkeys(Q1_CLAIMS, True),
-                     evaluate=lambda sell, draw: sell_verdict(engine, _callable(sell, "sell"), draw),
+                     evaluate=lambda sell, draw: sell_verdict(_ready(engine), _callable(sell, "sell"), draw),
                      starter=SELL_STARTER, drawn=True)
     q2 = StatementsExercise(name=Q2.name, question=Q2.text, shape=Q2.shape, hint_text=Q2.hint_text,
                             solution_code=Q2.solution_code, discussion=Q2.discussion,
                             reference=lambda draw: dict.fromkeys(Q2_CLAIMS, True),
-                            evaluate=lambda answer, draw: transfer_verdict(engine, answer, draw), drawn=True)
+                            evaluate=lambda answer, draw: transfer_verdict(_ready(engine), answer, draw), drawn=True)
     q3 = Q3.exercise(reference=_expected_retry,
-                     evaluate=lambda loop, draw: retry_verdict(engine, wb.url, _callable(loop, "run_with_retry"), draw),
+                     evaluate=lambda loop, draw: retry_verdict(_ready(engine), wb.url, _callable(loop, "run_with_retry"),
+                                                               draw),
                      starter=RETRY_STARTER, drawn=True)
     return q1, q2, q3
 
