@@ -27,12 +27,17 @@ def _cpu_seconds(native_ids: list[int], over: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def exercises():
+def workbook():
     from workbook_utils import setup
 
-    workbook = setup("04")
-    yield nb04.load(workbook)
-    workbook.close()
+    wb = setup("04")
+    yield wb
+    wb.close()
+
+
+@pytest.fixture(scope="module")
+def exercises(workbook):
+    return nb04.load(workbook)
 
 
 def _starter(source, name, tmp_path):
@@ -77,6 +82,9 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass(exercise
     assert q1.verdict(sell_locked) == (CORRECT, None)
     assert q2.verdict(transfer_sorted) == (CORRECT, None)
     assert q2.verdict(transfer_core) == (CORRECT, None)
+    commented = [nb04.TRANSFER_REFERENCE[0] + " -- lock both; low id first",   # a `;` in a comment or a string
+                 nb04.TRANSFER_REFERENCE[1].replace("UPDATE", "UPDATE /* debit; */"), nb04.TRANSFER_REFERENCE[2] + ";"]
+    assert q2.verdict(commented) == (CORRECT, None)
     namespace = {"q1": q1, "q2": q2, "q3": q3, "update": update, "Product": Product, "Session": Session,
                  "OperationalError": OperationalError, "time": time}
     for exercise in exercises:
@@ -170,7 +178,7 @@ def test_nb04_q2_rejects_opposite_orders_rings_of_three_and_a_table_lock(exercis
     not_one_order = [f"SELECT id FROM accounts WHERE id = {first} FOR UPDATE",
                      f"SELECT id FROM accounts WHERE id = :from_id + :to_id - {first} FOR UPDATE", *reference[1:]]
     for wrong, why, seed in [(credit_first, "two transfers in opposite directions", None),
-                             (not_one_order, "ring of three", _ring_seed()),
+                             (not_one_order, "no deadlock", _ring_seed()),
                              (table_lock, "other accounts does not wait", None),
                              (wrong_amount, "balances are right", None),
                              (select_1_first, "opposite directions", None),
@@ -180,8 +188,42 @@ def test_nb04_q2_rejects_opposite_orders_rings_of_three_and_a_table_lock(exercis
                              (lambda from_id, to_id, amount: reference, "not a function", None)]:
         status, diff = q2.verdict(wrong, seed=seed)
         assert status == INCORRECT and why in diff, (wrong, diff)
-    two_only = q2.verdict(not_one_order, seed=_ring_seed())[1]
-    assert "opposite directions" not in two_only, "the pairs alone pass: only the ring of three catches it"
+
+
+LOCK_BOTH = "SELECT id FROM accounts WHERE id IN (:from_id, :to_id) {order} FOR UPDATE"
+
+
+@pytest.mark.parametrize("order, why", [
+    ("ORDER BY id = :from_id DESC", "opposite directions"),                # the sender's row first: one statement
+    ("", "opposite directions"),                                           # stored order: it changes with updates
+    ("ORDER BY CASE WHEN (:from_id + :to_id) % 2 = 0 THEN -id ELSE id END", "ring of three"),   # not one order
+])
+def test_nb04_q2_reads_the_order_a_single_statement_locks_its_rows_in(exercises, order, why):
+    q2 = exercises[1]
+    wrong = [LOCK_BOTH.format(order=order), *nb04.TRANSFER_REFERENCE[1:]]
+    def parity(ids):
+        return {(x, y): max(x, y) if (x + y) % 2 == 0 else min(x, y) for x in ids for y in ids if x != y}
+
+    # seeds whose ids the parity rule does not put in one order (on others it is one order: no deadlock to find)
+    cyclic = [seed for seed in range(100) if nb04.order_problem(parity(nb04.accounts(Draw(seed))[0]))]
+    for seed in [0, 1, 2] if "CASE" not in order else cyclic[:3]:
+        status, diff = q2.verdict(wrong, seed=seed)
+        assert status == INCORRECT and why in diff, (order, seed, diff)
+
+
+def test_nb04_q2_lock_orders_are_what_the_server_shows(workbook):
+    engine = nb04._engine(workbook)
+    ids, balances = [5, 2, 9], [100, 200, 300]
+    lowest_first = nb04.lock_orders(engine, nb04.TRANSFER_REFERENCE, ids, balances, 1)
+    assert lowest_first == {(x, y): min(x, y) for x in ids for y in ids if x != y}
+    sender_first = nb04.lock_orders(engine, nb04.TRANSFER_STARTER, ids, balances, 1)
+    assert sender_first == {(x, y): x for x in ids for y in ids if x != y}
+    table = nb04.lock_orders(engine, ["LOCK TABLE accounts IN EXCLUSIVE MODE", *nb04.TRANSFER_STARTER], ids, balances, 1)
+    assert set(table.values()) == {None}   # it waits for the table, holding no row: no row order to read
+    assert nb04.order_problem(lowest_first) is None and nb04.order_problem(table) is None
+    assert nb04.order_problem(sender_first) == "pair"
+    assert nb04.order_problem({(2, 5): 2, (5, 2): 2, (5, 9): 5, (9, 5): 5, (2, 9): 9, (9, 2): 9}) == "ring"
+    engine.dispose()
 
 
 def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(exercises, monkeypatch):
@@ -301,3 +343,12 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
     with db.make_engine(urls.database_url("tiny")).connect() as conn:   # the parked loop holds no session
         assert conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%04%' "
                                  "AND state LIKE 'idle in transaction%'")).scalar() == 0
+
+
+def test_nb04_checks_still_run_after_a_later_setup_drops_the_scratch_schema(exercises):
+    from workbook_utils import setup
+
+    q1, q2, _ = exercises
+    setup("04")   # Part 2's restart cell, run again after q1 and q2 were loaded: nb04 is dropped and made anew
+    assert q1.verdict(nb04.sell_reference) == (CORRECT, None)
+    assert q2.verdict(nb04.TRANSFER_REFERENCE) == (CORRECT, None)

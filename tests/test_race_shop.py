@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import text
 
 from workbook_utils import race_shop, row_wait, setup
@@ -27,5 +29,28 @@ def test_the_shop_stands_up_twice_resets_and_a_waiter_is_seen_waiting_then_goes_
         assert blocked == [scene.holder_pid]
         scene.release()
         assert not scene.waiting() and shop.stock(1) == 5
+    finally:
+        wb.close()
+
+
+def test_the_waiter_still_waits_after_a_learner_reads_for_6_s_and_a_given_up_scene_can_be_set_again():
+    wb = setup("04")
+    try:
+        shop = race_shop.stand_up(wb)
+        sql = "UPDATE products SET inventory = inventory - 1 WHERE id = 1"
+        scene = row_wait.hold_and_wait(shop.engine, sql)
+        time.sleep(6)   # cells 14-16 read and run; the default wait outlasts the shop's own 5 s lock_timeout
+        assert scene.waiting()
+        assert wb.query("SELECT pg_blocking_pids(:pid) AS p", pid=scene.waiter_pid).p[0] == [scene.holder_pid]
+        scene.end()
+        short = row_wait.hold_and_wait(shop.engine, sql, lock_timeout="50ms")
+        short.thread.join(10)
+        assert not short.waiting()   # the waiter gave up; its holder still holds product 1's row
+        short.end()                   # cell 17 ends it before reset(), which would otherwise wait behind that row lock
+        shop.reset()
+        scene = row_wait.hold_and_wait(shop.engine, sql)
+        assert scene.waiting()
+        scene.release()
+        assert shop.stock(1) == 8
     finally:
         wb.close()

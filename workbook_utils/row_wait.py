@@ -1,7 +1,8 @@
 """A row lock held by one session while another waits for it, on a thread (notebook 04, "Who blocks whom").
 
-The lesson cell asks the server itself (`pg_blocking_pids`, `pg_locks`); this module only stages the scene, so a
-re-run of the cell ends the previous scene first and no wait is unbounded:
+The lesson cell asks the server itself (`pg_blocking_pids`, `pg_locks`); this module only stages the scene. The
+waiter waits minutes (a learner reads and runs other cells meanwhile), never unbounded: a re-run ends the previous
+scene first, and `wb.close()` ends every session of the notebook:
 
     scene = row_wait.hold_and_wait(engine, "UPDATE products SET inventory = inventory - 1 WHERE id = 1")
     scene.holder_pid, scene.waiter_pid      # ask the server about these
@@ -55,7 +56,7 @@ class Scene:
             _current.remove(self)
 
 
-def hold_and_wait(engine: Engine, sql: str, lock_timeout: str = "5s", timeout: float = 5.0) -> Scene:
+def hold_and_wait(engine: Engine, sql: str, lock_timeout: str = "5min", timeout: float = 5.0) -> Scene:
     """`holder` runs `sql` without committing; `waiter` runs it on a thread (its transaction waits ≤ `lock_timeout`);
     returns once the server shows the waiter waiting."""
     from sqlalchemy import text

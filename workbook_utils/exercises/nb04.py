@@ -3,7 +3,8 @@
 Each checker runs the learner's code in scripted races (`workbook_utils.races`) on the scratch schema nb04, under
 conditions drawn afresh for each check (`draws`): the stock, the accounts and amounts, which schedules run, how many
 attempts a retry loop gets and which errors it meets. Statements are interleaved one by one in every order that can
-deadlock (`interleavings`, rings of three transfers included), and the retry loop meets a statement really cancelled
+deadlock (`interleavings`, rings of three transfers included); the order in which a transfer locks its two rows
+is read from the server even inside one statement (`lock_orders`), and the retry loop meets a statement really cancelled
 by the server (`faults`, 57014) besides the errors it must retry.
 """
 
@@ -60,15 +61,21 @@ class _Runaway(BaseException):
     """Raised by the check's work function when a retry loop keeps going far past any sane bound."""
 
 
-def _engine(wb: Workbook) -> Engine:
+def _ready(engine: Engine) -> Engine:
+    """The check's tables, (re)created if missing: a later setup("04") drops the scratch schema nb04."""
     from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text(TABLES))
+    return engine
+
+
+def _engine(wb: Workbook) -> Engine:
 
     # every session of a check is bounded, even one a learner's runaway loop leaves behind
     engine = wb.make_engine(connect_args={"options": "-c search_path=nb04 -c lock_timeout=5s -c statement_timeout=10s "
                                                      "-c idle_in_transaction_session_timeout=30s"})
-    with engine.begin() as conn:
-        conn.execute(text(TABLES))
-    return engine
+    return _ready(engine)
 
 
 def _scalar(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> Any:
@@ -192,8 +199,11 @@ def _statements(answer: Any) -> list[str]:
                         "not a function")
     if not isinstance(answer, (list, tuple)) or not answer:
         raise WrongKind("the answer should be a list of SQL strings, one statement per item")
+    from pglast import split
+
     answer = [_sql_text(q) for q in answer]
-    if any(";" in q.strip().rstrip(";") for q in answer):
+    # PostgreSQL's own scanner counts the statements: a `;` in a comment or a string splits nothing
+    if any(len(split(q, with_parser=False)) > 1 for q in answer):
         raise WrongKind("one statement per item, please: an item contains `;` (two statements in one string "
                         "would run as one step, so the check could not interleave them)")
     return list(answer)
@@ -245,10 +255,104 @@ def _open_accounts(engine: Engine, ids: list[int], balances: list[int]) -> None:
                      {"ids": ids, "balances": balances})
 
 
+def _run_transfer(conn: Any, statements: Sequence[str], params: dict[str, int], errors: list[Exception]) -> None:
+    """The transfer's statements on `conn` (the probe's thread); an error ends them and is kept."""
+    from sqlalchemy import text
+
+    try:
+        for sql in statements:
+            conn.execute(text(sql), params)
+    except Exception as error:  # noqa: BLE001 - any failure ends the probe; the other claims judge failures
+        errors.append(error)
+
+
+def _taken(observer: Any, row_id: int) -> bool:
+    """True if another transaction holds a lock on account `row_id` (a table lock queued ahead: False, no evidence)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    try:  # SKIP LOCKED never waits for a row; a lock on the whole table it would wait for, so that wait is bounded
+        observer.execute(text("SET LOCAL lock_timeout = '200ms'"))
+        return observer.execute(text("SELECT id FROM accounts WHERE id = :id FOR UPDATE SKIP LOCKED"),
+                                {"id": row_id}).first() is None
+    except OperationalError:
+        return False
+    finally:
+        observer.rollback()
+
+
+def _locked_first(engine: Engine, statements: Sequence[str], move: tuple[int, int, int], ids: list[int],
+                  balances: list[int]) -> int | None:
+    """Which of its two rows a transfer locks first, as the server shows it: another session holds one row; once
+    the transfer waits for it (pg_blocking_pids), the observer finds the other row taken (FOR UPDATE SKIP LOCKED
+    returns nothing) or free. Whole statements cannot hide their order. None: it never waited holding its other row."""
+    from sqlalchemy import text
+
+    from .. import locks
+
+    from_id, to_id, amount = move
+    balance = dict(zip(ids, balances, strict=True))
+    order = [to_id, from_id, *(i for i in ids if i not in (from_id, to_id))]  # stored order: to_id's row first
+    lock = text("SELECT id FROM accounts WHERE id = :id FOR UPDATE")
+    for held, other in sorted(((to_id, from_id), (from_id, to_id)), reverse=True):  # the higher id held first
+        _open_accounts(engine, order, [balance[i] for i in order])
+        with engine.connect() as holder, engine.connect() as mover, \
+                engine.connect() as observer:
+            holder.execute(lock, {"id": held})
+            errors: list[Exception] = []
+            thread = threading.Thread(target=_run_transfer, daemon=True, name="nb04-lock-order",
+                                      args=(mover, statements, {"from_id": from_id, "to_id": to_id, "amount": amount},
+                                            errors))
+            thread.start()
+            pid, raw = mover.connection.driver_connection.info.backend_pid, observer.connection.driver_connection
+            deadline = time.monotonic() + 5.0
+            while thread.is_alive() and not locks.blockers(raw, [pid]).get(pid) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            waits = locks.locks_held(raw, pid).query("not granted") if thread.is_alive() else None
+            on_a_row = waits is not None and len(waits) > 0 and "relation" not in set(waits.locktype)
+            taken = on_a_row and _taken(observer, other)  # a transfer that waits for the table has no row order
+            holder.rollback()
+            thread.join(10)
+            mover.rollback()
+        if taken:
+            return other
+        if not on_a_row:
+            return None
+    return None
+
+
+def lock_orders(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
+                amount: int) -> dict[tuple[int, int], int | None]:
+    """For every transfer between two of `ids`, in both directions: the row it locks first (`_locked_first`)."""
+    return {(x, y): _locked_first(engine, statements, (x, y, amount), ids, balances)
+            for x in ids for y in ids if x != y}
+
+
+def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
+    """"pair" if two transfers between the same accounts lock them in opposite orders, "ring" if the orders of
+    all pairs form a cycle (a→b, b→c, c→a: not one global order), else None."""
+    from graphlib import CycleError, TopologicalSorter
+
+    before: dict[int, set[int]] = {}
+    for (x, y), first in firsts.items():
+        if first is None:
+            continue
+        if firsts.get((y, x)) not in (None, first):
+            return "pair"
+        second = y if first == x else x
+        before.setdefault(second, set()).add(first)
+    try:
+        tuple(TopologicalSorter(before).static_order())
+    except CycleError:
+        return "ring"
+    return None
+
+
 def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]:
-    """Transfers a→b and b→a in every interleaving of their statements; a ring a→b, b→c, c→a (each holding its
-    first k statements, for every k, and drawn schedules); a transfer d→e while a→b is open. Accounts, balances and
-    amounts are drawn."""
+    """Transfers a→b and b→a in every interleaving of their statements; the row each transfer between two of the
+    drawn accounts locks first, seen on the server (one global order: no pair, no ring of any three against it); a
+    ring a→b, b→c, c→a (each holding its first k statements, for every k, and drawn schedules); a transfer d→e while
+    a→b is open. Accounts, balances and amounts are drawn."""
     from sqlalchemy import text
 
     from .. import races
@@ -283,8 +387,12 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
 
     pair = [(a, b, amounts[0]), (b, a, amounts[1])]
     ring = [(x, y, amount) for (x, y), amount in zip(cycle([a, b, c], 3), amounts, strict=False)]
-    if run(pair, _pair_schedules,
-           "no deadlock between two transfers in opposite directions") \
+    problem = None
+    if run(pair, _pair_schedules, "no deadlock between two transfers in opposite directions"):
+        problem = order_problem(lock_orders(engine, statements, ids, balances, amounts[0]))
+        verdict["no deadlock between two transfers in opposite directions"] = problem != "pair"
+        verdict["no deadlock around a ring of three transfers (a→b, b→c, c→a)"] = problem != "ring"
+    if problem is None and verdict["no deadlock between two transfers in opposite directions"] \
             and run(ring, lambda scripts: _ring_schedules(scripts, draw),
                     "no deadlock around a ring of three transfers (a→b, b→c, c→a)"):
         open_pair = {"s1": _transfer_steps(statements, a, b, amounts[0]),
@@ -479,7 +587,7 @@ def retry_reference(engine: Engine, work: Callable[[Any], Any], attempts: int = 
 Q1 = Question(
     name="q1",
     text="`sell(session, product_id)` loses sales when two requests sell the same product at once. Fix it: every "
-         "concurrent sale counts and succeeds with no retry. It returns the new inventory, leaves the commit to its "
+         "concurrent sale counts and succeeds. It returns the new inventory, leaves the commit to its "
          "caller, and never makes a sale of another product wait. The check starts from a drawn stock and also "
          "runs two sales with their statements interleaved in every order.",
     shape="a function `sell(session, product_id) -> int` (the new inventory); `session` is an ORM `Session` in an "
@@ -526,6 +634,9 @@ Q2 = Question(
                "transfers. Two `UPDATE`s ordered by `least(:from_id, :to_id)` and `greatest(…)` pass too.\n"
                "Common wrong answers:\n"
                "- credit first, then debit: the same opposite orders, the other way round;\n"
+               "- one `SELECT … FOR UPDATE` of both rows ordered sender first, or not ordered at all: a statement "
+               "locks rows one at a time, in the order it returns them (the check reads that order from the "
+               "server);\n"
                "- an order that is right for every pair but is not one order (a rule that depends on the pair): "
                "a ring of three transfers deadlocks;\n"
                "- `LOCK TABLE accounts`: no deadlock, but every transfer waits for every other;\n"
@@ -536,7 +647,8 @@ Q3 = Question(
     text="`run_with_retry(engine, work, attempts=5, backoff=0.05)` runs `work(session)` in a transaction and returns "
          "its result. When `work` fails with a serialization failure (40001), a deadlock (40P01) or a lock timeout "
          "(55P03), make it run `work` again, each time in a new transaction. Run it at most `attempts` times in "
-         "all, waiting backoff, then 2 × backoff, 4 × backoff … seconds before the retries. After the last attempt, raise the "
+         "all, waiting at least backoff, then 2 × backoff, 4 × backoff … seconds before the first, second, third … "
+         "retry. After the last attempt, raise the "
          "error that attempt got, unchanged; raise any other error at once.",
     shape="a function `run_with_retry(engine, work, attempts=5, backoff=0.05)` that returns what `work(session)` "
           "returned.",
@@ -569,14 +681,15 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
     """q1, q2, q3 of notebook 04, on tables of the scratch schema nb04; conditions drawn at each check."""
     engine = _engine(wb)
     q1 = Q1.exercise(reference=lambda draw: dict.fromkeys(Q1_CLAIMS, True),
-                     evaluate=lambda sell, draw: sell_verdict(engine, _callable(sell, "sell"), draw),
+                     evaluate=lambda sell, draw: sell_verdict(_ready(engine), _callable(sell, "sell"), draw),
                      starter=SELL_STARTER, drawn=True)
     q2 = StatementsExercise(name=Q2.name, question=Q2.text, shape=Q2.shape, hint_text=Q2.hint_text,
                             solution_code=Q2.solution_code, discussion=Q2.discussion,
                             reference=lambda draw: dict.fromkeys(Q2_CLAIMS, True),
-                            evaluate=lambda answer, draw: transfer_verdict(engine, answer, draw), drawn=True)
+                            evaluate=lambda answer, draw: transfer_verdict(_ready(engine), answer, draw), drawn=True)
     q3 = Q3.exercise(reference=_expected_retry,
-                     evaluate=lambda loop, draw: retry_verdict(engine, wb.url, _callable(loop, "run_with_retry"), draw),
+                     evaluate=lambda loop, draw: retry_verdict(_ready(engine), wb.url, _callable(loop, "run_with_retry"),
+                                                               draw),
                      starter=RETRY_STARTER, drawn=True)
     return q1, q2, q3
 
