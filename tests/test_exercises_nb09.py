@@ -33,7 +33,7 @@ def bouncer():
 
 @pytest.fixture(scope="module")
 def exercises(wb09, bouncer):
-    return nb09.load(wb09, lambda: bouncer)
+    return nb09.load(wb09, bouncer=lambda: bouncer)
 
 
 def _define(tmp_path, source: str, name: str):
@@ -56,6 +56,34 @@ def test_references_and_printed_solutions_pass(exercises, capsys):
     for exercise in (q1, q2, q3):
         exec(exercise.solution_code, {"q1": q1, "q2": q2, "q3": q3, "text": text})
         assert f"✅ {exercise.name}: correct." in capsys.readouterr().out
+
+
+def _set_local(conn, sql):  # SET LOCAL instead of set_config(…, true)
+    conn.execute(text("SET LOCAL statement_timeout = '100ms'"))
+    return conn.execute(text(sql)).scalar()
+
+
+def _sleeps_then_set_local(conn, sql):  # a sleep in an answer is observed, not waited: the check stays bounded
+    import time
+
+    time.sleep(3600)
+    return _set_local(conn, sql)
+
+
+def test_other_correct_forms_pass(exercises):
+    _, q2, q3 = exercises
+    assert q2.verdict(_set_local) == (CORRECT, None)
+    assert q2.verdict(_sleeps_then_set_local) == (CORRECT, None)
+    assert q3.verdict({"pool_size": 4, "max_overflow": 0, "max_client_conn": 24, "default_pool_size": 16}) == (
+        CORRECT, None)
+
+
+def test_load_by_name(wb09, bouncer):
+    q1 = nb09.load(wb09, "q1")
+    q2, q3 = nb09.load(wb09, "q2", "q3", bouncer=lambda: bouncer)
+    assert (q1.name, q2.name, q3.name) == ("q1", "q2", "q3")
+    with pytest.raises(ValueError, match="q1, q2 and q3"):
+        nb09.load(wb09, "q4")
 
 
 def test_the_reference_verdicts_are_the_constants(wb09, bouncer):
@@ -217,7 +245,5 @@ def test_the_notebook_cells_define_the_starters_exactly(tmp_path):
     sources = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
     for check, starter, name in (("q1.check(worker_init)", nb09.WORKER_STARTER, "worker_init"),
                                  ("q2.check(limited)", nb09.LIMITED_STARTER, "limited")):
-        cell = next(s for s in sources if check in s)
-        body = cell.split(check)[0]
-        definition = body[body.index(f"def {name}"):]
-        assert same_code(_define(tmp_path, definition, name), starter)
+        answer_cell = sources[sources.index(check) - 1]  # the answer cell sits right above its check cell
+        assert same_code(_define(tmp_path, answer_cell, name), starter)

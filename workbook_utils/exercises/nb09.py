@@ -2,17 +2,19 @@
 
 q1 forks real workers from an engine that already pooled a connection and compares backend pids; q2 runs the
 learner's function through a PgBouncer pool of one server connection (with a statement_timeout of its own) and lets
-another client use that connection next; q3 runs the learner's numbers through SQLAlchemy's own QueuePool and the
-chain's two inequalities.
+another client use that connection next (a time.sleep in the answer is observed, not waited); q3 runs the learner's
+numbers through SQLAlchemy's own QueuePool and the chain's two inequalities.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import Exercise, WrongKind
+from . import Question, WrongKind
+from .faults import observed_sleep
 
 if TYPE_CHECKING:
     from ..pgbouncer import PgBouncer
@@ -148,18 +150,20 @@ def timeout_verdict(bouncer: PgBouncer | None, limited: Callable[[Any, str], Any
     seen: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda c, cur, statement, *a: seen.append(statement))
     slow, setting, quick = "SELECT pg_sleep(1)", "SELECT current_setting('statement_timeout')", "SELECT count(*) FROM users"
+    checker = threading.get_ident()
     try:
         _on_the_server_connection(bouncer, database, f"SELECT set_config('statement_timeout', '{OWN_TIMEOUT}', false)")
-        try:
+        with observed_sleep(limited, watched=lambda: threading.get_ident() == checker):  # a sleep costs no time
+            try:
+                with engine.begin() as conn:
+                    limited(conn, slow)
+                cancelled = False
+            except (exc.OperationalError, psycopg.errors.QueryCanceled) as error:  # also from a connection of its own
+                cancelled = isinstance(getattr(error, "orig", None), psycopg.errors.QueryCanceled)  # not by hand
             with engine.begin() as conn:
-                limited(conn, slow)
-            cancelled = False
-        except (exc.OperationalError, psycopg.errors.QueryCanceled) as error:  # also from a connection of its own
-            cancelled = isinstance(getattr(error, "orig", None), psycopg.errors.QueryCanceled)  # not raised by hand
-        with engine.begin() as conn:
-            timeout = limited(conn, setting)
-        with engine.begin() as conn:
-            result = limited(conn, quick)
+                timeout = limited(conn, setting)
+            with engine.begin() as conn:
+                result = limited(conn, quick)
         answered = list(seen)  # what went through the engine while the answer ran (the checker's own come next)
         left = _on_the_server_connection(bouncer, database, "SHOW statement_timeout")
         with engine.connect() as conn:
@@ -244,46 +248,76 @@ def chain_verdict(answer: dict[str, int]) -> dict[str, bool]:
     return verdict
 
 
-def load(wb: Workbook, bouncer: Callable[[], PgBouncer | None]) -> tuple[Exercise, Exercise, Exercise]:
-    """q1, q2, q3 of notebook 09; q2 runs through the PgBouncer `bouncer()` returns when it checks (the notebook's
+Q1 = Question(
+    name="q1",
+    text="A worker process is forked from a parent whose engine already pooled a connection (gunicorn --preload, "
+         "multiprocessing with the fork start method, Celery prefork). Write worker_init(engine), run first in each "
+         "worker, so that every worker talks to the server on connections of its own, still pools them (one per "
+         "thread), and the parent's pooled connection keeps working. (The check forks two workers and compares "
+         "backend pids.)",
+    shape="`def worker_init(engine)` (it returns nothing), defined in the cell; then `q1.check(worker_init)`.",
+    hint_text="§1 showed SQLAlchemy's recipe. What must a worker forget, and what must it not do to the "
+              "parent's sockets while forgetting?",
+    solution_code="def worker_init(engine):\n    engine.dispose(close=False)\n\nq1.check(worker_init)",
+    discussion="Why it works: `dispose(close=False)` gives the worker a new, empty pool and drops the inherited "
+               "connections without closing their sockets, so the parent's sessions live on.\n"
+               "Common wrong answers:\n"
+               "- nothing: the worker checks out the parent's connection, two processes on one session;\n"
+               "- `engine.dispose()`: it closes the inherited sockets, which ends the parent's sessions;\n"
+               "- a `NullPool` in the worker: sessions of its own, but a new connection for every request;\n"
+               "- a `StaticPool` or `SingletonThreadPool`: one connection shared by threads, or one per thread.",
+)
+Q2 = Question(
+    name="q2",
+    text="limited(conn, sql) must run `sql` on `conn` (a SQLAlchemy Connection through PgBouncer in transaction "
+         "mode, inside a transaction its caller commits) with a statement_timeout of 100 ms, and return the first "
+         "column of the first row. The starter leaks its timeout to whichever client gets the server connection "
+         "next. Fix it: the next client must find the server connection's settings as they were (the check's one "
+         "server connection has a statement_timeout of its own).",
+    shape="`def limited(conn, sql)` returning one value, defined in the cell; then `q2.check(limited)`.",
+    hint_text="§4 fixed the leaked SET. Which form of a setting ends with the transaction it was made in?",
+    solution_code=("def limited(conn, sql):\n"
+                   "    conn.execute(text(\"SELECT set_config('statement_timeout', '100ms', true)\"))\n"
+                   "    return conn.execute(text(sql)).scalar()\n\nq2.check(limited)"),
+    discussion="Why it works: `set_config(…, true)` is `SET LOCAL`: the setting ends with the transaction, before "
+               "PgBouncer lends the server connection to the next client.\n"
+               "Common wrong answers:\n"
+               "- a session `SET` (or `set_config(…, false)`): the next client inherits 100 ms;\n"
+               "- `SET` then `SET … = 0` or `RESET`: the next client loses the timeout the connection had;\n"
+               "- a timeout that is not 100 ms, or a `QueryCanceled` raised by hand: the server did not cancel it.",
+)
+Q3 = Question(
+    name="q3",
+    text=CHAIN,
+    shape='a dict of four whole numbers: `q3.check({"pool_size": …, "max_overflow": …, "max_client_conn": …, '
+          '"default_pool_size": …})`.',
+    hint_text="Work from both ends: the threads of one process fix the application pool; the server's cores "
+              "fix PgBouncer's pool. max_client_conn sits between.",
+    solution_code=('q3.check({"pool_size": 4, "max_overflow": 0, "max_client_conn": 100, '
+                   '"default_pool_size": 16})'),
+    discussion=f"Why it works: a pool of {THREADS} per process (no overflow) serves every thread and keeps its "
+               f"connections; {PROCESSES} × {THREADS} = {PROCESSES * THREADS} clients fit a max_client_conn of 100 "
+               f"and the file limit; default_pool_size = {SERVER_QUERIES} is what the cores run.\n"
+               "Common wrong answers:\n"
+               "- pool_size = 0: to SQLAlchemy that means no limit, not no pool;\n"
+               "- a default_pool_size up to max_connections: the server queues what its cores cannot run;\n"
+               "- a pool_size below the threads with max_overflow making up the rest: overflow connections close "
+               "at checkin and reopen on the next request.",
+)
+QUESTIONS = {q.name: q for q in (Q1, Q2, Q3)}
+
+
+def load(wb: Workbook, *names: str, bouncer: Callable[[], PgBouncer | None] = lambda: None) -> Any:
+    """The exercises of notebook 09: all three as a tuple (q1, q2, q3), the ones `names` asks for as a tuple, or one
+    exercise when one name is given. q2 runs through the PgBouncer `bouncer()` returns when it checks (the notebook's
     current one, even after §3 restarted it; None: it says how to install one)."""
-    q1 = Exercise(
-        name="q1",
-        question="A worker process is forked from a parent whose engine already pooled a connection (gunicorn "
-                 "--preload, multiprocessing, Celery prefork). Write worker_init(engine), run first in each worker, "
-                 "so that every worker talks to the server on connections of its own, still pools them (one per thread), "
-                 "and the parent's pooled connection keeps working. (The check forks two workers and compares "
-                 "backend pids.)",
-        reference=lambda: fork_verdict(wb, worker_init_reference),
-        hint_text="§1 showed SQLAlchemy's recipe. What must a worker forget, and what must it not do to the "
-                  "parent's sockets while forgetting?",
-        solution_code="def worker_init(engine):\n    engine.dispose(close=False)\n\nq1.check(worker_init)",
-        evaluate=lambda answer: fork_verdict(wb, answer),
-        starter=WORKER_STARTER,
-    )
-    q2 = Exercise(
-        name="q2",
-        question="limited(conn, sql) must run `sql` on `conn` (a SQLAlchemy Connection through PgBouncer in "
-                 "transaction mode, inside a transaction its caller commits) with a statement_timeout of 100 ms, "
-                 "and return the first column of the first row. The starter leaks its timeout to whichever client "
-                 "gets the server connection next. Fix it: the next client must find the server connection's "
-                 "settings as they were (the check's one server connection has a statement_timeout of its own).",
-        reference=lambda: TIMEOUT_EXPECTED,
-        hint_text="§4 fixed the leaked SET. Which form of a setting ends with the transaction it was made in?",
-        solution_code=("def limited(conn, sql):\n"
-                       "    conn.execute(text(\"SELECT set_config('statement_timeout', '100ms', true)\"))\n"
-                       "    return conn.execute(text(sql)).scalar()\n\nq2.check(limited)"),
-        evaluate=lambda answer: timeout_verdict(bouncer(), answer, application_name=wb.app_name),
-        starter=LIMITED_STARTER,
-    )
-    q3 = Exercise(
-        name="q3",
-        question=CHAIN,
-        reference=lambda: CHAIN_EXPECTED,
-        hint_text="Work from both ends: the threads of one process fix the application pool; the server's cores "
-                  "fix PgBouncer's pool. max_client_conn sits between.",
-        solution_code=('q3.check({"pool_size": 4, "max_overflow": 0, "max_client_conn": 100, '
-                       '"default_pool_size": 16})'),
-        evaluate=chain_verdict,
-    )
-    return q1, q2, q3
+    unknown = set(names) - set(QUESTIONS)
+    if unknown:
+        raise ValueError(f"notebook 09 has the exercises q1, q2 and q3, not {', '.join(sorted(unknown))}")
+    made = {"q1": Q1.exercise(reference=lambda: fork_verdict(wb, worker_init_reference),
+                              evaluate=lambda answer: fork_verdict(wb, answer), starter=WORKER_STARTER),
+            "q2": Q2.exercise(reference=lambda: TIMEOUT_EXPECTED, starter=LIMITED_STARTER,
+                              evaluate=lambda answer: timeout_verdict(bouncer(), answer, application_name=wb.app_name)),
+            "q3": Q3.exercise(reference=lambda: CHAIN_EXPECTED, evaluate=chain_verdict)}
+    chosen = [made[name] for name in names or ("q1", "q2", "q3")]
+    return chosen[0] if len(names) == 1 else tuple(chosen)
