@@ -11,6 +11,7 @@ from sqlalchemy.pool import NullPool
 
 from workbook_utils import pgbouncer, urls
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, ____, nb09
+from workbook_utils.exercises.draws import Draw
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,7 @@ def test_load_by_name(wb09, bouncer):
 def test_the_reference_verdicts_are_the_constants(wb09, bouncer):
     assert nb09.fork_verdict(wb09, nb09.worker_init_reference) == nb09.FORK_EXPECTED
     assert nb09.timeout_verdict(bouncer, nb09.limited_reference) == nb09.TIMEOUT_EXPECTED
+    assert nb09.timeout_verdict(bouncer, nb09.limited_reference, own_timeout="17s") == nb09.TIMEOUT_EXPECTED
 
 
 def _close_parent_sockets(engine):
@@ -162,6 +164,13 @@ def _set_then_reset(conn, sql):  # RESET goes back to the login default, not to 
     return value
 
 
+def _set_then_guess_back(conn, sql):  # restores a value it guessed: the connection's own one is drawn afresh
+    conn.execute(text("SET statement_timeout = '100ms'"))
+    value = conn.execute(text(sql)).scalar()
+    conn.execute(text("SET statement_timeout = '5s'"))
+    return value
+
+
 def _local_then_zero(conn, sql):
     conn.execute(text("SET LOCAL statement_timeout = '100ms'"))
     value = conn.execute(text(sql)).scalar()
@@ -198,6 +207,7 @@ def _own_connection(conn, sql):
     (_set_then_zero, "the next client of the same server connection"),
     (_set_then_reset, "the next client of the same server connection"),
     (_local_then_zero, "the next client of the same server connection"),
+    (_set_then_guess_back, "the next client of the same server connection"),
     (_no_timeout, "a 1 s statement is cancelled"),
     (_too_long, "a 1 s statement is cancelled"),
     (_local_wrong_value, "the timeout your function set is 100ms"),
@@ -206,7 +216,8 @@ def _own_connection(conn, sql):
     (lambda conn, sql: 42, "ran the statement on the connection it was given"),   # a hard-coded result
 ])
 def test_q2_wrong_answers_fail(exercises, limited, why):
-    status, diff = exercises[1].verdict(limited)
+    seed = next(s for s in range(1000) if nb09.own_timeout(Draw(s)) != "5s")  # a draw the guess gets wrong
+    status, diff = exercises[1].verdict(limited, seed=seed)
     assert status == INCORRECT and why in diff, diff
 
 

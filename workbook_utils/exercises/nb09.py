@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import Question, WrongKind
+from .draws import Draw
 from .faults import observed_sleep
 
 if TYPE_CHECKING:
@@ -105,12 +106,14 @@ def worker_init_reference(engine) -> None:
 
 
 OWN_TIMEOUT = "5s"  # what the server connection already has (a role's or a connect setting) before the answer runs
+OWN_TIMEOUTS = (2, 30)  # q2 draws it afresh for each check, in seconds: an answer cannot guess the value to restore
+NEXT_CLIENT = "the next client of the same server connection finds its own statement_timeout (drawn for this check)"
 TIMEOUT_EXPECTED: dict[str, Any] = {
     "your function ran the statement on the connection it was given": True,
     "a 1 s statement is cancelled by the server (statement_timeout applied)": True,
     "the timeout your function set is 100ms": True,
     "a quick statement returns its result": True,
-    f"the next client of the same server connection finds its own statement_timeout ({OWN_TIMEOUT})": True,
+    NEXT_CLIENT: True,
 }
 LIMITED_STARTER = '''
 def limited(conn, sql):
@@ -130,11 +133,11 @@ def _on_the_server_connection(bouncer: PgBouncer, database: str, sql: str) -> st
 
 
 def timeout_verdict(bouncer: PgBouncer | None, limited: Callable[[Any, str], Any], database: str = "single",
-                    application_name: str = "workbook-nb09") -> dict[str, Any]:
+                    application_name: str = "workbook-nb09", own_timeout: str = OWN_TIMEOUT) -> dict[str, Any]:
     """Run `limited(conn, sql)` through PgBouncer (one server connection, transaction mode), each call in a
     transaction that commits when it succeeds (a request's unit of work); then another client uses that connection.
 
-    That server connection starts with a statement_timeout of its own (OWN_TIMEOUT): an answer that sets the timeout
+    That server connection starts with a statement_timeout of its own (`own_timeout`): an answer that sets the timeout
     for the session and "undoes" it afterwards (`SET … = 0`, `RESET`) leaves the next client a different one.
     """
     import psycopg
@@ -152,7 +155,7 @@ def timeout_verdict(bouncer: PgBouncer | None, limited: Callable[[Any, str], Any
     slow, setting, quick = "SELECT pg_sleep(1)", "SELECT current_setting('statement_timeout')", "SELECT count(*) FROM users"
     checker = threading.get_ident()
     try:
-        _on_the_server_connection(bouncer, database, f"SELECT set_config('statement_timeout', '{OWN_TIMEOUT}', false)")
+        _on_the_server_connection(bouncer, database, f"SELECT set_config('statement_timeout', '{own_timeout}', false)")
         with observed_sleep(limited, watched=lambda: threading.get_ident() == checker):  # a sleep costs no time
             try:
                 with engine.begin() as conn:
@@ -176,8 +179,7 @@ def timeout_verdict(bouncer: PgBouncer | None, limited: Callable[[Any, str], Any
             "a 1 s statement is cancelled by the server (statement_timeout applied)": cancelled,
             "the timeout your function set is 100ms": timeout == "100ms",
             "a quick statement returns its result": result == expected,
-            f"the next client of the same server connection finds its own statement_timeout ({OWN_TIMEOUT})":
-                left == OWN_TIMEOUT}
+            NEXT_CLIENT: left == own_timeout}
 
 
 def limited_reference(conn, sql):
@@ -273,7 +275,7 @@ Q2 = Question(
          "mode, inside a transaction its caller commits) with a statement_timeout of 100 ms, and return the first "
          "column of the first row. The starter leaks its timeout to whichever client gets the server connection "
          "next. Fix it: the next client must find the server connection's settings as they were (the check's one "
-         "server connection has a statement_timeout of its own).",
+         "server connection has a statement_timeout of its own, drawn afresh for each check).",
     shape="`def limited(conn, sql)` returning one value, defined in the cell; then `q2.check(limited)`.",
     hint_text="§4 fixed the leaked SET. Which form of a setting ends with the transaction it was made in?",
     solution_code=("def limited(conn, sql):\n"
@@ -304,6 +306,11 @@ Q3 = Question(
                "- a pool_size below the threads with max_overflow making up the rest: overflow connections close "
                "at checkin and reopen on the next request.",
 )
+def own_timeout(draw: Draw) -> str:
+    """The statement_timeout q2's server connection has before the answer runs, drawn for this check."""
+    return f"{draw.integer('the server connection own statement_timeout, in seconds', *OWN_TIMEOUTS)}s"
+
+
 QUESTIONS = {q.name: q for q in (Q1, Q2, Q3)}
 
 
@@ -316,8 +323,9 @@ def load(wb: Workbook, *names: str, bouncer: Callable[[], PgBouncer | None] = la
         raise ValueError(f"notebook 09 has the exercises q1, q2 and q3, not {', '.join(sorted(unknown))}")
     made = {"q1": Q1.exercise(reference=lambda: fork_verdict(wb, worker_init_reference),
                               evaluate=lambda answer: fork_verdict(wb, answer), starter=WORKER_STARTER),
-            "q2": Q2.exercise(reference=lambda: TIMEOUT_EXPECTED, starter=LIMITED_STARTER,
-                              evaluate=lambda answer: timeout_verdict(bouncer(), answer, application_name=wb.app_name)),
+            "q2": Q2.exercise(reference=lambda draw: TIMEOUT_EXPECTED, starter=LIMITED_STARTER, drawn=True,
+                              evaluate=lambda answer, draw: timeout_verdict(
+                                  bouncer(), answer, application_name=wb.app_name, own_timeout=own_timeout(draw))),
             "q3": Q3.exercise(reference=lambda: CHAIN_EXPECTED, evaluate=chain_verdict)}
     chosen = [made[name] for name in names or ("q1", "q2", "q3")]
     return chosen[0] if len(names) == 1 else tuple(chosen)
