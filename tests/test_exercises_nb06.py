@@ -148,6 +148,13 @@ def test_nb06_q2_rejects_no_window_wrong_columns_floats_and_subqueries(exercises
     assert "string of SQL" in q2.verdict(42)[1]
 
 
+
+def test_nb06_q2_draws_its_made_up_orders_afresh_and_replays_them(exercises):
+    q2 = exercises[1]
+    assert q2.verdict(nb06.MONTHLY_REFERENCE, seed=7) == (CORRECT, None) and q2.last_draw.seed == 7
+    status, diff = q2.verdict(nb06.MONTHLY_REFERENCE.replace("lag(", "lead("))
+    assert status == INCORRECT and "made-up totals shifted by" in diff and "q2.check(answer, seed=" in diff, diff
+
 def test_nb06_q3_rejects_loops_rewrites_delete_insert_and_do_nothing(exercises):
     q3 = exercises[2]
 

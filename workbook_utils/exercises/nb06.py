@@ -324,10 +324,15 @@ def _engine(wb: Workbook) -> Engine:
 class _QueryExercise(Exercise):
     """An exercise whose answer is SQL text: the starter's query handed back unchanged is not attempted."""
 
-    def verdict(self, answer: Any) -> tuple[str, str | None]:
+    def verdict(self, answer: Any, seed: int | None = None) -> tuple[str, str | None]:
         if isinstance(answer, str) and " ".join(answer.split()) == " ".join(self.starter.split()):
             return NOT_ATTEMPTED, None
-        return super().verdict(answer)
+        return super().verdict(answer, seed=seed)
+
+
+def _shift(draw: Any) -> int:
+    """q2's made-up orders: their totals shifted by an amount drawn afresh for each check."""
+    return draw.integer("made-up totals shifted by", 1, 50)
 
 
 def _callable(answer: Any, name: str) -> Any:
@@ -416,14 +421,13 @@ def load(wb: Workbook, *names: str) -> Any:
     if unknown:
         raise ValueError(f"notebook 06 has the exercises q1, q2 and q3, not {', '.join(sorted(unknown))}")
     engine = _engine(wb)
-    seed = random.randint(1, 50)  # q2's made-up orders: drawn once, so the reference and the answers see the same
     q1 = Q1.exercise(reference=lambda: find_verdict(engine, find_reference),
                      evaluate=lambda find: find_verdict(engine, _callable(find, "find_customer")), starter=FIND_STARTER)
     q2 = _QueryExercise(name=Q2.name, question=Q2.text, shape=Q2.shape, hint_text=Q2.hint_text,
                         solution_code=Q2.solution_code, discussion=Q2.discussion,
-                        reference=lambda: monthly_verdict(engine, MONTHLY_REFERENCE, seed),
-                        evaluate=lambda sql: monthly_verdict(engine, sql, seed),
-                        starter=MONTHLY_STARTER.split('"""')[1])
+                        reference=lambda draw: monthly_verdict(engine, MONTHLY_REFERENCE, _shift(draw)),
+                        evaluate=lambda sql, draw: monthly_verdict(engine, sql, _shift(draw)),
+                        starter=MONTHLY_STARTER.split('"""')[1], drawn=True)
     q3 = Q3.exercise(reference=lambda: sync_verdict(engine, sync_reference),
                      evaluate=lambda sync: sync_verdict(engine, _callable(sync, "sync_prices")), starter=SYNC_STARTER)
     chosen = [{"q1": q1, "q2": q2, "q3": q3}[name] for name in names or ("q1", "q2", "q3")]
