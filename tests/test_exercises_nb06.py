@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -146,6 +148,13 @@ def test_nb06_q2_rejects_no_window_wrong_columns_floats_and_subqueries(exercises
     assert "string of SQL" in q2.verdict(42)[1]
 
 
+
+def test_nb06_q2_draws_its_made_up_orders_afresh_and_replays_them(exercises):
+    q2 = exercises[1]
+    assert q2.verdict(nb06.MONTHLY_REFERENCE, seed=7) == (CORRECT, None) and q2.last_draw.seed == 7
+    status, diff = q2.verdict(nb06.MONTHLY_REFERENCE.replace("lag(", "lead("))
+    assert status == INCORRECT and "made-up totals shifted by" in diff and "q2.check(answer, seed=" in diff, diff
+
 def test_nb06_q3_rejects_loops_rewrites_delete_insert_and_do_nothing(exercises):
     q3 = exercises[2]
 
@@ -233,3 +242,86 @@ def test_nb06_q3_sees_rows_rewritten_even_with_the_right_counts(exercises):
 
     status, diff = q3.verdict(touch_then_upsert)
     assert status == INCORRECT and "not rewritten" in diff, diff
+
+
+def test_nb06_q1_accepts_other_bound_forms(exercises):
+    q1 = exercises[0]
+
+    def driver_sql(conn, email):   # the driver's own placeholder, through SQLAlchemy
+        return conn.exec_driver_sql("SELECT id, name FROM customers WHERE email = %s", (email,)).all()
+
+    def straight_through_the_driver(conn, email):   # bound by psycopg itself: SQLAlchemy never sees it
+        return conn.connection.driver_connection.execute("SELECT id, name FROM customers WHERE email = %s",
+                                                         (email,)).fetchall()
+
+    def core(conn, email):
+        from sqlalchemy import column, table
+
+        customers = table("customers", column("id"), column("name"), column("email"))
+        return conn.execute(select(customers.c.id, customers.c.name).where(customers.c.email == email)).all()
+
+    for right in (driver_sql, straight_through_the_driver, core):
+        verdict = q1.verdict(right)
+        assert verdict == (CORRECT, None), (right.__name__, verdict)
+
+
+def test_nb06_checks_stop_an_answer_that_sleeps(exercises, monkeypatch):
+    import time
+
+    q1, _, q3 = exercises
+    monkeypatch.setitem(nb06.ANSWER_SECONDS, "q1", 2)
+    monkeypatch.setitem(nb06.ANSWER_SECONDS, "q3", 2)
+
+    def sleepy_find(conn, email):   # bound, but it sleeps in Python, where no statement_timeout reaches
+        time.sleep(60)
+        return nb06.find_reference(conn, email)
+
+    def sleepy_sync(session, feed):
+        time.sleep(60)
+        return nb06.sync_reference(session, feed)
+
+    for exercise, wrong in ((q1, sleepy_find), (q3, sleepy_sync)):
+        started = time.monotonic()
+        status, diff = exercise.verdict(wrong)
+        assert status == INCORRECT and re.search(r"still running after [\d.]+ s", diff), diff
+        assert time.monotonic() - started < 30
+    assert q1.verdict(nb06.find_reference) == (CORRECT, None)   # the checks still work afterwards
+    assert q3.verdict(nb06.sync_reference) == (CORRECT, None)
+
+
+def test_nb06_q3_counts_reads_made_through_the_driver(exercises):
+    q3 = exercises[2]
+
+    def driver_read_first(session, feed):   # a SELECT past SQLAlchemy to count in Python, then one upsert
+        have = dict(session.connection().connection.driver_connection.execute(
+            "SELECT sku, price FROM products").fetchall())
+        nb06.sync_reference(session, feed)
+        return {"inserted": sum(r["sku"] not in have for r in feed),
+                "updated": sum(r["sku"] in have and have[r["sku"]] != r["price"] for r in feed)}
+
+    def core_upsert(session, feed):   # another correct form: Core on the table, counted from RETURNING
+        table = Product.__table__
+        upsert = insert(table)
+        upsert = upsert.on_conflict_do_update(index_elements=["sku"], set_={"price": upsert.excluded.price},
+                                              where=table.c.price != upsert.excluded.price)
+        flags = session.execute(upsert.returning(literal_column("(xmax = 0)::int")), feed).scalars().all()
+        return {"inserted": sum(flags), "updated": len(flags) - sum(flags)}
+
+    status, diff = q3.verdict(driver_read_first)
+    assert status == INCORRECT and "reads through the driver" in diff, diff
+    assert q3.verdict(core_upsert) == (CORRECT, None)
+
+
+def test_nb06_load_by_name_and_questions_match_the_exercises():   # last: its close() ends the fixture's sessions too
+    from workbook_utils import setup
+
+    workbook = setup("06")
+    try:
+        q3 = nb06.load(workbook, "q3")
+        assert q3.name == "q3" and q3.question == nb06.Q3.text
+        assert [q.name for q in nb06.load(workbook, "q1", "q2")] == ["q1", "q2"]
+        with pytest.raises(ValueError, match="q4"):
+            nb06.load(workbook, "q4")
+    finally:
+        workbook.close()
+

@@ -3,18 +3,22 @@
 q1 runs the learner's lookup on a made-up `customers` table (a temporary table, random ids) with real
 attack strings and an address that contains a quote. q2 runs the learner's SQL on the seeded orders and on
 made-up ones, and reads its plan. q3 syncs a random price feed into a fresh copy of `products` and counts
-the statements sent, the rows written and the row versions left untouched.
+the statements sent (through SQLAlchemy, and through the psycopg connection itself, reads included), the rows
+written and the row versions left untouched. q1's and q3's answers run with a deadline (`bounded.run_bounded`):
+an answer that sleeps or loops fails the check instead of hanging it.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from . import NOT_ATTEMPTED, Exercise, WrongKind
+from . import NOT_ATTEMPTED, Exercise, Question, WrongKind
+from .bounded import run_bounded
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -51,6 +55,8 @@ ATTACKS = ["' OR '1'='1", "' OR 1=1 --", "x' UNION SELECT 0, current_user --",
 QUOTED = "o'brien@example.com"
 WORDY = "orla.union@example.org"  # a real address a blacklist of SQL words (OR, UNION) would refuse
 BUDGET = 1  # statements q3 may send for the whole feed
+ANSWER_SECONDS = {"q1": 30, "q3": 15}  # how long an answer may run in one check: all of q1's lookups together
+# (each one is stopped by a 1 s statement_timeout), q3's whole sync
 
 
 @contextmanager
@@ -94,21 +100,28 @@ def find_verdict(engine: Engine, find: Callable[[Any, str], Any]) -> dict[str, b
     got: dict[str, Any] = {}
     bound: dict[str, bool] = {}
     damaged = False
+    deadline = time.monotonic() + ANSWER_SECONDS["q1"]
     with engine.connect() as conn, conn.begin():
         conn.execute(text("SET LOCAL statement_timeout = '1s'"))  # 14 rows: a slow answer is stopped, not waited for
         _customers(conn, offset)
         for value in inputs:
             savepoint = conn.begin_nested()
             try:
-                with _sent() as sent:
-                    got[value] = [tuple(r) for r in find(conn, value)]
+                with _sent() as through_sa, _driver_statements(conn.connection.driver_connection) as through_driver:
+                    rows = run_bounded(lambda v=value: find(conn, v), deadline - time.monotonic(),
+                                       "find_customer(conn, email)", on_timeout=conn.invalidate)
+                    got[value] = [tuple(r) for r in rows]
+                sent = through_sa + through_driver  # a lookup straight through the driver is read too
                 bound[value] = any(value in values for _, values in sent) and not any(value in s for s, _ in sent)
                 present = conn.execute(text("SELECT to_regclass('pg_temp.customers')")).scalar() is not None
                 damaged |= not present or conn.execute(text("SELECT count(*) FROM customers")).scalar() != 14
+            except WrongKind:
+                raise  # still running at the deadline: the connection is invalidated, the verdict is that
             except Exception as error:  # noqa: BLE001 - an input the lookup cannot take is the observation
                 got[value], bound[value] = error, False
             finally:
-                savepoint.rollback()  # whatever an attack did is undone before the next input
+                if not conn.invalidated:
+                    savepoint.rollback()  # whatever an attack did is undone before the next input
     return {"finds user3@example.com": got["user3@example.com"] == inputs["user3@example.com"],
             f"finds {QUOTED} (a quote in a real address)": got[QUOTED] == inputs[QUOTED],
             f"finds {WORDY} (SQL words in a real address)": got[WORDY] == inputs[WORDY],
@@ -217,15 +230,18 @@ def sync_verdict(engine: Engine, sync: Callable[[Any, list[dict]], Any]) -> dict
     before = _snapshot(engine)
     with Session(engine) as session, session.begin():
         session.execute(text("SET LOCAL statement_timeout = '3s'"))  # the feed takes milliseconds
-        with _sent() as sent:
-            counts = sync(session, [dict(row) for row in feed])
+        conn = session.connection()
+        with _sent() as sent, _driver_statements(conn.connection.driver_connection) as driver_sent:
+            counts = run_bounded(lambda: sync(session, [dict(row) for row in feed]), ANSWER_SECONDS["q3"],
+                                 "sync_prices(session, feed)", on_timeout=conn.invalidate)
     after = _snapshot(engine)
     with engine.connect() as conn:  # writes sent past SQLAlchemy (a raw driver cursor) are filed by the trigger
         writes = conn.execute(text("SELECT count(DISTINCT at) FROM product_writes")).scalar_one()
     unchanged = {r.sku for r in picked[sizes["changed"]:]}
     expected = {row["sku"]: row["price"] for row in feed}
     return {"returns the counts": counts == {"inserted": sizes["new"], "updated": sizes["changed"]},
-            f"at most {BUDGET} statement for the whole feed": max(len(sent), writes) <= BUDGET,
+            f"at most {BUDGET} statement for the whole feed (reads through the driver count too)":
+                max(len(sent), len(driver_sent), writes) <= BUDGET,
             "every price in the feed is now in the table": all(after.get(s, (0, 0))[1] == p for s, p in expected.items()),
             "new products are inserted as given": all(after.get(r["sku"], ())[1:4] == (r["price"], r["inventory"], r["name"])
                                                       for r in new),
@@ -233,6 +249,46 @@ def sync_verdict(engine: Engine, sync: Callable[[Any, list[dict]], Any]) -> dict
                 all(after[s][0] == before[s][0] and after[s][2:4] == before[s][2:4] for s in before),
             "unchanged products were not rewritten (same row version)":
                 all(after[s][4] == before[s][4] for s in unchanged)}
+
+
+def _values(parameters: Any) -> list:
+    """The bound values of one statement's parameters (a dict, a sequence, or none)."""
+    if isinstance(parameters, dict):
+        return list(parameters.values())
+    return list(parameters or ())
+
+
+@contextmanager
+def _driver_statements(driver: Any) -> Iterator[list[tuple[str, list]]]:
+    """(statement, bound values) of everything sent through a cursor of this psycopg connection inside the block:
+    SQLAlchemy's, and an answer's own (`driver_connection.execute(…)`, `.cursor()`, `executemany` counting each
+    row, COPY, stream)."""
+    sent: list[tuple[str, list]] = []
+    base = driver.cursor_factory
+
+    class Counting(base):  # type: ignore[misc, valid-type]
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            sent.append((str(query), _values(params)))
+            return super().execute(query, params, **kwargs)
+
+        def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> Any:
+            params_seq = list(params_seq)
+            sent.extend([(str(query), _values(p)) for p in params_seq] or [(str(query), [])])
+            return super().executemany(query, params_seq, **kwargs)
+
+        def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
+            sent.append((str(statement), _values(params)))
+            return super().copy(statement, params, **kwargs)
+
+        def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            sent.append((str(query), _values(params)))
+            return super().stream(query, params, **kwargs)
+
+    driver.cursor_factory = Counting
+    try:
+        yield sent
+    finally:
+        driver.cursor_factory = base
 
 
 def _snapshot(engine: Engine) -> dict[str, tuple]:
@@ -268,10 +324,15 @@ def _engine(wb: Workbook) -> Engine:
 class _QueryExercise(Exercise):
     """An exercise whose answer is SQL text: the starter's query handed back unchanged is not attempted."""
 
-    def verdict(self, answer: Any) -> tuple[str, str | None]:
+    def verdict(self, answer: Any, seed: int | None = None) -> tuple[str, str | None]:
         if isinstance(answer, str) and " ".join(answer.split()) == " ".join(self.starter.split()):
             return NOT_ATTEMPTED, None
-        return super().verdict(answer)
+        return super().verdict(answer, seed=seed)
+
+
+def _shift(draw: Any) -> int:
+    """q2's made-up orders: their totals shifted by an amount drawn afresh for each check."""
+    return draw.integer("made-up totals shifted by", 1, 50)
 
 
 def _callable(answer: Any, name: str) -> Any:
@@ -280,56 +341,94 @@ def _callable(answer: Any, name: str) -> Any:
     return answer
 
 
-def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
-    """q1, q2, q3 of notebook 06."""
+Q1 = Question(
+    name="q1",
+    text="find_customer(conn, email) returns the (id, name) rows of table customers whose email is `email`. "
+         "It is built with an f-string. Make it safe: the check calls it with real addresses (one has a "
+         "quote in it) and with attack strings, on a made-up customers table.",
+    shape="a function `find_customer(conn, email)` that returns a list of `(id, name)` rows, e.g. "
+          "`[(1042, \"Dara O'Brien\")]`, or `[]` when no address is equal to `email`.",
+    hint_text="§2: which version returned nothing for every attack, and still found O'Brien? Where did the "
+              "value travel in the statement it sent?",
+    solution_code='def find_customer(conn, email):\n'
+                  '    return conn.execute(text("SELECT id, name FROM customers WHERE email = :email"),\n'
+                  '                        {"email": email}).all()\n\nq1.check(find_customer)',
+    discussion="Why it works: the SQL text never changes; the email travels as a bound parameter, so the server "
+               "never reads it as SQL, and O'Brien's quote is just a character.\n"
+               "Common wrong answers:\n"
+               "- doubling the quotes (`email.replace(\"'\", \"''\")`): safe only while standard_conforming_strings "
+               "is on, and the value is still inside the SQL text;\n"
+               "- refusing or stripping quotes, or a blacklist of SQL words: real addresses stop working;\n"
+               "- `LIKE :email`: bound, but `%` matches every address;\n"
+               "- a bound parameter elsewhere in the same f-string query: the pasted part is still SQL.",
+)
+Q2 = Question(
+    name="q2",
+    text="MONTHLY is a SQL query: revenue per month (orders not cancelled, in UTC), columns month and "
+         "revenue, ordered by month. Add a third column, previous: the revenue of the month before it in "
+         "the result (NULL for the first), computed with a window function. The check runs it on this "
+         "database and on made-up orders, and reads its plan.",
+    shape="a string of SQL whose rows look like `(datetime(2025, 3, 1, …), Decimal('1234.50'), Decimal('998.00'))`: "
+          "month, revenue, previous (NULL in the first row).",
+    hint_text="§1's report ranked rows with rank() OVER (…). Which window function reads the row before? "
+              "A window can run over an aggregate: f(sum(total)) OVER (ORDER BY …).",
+    solution_code=f'MONTHLY = """{MONTHLY_REFERENCE}"""\n\nq2.check(MONTHLY)',
+    discussion="Why it works: the window runs after GROUP BY, so `lag(sum(total)) OVER (ORDER BY month)` reads the "
+               "previous row of the grouped result, in one pass (a WindowAgg node in the plan).\n"
+               "Common wrong answers:\n"
+               "- a correlated subquery for the previous month: the right rows, but it runs once per row (SubPlan);\n"
+               "- a join on `month - interval '1 month'`: the calendar month before, NULL after a month with no "
+               "orders;\n"
+               "- `lead` instead of `lag`, or `::float` on the sum (money stops being exact).",
+)
+Q3 = Question(
+    name="q3",
+    text="sync_prices(session, feed) loads a supplier's feed (dicts with sku, name, price, inventory) into "
+         "products: new skus are inserted as given; an existing product gets the feed's price (its name "
+         "and inventory stay); a product whose price is unchanged must not be written at all. It returns "
+         "{'inserted': …, 'updated': …}. It sends two statements per row: make it send one statement for "
+         "the whole feed (a few hundred rows, different each check). The caller commits.",
+    shape="a function `sync_prices(session, feed)` that returns a dict such as `{'inserted': 57, 'updated': 81}`; "
+          "every statement it sends counts, through SQLAlchemy or straight through the driver.",
+    hint_text="§4's upsert did it in one statement. on_conflict_do_update takes a `where=`; which rows does "
+              "RETURNING then give back, and what tells an inserted row from an updated one on any version?",
+    solution_code='def sync_prices(session, feed):\n'
+                  '    upsert = pg_insert(Product)\n'
+                  '    upsert = upsert.on_conflict_do_update(\n'
+                  '        index_elements=[Product.sku], set_={"price": upsert.excluded.price},\n'
+                  '        where=Product.price.is_distinct_from(upsert.excluded.price))\n'
+                  '    inserted = session.scalars(upsert.returning(literal_column("xmax = 0")), feed).all()\n'
+                  '    return {"inserted": sum(inserted), "updated": len(inserted) - sum(inserted)}\n\n'
+                  'q3.check(sync_prices)',
+    discussion="Why it works: one `INSERT … ON CONFLICT (sku) DO UPDATE … WHERE price IS DISTINCT FROM "
+               "excluded.price` decides each row in the database. An unchanged row fails the WHERE, so it is "
+               "neither written nor returned; `xmax = 0` tells an inserted row from an updated one "
+               "(`old.id IS NULL` says the same on PostgreSQL 18).\n"
+               "Common wrong answers:\n"
+               "- no `where=`: the right prices, but every unchanged row gets a new row version;\n"
+               "- `on_conflict_do_nothing()`: existing prices never change;\n"
+               "- a SELECT first to count in Python, or the loop sent through the raw driver: more than one "
+               "statement;\n"
+               "- `set_` with name and inventory from the feed: they must stay.",
+)
+QUESTIONS = (Q1, Q2, Q3)
+
+
+def load(wb: Workbook, *names: str) -> Any:
+    """The exercises of notebook 06: all three as a tuple (q1, q2, q3), the ones `names` asks for as a tuple (each
+    Part loads its own: `q1, q2 = nb06.load(wb, "q1", "q2")`), or one exercise when one name is given."""
+    unknown = set(names) - {"q1", "q2", "q3"}
+    if unknown:
+        raise ValueError(f"notebook 06 has the exercises q1, q2 and q3, not {', '.join(sorted(unknown))}")
     engine = _engine(wb)
-    seed = random.randint(1, 50)  # q2's made-up orders: drawn once, so the reference and the answers see the same
-    q1 = Exercise(
-        name="q1",
-        question="find_customer(conn, email) returns the (id, name) rows of table customers whose email is `email`. "
-                 "It is built with an f-string. Make it safe: the check calls it with real addresses (one has a "
-                 "quote in it) and with attack strings, on a made-up customers table.",
-        reference=lambda: find_verdict(engine, find_reference),
-        hint_text="§2: which version returned nothing for every attack, and still found O'Brien? Where did the "
-                  "value travel in the statement it sent?",
-        solution_code='def find_customer(conn, email):\n'
-                      '    return conn.execute(text("SELECT id, name FROM customers WHERE email = :email"),\n'
-                      '                        {"email": email}).all()\n\nq1.check(find_customer)',
-        evaluate=lambda find: find_verdict(engine, _callable(find, "find_customer")),
-        starter=FIND_STARTER,
-    )
-    q2 = _QueryExercise(
-        name="q2",
-        question="MONTHLY is a SQL query: revenue per month (orders not cancelled, in UTC), columns month and "
-                 "revenue, ordered by month. Add a third column, previous: the revenue of the month before it in "
-                 "the result (NULL for the first), computed with a window function. The check runs it on this "
-                 "database and on made-up orders, and reads its plan.",
-        reference=lambda: monthly_verdict(engine, MONTHLY_REFERENCE, seed),
-        hint_text="§1's report ranked rows with rank() OVER (…). Which window function reads the row before? "
-                  "A window can run over an aggregate: f(sum(total)) OVER (ORDER BY …).",
-        solution_code=f'MONTHLY = """{MONTHLY_REFERENCE}"""\n\nq2.check(MONTHLY)',
-        evaluate=lambda sql: monthly_verdict(engine, sql, seed),
-        starter=MONTHLY_STARTER.split('"""')[1],
-    )
-    q3 = Exercise(
-        name="q3",
-        question="sync_prices(session, feed) loads a supplier's feed (dicts with sku, name, price, inventory) into "
-                 "products: new skus are inserted as given; an existing product gets the feed's price (its name "
-                 "and inventory stay); a product whose price is unchanged must not be written at all. It returns "
-                 "{'inserted': …, 'updated': …}. It sends two statements per row: make it send one statement for "
-                 "the whole feed (a few hundred rows, different each check). The caller commits.",
-        reference=lambda: sync_verdict(engine, sync_reference),
-        hint_text="§3's upsert did it in one statement. on_conflict_do_update takes a `where=`; which rows does "
-                  "RETURNING then give back, and what tells an inserted row from an updated one on any version?",
-        solution_code='def sync_prices(session, feed):\n'
-                      '    upsert = pg_insert(Product)\n'
-                      '    upsert = upsert.on_conflict_do_update(\n'
-                      '        index_elements=[Product.sku], set_={"price": upsert.excluded.price},\n'
-                      '        where=Product.price.is_distinct_from(upsert.excluded.price))\n'
-                      '    inserted = session.scalars(upsert.returning(literal_column("xmax = 0")), feed).all()\n'
-                      '    return {"inserted": sum(inserted), "updated": len(inserted) - sum(inserted)}\n\n'
-                      'q3.check(sync_prices)',
-        evaluate=lambda sync: sync_verdict(engine, _callable(sync, "sync_prices")),
-        starter=SYNC_STARTER,
-    )
-    return q1, q2, q3
+    q1 = Q1.exercise(reference=lambda: find_verdict(engine, find_reference),
+                     evaluate=lambda find: find_verdict(engine, _callable(find, "find_customer")), starter=FIND_STARTER)
+    q2 = _QueryExercise(name=Q2.name, question=Q2.text, shape=Q2.shape, hint_text=Q2.hint_text,
+                        solution_code=Q2.solution_code, discussion=Q2.discussion,
+                        reference=lambda draw: monthly_verdict(engine, MONTHLY_REFERENCE, _shift(draw)),
+                        evaluate=lambda sql, draw: monthly_verdict(engine, sql, _shift(draw)),
+                        starter=MONTHLY_STARTER.split('"""')[1], drawn=True)
+    q3 = Q3.exercise(reference=lambda: sync_verdict(engine, sync_reference),
+                     evaluate=lambda sync: sync_verdict(engine, _callable(sync, "sync_prices")), starter=SYNC_STARTER)
+    chosen = [{"q1": q1, "q2": q2, "q3": q3}[name] for name in names or ("q1", "q2", "q3")]
+    return chosen[0] if len(names) == 1 else tuple(chosen)
