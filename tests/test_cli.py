@@ -67,7 +67,7 @@ def test_doctor_names_only_notebooks_that_exist_and_use_the_library():
     from workbook_utils.doctor import _needed_by, notebooks_using
     from workbook_utils.notebook_files import notebook_paths
 
-    assert "01" in notebooks_using("create_engine") and "00" not in notebooks_using("pool_pre_ping")
+    assert "01" in notebooks_using("create_engine") and "00" not in notebooks_using("selectinload")
     assert set(notebooks_using("pg_stat_statements")) <= {p.name[:2] for p in notebook_paths()}
     assert _needed_by(["no_such_library"]) == ""
     both = sorted(set(notebooks_using("create_engine")) | set(notebooks_using("selectinload")))

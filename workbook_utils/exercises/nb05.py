@@ -186,7 +186,8 @@ WRITTEN_BY = f"""
 LARGEST_WRITER = f"SELECT coalesce(max(n), 0) FROM (SELECT count(DISTINCT id) AS n FROM {SCHEMA}.written_by GROUP BY xid) t"
 # Rows whose xmax is the backfill's open transaction: those it has updated or locked (FOR UPDATE) and not yet released.
 LOCKED_BY = (f"SELECT count(*) FROM {SCHEMA}.users WHERE xmax = "
-             "(SELECT backend_xid FROM pg_stat_activity WHERE pid = %s)")
+             "(SELECT backend_xid FROM pg_stat_activity WHERE pid = %s "
+             "AND datname = current_database() AND usename = current_user)")
 
 
 def _held_row(wb: Workbook, draw: Draw) -> tuple[int, int]:
