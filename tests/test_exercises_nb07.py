@@ -4,6 +4,7 @@ rows, and budgets that cannot catch the N+1 fail; starters are not attempted."""
 from __future__ import annotations
 
 import importlib.util
+import time
 from datetime import UTC, datetime
 
 import factory
@@ -104,6 +105,32 @@ def test_nb07_q1_tells_a_fixture_that_raises_its_error(exercises, tmp_path):
     assert status == INCORRECT and "RuntimeError: no database today" in diff, diff
 
 
+CLASSIC_RECIPE = '''
+def session_fixture(engine):
+    connection = engine.connect()
+    transaction = connection.begin()
+    session = Session(bind=connection)
+    nested = connection.begin_nested()
+
+    @event.listens_for(session, "after_transaction_end")
+    def restart_savepoint(session, ended):
+        nonlocal nested
+        if not nested.is_active:
+            nested = connection.begin_nested()
+
+    yield session
+    session.close()
+    transaction.rollback()
+    connection.close()
+'''
+
+
+def test_nb07_q1_accepts_the_classic_recipe_whose_imports_are_at_module_level(exercises, tmp_path):
+    """begin_nested + after_transaction_end, with `event` imported outside the function (as in a notebook cell)."""
+    fixture = _load("from sqlalchemy import event\n" + CLASSIC_RECIPE, "session_fixture", tmp_path)
+    assert exercises[0].verdict(fixture) == (CORRECT, None)
+
+
 @pytest.mark.parametrize("name", LEAKY_FIXTURES)
 def test_nb07_q1_rejects_fixtures_that_leak_or_undo_too_much(exercises, tmp_path, name):
     source, why = LEAKY_FIXTURES[name]
@@ -125,11 +152,28 @@ def _order_factory(persistence="flush", product="sub", user="sub"):
     (dict(persistence=None), "has its id at once"),
     (dict(persistence="commit"), "nothing was committed"),
     (dict(product="shared id"), "IntegrityError"),   # product_id = 1 and no product: not even a valid order
-    (dict(user="shared id"), "a new user and a new product"),
+    (dict(user="shared id"), "orders_user_id_fkey"),   # user_id = 1: the exercise schema's foreign key refuses it
 ])
 def test_nb07_q2_rejects_unflushed_committing_and_shared_row_factories(exercises, variant, why):
     status, diff = exercises[1].verdict(_order_factory(**variant))
     assert status == INCORRECT and why in diff, (variant, diff)
+
+
+def test_nb07_q2_accepts_a_product_made_by_a_lazy_function(exercises):
+    """No SubFactory leads to ProductFactory: the check hands its session to every factory that has none."""
+    lazy = type("OrderFactory", (_order_factory(),), {"product": factory.LazyFunction(lambda: nb07.ProductFactory())})
+    assert exercises[1].verdict(lazy) == (CORRECT, None)
+    assert nb07.ProductFactory._meta.sqlalchemy_session is None      # and takes it back afterwards
+
+
+def test_nb07_q2_cuts_off_a_factory_that_sleeps(exercises, monkeypatch):
+    monkeypatch.setattr(nb07, "FACTORY_SECONDS", 1)
+    slow = type("OrderFactory", (_order_factory(),), {"status": factory.LazyFunction(lambda: time.sleep(600) or "paid")})
+    start = time.monotonic()
+    status, diff = exercises[1].verdict(slow)
+    assert status == INCORRECT and "more than 1 s" in diff, diff
+    assert time.monotonic() - start < 60
+    assert exercises[1].verdict(nb07.OrderFactory) == (CORRECT, None)     # the schema and the session recovered
 
 
 def test_nb07_q2_rejects_a_product_factory_with_a_constant_sku(exercises):

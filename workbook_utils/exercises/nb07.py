@@ -8,8 +8,13 @@ this module for the code under test and the factories, so it defines them (impor
 from __future__ import annotations
 
 import inspect
+import random
+import signal
+import sys
 import textwrap
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, selectinload
 
 from ..models import Order, Product, User
-from . import NOT_ATTEMPTED, Exercise, WrongKind, ____
+from . import NOT_ATTEMPTED, Exercise, Question, WrongKind, ____
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 
 SCHEMA = "nb07_exercises"
 TABLES = ["users", "products", "orders"]
+FOREIGN_KEYS = [("orders", "user_id", "users"), ("orders", "product_id", "products")]  # LIKE copies no foreign key
+FACTORY_SECONDS = 20  # q2 runs the learner's factory in this process: a time.sleep in it is cut off after this
 
 
 class _Base(DeclarativeBase):  # not the models' Base: notebook 07 creates Base.metadata's tables by themselves
@@ -224,6 +231,8 @@ def _fresh_schema(wb: Workbook) -> None:
                    f"another session holds {SCHEMA}: run the exercise cell again", timeout="10s")
         for t in TABLES:
             conn.execute(f"CREATE TABLE {SCHEMA}.{t} (LIKE public.{t} INCLUDING ALL)")
+        for table, column, parent in FOREIGN_KEYS:
+            conn.execute(f"ALTER TABLE {SCHEMA}.{table} ADD FOREIGN KEY ({column}) REFERENCES {SCHEMA}.{parent} (id)")
         conn.execute(f"CREATE TABLE {SCHEMA}.signups (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
                      "email text NOT NULL UNIQUE)")
 
@@ -244,6 +253,53 @@ def _source(function: Any, what: str) -> str:
         raise WrongKind(f"the source of your {what} function cannot be read: define it in a cell") from None
 
 
+def _names(code: Any) -> set[str]:
+    """The global and attribute names a code object and the functions nested in it use."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _names(const)
+    return names
+
+
+def _imports(function: Any, skip: frozenset[str] = frozenset()) -> str:
+    """Import lines for the module-level names `function` uses (`event`, `Session` …): only its source is copied."""
+    lines = []
+    for name in sorted(_names(function.__code__) - skip):
+        value = function.__globals__.get(name)
+        if inspect.ismodule(value) and value.__name__ in sys.modules:
+            lines.append(f"import {value.__name__} as {name}")
+            continue
+        module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
+        if (isinstance(module, str) and isinstance(qualname, str) and module not in ("__main__", "builtins")
+                and getattr(sys.modules.get(module), qualname, None) is value):
+            lines.append(f"from {module} import {qualname} as {name}")
+    return "\n".join(lines) + "\n"
+
+
+class _Overran(BaseException):  # not an Exception: a learner's `except Exception` cannot swallow it
+    pass
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block after `seconds` (a learner's time.sleep): SIGALRM, so in the main thread only."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def overran(signum: int, frame: Any) -> None:
+        raise _Overran
+
+    previous = signal.signal(signal.SIGALRM, overran)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _run(wb: Workbook, files: dict[str, str]) -> Any:
     from .. import suites
 
@@ -260,7 +316,7 @@ def _raise_errors(report: Any) -> None:
 def fixture_verdict(wb: Workbook, fixture: Callable[..., Any]) -> dict[str, bool]:
     """Three tests of sign_up on the learner's fixture, in one pytest run; then what stayed in the table."""
     source = _source(fixture, "fixture")
-    conftest = ENGINE + "\n" + source + f"\n\n_fixture = pytest.fixture(name='session')({fixture.__name__})\n"
+    conftest = ENGINE + _imports(fixture) + "\n" + source + f"\n\n_fixture = pytest.fixture(name='session')({fixture.__name__})\n"
     _fresh_schema(wb)
     try:
         report = _run(wb, {"conftest.py": conftest, "test_isolation.py": ISOLATION_TESTS})
@@ -290,6 +346,20 @@ def _factories(cls: type) -> list[type]:
     return found
 
 
+def _session_factories(cls: type) -> list[type]:
+    """The factories the check hands its session: `cls`, those it reaches, and every other one without a session
+    (a `LazyFunction(lambda: ProductFactory())` reaches ProductFactory without a SubFactory)."""
+    found, todo = _factories(cls), list(SQLAlchemyModelFactory.__subclasses__())
+    while todo:
+        f = todo.pop()
+        todo += f.__subclasses__()
+        meta = f._meta
+        if f not in found and getattr(meta, "sqlalchemy_session", None) is None and \
+                getattr(meta, "sqlalchemy_session_factory", None) is None:
+            found.append(f)
+    return found
+
+
 def _blank(cls: Any) -> bool:
     """True if the factory (or one it reaches) still has a ____ declaration."""
     return isinstance(cls, type) and issubclass(cls, SQLAlchemyModelFactory) and any(
@@ -306,7 +376,7 @@ def order_factory_verdict(engine: Engine, order_factory: Any) -> dict[str, bool]
         raise WrongKind("pass your factory class itself (OrderFactory), a subclass of SQLAlchemyModelFactory")
     if order_factory._meta.model is not Order:
         raise WrongKind("OrderFactory's Meta.model should be Order")
-    factories = _factories(order_factory)
+    factories = _session_factories(order_factory)
     with engine.connect() as connection, capture_sql(engine) as sql:
         transaction = connection.begin()
         session = Session(bind=connection, join_transaction_mode="create_savepoint")
@@ -320,13 +390,15 @@ def order_factory_verdict(engine: Engine, order_factory: Any) -> dict[str, bool]
             users, products = count("users"), count("products")
             one = order_factory()
             flushed = one.id is not None
-            orders = [one, *order_factory.create_batch(2)]
+            batch = random.randint(2, 6)  # drawn afresh on each check: no answer can count on one batch size
+            orders = [one, *order_factory.create_batch(batch)]
             new_rows = (count("users") - users, count("products") - products)
-            distinct = len({o.product_id for o in orders} - {None}) == 3 and len({o.user_id for o in orders} - {None}) == 3
+            made_each = len(orders)
+            distinct = len({o.product_id for o in orders} - {None}) == made_each == len({o.user_id for o in orders} - {None})
             chosen, made = one.product, count("products")
             given = order_factory(product=chosen)
             uses_given = chosen is not None and given.product_id == chosen.id and count("products") == made
-            in_transaction = count("orders") == 4
+            in_transaction = count("orders") == made_each + 1
             with engine.connect() as outside:
                 unseen = outside.execute(text("SELECT count(*) FROM orders")).scalar_one() == 0
         finally:
@@ -336,7 +408,7 @@ def order_factory_verdict(engine: Engine, order_factory: Any) -> dict[str, bool]
             transaction.rollback()
     committed = any(s.lstrip().upper().startswith(("COMMIT", "RELEASE")) for s in sql.statements)
     return {"OrderFactory() has its id at once (flushed)": flushed,
-            "each order gets a new user and a new product of its own": distinct and new_rows == (3, 3),
+            "each order gets a new user and a new product of its own": distinct and new_rows == (made_each, made_each),
             "OrderFactory(product=p) uses p and makes no other product": uses_given,
             "the orders are in the test's transaction": in_transaction,
             "nothing was committed (no COMMIT, no RELEASE SAVEPOINT; other sessions see no order)":
@@ -349,8 +421,9 @@ def budget_verdict(wb: Workbook, test: Callable[..., Any]) -> dict[str, bool]:
     if not test.__name__.startswith("test"):
         raise WrongKind("pytest only runs functions whose name starts with test: rename yours")
     files = {"conftest.py": BUDGET_CONFTEST}
+    imports = _imports(test, skip=frozenset({"order_history", "OrderFactory", "ProductFactory", "UserFactory"}))
     for version in ("lazy", "eager"):
-        files[f"test_{version}.py"] = BUDGET_HEADER.format(version=version) + source
+        files[f"test_{version}.py"] = BUDGET_HEADER.format(version=version) + imports + "\n" + source
     _fresh_schema(wb)
     try:
         report = _run(wb, files)
@@ -393,6 +466,91 @@ class _FactoryExercise(Exercise):
         return (NOT_ATTEMPTED, None) if _blank(answer) else super().verdict(answer)
 
 
+# the questions -------------------------------------------------------------------------------------------------
+
+Q1 = Question(
+    name="q1",
+    text="`session_fixture(engine)` below is the sheet's per-test fixture (the check registers it as the `session` "
+         "fixture). Change it so that whatever the code under test does (commit, roll back after an "
+         "`IntegrityError`, commit again), other sessions never see the test's rows, a commit survives a later "
+         "rollback within the test, and the next test starts empty. The check runs §1's `sign_up` tests (and one "
+         "more) with pytest.",
+    shape="a generator function `session_fixture(engine)` that yields a `Session`; imports at the top of the "
+          "cell are fine.",
+    hint_text="Keep the outer transaction the fixture rolls back; tell the Session what to do with its own "
+              "commit() and rollback() when it is bound to a connection that is already in a transaction.",
+    solution_code="def session_fixture(engine):\n"
+                  "    with engine.connect() as connection:\n"
+                  "        transaction = connection.begin()\n"
+                  "        session = Session(bind=connection, join_transaction_mode=\"create_savepoint\")\n"
+                  "        yield session\n"
+                  "        session.close()\n"
+                  "        transaction.rollback()\n\nq1.check(session_fixture)",
+    discussion="Why it works: in `create_savepoint` mode every `commit()` or `rollback()` of the code acts on a "
+               "SAVEPOINT inside the fixture's transaction, and the fixture rolls that transaction back. The "
+               "older recipe (`connection.begin_nested()` plus an `after_transaction_end` listener that reopens the "
+               "savepoint) passes too.\n"
+               "Common wrong answers:\n"
+               "- the default mode (`conditional_savepoint`) or `rollback_only`: the code's `rollback()` ends the "
+               "test's transaction, and its next `commit()` commits for real;\n"
+               "- `TRUNCATE` after the test: other sessions see the rows while it runs;\n"
+               "- replacing `session.commit` by `flush`: a later rollback undoes what was \"committed\".",
+)
+Q2 = Question(
+    name="q2",
+    text="Complete `OrderFactory` (orders reference a user and a product; `products.sku` is unique) so that each "
+         "order gets a new user and a new product unless given one, has its id right after `OrderFactory()`, and "
+         "nothing is ever committed. `ProductFactory` and `UserFactory` are §2's.",
+    shape="a `SQLAlchemyModelFactory` subclass `OrderFactory` with `Meta.model = Order`; the check hands every "
+          "factory the test's session.",
+    hint_text="factory.SubFactory(...) for each related row; and one more Meta option decides whether "
+              "create() sends the INSERT (the id comes from the database).",
+    solution_code="class OrderFactory(SQLAlchemyModelFactory):\n"
+                  "    class Meta:\n"
+                  "        model = Order\n"
+                  "        sqlalchemy_session_persistence = \"flush\"\n"
+                  "    user = factory.SubFactory(UserFactory)\n"
+                  "    product = factory.SubFactory(ProductFactory)\n"
+                  "    quantity = 2\n"
+                  "    total = factory.LazyAttribute(lambda order: order.product.price * order.quantity)\n"
+                  "    status = \"paid\"\n"
+                  "    created_at = factory.LazyFunction(lambda: datetime.now(timezone.utc))\n\n"
+                  "q2.check(OrderFactory)",
+    discussion="Why it works: `SubFactory` makes a new related row for each order unless the caller passes one, "
+               "and `sqlalchemy_session_persistence = \"flush\"` sends the INSERT at once without committing. "
+               "`product = factory.LazyFunction(lambda: ProductFactory())` passes too.\n"
+               "Common wrong answers:\n"
+               "- no persistence option: the order is only added to the session and has no id yet;\n"
+               "- `\"commit\"`: the rows outlive the test;\n"
+               "- `product_id = 1` or `user_id = 1`: every order shares one row, or the foreign key refuses it.",
+)
+Q3 = Question(
+    name="q3",
+    text="`order_history(session, user_id)` (printed above) lazy-loads each order's product. Change "
+         "`test_order_history` so that it fails on that version, with the budget's message, and passes on the "
+         "version that uses `selectinload(Order.product)` (2 statements). The check runs your test with pytest "
+         "against both; `db_session`, `query_budget` and the factories are §2-§3's (`OrderFactory` is q2's answer).",
+    shape="a test function `test_order_history(db_session, query_budget)` that calls `order_history(db_session, "
+          "user_id)` inside `with query_budget(n):`.",
+    hint_text="What does the lazy version send for 4 orders of 4 products, and for 4 orders of one product? "
+              "And what did §3's warm identity map do to the lazy page?",
+    solution_code="def test_order_history(db_session, query_budget):\n"
+                  "    user = UserFactory()\n"
+                  "    user_id = user.id\n"
+                  "    OrderFactory.create_batch(4, user=user)     # four products: four lazy loads\n"
+                  "    db_session.expire_all()                     # as a new request would start\n"
+                  "    with query_budget(2):\n"
+                  "        order_history(db_session, user_id)\n\nq3.check(test_order_history)",
+    discussion="Why it works: four orders of four products make the lazy version send 1 + 4 statements, the eager "
+               "one 2; `expire_all()` empties the identity map the factories filled, as a new request starts.\n"
+               "Common wrong answers:\n"
+               "- no `expire_all()`: the products are already loaded, the lazy version sends 1 statement and passes;\n"
+               "- one product for every order: one lazy load, within the budget;\n"
+               "- a budget of 1: the eager version fails too.",
+)
+QUESTIONS = (Q1, Q2, Q3)
+
+
 def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
     """The three exercises of notebook 07, bound to this notebook's database."""
     engine = wb.make_engine(connect_args={"options": f"-c search_path={SCHEMA} -c lock_timeout=5s "
@@ -401,69 +559,19 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
     def order_factory_check(answer: Any) -> dict[str, bool]:
         _fresh_schema(wb)
         try:
-            return order_factory_verdict(engine, answer)
+            with _time_limit(FACTORY_SECONDS):
+                return order_factory_verdict(engine, answer)
+        except _Overran:
+            raise WrongKind(f"your factory ran for more than {FACTORY_SECONDS} s (a time.sleep?): a factory makes its "
+                            "rows at once") from None
         finally:
             _drop_schema(wb)
 
-    q1 = Exercise(
-        name="q1",
-        question="session_fixture(engine) below is the sheet's per-test fixture (the checker registers it as the "
-                 "`session` fixture). Change it so that whatever the code under test does (commit, roll back after "
-                 "an IntegrityError, commit again), other sessions never see the test's rows, a commit survives a "
-                 "later rollback within the test, and the next test starts empty. The check runs §1's sign_up "
-                 "tests (and one more) with pytest.",
-        reference=lambda: fixture_verdict(wb, fixture_reference),
-        hint_text="Keep the outer transaction the fixture rolls back; tell the Session what to do with its own "
-                  "commit() and rollback() when it is bound to a connection that is already in a transaction.",
-        solution_code="def session_fixture(engine):\n"
-                      "    with engine.connect() as connection:\n"
-                      "        transaction = connection.begin()\n"
-                      "        session = Session(bind=connection, join_transaction_mode=\"create_savepoint\")\n"
-                      "        yield session\n"
-                      "        session.close()\n"
-                      "        transaction.rollback()\n\nq1.check(session_fixture)",
-        evaluate=lambda fixture: fixture_verdict(wb, fixture),
-        starter=FIXTURE_STARTER,
-    )
-    q2 = _FactoryExercise(
-        name="q2",
-        question="Complete OrderFactory (orders reference a user and a product; products.sku is unique) so that "
-                 "each order gets a new user and a new product unless given one, has its id right after "
-                 "OrderFactory(), and nothing is ever committed. ProductFactory and UserFactory are §2's.",
-        reference=lambda: order_factory_check(OrderFactory),
-        hint_text="factory.SubFactory(...) for each related row; and one more Meta option decides whether "
-                  "create() sends the INSERT (the id comes from the database).",
-        solution_code="class OrderFactory(SQLAlchemyModelFactory):\n"
-                      "    class Meta:\n"
-                      "        model = Order\n"
-                      "        sqlalchemy_session_persistence = \"flush\"\n"
-                      "    user = factory.SubFactory(UserFactory)\n"
-                      "    product = factory.SubFactory(ProductFactory)\n"
-                      "    quantity = 2\n"
-                      "    total = factory.LazyAttribute(lambda order: order.product.price * order.quantity)\n"
-                      "    status = \"paid\"\n"
-                      "    created_at = factory.LazyFunction(lambda: datetime.now(timezone.utc))\n\n"
-                      "q2.check(OrderFactory)",
-        evaluate=order_factory_check,
-    )
-    q3 = Exercise(
-        name="q3",
-        question="order_history(session, user_id) (printed below) lazy-loads each order's product. Change "
-                 "test_order_history so that it fails on that version, with the budget's message, and passes on "
-                 "the version that uses selectinload(Order.product) (2 statements). The checker runs your test "
-                 "with pytest against both; db_session, query_budget and the factories are §2-§3's "
-                 "(OrderFactory is q2's answer).",
-        reference=lambda: budget_verdict(wb, test_order_history_reference),
-        hint_text="What does the lazy version send for 4 orders of 4 products, and for 4 orders of one product? "
-                  "And what did §3's warm identity map do to the lazy page?",
-        solution_code="def test_order_history(db_session, query_budget):\n"
-                      "    user = UserFactory()\n"
-                      "    user_id = user.id\n"
-                      "    OrderFactory.create_batch(4, user=user)     # four products: four lazy loads\n"
-                      "    db_session.expire_all()                     # as a new request would start\n"
-                      "    with query_budget(2):\n"
-                      "        order_history(db_session, user_id)\n\nq3.check(test_order_history)",
-        evaluate=lambda test: budget_verdict(wb, test),
-        starter=BUDGET_STARTER,
-    )
+    q1 = Q1.exercise(reference=lambda: fixture_verdict(wb, fixture_reference),
+                     evaluate=lambda fixture: fixture_verdict(wb, fixture), starter=FIXTURE_STARTER)
+    q2 = _FactoryExercise(name=Q2.name, question=Q2.text, shape=Q2.shape, hint_text=Q2.hint_text,
+                          solution_code=Q2.solution_code, discussion=Q2.discussion,
+                          reference=lambda: order_factory_check(OrderFactory), evaluate=order_factory_check)
+    q3 = Q3.exercise(reference=lambda: budget_verdict(wb, test_order_history_reference),
+                     evaluate=lambda test: budget_verdict(wb, test), starter=BUDGET_STARTER)
     return q1, q2, q3
