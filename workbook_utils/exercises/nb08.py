@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import Exercise, WrongKind
+from . import Exercise, Question, WrongKind
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,9 +27,8 @@ def request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
     """Requests to feed_app, plus a `report` endpoint, under random paths; one row per request: path, items,
     queries, ms. And the N+1's path. Only the N+1's queries grow with its items: `report` sends a varying number
     of queries (more, and more varied, than the N+1) for one item, and is the slowest, so spread, maximum, ratio
-    or latency do not find it;
-    the N+1 is neither the busiest nor the least requested endpoint."""
-    import time
+    or latency do not find it. Its eager twin returns more items, and more varied, so an answer that reads only the
+    items cannot find it; the N+1 is neither the busiest nor the least requested endpoint."""
     import warnings
 
     import pandas as pd
@@ -41,9 +41,10 @@ def request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
         warnings.simplefilter("ignore")  # starlette's notice about httpx (errata: TestClient)
         from fastapi.testclient import TestClient
 
-    names = random.sample(WORDS, 5)
+    eager, feed, *others = random.sample(WORDS, 5)
     paths = {kind: f"/api/{name}"
-             for kind, name in zip(("user", "feed", "feed_eager", "stats", "report"), names, strict=True)}
+             for kind, name in zip(("user", "feed", "feed_eager", "stats", "report"), (others[0], feed, eager,
+                                                                                     *others[1:]), strict=True)}
     engine = _engine(wb)
     app = monitoring.feed_app(engine, paths)
 
@@ -52,13 +53,13 @@ def request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
         with Session(engine) as session:
             for page in range(pages):
                 session.execute(text("SELECT count(*) FROM posts, pg_sleep(:s) WHERE id % 16 = :p"),
-                                {"p": page, "s": 0.04 if page == 0 else 0})
+                                {"p": page, "s": 0.08 if page == 0 else 0})
             return {"items": 1}
 
-    calls = ([paths["stats"]] * 12 + [f"{paths['user']}?id={random.randint(1, 50)}" for _ in range(10)]
+    calls = ([paths["stats"]] * 12 + [f"{paths['user']}?id={random.randint(1, 50)}" for _ in range(6)]
              + [f"{paths['report']}?pages={k}" for k in random.sample(range(2, 16), 8)]
-             + [f"{paths['feed']}?limit={k}" for k in random.sample(range(1, 8), 7)]
-             + [f"{paths['feed_eager']}?limit={k}" for k in random.sample(range(1, 8), 6)])
+             + [f"{paths['feed']}?limit={k}" for k in range(1, 8)]
+             + [f"{paths['feed_eager']}?limit={k}" for k in range(1, 9)])  # more items, and more varied, than the N+1
     random.shuffle(calls)
     rows = []
     with TestClient(app) as client:
@@ -99,14 +100,20 @@ def n_plus_one_reference(requests: pd.DataFrame) -> str:
 
 
 def gauges_verdict(wb: Workbook, register: Callable[[Any, Any], Any]) -> dict[str, bool]:
-    """Register the learner's gauges for a pool of n (+ n overflow; n drawn at random), then scrape, each a random
-    number of times: a fresh pool, 2 checked out, n + 2 out, 2 of those returned, all returned."""
+    """Register the learner's gauges for two pools of different sizes (n + m overflow, drawn anew on each check), then
+    scrape each a random number of times: a fresh pool, 2 checked out, n + 2 out, 2 of those returned, all returned.
+    So a pool size or overflow read off one check (a hard-coded number) fails on the other pool."""
+    verdicts = [_gauges_on_one_pool(wb, register, n, random.randint(2, 6)) for n in random.sample(range(2, 8), 2)]
+    return {claim: all(v[claim] for v in verdicts) for claim in verdicts[0]}
+
+
+def _gauges_on_one_pool(wb: Workbook, register: Callable[[Any, Any], Any], n: int, m: int) -> dict[str, bool]:
+    """The learner's gauges on one pool of n + m overflow (m >= 2), scraped through five states of the pool."""
     from contextlib import ExitStack
 
     from prometheus_client import CollectorRegistry
 
-    n = random.choice([3, 4, 5])
-    engine = wb.make_engine(pool_size=n, max_overflow=n, pool_timeout=2,
+    engine = wb.make_engine(pool_size=n, max_overflow=m, pool_timeout=2,
                             connect_args={"application_name": f"{wb.app_name} exercises"})
     registry = CollectorRegistry()
     register(engine, registry)
@@ -156,31 +163,39 @@ def gauges_reference(engine: Any, registry: Any) -> None:
 
 
 def blocker_verdict(wb: Workbook, end_blocker: Callable[[Any, int], Any]) -> dict[str, bool]:
-    """Stage two lock waits among sessions of one role and application: an idle-in-transaction session that blocks
-    nobody (opened first, so the oldest), the blocker, another blocker and the session it blocks, an idle one, and
-    the waiter (rows drawn at random); call end_blocker(conn, waiter_pid) on a bounded connection; judge who lived."""
+    """Stage a lock chain among sessions of one role and application, then call end_blocker(conn, waiter_pid) on a
+    bounded connection and judge who lived. Two or three sessions (drawn) each hold a row of q3_accounts, idle in
+    transaction: the roots. An ALTER TABLE queues behind them (hard blocked by all of them), and the waiter's SELECT
+    queues behind the ALTER (soft blocked: pg_blocking_pids names the ALTER only). Around them: a bystander idle in
+    transaction (the oldest), another blocker with a waiter of its own on another table, an idle session."""
     from .. import db
     from ..locks import wait_until_blocked
 
     libpq, app = wb.url.replace("+psycopg", ""), f"{wb.app_name} q3"
     with db.connect(libpq, application_name=app) as setup:
         setup.execute("CREATE TABLE IF NOT EXISTS nb08.q3_accounts (id int PRIMARY KEY, balance int NOT NULL); "
-                      "TRUNCATE nb08.q3_accounts; INSERT INTO nb08.q3_accounts VALUES (1, 100), (2, 100), (3, 100)")
-    names = ("bystander", "blocker", "other blocker", "other waiter", "idle", "waiter")
-    sessions = {name: db.connect(libpq, autocommit=False, application_name=app) for name in names}
+                      "TRUNCATE nb08.q3_accounts; INSERT INTO nb08.q3_accounts SELECT g, 100 FROM generate_series(1, 5) g; "
+                      "CREATE TABLE IF NOT EXISTS nb08.q3_other (id int PRIMARY KEY, balance int NOT NULL); "
+                      "TRUNCATE nb08.q3_other; INSERT INTO nb08.q3_other VALUES (1, 100), (2, 100)")
+    roots = [f"root {k + 1}" for k in range(random.randint(2, 3))]
+    names = ("bystander", *roots, "other blocker", "other waiter", "idle", "queued", "waiter")
+    sessions = {name: db.connect(libpq, autocommit=name == "queued", application_name=app) for name in names}
     pids = {name: conn.info.backend_pid for name, conn in sessions.items()}
-    row = dict(zip(("bystander", "blocker", "other blocker"), random.sample([1, 2, 3], 3), strict=True))
-    update = "UPDATE nb08.q3_accounts SET balance = balance + 1 WHERE id = %s"
-    for name in ("bystander", "blocker", "other blocker"):  # then idle in transaction, holding a row lock each
-        sessions[name].execute(update, [row[name]])
+    sessions["bystander"].execute("UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 2")
+    for name, row in zip(roots, random.sample(range(1, 6), len(roots)), strict=True):
+        sessions[name].execute("UPDATE nb08.q3_accounts SET balance = balance + 1 WHERE id = %s", [row])
+    sessions["other blocker"].execute("UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 1")
     sessions["idle"].commit()
-    failed: dict[str, list[str | None]] = {"waiter": [], "other waiter": []}
-    done = {name: threading.Event() for name in failed}
+    waits = {"queued": "ALTER TABLE nb08.q3_accounts ALTER COLUMN balance SET DEFAULT 0",
+             "waiter": "SELECT count(*) FROM nb08.q3_accounts",
+             "other waiter": "UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 1"}
+    failed: dict[str, list[str | None]] = {name: [] for name in waits}
+    done = {name: threading.Event() for name in waits}
 
-    def wait(name: str, target: int) -> None:
+    def wait(name: str) -> None:
         try:
-            sessions[name].execute("SET lock_timeout = '5s'")
-            sessions[name].execute(update, [target])
+            sessions[name].execute("SET lock_timeout = '10s'")
+            sessions[name].execute(waits[name])
             done[name].set()
         except Exception as error:
             failed[name].append(getattr(error, "sqlstate", None))
@@ -192,33 +207,46 @@ def blocker_verdict(wb: Workbook, end_blocker: Callable[[Any, int], Any]) -> dic
         except Exception:
             return False
 
-    threads = [threading.Thread(target=wait, args=("other waiter", row["other blocker"]), daemon=True),
-               threading.Thread(target=wait, args=("waiter", row["blocker"]), daemon=True)]
+    threads = {name: threading.Thread(target=wait, args=(name,), daemon=True) for name in waits}
     try:
         bounded = "-c statement_timeout=3s -c lock_timeout=1s"   # an answer that waits gives up, never hangs
         with db.connect(libpq, application_name=f"{app} (you)", options=bounded) as yours:
-            for thread, name in zip(threads, ("other waiter", "waiter"), strict=True):
-                thread.start()
+            for name in ("other waiter", "queued", "waiter"):
+                threads[name].start()
                 wait_until_blocked(yours, pids[name])
             end_blocker(yours, pids["waiter"])
-            alive = {name for name in ("bystander", "blocker", "other blocker", "idle") if lives(sessions[name])}
-            if "blocker" not in alive and not failed["waiter"]:
-                done["waiter"].wait(5)  # its lock is free: the UPDATE goes through at once (no wait otherwise)
-            waiter_lives = not done["waiter"].is_set() or lives(sessions["waiter"])
+            alive = {name for name in ("bystander", *roots, "other blocker", "idle") if lives(sessions[name])}
+            deadline = time.monotonic() + 5  # its way is free at once once every root (or the queued ALTER) ended
+            while not done["waiter"].wait(0.05) and time.monotonic() < deadline and not failed["waiter"]:
+                if time.monotonic() > deadline - 4.5 and alive & set(roots) and not failed["queued"]:
+                    break  # a root lives and the ALTER still queues: the waiter cannot move
+            through = done["waiter"].is_set() and not failed["waiter"]
+            verdict = {  # judged now: closing the sessions below makes the statements still waiting fail or finish
+                "the waiting statement went through": through,
+                "every session at the root of the chain was ended": not alive & set(roots),
+                "the sessions waiting ahead of it in the queue were left alone": not failed["queued"],
+                "the waiting session was left alone": not through or lives(sessions["waiter"]),
+                "sessions that do not block it were left alone":
+                    {"bystander", "other blocker", "idle"} <= alive and not failed["other waiter"]}
     finally:
         for conn in sessions.values():
-            conn.close()  # the blockers' rollback (if they still live) lets a still waiting UPDATE finish
-        for thread in threads:
+            conn.close()  # the roots' rollback (if they still live) lets the statements still waiting finish
+        for thread in threads.values():
             thread.join(6)
-    return {"the waiting UPDATE went through": done["waiter"].is_set(),
-            "the blocking session was ended": "blocker" not in alive,
-            "the waiting session was left alone": waiter_lives and "57P01" not in failed["waiter"],  # admin_shutdown
-            "sessions that do not block it were left alone":
-                {"bystander", "other blocker", "idle"} <= alive and "57P01" not in failed["other waiter"]}
+    return verdict
+
+
+ROOTS_SQL = """
+    WITH RECURSIVE chain(pid) AS (
+        SELECT unnest(pg_blocking_pids(%s))
+        UNION
+        SELECT unnest(pg_blocking_pids(chain.pid)) FROM chain)
+    SELECT pg_terminate_backend(pid) FROM chain WHERE cardinality(pg_blocking_pids(pid)) = 0"""
 
 
 def end_blocker_reference(conn: Any, pid: int) -> None:
-    conn.execute("SELECT pg_terminate_backend(b) FROM unnest(pg_blocking_pids(%s)) AS b", [pid])
+    """Walk pg_blocking_pids to the sessions that wait for nobody (the roots), and end those."""
+    conn.execute(ROOTS_SQL, [pid])
 
 
 N_PLUS_ONE_STARTER = '''
@@ -245,63 +273,91 @@ def _callable(answer: Any, name: str) -> Any:
     return answer
 
 
+Q1 = Question(
+    name="q1",
+    text="`requests` holds one row per request of an app: path, items returned, queries sent, ms. Return the path "
+         "of the endpoint with an N+1: the one whose number of queries grows with the number of items it returns. "
+         "(The check calls your function on two fresh logs of its own, with other endpoint names and one more "
+         "endpoint; the busiest or slowest endpoint, or the one whose query count varies most, is not always the "
+         "culprit. pandas' Spearman correlation needs scipy, which is not installed here: use Pearson's, the "
+         "default, or rank the columns first.)",
+    shape="`def n_plus_one_endpoint(requests)` returning a path such as `'/api/…'`; then `q1.check(n_plus_one_endpoint)`.",
+    hint_text="§1 and §5: an N+1 sends 1 + N queries for N items. Compare queries with items, per path: "
+              "a constant number of queries, however large, is not an N+1.",
+    solution_code="def n_plus_one_endpoint(requests):\n"
+                  "    growth = requests.groupby(\"path\")[[\"items\", \"queries\"]].apply(\n"
+                  "        lambda g: g[\"queries\"].corr(g[\"items\"]))\n"
+                  "    return growth.fillna(0).idxmax()\n\nq1.check(n_plus_one_endpoint)",
+    discussion="The N+1 is the endpoint whose query count moves with its item count, so the correlation of queries "
+               "with items, per path, finds it (a constant count gives NaN, read as 0). Common wrong answers pick the "
+               "busiest, slowest or most varied endpoint, or read the items alone: the check's log has an endpoint "
+               "that beats the N+1 on each of those, and an eager twin with exactly the same items. In production "
+               "the same signal is a histogram of statements per request, by route.",
+)
+Q2 = Question(
+    name="q2",
+    text="`pool_gauges(engine, registry)` should register three gauges in `registry`, each showing the pool as it "
+         "is when Prometheus scrapes: db_pool_open (connections open, idle or in use), db_pool_idle (open "
+         "connections waiting in the pool) and db_pool_overflow (connections open beyond pool_size; never negative). "
+         "The starter reads capacity where it should count connections, and reads once. (The check scrapes two pools "
+         "of sizes drawn anew while connections are checked out and returned.)",
+    shape="`def pool_gauges(engine, registry)` that creates each `Gauge(…, registry=registry)`; then "
+          "`q2.check(pool_gauges)`.",
+    hint_text="§3: a Gauge can compute its value when it is read (set_function). print(engine.pool.status()) "
+              "names what a QueuePool counts; pool.checkedin() is the idle connections. What does "
+              "pool.overflow() return before pool_size connections are open (notebook 01), and does an overflow "
+              "connection stay open once returned while the pool holds fewer than pool_size?",
+    solution_code="def pool_gauges(engine, registry):\n"
+                  "    pool = engine.pool\n"
+                  "    Gauge(\"db_pool_open\", \"connections open\", registry=registry).set_function(\n"
+                  "        lambda: pool.checkedin() + pool.checkedout())\n"
+                  "    Gauge(\"db_pool_idle\", \"connections idle in the pool\", registry=registry).set_function(\n"
+                  "        pool.checkedin)\n"
+                  "    Gauge(\"db_pool_overflow\", \"connections open beyond pool_size\", registry=registry)"
+                  ".set_function(\n"
+                  "        lambda: max(pool.overflow(), 0))\n\n"
+                  "q2.check(pool_gauges)",
+    discussion="set_function reads the pool at each scrape; .set() reads it once. Open connections are the idle ones "
+               "(checkedin) plus those in use (checkedout); pool.size() is pool_size, a capacity. overflow() counts "
+               "up from -pool_size, so max(overflow(), 0) is what is open beyond it. A gauge still sees only the "
+               "moment of a scrape (every 15-60 s): pair it with a histogram of checkout wait and a counter of "
+               "timeouts. set_function does not work in prometheus_client's multiprocess mode.",
+)
+Q3 = Question(
+    name="q3",
+    text="A statement has been waiting for a lock. `end_blocker(conn, pid)` gets a connection and the pid of the "
+         "waiting session: end the session(s) at the root of its wait, and nothing else. (The check stages a chain: "
+         "the statement may wait behind another waiting statement, whose lock is held by more than one session; "
+         "around them, sessions of the same role and application that block it not at all.)",
+    shape="`def end_blocker(conn, pid)` that runs SQL on `conn` (a psycopg connection); then `q3.check(end_blocker)`.",
+    hint_text="§4: pg_blocking_pids(pid) names the next link only, including a session that merely waits ahead in "
+              "the queue. Follow it until you reach sessions that wait for nobody (a recursive CTE, or a loop). "
+              "pg_cancel_backend only cancels a running statement, and an idle session runs none.",
+    solution_code="def end_blocker(conn, pid):\n"
+                  "    conn.execute(\"\"\"\n"
+                  "        WITH RECURSIVE chain(pid) AS (\n"
+                  "            SELECT unnest(pg_blocking_pids(%s))\n"
+                  "            UNION\n"
+                  "            SELECT unnest(pg_blocking_pids(chain.pid)) FROM chain)\n"
+                  "        SELECT pg_terminate_backend(pid) FROM chain WHERE cardinality(pg_blocking_pids(pid)) = 0"
+                  "\"\"\", [pid])\n\nq3.check(end_blocker)",
+    discussion="pg_blocking_pids returns the immediate blockers: sessions holding a conflicting lock, and sessions "
+               "waiting ahead in the queue (a soft block). Ending those can kill a waiting migration while the "
+               "session that holds the lock lives on. Follow the links to the sessions that wait for nobody and end "
+               "all of them; ending only the first leaves the chain blocked. Then fix what left them idle in "
+               "transaction (idle_in_transaction_session_timeout).",
+)
+QUESTIONS = (Q1, Q2, Q3)
+
+
 def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
     """q1, q2, q3 of notebook 08, bound to this notebook's database."""
-    q1 = Exercise(
-        name="q1",
-        question="n_plus_one_endpoint(requests) gets one row per request of an app (path, items returned, queries "
-                 "sent, ms). Return the path of the endpoint with an N+1: the one whose number of queries grows "
-                 "with the number of items it returns. (The check calls it on two fresh logs of its own, with "
-                 "other endpoint names and one more endpoint; the busiest or slowest endpoint, or the one whose "
-                 "query count varies most, is not always the culprit.)",
-        reference=lambda: n_plus_one_verdict(wb, n_plus_one_reference),
-        hint_text="§1 and §5: an N+1 sends 1 + N queries for N items. Compare queries with items, per path: "
-                  "a constant number of queries, however large, is not an N+1.",
-        solution_code="def n_plus_one_endpoint(requests):\n"
-                      "    growth = requests.groupby(\"path\")[[\"items\", \"queries\"]].apply(\n"
-                      "        lambda g: g[\"queries\"].corr(g[\"items\"]))\n"
-                      "    return growth.fillna(0).idxmax()\n\nq1.check(n_plus_one_endpoint)",
-        evaluate=lambda find: n_plus_one_verdict(wb, _callable(find, "n_plus_one_endpoint")),
-        starter=N_PLUS_ONE_STARTER,
-    )
-    q2 = Exercise(
-        name="q2",
-        question="pool_gauges(engine, registry) should register three gauges in `registry`, each showing the pool "
-                 "as it is when Prometheus scrapes: db_pool_open (connections open, idle or in use), db_pool_idle "
-                 "(open connections waiting in the pool) and db_pool_overflow (connections open beyond pool_size; "
-                 "never negative). The starter reads capacity where it should count connections, and reads once. "
-                 "(The check scrapes a pool of n + n overflow while connections are checked out and returned.)",
-        reference=lambda: gauges_verdict(wb, gauges_reference),
-        hint_text="§3: a Gauge can compute its value when it is read (set_function). print(engine.pool.status()) "
-                  "names what a QueuePool counts; pool.checkedin() is the idle connections. What does "
-                  "pool.overflow() return before pool_size connections are open, and does an overflow connection "
-                  "stay open once returned while the pool holds fewer than pool_size?",
-        solution_code="def pool_gauges(engine, registry):\n"
-                      "    pool = engine.pool\n"
-                      "    Gauge(\"db_pool_open\", \"connections open\", registry=registry).set_function(\n"
-                      "        lambda: pool.checkedin() + pool.checkedout())\n"
-                      "    Gauge(\"db_pool_idle\", \"connections idle in the pool\", registry=registry).set_function(\n"
-                      "        pool.checkedin)\n"
-                      "    Gauge(\"db_pool_overflow\", \"connections open beyond pool_size\", registry=registry)"
-                      ".set_function(\n"
-                      "        lambda: max(pool.overflow(), 0))\n\n"
-                      "q2.check(pool_gauges)",
-        evaluate=lambda register: gauges_verdict(wb, _callable(register, "pool_gauges")),
-        starter=GAUGES_STARTER,
-    )
-    q3 = Exercise(
-        name="q3",
-        question="A statement has been waiting for a lock. end_blocker(conn, pid) gets a connection and the pid of "
-                 "the waiting session: end the session(s) it waits for, and nothing else. (The check stages the "
-                 "wait among other sessions of the same role and application: one idle, one idle in transaction "
-                 "that blocks nobody, and another blocker with a waiter of its own.)",
-        reference=lambda: blocker_verdict(wb, end_blocker_reference),
-        hint_text="§4: which function names the sessions a pid waits for? pg_terminate_backend ends one session; "
-                  "pg_cancel_backend only cancels a running statement, and an idle session runs none.",
-        solution_code="def end_blocker(conn, pid):\n"
-                      "    conn.execute(\"SELECT pg_terminate_backend(b) FROM unnest(pg_blocking_pids(%s)) AS b\", "
-                      "[pid])\n\nq3.check(end_blocker)",
-        evaluate=lambda end: blocker_verdict(wb, _callable(end, "end_blocker")),
-        starter=BLOCKER_STARTER,
-    )
-    return q1, q2, q3
+    return (Q1.exercise(reference=lambda: n_plus_one_verdict(wb, n_plus_one_reference),
+                        evaluate=lambda find: n_plus_one_verdict(wb, _callable(find, "n_plus_one_endpoint")),
+                        starter=N_PLUS_ONE_STARTER),
+            Q2.exercise(reference=lambda: gauges_verdict(wb, gauges_reference),
+                        evaluate=lambda register: gauges_verdict(wb, _callable(register, "pool_gauges")),
+                        starter=GAUGES_STARTER),
+            Q3.exercise(reference=lambda: blocker_verdict(wb, end_blocker_reference),
+                        evaluate=lambda end: blocker_verdict(wb, _callable(end, "end_blocker")),
+                        starter=BLOCKER_STARTER))
