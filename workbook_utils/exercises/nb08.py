@@ -102,8 +102,10 @@ def n_plus_one_reference(requests: pd.DataFrame) -> str:
 def gauges_verdict(wb: Workbook, register: Callable[[Any, Any], Any]) -> dict[str, bool]:
     """Register the learner's gauges for two pools of different sizes (n + m overflow, drawn anew on each check), then
     scrape each a random number of times: a fresh pool, 2 checked out, n + 2 out, 2 of those returned, all returned.
-    So a pool size or overflow read off one check (a hard-coded number) fails on the other pool."""
-    verdicts = [_gauges_on_one_pool(wb, register, n, random.randint(2, 6)) for n in random.sample(range(2, 8), 2)]
+    So a pool size or overflow read off one check (a hard-coded number) fails on the other pool: one pool is small
+    (2-4), the other large (6-10), so no number read off one fits both."""
+    sizes = random.sample([random.randint(2, 4), random.randint(6, 10)], 2)
+    verdicts = [_gauges_on_one_pool(wb, register, n, random.randint(2, 6)) for n in sizes]
     return {claim: all(v[claim] for v in verdicts) for claim in verdicts[0]}
 
 
