@@ -203,7 +203,8 @@ def test_nb08_q3_rejects_ending_too_much_too_little_or_the_wrong_session(exercis
     assert time.monotonic() - started < 20   # the answer's connection has a statement_timeout
 
     for wrong, why in [(immediate_blockers, "root of the chain"), (first_root_only, "went through"),
-                       (first_blocker_of_the_first_blocker, "went through"), (everyone_else, "waiting ahead of it|do not block it"),
+                       (first_blocker_of_the_first_blocker, "went through"),
+                       (everyone_else, "waiting ahead of it|do not block it"),
                        (idle_in_transaction, "do not block it"), (every_blocker, "of the chain|waiting ahead"),
                        (oldest_transaction, "went through"), (newest_transaction, "went through"),
                        (blockers_then_the_waiter, "waiting session was left"), (the_waiter, "went through"),
