@@ -221,7 +221,19 @@ def create_limited_role(url: str, name: str, limit: int) -> str | None:
         drop_role(url, name)
         print(f"Skipped: the new role {name} cannot log in here ({exc}).")
         return None
+    _wait_no_sessions(url, name)  # the probe's backend still counts against the limit until it has exited
     return role_url
+
+
+def _wait_no_sessions(url: str, role: str, timeout: float = 5.0) -> None:
+    """Wait (bounded) until no session of `role` is left in this database, e.g. a backend still exiting."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    with db.connect(url) as conn:
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = current_database()",
+                           [role]).fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def drop_role(url: str, name: str) -> None:
