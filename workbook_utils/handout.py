@@ -64,12 +64,11 @@ def tables() -> list[Table]:
     return [summary_table(path) for path in notebook_paths()]
 
 
-CSS = """@page{size:A4;margin:10mm} body{font:7.5pt/1.25 sans-serif;margin:0 auto;max-width:60em}
-h1{font-size:12pt;margin:0 0 .3em} th{text-align:left;font-weight:normal;font-style:italic}
-h2{font-size:8.5pt;margin:.5em 0 .1em;break-after:avoid}
-table{border-collapse:collapse;width:100%} td{vertical-align:top;padding:.1em .3em;border-top:1px solid #ccc}
-td:first-child{width:55%} code{font-size:7pt} p{margin:0} .cols{columns:2;column-gap:1.2em}
-section{break-inside:avoid-column}"""
+CSS = """@page{size:A4;margin:8mm} body{font:7pt/1.2 sans-serif;margin:0 auto;max-width:60em}
+h1{font-size:11pt;margin:0 0 .3em} h2{font-size:8pt;margin:.4em 0 .1em;break-after:avoid}
+table{border-collapse:collapse;width:100%;table-layout:fixed} td,th{vertical-align:top;padding:.05em .3em;
+border-top:1px solid #ccc;overflow-wrap:anywhere} th{text-align:left;font-weight:normal;font-style:italic}
+code{font-size:6.5pt;white-space:normal} p{margin:0} section{break-inside:avoid}"""
 
 
 def checklist_html() -> str:
@@ -88,7 +87,7 @@ def checklist_html() -> str:
                         f"<table>{rows}</table></section>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Checklist</title>'
             f"<style>{CSS}</style></head>\n<body><h1>The database-integration workbook: the checklist</h1>"
-            f'<div class="cols">{"".join(sections)}</div></body></html>\n')
+            f'{"".join(sections)}</body></html>\n')
 
 
 def write_checklist(build: Path) -> Path:
