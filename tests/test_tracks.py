@@ -64,3 +64,24 @@ def test_a_section_without_minutes_is_named(found):
 def test_the_guide_shows_the_plan_the_notebooks_hold(found):
     block = re.search(r"<!-- tracks -->\n(.*?)\n<!-- /tracks -->", GUIDE, re.S)
     assert block and block.group(1) == tracks.plan(found), "run python -m workbook_utils.notebook_files"
+
+
+def _apply_tracks():
+    """benchmarks/apply_tracks.py as a module (benchmarks is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("apply_tracks", project_root() / "benchmarks" / "apply_tracks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_notebooks_hold_what_the_table_says(capsys):
+    assert _apply_tracks().main(check=True) == 0, capsys.readouterr().out
+
+
+def test_a_section_the_table_does_not_know_stops_the_script_naming_it(monkeypatch):
+    module = _apply_tracks()
+    monkeypatch.setitem(module.TABLE, "03", {k: v for k, v in module.TABLE["03"].items() if k != "§9"})
+    with pytest.raises(SystemExit, match=r"03_explain_analyze.ipynb: the section '9\. Joins: nested loop, hash, merge'"):
+        module.main(check=True)
