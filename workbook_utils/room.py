@@ -89,7 +89,12 @@ def _read_one(admin_url: str, learner: str) -> tuple[list[Outcome], list[Claim]]
                             "FROM _workbook.outcomes ORDER BY 1, 2").fetchall()
         claims = [] if conn.execute("SELECT to_regclass('_workbook.claims')").fetchone()[0] is None else \
             conn.execute("SELECT notebook || '/' || exercise, claim, attempts FROM _workbook.claims ORDER BY 1, 2").fetchall()
-    return [Outcome(learner, *row) for row in rows], [Claim(learner, *row) for row in claims]
+    return [Outcome(learner, *row) for row in rows], [Claim(learner, key, _printable(claim), n) for key, claim, n in claims]
+
+
+def _printable(text: str) -> str:
+    """A claim as the facilitator's terminal may show it: a learner owns the table, so no control characters."""
+    return "".join(c for c in text if c.isprintable())[:80]
 
 
 def read_room(prefix: str = "learner") -> Room:
