@@ -69,6 +69,7 @@ def test_run_writes_the_index_and_the_solutions_edition_of_00_and_02(tmp_path):
     minutes = f"{intro(notebook_paths()[0]).minutes} minutes"  # 00's own Time line, re-timed with the notebook
     assert "(not rendered)" in index and minutes in index and "<code>%sql</code>" in index
     assert "solutions edition" not in index
+    assert "<section>" in (build / "checklist.html").read_text()  # the handout, beside the pages (test_checklist.py)
     page = (build / "00_start_here.html").read_text()
     assert "not attempted yet" in page and "✅" not in page  # the learners' edition: blanks left blank
     solutions = build / "solutions"

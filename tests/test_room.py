@@ -16,7 +16,8 @@ import psycopg
 import pytest
 
 from workbook_utils import config, db, learners, outcomes, room, urls
-from workbook_utils.exercises import Exercise
+from workbook_utils.exercises import Exercise, Unmet, WrongKind
+from workbook_utils.exercises.claims import claim_of
 from workbook_utils.exercises.nb00 import Q1_SQL
 from workbook_utils.notebook_files import execute, notebook_paths
 
@@ -115,6 +116,56 @@ def test_a_lock_on_the_outcomes_table_does_not_hold_the_learners_check(learner_u
     assert waited < 10, f"the check waited {waited:.1f} s for the lock"  # bound: lock_timeout, statement_timeout
     with psycopg.connect(url) as conn:  # the attempt was dropped, not queued for later
         assert conn.execute("SELECT count(*) FROM _workbook.outcomes WHERE exercise = 'q7'").fetchone()[0] == 0
+
+SECRET = "postgresql://roomnb01:hunter2@db.example:5432/x"  # what an answer might hold and nothing may record
+
+
+def test_the_room_says_which_part_of_the_claim_failed_and_records_none_of_the_answer(learner_urls, room_server,
+                                                                                    monkeypatch, capsys):
+    """Two learners break the same part of a claim, one another part; the room groups them, and no byte of the answers'
+    code (nor a URL or password in it) is in the learners' databases."""
+
+    def evaluate(answer):
+        if "deadlock" in answer.__doc__:
+            raise Unmet(f"for 3 transactions {answer.__doc__!r}: “no deadlock in any interleaving” does not hold")
+        raise WrongKind(f"your code ({answer.__doc__!r}) sleeps", claim="no time.sleep in a retry")
+
+    def cycle():
+        """deadlock: UPDATE accounts SET x = 1 -- postgresql://roomnb01:hunter2@db.example:5432/x"""
+
+    def sleepy():
+        """time.sleep(1) -- postgresql://roomnb01:hunter2@db.example:5432/x"""
+
+    q = Exercise(name="q8", question="?", reference=lambda: None, hint_text="", solution_code="", evaluate=evaluate)
+    for learner, answers in {"01": [cycle, cycle], "03": [cycle, sleepy]}.items():
+        monkeypatch.setenv("DATABASE_URL", learner_urls[f"{PREFIX}{learner}"])
+        for answer in answers:
+            q.check(answer)
+    assert "hunter2" in capsys.readouterr().out  # the learner is shown their own answer's words …
+    shown = workbook_room(room_server)
+    assert "  test_room/q8: no deadlock in any interleaving: 2 learners" in shown
+    assert "  test_room/q8: no time.sleep in a retry: 1 learner" in shown
+    for learner in ("01", "03"):  # … and nothing of them is kept
+        with psycopg.connect(learner_urls[f"{PREFIX}{learner}"]) as conn:
+            kept = conn.execute("SELECT string_agg(c::text, ' ') FROM _workbook.claims c").fetchone()[0] + \
+                conn.execute("SELECT string_agg(o::text, ' ') FROM _workbook.outcomes o").fetchone()[0]
+        assert "deadlock in any" in kept and not any(word in kept for word in ("hunter2", "UPDATE", "example", "sleep(1)"))
+
+
+@pytest.mark.parametrize(("message", "claim"), [
+    ("for 4 clients, pool 3: “the pool never waits” does not hold [drawn: size=7; q1.check(answer, seed=5) draws "
+     "the same]", "the pool never waits"),
+    ("running your answer raised UndefinedColumn: column \"secret\" does not exist", "running the answer raised "
+     "UndefinedColumn"),
+    ("your answer ('SELECT password FROM t') is not the expected value", "your answer is not the expected value"),
+    ("your answer has 12 items; the expected result has 10", "your answer has N items"),
+    ("for 'posts', pass a loader such as joinedload or selectinload (got: 'lazy')",
+     "for, pass a loader such as joinedload or selectinload"),
+    ("rows, item 3 is too high", "rows, item N is too high"),
+    ("pass your function f itself (without calling it), not a int", "pass your function f itself"),
+])
+def test_a_claim_label_keeps_the_checkers_words_only(message, claim):
+    assert claim_of(message) == claim
 
 
 PLANT = """

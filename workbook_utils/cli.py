@@ -84,12 +84,14 @@ def notebook_numbers(asked: list[str]) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .handout import write_checklist
     from .notebook_files import run_all
 
     args.numbers = notebook_numbers(args.numbers)  # before seeding: a typo is told at once
     seed.seed_if_needed()
     build = (args.build or config.project_root() / "build") / ("solutions" if args.solutions else "")
     failures = run_all(build, timeout=args.timeout, numbers=args.numbers, solutions=args.solutions)
+    print(f"checklist, the handout to print: {write_checklist(build)}")
     return 1 if failures else 0
 
 

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 
 from . import config, db, marker, seed, server, urls
 from .errors import WorkbookError
-from .outcomes import OUTCOMES_DDL
+from .outcomes import CLAIMS_DDL, OUTCOMES_DDL
 
 if TYPE_CHECKING:
     import psycopg
@@ -191,12 +191,13 @@ WHERE owner <> (SELECT oid FROM pg_roles WHERE rolname = %s)
 
 
 def _hand_over(admin_url: str, name: str) -> None:
-    """Inside the new database: mark it as this learner's, add the outcomes table, give the learner every object."""
+    """Inside the new database: mark it as this learner's, add the outcomes tables, give the learner every object."""
     from psycopg import sql
 
     with enter(admin_url, name) as conn, conn.transaction():
         conn.execute("INSERT INTO _workbook.meta VALUES ('learner', %s) ON CONFLICT (key) DO NOTHING", [name])
         conn.execute(OUTCOMES_DDL)
+        conn.execute(CLAIMS_DDL)
         rows = conn.execute(NOT_THEIRS, [name]).fetchall()
         for kind, obj in rows:
             conn.execute(sql.SQL(f"ALTER {kind} {obj} OWNER TO {{}}").format(sql.Identifier(name)))

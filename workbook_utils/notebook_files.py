@@ -352,3 +352,7 @@ if __name__ == "__main__":  # python -m workbook_utils.notebook_files: after add
         print(f"navigation updated: {path.name}")
     if update_schedule(config.project_root() / "FACILITATOR.md"):
         print("schedule updated: FACILITATOR.md")
+    from .tracks import update_guide  # the tracks by the day, from the sections' metadata
+
+    if update_guide(config.project_root() / "FACILITATOR.md"):
+        print("tracks updated: FACILITATOR.md")

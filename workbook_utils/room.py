@@ -38,12 +38,23 @@ class Outcome:
 
 
 @dataclass
+class Claim:
+    """How often one learner's checks of one exercise said that this part of its claim failed."""
+
+    learner: str
+    key: str  # notebook/exercise
+    claim: str
+    attempts: int
+
+
+@dataclass
 class Room:
     """Everyone's outcomes, as the admin role read them."""
 
     learners: list[str]
     outcomes: list[Outcome] = field(default_factory=list)
     unreachable: dict[str, str] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
 
     @property
     def exercises(self) -> list[str]:
@@ -57,19 +68,33 @@ class Room:
         counts = Counter(o.key for o in self.outcomes if o.status == TRIED)
         return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
+    def why(self, exercise: str) -> list[tuple[str, int]]:
+        """Why learners are stuck on an exercise: each part of its claim their failed checks broke, by how many of the
+        learners not done with it, most first."""
+        stuck = {o.learner for o in self.outcomes if o.key == exercise and o.status == TRIED}
+        counts = Counter(c.claim for c in self.claims if c.key == exercise and c.learner in stuck)
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
     def not_started(self) -> list[str]:
         started = {o.learner for o in self.outcomes}
         return [n for n in self.learners if n not in started and n not in self.unreachable]
 
 
-def _read_one(admin_url: str, learner: str) -> list[Outcome]:
+def _read_one(admin_url: str, learner: str) -> tuple[list[Outcome], list[Claim]]:
     with enter(admin_url, learner, application_name="workbook-room") as conn:
         conn.execute("SET statement_timeout = '5s'")
         if conn.execute("SELECT to_regclass('_workbook.outcomes')").fetchone()[0] is None:
-            return []
+            return [], []
         rows = conn.execute("SELECT notebook, exercise, status, attempts, first_attempt, last_attempt, solved_at "
                             "FROM _workbook.outcomes ORDER BY 1, 2").fetchall()
-    return [Outcome(learner, *row) for row in rows]
+        claims = [] if conn.execute("SELECT to_regclass('_workbook.claims')").fetchone()[0] is None else \
+            conn.execute("SELECT notebook || '/' || exercise, claim, attempts FROM _workbook.claims ORDER BY 1, 2").fetchall()
+    return [Outcome(learner, *row) for row in rows], [Claim(learner, key, _printable(claim), n) for key, claim, n in claims]
+
+
+def _printable(text: str) -> str:
+    """A claim as the facilitator's terminal may show it: a learner owns the table, so no control characters."""
+    return "".join(c for c in text if c.isprintable())[:80]
 
 
 def read_room(prefix: str = "learner") -> Room:
@@ -84,7 +109,9 @@ def read_room(prefix: str = "learner") -> Room:
         futures = {name: pool.submit(_read_one, admin_url, name) for name in learners}
         for name, future in futures.items():
             try:
-                room.outcomes.extend(future.result())
+                outcomes, claims = future.result()
+                room.outcomes.extend(outcomes)
+                room.claims.extend(claims)
             except Exception as exc:  # one broken database must not hide the room
                 room.unreachable[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return room
@@ -108,6 +135,8 @@ def render(room: Room) -> str:
     stuck = room.stuck()
     lines.append("stuck on: " + (", ".join(f"{e} ({n} learner{'s' * (n > 1)})" for e, n in stuck[:5]) if stuck
                                  else "nothing"))
+    for exercise, _ in stuck[:5]:
+        lines.extend(f"  {exercise}: {claim}: {n} learner{'s' * (n > 1)}" for claim, n in room.why(exercise)[:3])
     idle = room.not_started()
     lines.append("not started: " + (", ".join(idle) if idle else "everyone has started"))
     return "\n".join(lines)

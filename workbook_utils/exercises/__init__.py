@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import first_line
+from .claims import claim_of
 from .draws import Draw
 
 
@@ -44,7 +45,15 @@ CORRECT, INCORRECT, NOT_ATTEMPTED = "correct", "incorrect", "not attempted"
 
 
 class WrongKind(TypeError):
-    """Raised by a checker when the answer is not the kind of thing asked for; its message is shown as it is."""
+    """Raised by a checker when the answer is not the kind of thing asked for; its message is shown as it is.
+
+    `claim=` names, in a few words, the part of the exercise's claim that failed (the facilitator's room groups
+    learners by it); without it, it is cut from the message (claims.claim_of).
+    """
+
+    def __init__(self, *args: Any, claim: str | None = None) -> None:
+        super().__init__(*args)
+        self.claim = claim
 
 
 class Unmet(WrongKind):
@@ -148,6 +157,7 @@ class Exercise:
     discussion: str = ""
     drawn: bool = False
     last_draw: Draw | None = field(default=None, repr=False)  # the conditions of the latest check (drawn only)
+    _claim: str | None = field(default=None, repr=False)  # the claim= of the WrongKind the latest check raised
     _expected: Any = field(default=____, repr=False)
 
     @property
@@ -167,6 +177,7 @@ class Exercise:
         try:
             value = self.evaluate(answer, draw) if draw else self.evaluate(answer)
         except WrongKind as exc:
+            self._claim = exc.claim
             return INCORRECT, _with_draw(str(exc), draw, self.name)
         except Exception as exc:  # a learner's statement that fails is an incorrect answer, not a crash
             return INCORRECT, _with_draw(f"running your answer raised {type(exc).__name__}: {first_line(exc)}", draw,
@@ -179,6 +190,7 @@ class Exercise:
 
         `seed` replays the conditions a failed check printed (exercises whose conditions are drawn).
         """
+        self._claim = None
         status, diff = self.verdict(answer) if seed is None else self.verdict(answer, seed=seed)  # subclasses too
         messages = {CORRECT: f"✅ {self.name}: correct.",
                     NOT_ATTEMPTED: f"… {self.name}: not attempted yet — replace ____ (or change the starter code) "
@@ -188,15 +200,16 @@ class Exercise:
         if status == CORRECT and self.discussion:
             print(f"\n{self.discussion}")
         if status != NOT_ATTEMPTED:
-            self._record(status == CORRECT)
+            self._record(status == CORRECT, "" if status == CORRECT else self._claim or claim_of(diff))
 
-    def _record(self, solved: bool) -> None:
-        """Count this attempt in the learner's database for the facilitator's room view; never fails the check."""
+    def _record(self, solved: bool, claim: str = "") -> None:
+        """Count this attempt in the learner's database for the facilitator's room view (a failed one with the part of
+        the claim that failed, never the answer); never fails the check."""
         notebook = self.reference.__module__.rpartition(".")[2].removeprefix("nb")  # declared in exercises/nbNN.py
         try:
             from ..outcomes import record_here
 
-            record_here(notebook, self.name, solved)
+            record_here(notebook, self.name, solved, claim)
         except Exception:  # best effort: no server, no marker schema, a timeout … the learner's cell goes on
             pass
 
