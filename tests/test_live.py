@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("ipywidgets")
-
-from workbook_utils import live  # noqa: E402
+from workbook_utils import live
 
 
 @pytest.fixture(scope="module")
