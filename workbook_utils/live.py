@@ -186,9 +186,11 @@ def show_pool_sweep(sweep: pd.DataFrame, cores: int, pool_size: int, io_share: f
     ax.set_xticks(list(sweep.index), [str(size) for size in sweep.index])  # the sizes measured, after plain_numbers
     ax.minorticks_off()
     fig.tight_layout()
-    row = sweep.loc[chosen]
+    row, expected = sweep.loc[chosen], cores / max(1 - io_share, 0.01)
+    edge = " (the largest pool measured: more clients show further)" if knee == max(sweep.index) < expected else ""
     return [figure_output(fig), text_output(
-        f"knee at pool {knee} ({cores} cores ÷ {1 - io_share:.2f} CPU share ≈ {cores / max(1 - io_share, 0.01):.0f}); "
+        f"knee at pool {knee}{edge}; the cores run out near {cores} cores ÷ {1 - io_share:.2f} CPU share ≈ "
+        f"{expected:.0f}; "
         f"pool {chosen}: {row['queries/s']:.0f} queries/s, waited {row['mean wait ms']:.1f} ms for a connection, "
         f"queried {row['mean query ms']:.1f} ms")]
 
