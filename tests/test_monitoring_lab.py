@@ -102,3 +102,21 @@ def test_vacuum_removes_the_dead_tuples_a_burst_left(wb):
     assert monitoring_lab.dead_tuples(wb) >= 50
     monitoring_lab.vacuum(wb)
     assert monitoring_lab.dead_tuples(wb) == 0
+
+
+def test_the_server_log_prints_bound_parameters_unless_log_parameter_max_length_is_0(room_server, wb):
+    """On the second server (the room's PostgreSQL 15) and on the embedded 18, as their superusers."""
+    from workbook_utils import server, urls
+
+    where = [(room_server.admin_url(), room_server.log)] if room_server.cluster else []
+    where.append((urls.with_database(urls.admin_url(), "postgres"), server.pgdata() / "server.log"))
+    for url, log in where:
+        shown = monitoring_lab.logged_parameters(url, log, "4111 1111 1111 1111", max_length=-1)
+        hidden = monitoring_lab.logged_parameters(url, log, "4111 1111 1111 1111", max_length=0)
+        assert len(shown) == 2 and "$1 = '4111 1111 1111 1111'" in shown[1], (url, shown)  # "parameters:" on 15
+        assert len(hidden) == 1 and "4111" not in hidden[0] and "execute" in hidden[0], (url, hidden)
+
+
+def test_running_query_sees_the_statement_while_it_runs(wb, engine):
+    seen = monitoring_lab.running_query(engine, wb.url.replace("+psycopg", ""), "SELECT pg_sleep(0.2) /* marked */")
+    assert seen.startswith("SELECT pg_sleep(0.2)") and "marked" in seen
