@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
 from workbook_utils import pgbouncer, urls
-from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, ____, nb09
+from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb09
 from workbook_utils.exercises.draws import Draw
 
 
@@ -52,8 +52,7 @@ def test_references_and_printed_solutions_pass(exercises, capsys):
     assert q1.verdict(nb09.worker_init_reference) == (CORRECT, None)
     assert q1.verdict(lambda engine: setattr(engine, "pool", engine.pool.recreate())) == (CORRECT, None)
     assert q2.verdict(nb09.limited_reference) == (CORRECT, None)
-    assert q3.verdict({"pool_size": 4, "max_overflow": 0, "max_client_conn": 100, "default_pool_size": 16}) == (
-        CORRECT, None)
+    assert q3.verdict(nb09.sizing_reference) == (CORRECT, None)
     for exercise in (q1, q2, q3):
         exec(exercise.solution_code, {"q1": q1, "q2": q2, "q3": q3, "text": text})
         assert f"✅ {exercise.name}: correct." in capsys.readouterr().out
@@ -75,8 +74,9 @@ def test_other_correct_forms_pass(exercises):
     _, q2, q3 = exercises
     assert q2.verdict(_set_local) == (CORRECT, None)
     assert q2.verdict(_sleeps_then_set_local) == (CORRECT, None)
-    assert q3.verdict({"pool_size": 4, "max_overflow": 0, "max_client_conn": 24, "default_pool_size": 16}) == (
-        CORRECT, None)
+    for _ in range(5):   # another correct form: the most clients the file limit allows, under fresh draws
+        assert q3.verdict(lambda d: {"pool_size": d["threads"], "max_overflow": 0, "default_pool_size": d["server_queries"],
+                                     "max_client_conn": d["files"] - d["server_queries"]}) == (CORRECT, None)
 
 
 def test_load_by_name(wb09, bouncer):
@@ -221,29 +221,46 @@ def test_q2_wrong_answers_fail(exercises, limited, why):
     assert status == INCORRECT and why in diff, diff
 
 
+def _sized(**changes):
+    """The reference's sizing with some settings computed otherwise."""
+    return lambda d: {**nb09.sizing_reference(d), **{k: f(d) for k, f in changes.items()}}
+
+
 @pytest.mark.parametrize(("answer", "why"), [
-    ({"pool_size": 4, "max_overflow": 0, "max_client_conn": 100, "default_pool_size": 87}, "16 queries, no more"),
-    ({"pool_size": 2, "max_overflow": 0, "max_client_conn": 100, "default_pool_size": 16}, "every thread"),
-    ({"pool_size": 1, "max_overflow": 3, "max_client_conn": 100, "default_pool_size": 16}, "stay open"),
+    (_sized(default_pool_size=lambda d: d["server_queries"] - 1), "server_queries queries, no more"),
+    (_sized(pool_size=lambda d: d["threads"] - 1), "every thread"),
+    (_sized(pool_size=lambda d: 1, max_overflow=lambda d: d["threads"] - 1), "stay open"),
     # pool_size=0 is "no limit" to SQLAlchemy: more than max_client_conn
-    ({"pool_size": 0, "max_overflow": 0, "max_client_conn": 100, "default_pool_size": 16}, "≤ max_client_conn"),
-    ({"pool_size": 4, "max_overflow": 0, "max_client_conn": 20, "default_pool_size": 16}, "≤ max_client_conn"),
-    ({"pool_size": 4, "max_overflow": 0, "max_client_conn": 100_000, "default_pool_size": 16}, "file limit"),
-    ({"pool_size": 4, "max_overflow": -1, "max_client_conn": 100, "default_pool_size": 16}, "not negative"),
-    ({"pool_size": 4.0, "max_overflow": 0, "max_client_conn": 100, "default_pool_size": 16}, "whole"),
-    ({"pool_size": 4, "max_overflow": 0}, "answer with a dict of the keys"),
+    (_sized(pool_size=lambda d: 0), "≤ max_client_conn"),
+    (_sized(max_client_conn=lambda d: d["processes"] * d["threads"] - 1), "≤ max_client_conn"),
+    (_sized(max_client_conn=lambda d: 100_000), "file limit"),
+    (_sized(max_overflow=lambda d: -1), "not negative"),
+    (_sized(pool_size=lambda d: float(d["threads"])), "whole"),
+    (lambda d: {"pool_size": d["threads"], "max_overflow": 0}, "returns a dict of the four settings"),
 ])
 def test_q3_wrong_answers_fail(exercises, answer, why):
     status, diff = exercises[2].verdict(answer)
-    assert status == INCORRECT and why in diff, (answer, diff)
+    assert status == INCORRECT and why in diff, diff
+
+
+def test_q3_numbers_copied_from_one_deployment_fail(exercises):
+    """The solution's numbers for the question's example, hard-coded: the drawn deployments differ (one check in
+    thousands could draw the example's threads, processes and cores three times; five checks in a row cannot)."""
+    hard_coded = nb09.sizing_reference(nb09.EXAMPLE)
+    assert nb09.chain_verdict(hard_coded, nb09.EXAMPLE) == nb09.CHAIN_EXPECTED   # right for the example itself
+    verdicts = [exercises[2].verdict(lambda d: dict(hard_coded))[0] for _ in range(5)]
+    assert INCORRECT in verdicts, verdicts
+    with pytest.raises(Exception, match="function sizing"):   # the old answer's shape: a dict, not a function
+        exercises[2].evaluate(hard_coded, nb09.Draw(1))
 
 
 def test_blanks_and_unchanged_starters_are_not_attempted(exercises, tmp_path):
     q1, q2, q3 = exercises
     assert q1.verdict(_define(tmp_path, nb09.WORKER_STARTER, "worker_init")) == (NOT_ATTEMPTED, None)
     assert q2.verdict(_define(tmp_path, nb09.LIMITED_STARTER, "limited")) == (NOT_ATTEMPTED, None)
-    assert q3.verdict({"pool_size": ____, "max_overflow": ____, "max_client_conn": ____,
-                       "default_pool_size": ____}) == (NOT_ATTEMPTED, None)
+    assert q3.verdict(_define(tmp_path, nb09.SIZING_STARTER.replace("____", "1"), "sizing"))[0] == INCORRECT
+    assert q3.verdict(_define(tmp_path, "from workbook_utils.exercises import ____\n" + nb09.SIZING_STARTER,
+                              "sizing")) == (NOT_ATTEMPTED, None)
 
 
 def test_the_notebook_cells_define_the_starters_exactly(tmp_path):
@@ -255,6 +272,7 @@ def test_the_notebook_cells_define_the_starters_exactly(tmp_path):
     nb = json.loads((project_root() / "notebooks" / "09_pools_in_production.ipynb").read_text())
     sources = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
     for check, starter, name in (("q1.check(worker_init)", nb09.WORKER_STARTER, "worker_init"),
-                                 ("q2.check(limited)", nb09.LIMITED_STARTER, "limited")):
+                                 ("q2.check(limited)", nb09.LIMITED_STARTER, "limited"),
+                                 ("q3.check(sizing)", nb09.SIZING_STARTER, "sizing")):
         answer_cell = sources[sources.index(check) - 1]  # the answer cell sits right above its check cell
         assert same_code(_define(tmp_path, answer_cell, name), starter)

@@ -102,3 +102,53 @@ def test_vacuum_removes_the_dead_tuples_a_burst_left(wb):
     assert monitoring_lab.dead_tuples(wb) >= 50
     monitoring_lab.vacuum(wb)
     assert monitoring_lab.dead_tuples(wb) == 0
+
+
+def test_the_server_log_prints_bound_parameters_unless_log_parameter_max_length_is_0(room_server, wb):
+    """On the second server (the room's PostgreSQL 15) and on the embedded 18, as their superusers."""
+    from workbook_utils import server, urls
+
+    where = [(room_server.admin_url(), room_server.log)] if room_server.cluster else []
+    where.append((urls.with_database(urls.admin_url(), "postgres"), server.pgdata() / "server.log"))
+    for url, log in where:
+        shown = monitoring_lab.logged_parameters(url, log, "4111 1111 1111 1111", max_length=-1)
+        hidden = monitoring_lab.logged_parameters(url, log, "4111 1111 1111 1111", max_length=0)
+        assert len(shown) == 2 and "$1 = '4111 1111 1111 1111'" in shown[1], (url, shown)  # "parameters:" on 15
+        assert len(hidden) == 1 and "4111" not in hidden[0] and "execute" in hidden[0], (url, hidden)
+
+
+def test_running_query_sees_the_statement_while_it_runs(wb, engine):
+    seen = monitoring_lab.running_query(engine, wb.url.replace("+psycopg", ""), "SELECT pg_sleep(0.2) /* marked */")
+    assert seen.startswith("SELECT pg_sleep(0.2)") and "marked" in seen
+
+
+def test_opentelemetry_instruments_sqlalchemy_2_1_only_with_skip_dep_check(wb, engine):
+    """What notebook 08 teaches of opentelemetry-instrumentation-sqlalchemy (it declares sqlalchemy < 2.1): with the
+    flag, a span per statement under the request's, the trace id in pg_stat_activity, the pool as a metric."""
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    tracer_provider, meter_provider = TracerProvider(), MeterProvider(metric_readers=[reader])
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    instrumentor = SQLAlchemyInstrumentor()
+    assert instrumentor.instrument(engine=engine, tracer_provider=tracer_provider) is None
+    assert not instrumentor.is_instrumented_by_opentelemetry
+    instrumentor.instrument(engine=engine, tracer_provider=tracer_provider, meter_provider=meter_provider,
+                            enable_commenter=True, skip_dep_check=True)
+    try:
+        with tracer_provider.get_tracer("test").start_as_current_span("request") as request:
+            seen = monitoring_lab.running_query(engine, wb.url.replace("+psycopg", ""), "SELECT pg_sleep(0.2)")
+    finally:
+        instrumentor.uninstrument()
+    trace_id = request.get_span_context().trace_id
+    assert f"traceparent='00-{trace_id:032x}-" in seen, seen
+    statements = [s for s in spans.get_finished_spans() if "db.statement" in s.attributes]
+    assert [s.attributes["db.statement"] for s in statements] == ["SELECT pg_backend_pid()", "SELECT pg_sleep(0.2)"]
+    assert all(s.context.trace_id == trace_id for s in statements)
+    metrics = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+    assert "db.client.connections.usage" in {m.name for m in metrics}

@@ -337,3 +337,50 @@ def checkout_burst(use: Callable[[], Any], threads: int = 6, timeout: float = 10
     for w in workers:
         w.join(timeout)
     return outcomes
+
+
+def running_query(engine: Engine, libpq: str, sql: str, timeout: float = 10) -> str:
+    """Run `sql` on a connection of `engine`; the text `pg_stat_activity.query` showed for it while it ran (§1's
+    OpenTelemetry comment, read by an observer session in a thread)."""
+    with engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        seen: list[str] = []
+
+        def observe() -> None:
+            with db.connect(libpq) as observer:
+                deadline = time.monotonic() + timeout
+                while not seen and time.monotonic() < deadline:
+                    row = observer.execute("SELECT query FROM pg_stat_activity WHERE pid = %s AND state = 'active'",
+                                           [pid]).fetchone()
+                    if row and "pg_stat_activity" not in row[0] and "pg_backend_pid" not in row[0]:
+                        seen.append(row[0])
+                    time.sleep(0.02)
+
+        watcher = threading.Thread(target=observe)
+        watcher.start()
+        conn.execute(text(sql))
+        watcher.join(timeout)
+    return seen[0] if seen else ""
+
+
+def logged_parameters(url: str, log_file: Any, value: str, max_length: int) -> list[str]:
+    """One statement bound to `value`, logged by `log_min_duration_statement = 0` with `log_parameter_max_length =
+    max_length` (this transaction only): the server log's lines for it (§2's redaction; `url` may SET both)."""
+    marker = f"nb08-redact-{time.time_ns()}"
+    start = log_file.stat().st_size
+    with db.connect(url, autocommit=False) as conn:
+        conn.execute("SELECT set_config('log_min_duration_statement', '0', true), "
+                     "set_config('log_parameter_max_length', %s, true)", [str(int(max_length))])
+        conn.execute(f"SELECT %s::text AS card /* {marker} */", [value])   # psycopg 3 binds it on the server: $1
+        conn.commit()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with open(log_file, errors="replace") as log:
+            log.seek(start)
+            lines = log.read().splitlines()
+        at = [i for i, line in enumerate(lines) if marker in line and "execute" in line]
+        if at:
+            following = lines[at[0] + 1:at[0] + 2]
+            return [lines[at[0]], *(line for line in following if "DETAIL:" in line)]
+        time.sleep(0.05)
+    return []

@@ -16,6 +16,7 @@ GRANT pg_monitor, pg_signal_backend TO workbook;
 DO $$ BEGIN
     IF current_setting('server_version_num')::int >= 150000 THEN
         EXECUTE 'GRANT SET ON PARAMETER log_min_duration_statement TO workbook';
+        EXECUTE 'GRANT SET ON PARAMETER log_parameter_max_length TO workbook';  -- 08: the server log, redacted
         IF current_setting('auto_explain.log_min_duration', true) IS NOT NULL THEN  -- preloaded
             EXECUTE 'GRANT SET ON PARAMETER auto_explain.log_min_duration TO workbook';
         END IF;

@@ -3,7 +3,8 @@
 q1 forks real workers from an engine that already pooled a connection and compares backend pids; q2 runs the
 learner's function through a PgBouncer pool of one server connection (with a statement_timeout of its own) and lets
 another client use that connection next (a time.sleep in the answer is observed, not waited); q3 runs the learner's
-numbers through SQLAlchemy's own QueuePool and the chain's two inequalities.
+sizing function on three deployments drawn afresh, its numbers through SQLAlchemy's own QueuePool
+and the chain's inequalities.
 """
 
 from __future__ import annotations
@@ -189,32 +190,50 @@ def limited_reference(conn, sql):
     return conn.execute(text(sql)).scalar()
 
 
-PROCESSES, THREADS, MAX_CONNECTIONS, RESERVED, HEADROOM, SERVER_QUERIES, FILES = 6, 4, 100, 3, 10, 16, 1024
-CHAIN = (f"{PROCESSES} web processes with {THREADS} threads each talk to one database as one role, through "
-         f"PgBouncer in transaction mode. The server has max_connections = {MAX_CONNECTIONS} ({RESERVED} reserved "
-         f"for superusers), you keep {HEADROOM} for migrations and admin, and its cores run {SERVER_QUERIES} queries "
-         f"at once at best. PgBouncer may open {FILES} files (its client plus server connections). Choose each "
-         "process's pool_size and max_overflow, and PgBouncer's max_client_conn and default_pool_size, so that every "
-         "thread gets a connection at once without opening one per request, PgBouncer never refuses a client, "
-         f"and exactly {SERVER_QUERIES} queries can run on the server at once.")
+EXAMPLE = {"processes": 6, "threads": 4, "max_connections": 100, "reserved": 3, "headroom": 10,
+           "server_queries": 16, "files": 1024}
+CHAIN = ("sizing(d) gets a deployment d: d['processes'] web processes with d['threads'] threads each talk to one "
+         "database as one role, through PgBouncer in transaction mode. The server has d['max_connections'] "
+         "(d['reserved'] of them reserved for superusers), you keep d['headroom'] for migrations and admin, and its "
+         "cores run d['server_queries'] queries at once at best. PgBouncer may open d['files'] files (its client plus "
+         "server connections). Return each process's pool_size and max_overflow, and PgBouncer's max_client_conn "
+         "and default_pool_size, so that every thread gets a connection at once without opening one per request, "
+         "PgBouncer never refuses a client, and exactly d['server_queries'] queries can run on the server at once. "
+         f"(For example d = {EXAMPLE}. The check calls sizing on three deployments drawn afresh for each check.)")
 CHAIN_KEYS = {"pool_size", "max_overflow", "max_client_conn", "default_pool_size"}
-CHAIN_EXPECTED = {"numbers are whole and not negative": True,
+DEPLOYMENTS = 3
+CHAIN_EXPECTED = {"sizing(d) returns a dict of the four settings": True,
+                  "numbers are whole and not negative": True,
                   "every thread of a process gets a connection at once": True,
                   "connections stay open between requests": True,
                   "processes × (pool_size + max_overflow) ≤ max_client_conn": True,
                   "PgBouncer's clients and server connections fit its file limit": True,
                   "default_pool_size × 1 database × 1 role ≤ max_connections − reserved − headroom": True,
-                  f"{SERVER_QUERIES} queries, no more, run on the server at once": True}
+                  "server_queries queries, no more, run on the server at once": True}
+SIZING_STARTER = ("def sizing(d):\n"
+                  "    return {\"pool_size\": ____, \"max_overflow\": ____, \"max_client_conn\": ____, "
+                  "\"default_pool_size\": ____}\n")
 
 
-def chain_verdict(answer: dict[str, int]) -> dict[str, bool]:
-    """The chain processes → PgBouncer → server, each link checked as SQLAlchemy and PgBouncer read the numbers."""
+def deployment(rng: Any) -> dict[str, int]:
+    """A deployment for q3: sizes drawn so that one sizing fits every link (the reference's)."""
+    processes, threads, queries = rng.randint(2, 12), rng.randint(2, 12), rng.randint(4, 40)
+    reserved, headroom = 3, rng.randint(5, 20)
+    return {"processes": processes, "threads": threads, "server_queries": queries, "reserved": reserved,
+            "headroom": headroom, "max_connections": queries + reserved + headroom + rng.randint(0, 200),
+            "files": processes * threads + queries + rng.randint(10, 500)}
+
+
+def chain_verdict(answer: dict[str, int], d: dict[str, int] = EXAMPLE) -> dict[str, bool]:
+    """The chain processes → PgBouncer → server for deployment `d`, each link checked as SQLAlchemy and PgBouncer
+    read the numbers."""
     from .nb01 import _StandIn
 
-    if not isinstance(answer, dict) or set(answer) != CHAIN_KEYS:
-        raise WrongKind(f"answer with a dict of the keys {', '.join(sorted(CHAIN_KEYS))}")
-    whole = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in answer.values())
     verdict = dict.fromkeys(CHAIN_EXPECTED, False)
+    if not isinstance(answer, dict) or set(answer) != CHAIN_KEYS:
+        return verdict
+    verdict["sizing(d) returns a dict of the four settings"] = True
+    whole = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in answer.values())
     verdict["numbers are whole and not negative"] = whole
     if not whole:
         return verdict
@@ -226,28 +245,45 @@ def chain_verdict(answer: dict[str, int]) -> dict[str, bool]:
                      max_overflow=answer["max_overflow"], timeout=0.01)
     held = []
     try:
-        for _ in range(4 * FILES):  # how many this process's pool would open at most (0 or -1 mean "no limit")
+        for _ in range(4 * d["files"]):  # how many this process's pool would open at most (0 or -1 mean "no limit")
             held.append(pool.connect())
     except exc.TimeoutError:
         pass
     most = len(held)
     for conn in held:
         conn.close()
-    verdict["every thread of a process gets a connection at once"] = most >= THREADS
+    verdict["every thread of a process gets a connection at once"] = most >= d["threads"]
     before = len(opened)
     for _ in range(3):  # steady load: every thread takes one, then gives it back
-        round_ = [pool.connect() for _ in range(min(THREADS, most))]
+        round_ = [pool.connect() for _ in range(min(d["threads"], most))]
         for conn in round_:
             conn.close()
     verdict["connections stay open between requests"] = len(opened) == before
     pool.dispose()
     server = answer["default_pool_size"]
-    verdict["processes × (pool_size + max_overflow) ≤ max_client_conn"] = PROCESSES * most <= answer["max_client_conn"]
-    verdict["PgBouncer's clients and server connections fit its file limit"] = answer["max_client_conn"] + server <= FILES
+    verdict["processes × (pool_size + max_overflow) ≤ max_client_conn"] = d["processes"] * most <= answer["max_client_conn"]
+    verdict["PgBouncer's clients and server connections fit its file limit"] = answer["max_client_conn"] + server <= d["files"]
     verdict["default_pool_size × 1 database × 1 role ≤ max_connections − reserved − headroom"] = (
-        server <= MAX_CONNECTIONS - RESERVED - HEADROOM)
-    verdict[f"{SERVER_QUERIES} queries, no more, run on the server at once"] = server == SERVER_QUERIES
+        server <= d["max_connections"] - d["reserved"] - d["headroom"])
+    verdict["server_queries queries, no more, run on the server at once"] = server == d["server_queries"]
     return verdict
+
+
+def sizing_verdict(sizing: Callable[[dict[str, int]], dict[str, int]], draw: Draw) -> dict[str, bool]:
+    """`sizing` on DEPLOYMENTS deployments drawn for this check: a link holds only if it holds in every one."""
+    if not callable(sizing):
+        raise WrongKind("answer with a function sizing(d) that returns the dict of four settings for deployment d")
+    verdict = dict(CHAIN_EXPECTED)
+    for i in range(1, DEPLOYMENTS + 1):
+        d = draw.pick(f"deployment {i}", deployment)
+        for link, holds in chain_verdict(sizing(dict(d)), d).items():
+            verdict[link] = verdict[link] and holds
+    return verdict
+
+
+def sizing_reference(d: dict[str, int]) -> dict[str, int]:
+    return {"pool_size": d["threads"], "max_overflow": 0, "max_client_conn": d["processes"] * d["threads"],
+            "default_pool_size": d["server_queries"]}
 
 
 Q1 = Question(
@@ -291,21 +327,26 @@ Q2 = Question(
 Q3 = Question(
     name="q3",
     text=CHAIN,
-    shape='a dict of four whole numbers: `q3.check({"pool_size": …, "max_overflow": …, "max_client_conn": …, '
-          '"default_pool_size": …})`.',
+    shape='`def sizing(d)` returning `{"pool_size": …, "max_overflow": …, "max_client_conn": …, '
+          '"default_pool_size": …}` computed from d; then `q3.check(sizing)`.',
     hint_text="Work from both ends: the threads of one process fix the application pool; the server's cores "
               "fix PgBouncer's pool. max_client_conn sits between.",
-    solution_code=('q3.check({"pool_size": 4, "max_overflow": 0, "max_client_conn": 100, '
-                   '"default_pool_size": 16})'),
-    discussion=f"Why it works: a pool of {THREADS} per process (no overflow) serves every thread and keeps its "
-               f"connections; {PROCESSES} × {THREADS} = {PROCESSES * THREADS} clients fit a max_client_conn of 100 "
-               f"and the file limit; default_pool_size = {SERVER_QUERIES} is what the cores run.\n"
+    solution_code=('def sizing(d):\n'
+                   '    return {"pool_size": d["threads"], "max_overflow": 0,\n'
+                   '            "max_client_conn": d["processes"] * d["threads"], '
+                   '"default_pool_size": d["server_queries"]}\n\nq3.check(sizing)'),
+    discussion="Why it works: a pool of d['threads'] per process (no overflow) serves every thread and keeps its "
+               "connections; processes × threads clients fit max_client_conn and the file limit; "
+               "default_pool_size = d['server_queries'] is what the cores run.\n"
                "Common wrong answers:\n"
+               "- numbers worked out for one deployment: the next one has other threads and cores;\n"
                "- pool_size = 0: to SQLAlchemy that means no limit, not no pool;\n"
                "- a default_pool_size up to max_connections: the server queues what its cores cannot run;\n"
                "- a pool_size below the threads with max_overflow making up the rest: overflow connections close "
                "at checkin and reopen on the next request.",
 )
+
+
 def own_timeout(draw: Draw) -> str:
     """The statement_timeout q2's server connection has before the answer runs, drawn for this check."""
     return f"{draw.integer('the server connection own statement_timeout, in seconds', *OWN_TIMEOUTS)}s"
@@ -326,6 +367,7 @@ def load(wb: Workbook, *names: str, bouncer: Callable[[], PgBouncer | None] = la
             "q2": Q2.exercise(reference=lambda draw: TIMEOUT_EXPECTED, starter=LIMITED_STARTER, drawn=True,
                               evaluate=lambda answer, draw: timeout_verdict(
                                   bouncer(), answer, application_name=wb.app_name, own_timeout=own_timeout(draw))),
-            "q3": Q3.exercise(reference=lambda: CHAIN_EXPECTED, evaluate=chain_verdict)}
+            "q3": Q3.exercise(reference=lambda draw: CHAIN_EXPECTED, evaluate=sizing_verdict, drawn=True,
+                              starter=SIZING_STARTER)}
     chosen = [made[name] for name in names or ("q1", "q2", "q3")]
     return chosen[0] if len(names) == 1 else tuple(chosen)
