@@ -365,3 +365,23 @@ def test_nb05_fk_steps_read_quoted_names_and_autocommit():
     assert all(nb05.fk_steps(commit + add + validate + begin).values())          # both in autocommit
     assert list(nb05.fk_steps(begin + add + validate + commit).values()) == [True, False]
     assert list(nb05.fk_steps(begin + add.replace(" NOT VALID", "") + commit + validate).values()) == [False, True]
+
+
+def test_checkers_parse_again_when_another_thread_trips_python_3_11s_ast_counter(monkeypatch):
+    import ast
+
+    from workbook_utils.exercises import pyparse
+
+    real, calls = ast.parse, []
+
+    def flaky(source, *args, **kwargs):   # what 3.11 raises when another thread builds AST objects meanwhile
+        calls.append(source)
+        if len(calls) == 1:
+            raise SystemError("AST constructor recursion depth mismatch (before=3, after=40)")
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", flaky)
+    assert isinstance(pyparse.parse("import time\n"), ast.Module) and len(calls) == 2
+    monkeypatch.setattr(ast, "parse", lambda *a, **k: (_ for _ in ()).throw(SystemError("something else")))
+    with pytest.raises(SystemError, match="something else"):
+        pyparse.parse("x = 1")
