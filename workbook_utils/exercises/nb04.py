@@ -386,10 +386,11 @@ def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
 
 
 def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]:
-    """Transfers a→b and b→a in every interleaving of their statements; the row each transfer between two of the
-    drawn accounts locks first, seen on the server (one global order: no pair, no ring of any three against it); a
-    ring a→b, b→c, c→a (each holding its first k statements, for every k, and drawn schedules); a transfer d→e while
-    a→b is open. Accounts, balances and amounts are drawn."""
+    """First the row each transfer between two of the drawn accounts locks first, in both directions, seen on the
+    server (one global order: no pair, no ring of any three against it; a ring ends the check there). Then transfers
+    a→b and b→a in every interleaving of their statements; a ring a→b, b→c, c→a (each holding its first k
+    statements, for every k, and drawn schedules); a transfer d→e while a→b is open. Accounts (drawn so that any
+    order that depends on the pair shows a ring, `_account_ids`), balances and amounts are drawn."""
     from sqlalchemy import text
 
     from .. import races
