@@ -196,19 +196,41 @@ LOCK_BOTH = "SELECT id FROM accounts WHERE id IN (:from_id, :to_id) {order} FOR 
 @pytest.mark.parametrize("order, why", [
     ("ORDER BY id = :from_id DESC", "opposite directions"),                # the sender's row first: one statement
     ("", "opposite directions"),                                           # stored order: it changes with updates
-    ("ORDER BY CASE WHEN (:from_id + :to_id) % 2 = 0 THEN -id ELSE id END", "ring of three"),   # not one order
 ])
 def test_nb04_q2_reads_the_order_a_single_statement_locks_its_rows_in(exercises, order, why):
     q2 = exercises[1]
     wrong = [LOCK_BOTH.format(order=order), *nb04.TRANSFER_REFERENCE[1:]]
-    def parity(ids):
-        return {(x, y): max(x, y) if (x + y) % 2 == 0 else min(x, y) for x in ids for y in ids if x != y}
-
-    # seeds whose ids the parity rule does not put in one order (on others it is one order: no deadlock to find)
-    cyclic = [seed for seed in range(100) if nb04.order_problem(parity(nb04.accounts(Draw(seed))[0]))]
-    for seed in [0, 1, 2] if "CASE" not in order else cyclic[:3]:
+    for seed in [0, 1, 2]:
         status, diff = q2.verdict(wrong, seed=seed)
         assert status == INCORRECT and why in diff, (order, seed, diff)
+
+
+# Orders that depend on the pair: right for any two transfers (both directions lock the same row first), but not one
+# order of all accounts. One statement (the higher id first when the sum is even), or two (the lower first when the
+# sum is a multiple of 3).
+PARITY = [LOCK_BOTH.format(order="ORDER BY CASE WHEN (:from_id + :to_id) % 2 = 0 THEN -id ELSE id END"),
+          *nb04.TRANSFER_REFERENCE[1:]]
+FIRST = "CASE WHEN (:from_id + :to_id) % 3 = 0 THEN least(:from_id, :to_id) ELSE greatest(:from_id, :to_id) END"
+MOD3 = [f"SELECT id FROM accounts WHERE id = {FIRST} FOR UPDATE",
+        f"SELECT id FROM accounts WHERE id = :from_id + :to_id - {FIRST} FOR UPDATE", *nb04.TRANSFER_REFERENCE[1:]]
+
+
+def test_nb04_q2_rejects_a_pair_dependent_order_on_every_fresh_check(exercises):
+    q2 = exercises[1]
+    for check in range(20):   # fresh seeds: no check may draw ids on which the rule happens to be one order
+        status, diff = q2.verdict([PARITY, MOD3][check % 2])
+        assert status == INCORRECT and "ring of three" in diff, (check, diff)
+    assert q2.verdict(nb04.TRANSFER_REFERENCE) == (CORRECT, None)   # the fast path did not break the slow one
+
+
+def test_nb04_q2_ids_always_expose_every_pair_dependent_order():
+    rules = nb04._non_orders()
+    answers = [lambda lo, hi: (lo + hi) % 2 == 1, lambda lo, hi: (lo + hi) % 3 == 0]   # PARITY and MOD3 above
+    for seed in range(200):
+        ids = nb04.accounts(Draw(seed))[0]
+        assert len(set(ids)) == 5 and all(nb04._exposes(ids, rule) for rule in rules + answers), (seed, ids)
+    spread = nb04.accounts(Draw(1))[0]
+    assert not nb04._exposes(sorted(spread), lambda lo, hi: True)   # one order (lowest first) is never a cycle
 
 
 def test_nb04_q2_lock_orders_are_what_the_server_shows(workbook):

@@ -152,6 +152,19 @@ def index_beside_the_leftover():
         op.create_index("ix_posts_by_user", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
 
 
+def index_dropping_one_name():   # the former reference: right only when the leftover had this name
+    with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '10min'")
+        op.drop_index("ix_posts_user_id", table_name="posts", postgresql_concurrently=True, if_exists=True)
+        op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
+
+
+def fk_adding_one_name():   # the former reference: right only when no earlier run left a key
+    op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+    with op.get_context().autocommit_block():
+        op.execute("ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
+
+
 def index_then_table_lock():
     with op.get_context().autocommit_block():
         op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
@@ -253,26 +266,51 @@ def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
              (q3, wrong.fk_never_validated, "validated"),
              (q3, wrong.fk_both_in_one_execute, "committed"),                  # one query string, one transaction
              (q3, wrong.fk_commit_on_the_bind, "context.is_offline_mode()")]  # offline, the bind is a mock
-    for exercise, answer, why in cases:  # q1's without a leftover: with one, a plain build fails on its name first
-        status, diff = exercise.verdict(answer, seed=_seed(leftover=False) if exercise is q1 else None)
+    for exercise, answer, why in cases:  # without a leftover: with one, a plain build or ADD fails on its name first
+        seed = {"q1": _seed("none"), "q3": _fk_seed("none")}.get(exercise.name)
+        status, diff = exercise.verdict(answer, seed=seed)
         assert status == INCORRECT and why in diff, (exercise.name, answer.__name__, diff)
     for answer, why in ((wrong.index_keeping_the_leftover, "valid index"),    # IF NOT EXISTS skips the leftover
                         (wrong.index_beside_the_leftover, "no invalid index")):  # a valid one, the invalid kept
-        status, diff = q1.verdict(answer, seed=_seed(leftover=True))
+        status, diff = q1.verdict(answer, seed=_seed("ix_posts_user_id"))
         assert status == INCORRECT and why in diff, (answer.__name__, diff)
-        assert q1.verdict(answer, seed=_seed(leftover=False)) == (CORRECT, None), answer.__name__
+        assert q1.verdict(answer, seed=_seed("none")) == (CORRECT, None), answer.__name__
 
 
-def _seed(leftover: bool) -> int:
-    """A seed under which q1's checker leaves (or not) an invalid ix_posts_user_id in its copy."""
-    return next(seed for seed in range(100) if Draw(seed).choice(nb05.LEFTOVER, (True, False)) == leftover)
+def _seed(leftover: str) -> int:
+    """A seed under which q1's checker leaves an invalid index of this name on posts (or none)."""
+    return next(seed for seed in range(200) if _drawn(seed, nb05.LEFTOVER, nb05.LEFTOVER_NAMES) == leftover)
 
 
-def test_nb05_q1_reference_passes_with_and_without_a_leftover(wb05):
-    q1 = nb05.load(wb05)[0]
-    for leftover in (True, False):
-        verdict = q1.verdict(nb05.index_fixed, seed=_seed(leftover))
-        assert verdict == (CORRECT, None), (leftover, verdict)
+def _fk_seed(stale: str) -> int:
+    """A seed under which q3's checker leaves a NOT VALID key of this name on posts (or none)."""
+    return next(seed for seed in range(200) if _drawn(seed, nb05.STALE_KEY, nb05.STALE_KEY_NAMES) == stale)
+
+
+def _drawn(seed: int, name: str, options: tuple[str, ...]) -> str:
+    """What the checker draws for `name` under `seed`: the size of posts first, as the checker does."""
+    draw = Draw(seed)
+    draw.integer("every nth post deleted", 2, 9)
+    return draw.choice(name, options)
+
+
+def test_nb05_q1_q3_references_pass_and_answers_hard_coding_one_name_fail_under_drawn_leftovers(wb05, tmp_path):
+    q1, _, q3 = nb05.load(wb05)
+    wrong = _module(tmp_path, "hard_coded", ANSWERS)
+    for name in ("none", "posts_user_id_idx"):   # two draws each: every name costs a build (the suite's budget)
+        assert q1.verdict(nb05.index_fixed, seed=_seed(name)) == (CORRECT, None), name
+    for name in ("ix_posts_user_id_old", "idx_posts_user"):   # the literal name misses a leftover named otherwise
+        status, diff = q1.verdict(wrong.index_dropping_one_name, seed=_seed(name))
+        assert status == INCORRECT and "no invalid index" in diff, (name, diff)
+    for name in ("none", "fk_posts_users"):
+        assert q3.verdict(nb05.fk_fixed, seed=_fk_seed(name)) == (CORRECT, None), name
+    for name, why in (("posts_user_id_fkey", "already exists"), ("posts_user_fk", "references users, validated")):
+        status, diff = q3.verdict(wrong.fk_adding_one_name, seed=_fk_seed(name))
+        assert status == INCORRECT and why in diff, (name, diff)
+    sizes = {q.last_draw.values["every nth post deleted"] for q in (q1, q3)}
+    q1.verdict(nb05.index_fixed)
+    assert 2 <= q1.last_draw.values["every nth post deleted"] <= 9 and q1.last_draw.seed != _seed("none")
+    assert sizes <= set(range(2, 10))
 
 
 def test_nb05_ends_an_earlier_answer_left_running_but_never_another_learners(wb05, scratch_db):
@@ -299,7 +337,11 @@ NEXT_BATCH = (f"UPDATE users SET email_domain = {DOMAIN} WHERE id IN (SELECT id 
 def index_in_own_words():
     with op.get_context().autocommit_block():
         op.execute(text("SET lock_timeout = '5min'"))
-        op.execute(text("DROP INDEX CONCURRENTLY IF EXISTS ix_posts_user_id"))
+        if not context.is_offline_mode():
+            for oid in op.get_bind().execute(text("SELECT indexrelid FROM pg_index WHERE NOT indisvalid "
+                                                  "AND indrelid = 'posts'::regclass")).scalars():
+                name = op.get_bind().execute(text("SELECT CAST(CAST(:oid AS regclass) AS text)"), {"oid": oid}).scalar()
+                op.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))   # regclass's text: quoted as needed
         op.execute(text('CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix posts by user" ON posts (user_id) INCLUDE (title)'))
         op.execute(text("SET lock_timeout = '2s'"))
 
@@ -326,16 +368,30 @@ def backfill_skip_locked_then_back():
                 time.sleep(0.05)  # only locked rows are left: come back for them
 
 
+def stale_keys():
+    """The keys posts → users an earlier run left (none offline: no catalog there)."""
+    if context.is_offline_mode():
+        return []
+    return op.get_bind().execute(text("SELECT format('%I', conname) FROM pg_constraint WHERE contype = 'f' "
+                                      "AND conrelid = 'posts'::regclass")).scalars().all()
+
+
 def fk_quoted_name():
-    op.execute('ALTER TABLE posts ADD CONSTRAINT "posts user fk" FOREIGN KEY (user_id) REFERENCES users NOT VALID')
+    keys = stale_keys()
+    if not keys:
+        op.execute('ALTER TABLE posts ADD CONSTRAINT "posts user fk" FOREIGN KEY (user_id) REFERENCES users NOT VALID')
     with op.get_context().autocommit_block():
-        op.execute('ALTER TABLE posts VALIDATE CONSTRAINT "posts user fk"')
+        for key in keys or ['"posts user fk"']:
+            op.execute(f"ALTER TABLE posts VALIDATE CONSTRAINT {key}")
 
 
 def fk_both_in_autocommit():
+    keys = stale_keys()
     with op.get_context().autocommit_block():
-        op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
-        op.execute("ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
+        if not keys:
+            op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+        for key in keys or ["posts_user_id_fkey"]:
+            op.execute(f"ALTER TABLE posts VALIDATE CONSTRAINT {key}")
 '''
 
 
@@ -343,8 +399,8 @@ def test_nb05_other_correct_forms_pass_with_their_whole_cell(wb05, tmp_path):
     """Module-level imports and helpers (the whole cell), another SQL shape, a quoted name, SKIP LOCKED batches that
     come back for the held row: each under fresh draws of q2's users."""
     q1, q2, q3 = nb05.load(wb05)
-    right = _module(tmp_path, "other_correct", "from alembic import op\n" + OTHER_CORRECT)
-    assert q1.verdict(right.index_in_own_words, seed=_seed(leftover=True)) == (CORRECT, None)  # INCLUDE, a quoted name
+    right = _module(tmp_path, "other_correct", "from alembic import context, op\n" + OTHER_CORRECT)
+    assert q1.verdict(right.index_in_own_words, seed=_seed("posts_user_id_idx")) == (CORRECT, None)  # INCLUDE, quoted
     for exercise, answer in ((q1, right.index_in_own_words), (q2, right.backfill_keyset_with_a_helper),
                              (q2, right.backfill_skip_locked_then_back), (q3, right.fk_quoted_name),
                              (q3, right.fk_both_in_autocommit)):
@@ -365,3 +421,23 @@ def test_nb05_fk_steps_read_quoted_names_and_autocommit():
     assert all(nb05.fk_steps(commit + add + validate + begin).values())          # both in autocommit
     assert list(nb05.fk_steps(begin + add + validate + commit).values()) == [True, False]
     assert list(nb05.fk_steps(begin + add.replace(" NOT VALID", "") + commit + validate).values()) == [False, True]
+
+
+def test_checkers_parse_again_when_another_thread_trips_python_3_11s_ast_counter(monkeypatch):
+    import ast
+
+    from workbook_utils.exercises import pyparse
+
+    real, calls = ast.parse, []
+
+    def flaky(source, *args, **kwargs):   # what 3.11 raises when another thread builds AST objects meanwhile
+        calls.append(source)
+        if len(calls) == 1:
+            raise SystemError("AST constructor recursion depth mismatch (before=3, after=40)")
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", flaky)
+    assert isinstance(pyparse.parse("import time\n"), ast.Module) and len(calls) == 2
+    monkeypatch.setattr(ast, "parse", lambda *a, **k: (_ for _ in ()).throw(SystemError("something else")))
+    with pytest.raises(SystemError, match="something else"):
+        pyparse.parse("x = 1")

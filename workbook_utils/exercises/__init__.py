@@ -30,6 +30,7 @@ from typing import Any
 from ..errors import first_line
 from .claims import claim_of
 from .draws import Draw
+from .pyparse import parse
 
 
 class _Blank:
@@ -74,10 +75,10 @@ def _contains_blank(value: Any) -> bool:
 def same_code(function: Any, source: str) -> bool:
     """True if `function` was defined by `source` (comments and layout aside): the starter, not yet changed."""
     try:
-        mine = ast.parse(textwrap.dedent(inspect.getsource(function)))
+        mine = parse(textwrap.dedent(inspect.getsource(function)))
     except (TypeError, OSError, SyntaxError):  # not a function, or its source is not available
         return False
-    theirs = ast.parse(textwrap.dedent(source))
+    theirs = parse(textwrap.dedent(source))
     named = [n for n in theirs.body if isinstance(n, ast.FunctionDef) and n.name == function.__name__]
     return bool(named) and ast.dump(mine.body[0]) == ast.dump(named[0])
 

@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from . import WrongKind
+from .pyparse import parse
 
 DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
                ast.AnnAssign)
@@ -75,7 +76,7 @@ def free_names(source: str) -> list[str]:
 
 def _kept(source: str, needed: set[str]) -> list[ast.stmt]:
     """The cell's top-level definitions that `needed` reaches (transitively), in the cell's order."""
-    statements = [s for s in ast.parse(source).body if isinstance(s, DEFINITIONS) or _is_future(s)]
+    statements = [s for s in parse(source).body if isinstance(s, DEFINITIONS) or _is_future(s)]
     kept: set[int] = set()
     todo, seen = sorted(needed), set()
     while todo:
@@ -142,7 +143,7 @@ def _imported_in_history(name: str, namespace: dict[str, Any]) -> str | None:
     """The learner's own import of `name`, from the latest cell that imported it (IPython's input history `_ih`)."""
     for cell in reversed(namespace.get("_ih") or []):
         try:
-            statements = ast.parse(cell).body
+            statements = parse(cell).body
         except SyntaxError:  # a cell of magics (%sql …): IPython's history keeps it transformed, but be safe
             continue
         for statement in reversed(statements):

@@ -2,8 +2,10 @@
 
 Each answer is an Alembic `upgrade()` function. The checker writes its whole cell (imports and helpers too, see
 cells.py) into a revision file, runs it through Alembic against fresh copies of users and posts in a schema of its
-own, and reports what it observed. q2's users are shaped by a draw at each check (ids shifted, some missing, the held
-row anywhere in the middle); q3's offline SQL is read with PostgreSQL's parser (sqltree.py), quoted names included.
+own, and reports what it observed. Conditions are drawn at each check: the size of posts and, for q1, whether a failed
+earlier run left an INVALID index on posts(user_id) and its name; q2's users (ids shifted, some missing, the held row
+anywhere in the middle); for q3, whether a failed run left the key NOT VALID and its name. So an answer that hard-codes
+one name fails. q3's offline SQL is read with PostgreSQL's parser (sqltree.py), quoted names included.
 """
 
 from __future__ import annotations
@@ -105,7 +107,10 @@ def _sql(wb: Workbook, sql: str) -> Any:
 INDEX_CLAIMS = ("a valid index on posts(user_id), covering every row (no WHERE), exists",
                 "no invalid index is left on posts",
                 "a write during the migration waited on it")
-LEFTOVER = "an invalid ix_posts_user_id left by a failed earlier run"  # q1's draw
+LEFTOVER = "an invalid index on posts(user_id) left by a failed earlier run"  # q1's draw: its name, or none
+LEFTOVER_NAMES = ("none", "ix_posts_user_id", "posts_user_id_idx", "ix_posts_user_id_old", "idx_posts_user")
+STALE_KEY = "a NOT VALID key posts.user_id → users left by a failed earlier run"  # q3's draw: its name, or none
+STALE_KEY_NAMES = ("none", "posts_user_id_fkey", "fk_posts_users", "posts_user_fk")
 INDEX_EXPECTED = {"the squawk rules your revision's SQL breaks": "none",
                   **dict(zip(INDEX_CLAIMS, (True, True, False), strict=True))}
 VALID_INDEX = """
@@ -115,32 +120,43 @@ VALID_INDEX = """
            NOT EXISTS (SELECT FROM pg_index WHERE indrelid = '{schema}.posts'::regclass AND NOT indisvalid)"""
 
 
-def _leftover(wb: Workbook) -> None:
-    """An INVALID ix_posts_user_id, as a failed concurrent build leaves it (§2: a unique build meets a duplicate)."""
+def _posts_drawn(wb: Workbook, draw: Draw | None) -> None:
+    """Fresh copies whose posts are shaped by the draw (every nth post deleted): the size is never the same twice."""
+    gap = draw.integer("every nth post deleted", 2, 9) if draw else 0
+    _copies(wb, f"DELETE FROM posts WHERE id % {gap} = 0" if gap else "")
+
+
+def _leftover(wb: Workbook, name: str) -> None:
+    """An INVALID index `name` on posts(user_id), as a failed concurrent build leaves it (§2: a unique build meets a
+    duplicate)."""
     import psycopg
 
     from .. import db
 
     with db.connect(wb.url.replace("+psycopg", ""), application_name=wb.app_name) as conn:
         try:
-            conn.execute(f"CREATE UNIQUE INDEX CONCURRENTLY ix_posts_user_id ON {SCHEMA}.posts (user_id)")
+            conn.execute(f'CREATE UNIQUE INDEX CONCURRENTLY "{name}" ON {SCHEMA}.posts (user_id)')
         except psycopg.errors.UniqueViolation:
             pass
+        if not conn.execute(f"SELECT NOT indisvalid FROM pg_index WHERE indexrelid = '{SCHEMA}.\"{name}\"'::regclass"
+                            ).fetchone()[0]:
+            raise AssertionError(f"the checker's leftover {name} was built valid: posts has no duplicate user_id")
 
 
 def index_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None = None) -> dict[str, Any]:
     """Lint the answer's offline SQL, then run it while a request's transaction is open on posts; a write probes
     posts once the build waits for that request, and again at the revision's end (its transaction held open).
-    The draw says whether a failed earlier run left an INVALID ix_posts_user_id behind."""
+    The draw shapes posts (its size) and says whether a failed earlier run left an INVALID index on posts(user_id)
+    behind, and under which name: an answer that drops one name it knows leaves the others."""
     from alembic import command
 
     from .. import db, migrations
     from ..errors import WorkbookError
     from ..locks import wait_until_blocked
 
-    _copies(wb)
-    if draw and draw.choice(LEFTOVER, (True, False)):
-        _leftover(wb)
+    _posts_drawn(wb, draw)
+    if draw and (name := draw.choice(LEFTOVER, LEFTOVER_NAMES)) != "none":
+        _leftover(wb, name)
     libpq = wb.url.replace("+psycopg", "")
     hold = migrations.Hold(timeout=20)
     with tempfile.TemporaryDirectory() as folder:
@@ -284,15 +300,18 @@ def fk_steps(sql: str) -> dict[str, bool]:
             "VALIDATE runs after the ADD's transaction committed": separate}
 
 
-def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
+def fk_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None = None) -> dict[str, Any]:
     """Read the answer's offline SQL (NOT VALID, then VALIDATE in a later transaction), then run it with its
     transaction held open at its end and probe a write to posts and to users meanwhile; afterwards the catalog says
-    whether the ADD and the VALIDATE were one transaction (one op.execute string holding both, say)."""
+    whether the ADD and the VALIDATE were one transaction (one op.execute string holding both, say). The draw
+    shapes posts and says whether a failed earlier run left the key NOT VALID, and under which name."""
     from alembic import command
 
     from .. import migrations
 
-    _copies(wb)
+    _posts_drawn(wb, draw)
+    if draw and (stale := draw.choice(STALE_KEY, STALE_KEY_NAMES)) != "none":
+        _stale_key(wb, stale)
     hold = migrations.Hold(timeout=20)
     with tempfile.TemporaryDirectory() as folder:
         steps = fk_steps(_offline_sql(_config(wb, upgrade, folder)))
@@ -314,6 +333,20 @@ def fk_verdict(wb: Workbook, upgrade: Callable[[], None]) -> dict[str, Any]:
             "writes waited at the revision's end": blocked}
 
 
+def _stale_key(wb: Workbook, name: str) -> None:
+    """A NOT VALID key posts.user_id → users called `name`, as a run whose VALIDATE failed (a lock timeout) leaves it."""
+    from .. import db
+
+    with db.connect(wb.url.replace("+psycopg", ""), application_name=wb.app_name) as conn:
+        conn.execute(f'ALTER TABLE {SCHEMA}.posts ADD CONSTRAINT "{name}" FOREIGN KEY (user_id) '
+                     f"REFERENCES {SCHEMA}.users NOT VALID")
+
+
+FK_EXPECTED = {"posts.user_id references users, validated": True,
+               "the key is added NOT VALID (no scan under the ADD's lock)": True,
+               "VALIDATE runs after the ADD's transaction committed": True, "writes waited at the revision's end": False}
+
+
 # VALIDATE rewrites the constraint's catalog row (convalidated); the ADD wrote its triggers' rows. The same xmin on
 # both: one transaction did both, e.g. two statements in one op.execute string (one simple query, one transaction).
 VALIDATED_LATER = """
@@ -330,13 +363,22 @@ def cleanup(wb: Workbook) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
 
 
+INVALID_ON_POSTS = ("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "WHERE i.indrelid = 'posts'::regclass AND NOT i.indisvalid")
+FOREIGN_KEYS = ("SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid = 'posts'::regclass "
+                "AND confrelid = 'users'::regclass")
+
+
 def index_fixed() -> None:
     """Reference for q1."""
-    from alembic import op
+    import sqlalchemy as sa
+    from alembic import context, op
 
     with op.get_context().autocommit_block():
         op.execute("SET lock_timeout = '10min'")  # §4: the build waits for older snapshots; long, not endless
-        op.drop_index("ix_posts_user_id", table_name="posts", postgresql_concurrently=True, if_exists=True)  # §2
+        if not context.is_offline_mode():  # §2: a failed run's leftovers, whatever their names (no catalog offline)
+            for name in op.get_bind().execute(sa.text(INVALID_ON_POSTS)).scalars().all():
+                op.drop_index(name, table_name="posts", postgresql_concurrently=True, if_exists=True)
         op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
         op.execute("SET lock_timeout = '2s'")  # env.py's setting again, for what follows
 
@@ -356,41 +398,54 @@ def backfill_fixed() -> None:
 
 def fk_fixed() -> None:
     """Reference for q3."""
-    from alembic import op
+    import sqlalchemy as sa
+    from alembic import context, op
 
-    op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+    keys = [] if context.is_offline_mode() else op.get_bind().execute(sa.text(FOREIGN_KEYS)).scalars().all()
+    if not keys:  # a failed earlier run may have added it already, under any name: validate that one
+        op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+        keys = ["posts_user_id_fkey"]
     with op.get_context().autocommit_block():
-        op.execute("ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey")
+        quote = op.get_context().dialect.identifier_preparer.quote  # a name from the catalog, quoted as an identifier
+        for name in keys:
+            op.execute(f"ALTER TABLE posts VALIDATE CONSTRAINT {quote(name)}")
 
 
 Q1 = Question(
     name="q1",
     text="This revision indexes posts.user_id the way the original sheet did. Fix upgrade() so that squawk finds "
          "nothing, a valid index ends up on posts(user_id) with no invalid one beside it, and a write arriving "
-         "during the build goes through. A failed earlier run may have left an INVALID ix_posts_user_id behind "
-         "(the checker draws whether it did, at each check).",
+         "during the build goes through. A failed earlier run may have left an INVALID index on posts behind, "
+         "under any name: the checker draws whether it did, its name and the size of posts at each check.",
     shape="the cell's `def upgrade(): …` (its imports and helpers may sit in the same cell), then "
           "`q1.check(upgrade)`.",
     hint_text="§1: which form of CREATE INDEX leaves writers alone, and where can Alembic run it? §2: what does "
-              "IF NOT EXISTS do with an invalid leftover? §4: which lock_timeout should the build run under?",
-    solution_code="def upgrade():\n"
+              "IF NOT EXISTS do with an invalid leftover, and where does the catalog say an index is invalid "
+              "(`context.is_offline_mode()` first: offline there is no catalog)? §4: which lock_timeout should the "
+              "build run under?",
+    solution_code="INVALID_ON_POSTS = (\"SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \"\n"
+                  "                    \"WHERE i.indrelid = 'posts'::regclass AND NOT i.indisvalid\")\n\n\n"
+                  "def upgrade():\n"
                   "    with op.get_context().autocommit_block():\n"
                   "        op.execute(\"SET lock_timeout = '10min'\")  # §4: long, not endless\n"
-                  "        op.drop_index(\"ix_posts_user_id\", table_name=\"posts\", postgresql_concurrently=True,\n"
-                  "                      if_exists=True)  # §2: a failed run's leftover\n"
+                  "        if not context.is_offline_mode():  # §2: a failed run's leftovers, whatever their names\n"
+                  "            for name in op.get_bind().execute(sa.text(INVALID_ON_POSTS)).scalars().all():\n"
+                  "                op.drop_index(name, table_name=\"posts\", postgresql_concurrently=True, if_exists=True)\n"
                   "        op.create_index(\"ix_posts_user_id\", \"posts\", [\"user_id\"],\n"
                   "                        postgresql_concurrently=True, if_not_exists=True)\n"
                   "        op.execute(\"SET lock_timeout = '2s'\")  # env.py's setting again\n\nq1.check(upgrade)",
     discussion="Why it works: `postgresql_concurrently=True` emits `CREATE INDEX CONCURRENTLY`, whose "
                "`ShareUpdateExclusiveLock` lets writers through, and `autocommit_block()` commits Alembic's "
-               "transaction first, since the concurrent build cannot run inside one. The leftover of a failed run "
-               "is dropped concurrently first: `IF NOT EXISTS` alone would keep it (§2). Revision 0001 drops it only "
-               "when `pg_index.indisvalid` is false; dropping it always also works, at the cost of a rebuild on a "
-               "re-run. The build runs under a long but finite `lock_timeout` of its own (§4).\n"
+               "transaction first, since the concurrent build cannot run inside one. The leftovers of failed runs "
+               "are found in the catalog (`pg_index.indisvalid` false), whatever their names, and dropped "
+               "concurrently first: `IF NOT EXISTS` alone would keep one with the same name (§2). In production, "
+               "check `pg_stat_progress_create_index` too: a build still running is invalid as well. "
+               "The build runs under a long but finite `lock_timeout` of its own (§4).\n"
                "Common wrong answers:\n"
                "- `postgresql_concurrently=True` without `autocommit_block()`: `ActiveSqlTransaction`;\n"
                "- `if_not_exists=True` without dropping the leftover: the invalid index stays, and no valid one is "
                "built;\n"
+               "- dropping `ix_posts_user_id` by name: a leftover under another name stays invalid beside yours;\n"
                "- no `if_not_exists=True`: squawk's prefer-robust-stmts (a re-run fails on the existing name);\n"
                "- a partial index (`postgresql_where=…`): valid, but it does not cover every row.",
 )
@@ -426,39 +481,54 @@ Q2 = Question(
 Q3 = Question(
     name="q3",
     text="Add the foreign key posts.user_id → users.id in one revision so that it ends up validated and writes to "
-         "posts and users never wait on the migration's scan. The checker reads the revision's offline SQL (which "
-         "statement scans, in which transaction), then runs it with its transaction held open at its end (as a "
-         "long scan would) and tries a write meanwhile.",
-    shape="the cell's `def upgrade(): …`, then `q3.check(upgrade)`; any constraint name will do.",
+         "posts and users never wait on the migration's scan. A failed earlier run (its VALIDATE timed out) may "
+         "have left the key NOT VALID, under any name: the checker draws whether it did, its name and the size of "
+         "posts. It reads the revision's offline SQL (which statement scans, in which transaction), then runs it "
+         "with its transaction held open at its end (as a long scan would) and tries a write meanwhile.",
+    shape="the cell's `def upgrade(): …`, then `q3.check(upgrade)`; any constraint name will do for a new key.",
     hint_text="§7: NOT VALID first; VALIDATE takes a weaker lock, but only if the stronger one from the first step "
-              "is no longer held: how does a revision commit half-way?",
-    solution_code="def upgrade():\n"
-                  "    op.create_foreign_key(\"posts_user_id_fkey\", \"posts\", \"users\", [\"user_id\"], [\"id\"],\n"
-                  "                          postgresql_not_valid=True)\n"
+              "is no longer held: how does a revision commit half-way? `pg_constraint` lists the keys already on "
+              "posts (`context.is_offline_mode()` first: offline there is no catalog).",
+    solution_code="FOREIGN_KEYS = (\"SELECT conname FROM pg_constraint WHERE contype = 'f' \"\n"
+                  "                \"AND conrelid = 'posts'::regclass AND confrelid = 'users'::regclass\")\n\n\n"
+                  "def upgrade():\n"
+                  "    keys = []  # offline (--sql) there is no catalog: the script adds the key\n"
+                  "    if not context.is_offline_mode():\n"
+                  "        keys = op.get_bind().execute(sa.text(FOREIGN_KEYS)).scalars().all()\n"
+                  "    if not keys:  # a failed run may have added it already, under any name\n"
+                  "        op.create_foreign_key(\"posts_user_id_fkey\", \"posts\", \"users\", [\"user_id\"], [\"id\"],\n"
+                  "                              postgresql_not_valid=True)\n"
+                  "        keys = [\"posts_user_id_fkey\"]\n"
                   "    with op.get_context().autocommit_block():\n"
-                  "        op.execute(\"ALTER TABLE posts VALIDATE CONSTRAINT posts_user_id_fkey\")\n\n"
+                  "        quote = op.get_context().dialect.identifier_preparer.quote  # a catalog name, as an identifier\n"
+                  "        for name in keys:\n"
+                  "            op.execute(f\"ALTER TABLE posts VALIDATE CONSTRAINT {quote(name)}\")\n\n"
                   "q3.check(upgrade)",
     discussion="Why it works: `NOT VALID` makes the `ADD` brief (no scan under its `ShareRowExclusiveLock` on both "
                "tables), and `autocommit_block()` commits it before `VALIDATE`, which scans under "
-               "`ShareUpdateExclusiveLock` on posts and `RowShareLock` on users: writes go on.\n"
+               "`ShareUpdateExclusiveLock` on posts and `RowShareLock` on users: writes go on. A key a failed run left "
+               "NOT VALID is found in `pg_constraint` and validated, whatever its name, instead of added twice.\n"
                "Common wrong answers:\n"
                "- `NOT VALID` and `VALIDATE` in one transaction (the sheet's form): the strong lock lasts through "
                "the scan;\n"
                "- both statements in one `op.execute(\"…; …\")` string, even in `autocommit_block()`: psycopg sends "
                "it as one query, which the server runs as one transaction;\n"
                "- a validating `ADD` in `autocommit_block()`: the scan still runs under the strong lock;\n"
-               "- `NOT VALID` alone: the key never checks the old rows.",
+               "- `NOT VALID` alone: the key never checks the old rows;\n"
+               "- adding `posts_user_id_fkey` whatever is there: the name is taken (an error), or a stale key under "
+               "another name stays NOT VALID.",
 )
 QUESTIONS = (Q1, Q2, Q3)
 
 
 def load(wb: Workbook) -> tuple[Any, Any, Any]:
-    """q1, q2, q3 of notebook 05, bound to this notebook's database; q1's leftover and q2's users are drawn."""
+    """q1, q2, q3 of notebook 05, bound to this notebook's database; q1's leftover, q2's users, q3's stale key and
+    the size of posts are drawn."""
     q1 = Q1.exercise(reference=lambda draw: INDEX_EXPECTED,  # what index_fixed shows, under either draw
                      evaluate=lambda upgrade, draw: index_verdict(wb, upgrade, draw), starter=INDEX_STARTER, drawn=True)
     q2 = Q2.exercise(reference=lambda draw: dict.fromkeys(BACKFILL_CLAIMS, True),  # every claim holds
                      evaluate=lambda upgrade, draw: backfill_verdict(wb, upgrade, draw), starter=BACKFILL_STARTER,
                      drawn=True)
-    q3 = Q3.exercise(reference=lambda: fk_verdict(wb, fk_fixed), evaluate=lambda upgrade: fk_verdict(wb, upgrade),
-                     starter=FK_STARTER)
+    q3 = Q3.exercise(reference=lambda draw: FK_EXPECTED, evaluate=lambda upgrade, draw: fk_verdict(wb, upgrade, draw),
+                     starter=FK_STARTER, drawn=True)
     return q1, q2, q3
