@@ -28,8 +28,13 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
                   "--disable-sync", "--no-first-run", "--disable-default-apps"]  # Chromium's own calls home: none
 LOCAL = {"127.0.0.1", "localhost", "::1", "[::1]"}
 # The user settings a room gets from `workbook lab` (workbook_utils.lab.OVERRIDES): no news, no update check.
-SETTINGS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings":
-            '{"checkForUpdates": false, "fetchNews": "false"}'}
+SETTINGS = {"settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings":
+            '{"checkForUpdates": false, "fetchNews": "false"}',
+            # What the tests do not use, and that costs start-up time: the language-server scan, terminals.
+            "config/jupyter_server_config.json":
+            '{"ServerApp": {"jpserver_extensions": {"jupyter_lsp": false, "jupyter_server_terminals": false}}}',
+            "config/labconfig/page_config.json":
+            '{"disabledExtensions": {"@jupyterlab/lsp-extension": true, "@jupyterlab/terminal-extension": true}}'}
 
 
 def missing() -> str:
@@ -69,7 +74,7 @@ def jupyterlab(root: Path, timeout: float = 90) -> Iterator[Lab]:
     port, token = free_port(), secrets.token_hex(16)
     home = root / ".lab"
     for name, text in SETTINGS.items():
-        path = home / "settings" / name
+        path = home / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
