@@ -3,6 +3,7 @@ nothing stays open."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import pytest
 from sqlalchemy import text
 
@@ -66,6 +67,9 @@ def test_with_for_update_the_second_read_waits_and_nothing_is_lost(engine):
     assert player.rows[1]["waited for"] == "s1" and player.rows[1]["outcome"] == "waiting"
     waiting = player.locks_now[~player.locks_now.granted]
     assert waiting["session"].tolist() == ["s2"], player.locks_now
+    lanes = player.lanes()
+    assert [label.get_text() for label in lanes.axes[0].texts] == ["1"]  # step 2 waits: not drawn as run yet
+    plt.close(lanes)
     assert _press_until_done(box) == 4
     assert player.rows[1]["value"] == 9 and player.rows[1]["done after"] == 4  # read the committed 9 after s1's commit
     assert player.stock() == 8

@@ -204,6 +204,7 @@ class Player:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as observer:
             rows = observer.connection.driver_connection.execute(LOCKS_SQL, [list(self.pids.values())]).fetchall()
         table = pd.DataFrame(rows, columns=["pid", "locktype", "relation", "mode", "granted"])
+        table["relation"] = table["relation"].fillna("")  # a transaction id lock is on no relation
         table.insert(0, "session", [who[p] for p in table["pid"]])
         return table
 
@@ -211,11 +212,11 @@ class Player:
         """The steps so far, one row each, and the ones still to come (outcome empty)."""
         import pandas as pd
 
-        rows = [{**{k: r.get(k, "") for k in ("session", "statement", "expected", "waited for", "outcome", "value")}}
-                for r in self.rows]
+        rows = [{k: "" if r.get(k) is None else r.get(k, "")
+                 for k in ("session", "statement", "expected", "waited for", "outcome", "value")} for r in self.rows]
         rows += [{"session": s.session, "statement": s.label, "expected": s.expect, "waited for": "", "outcome": "",
                   "value": ""} for s in self.steps[len(self.rows):]]
-        return pd.DataFrame(rows, index=pd.RangeIndex(1, len(rows) + 1, name="step"))
+        return pd.DataFrame(rows, index=pd.RangeIndex(1, len(rows) + 1, name="step"), dtype=object)  # 10, not 10.0
 
     def lanes(self) -> Figure | None:
         """The swim lanes of the steps run so far (None before the first step)."""
@@ -229,8 +230,10 @@ class Player:
         steps = pd.DataFrame([{**r, "outcome": "ok", "done after": now} if r["outcome"] == "waiting" else r
                               for r in self.rows], index=pd.RangeIndex(1, now + 1, name="step"))
         note = f"stock now {self.stock()}" if self.finished else f"step {len(self.rows)} of {len(self.steps)}"
-        return races.draw({self.fix: races.Race(steps)}, "The lost-update race, step by step",
-                          failing=(NO_FIX,), notes={self.fix: note})
+        figure = races.draw({self.fix: races.Race(steps)}, "The lost-update race, step by step",
+                            failing=(NO_FIX,), notes={self.fix: note})
+        _unfinish(figure.axes[0], steps, [n for n, r in enumerate(self.rows, 1) if r["outcome"] == "waiting"])
+        return figure
 
     def stock(self) -> int:
         """Product 1's committed stock."""
@@ -248,6 +251,25 @@ class Player:
             self.threads[name].submit(_release, conn).result(self.timeout)
             self.threads[name].shutdown(wait=True)
         self.conns.clear()
+
+
+def _unfinish(ax: Any, steps: pd.DataFrame, waiting: list[int]) -> None:
+    """A step still waiting has no "ran" bar yet: take away the one `races.draw` gives every step, and its number."""
+    from matplotlib.colors import to_rgba
+
+    from .races import PHASE_COLORS
+
+    sessions = sorted(set(steps["session"]))
+    for n in waiting:
+        lane, now = sessions.index(steps.loc[n, "session"]), steps.loc[n, "done after"]
+        for patch in list(ax.patches):
+            middle = patch.get_y() + patch.get_height() / 2
+            if (patch.get_facecolor() == to_rgba(PHASE_COLORS["ran"]) and abs(middle - lane) < 0.01
+                    and patch.get_x() <= now <= patch.get_x() + patch.get_width()):
+                patch.remove()
+        for label in list(ax.texts):
+            if label.get_text() == str(n):
+                label.remove()
 
 
 def _release(conn: Connection) -> None:
