@@ -112,3 +112,4 @@ def test_the_race_player_renders_and_next_step_changes_it(pages):
         time.sleep(0.1)
     after = widget.inner_text()
     assert after != before and "pg_locks after this step" in after
+    assert page.locator(".Toastify__toast").count() == 0  # no "get notified about Jupyter news?" (it would fetch)
