@@ -1,0 +1,83 @@
+"""Put the live controls' cells into the notebooks (issue 26 §3): idempotent, run again after every merge.
+
+    .venv/bin/python benchmarks/apply_controls.py            # insert or update the cells below; lists what changed
+    .venv/bin/python benchmarks/apply_controls.py --check    # exit 1 if a notebook lacks one of them or differs
+
+CELLS is the table: (notebook, the id of the cell it follows, its own id, its type, its source). A cell already in
+the notebook (by id) gets the source of the table, where it is; a new one is inserted after its anchor. The
+notebook's slide metadata is then regenerated (workbook_utils.slides), so a new cell never leaves it stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+
+RACE_PLAYER_MD = """\
+### Step through it yourself
+
+The same race, one step per press of **Next step**, against the server. Watch when each session reads and
+writes, and which locks it holds in `pg_locks` after each step. Then pick a fix from the list and play it again:
+with `FOR UPDATE`, session 2's read *waits* for session 1's commit. Nothing runs until you press the button."""
+
+RACE_PLAYER = """\
+from workbook_utils import race_player
+
+race_player.widget(engine)   # the lost update of §1, step by step; pick a fix, press Next step"""
+
+CELLS: list[tuple[str, str, str, str, str]] = [
+    ("04_transactions_and_locking_races.ipynb", "c015", "04-race-player-md", "markdown", RACE_PLAYER_MD),
+    ("04_transactions_and_locking_races.ipynb", "04-race-player-md", "04-race-player", "code", RACE_PLAYER),
+]
+
+
+def apply(nb, rows: list[tuple[str, str, str, str, str]]) -> list[str]:
+    """Insert or update `rows`' cells in `nb` (rows of this notebook only); what changed."""
+    import nbformat
+
+    changes = []
+    for _, after, cell_id, kind, source in rows:
+        ids = [cell.get("id") for cell in nb.cells]
+        if cell_id in ids:
+            cell = nb.cells[ids.index(cell_id)]
+            if cell.source != source or cell.cell_type != kind:
+                cell.source = source
+                changes.append(f"{cell_id}: source updated")
+            continue
+        if after not in ids:
+            raise SystemExit(f"{cell_id}: no cell {after!r} to put it after (renamed? edit CELLS)")
+        make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
+        nb.cells.insert(ids.index(after) + 1, make(source, id=cell_id))
+        changes.append(f"{cell_id}: inserted after {after}")
+    return changes
+
+
+def main(argv: list[str] | None = None) -> int:
+    import nbformat
+
+    sys.path.insert(0, str(ROOT))
+    from workbook_utils import slides
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook would change")
+    args = parser.parse_args(argv)
+    stale = 0
+    for name in dict.fromkeys(row[0] for row in CELLS):
+        path = NOTEBOOKS / name
+        nb = nbformat.read(path, as_version=4)
+        changes = apply(nb, [row for row in CELLS if row[0] == name])
+        if changes:
+            slides.apply(nb)
+            stale += 1
+            print(f"{name}: " + "; ".join(changes))
+            if not args.check:
+                nbformat.write(nb, path)
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
