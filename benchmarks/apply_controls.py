@@ -1,4 +1,4 @@
-"""Put the live controls' cells into the notebooks (issue 26 §3): idempotent, run again after every merge.
+"""Put the live controls' cells (live.py, race_player.py) into the notebooks (issue 26 §3): idempotent, re-run after merges.
 
     .venv/bin/python benchmarks/apply_controls.py            # insert or update the cells below; lists what changed
     .venv/bin/python benchmarks/apply_controls.py --check    # exit 1 if a notebook lacks one of them or differs
@@ -30,8 +30,23 @@ from workbook_utils import race_player
 race_player.widget(engine)   # the lost update of §1, step by step; pick a fix, press Next step"""
 
 CELLS: list[tuple[str, str, str, str, str]] = [
+    ("01_connection_pooling.ipynb", "01-40-hikari", "01-live-text", "markdown",
+     "**Try it.** Move *I/O share* (the part of each request spent in `pg_sleep`, not computing) and watch the knee,\n"
+     "the smallest pool near the best throughput, move right."),
+    ("01_connection_pooling.ipynb", "01-live-text", "01-live", "code",
+     "from workbook_utils import live\n\nlive.pool_sweep(wb)"),
+    ("02_n_plus_one_and_eager_loading.ipynb", "02-notice2", "02-live-text", "markdown",
+     "**Try it.** Move *N* and the *loader*, and watch the statement count (lazy: N+1, `selectinload`:\n"
+     "1 + ceil(N/500), `joinedload`: 1), the time and the SQL sent."),
+    ("02_n_plus_one_and_eager_loading.ipynb", "02-live-text", "02-live", "code",
+     "from workbook_utils import live\n\nlive.n_plus_one(wb, engine)"),
     ("04_transactions_and_locking_races.ipynb", "c015", "04-race-player-md", "markdown", RACE_PLAYER_MD),
     ("04_transactions_and_locking_races.ipynb", "04-race-player-md", "04-race-player", "code", RACE_PLAYER),
+    ("05_zero_downtime_migrations.ipynb", "5c283a1b", "05-live-text", "markdown",
+     "**Try it.** Pick a `lock_timeout` and how long the blocker lasts, and watch the timeline: each wait ends at the\n"
+     "timeout, or lasts as long as the blocker without one."),
+    ("05_zero_downtime_migrations.ipynb", "05-live-text", "05-live", "code",
+     "from workbook_utils import live\n\nlive.lock_queue(wb)"),
 ]
 
 
