@@ -1,6 +1,6 @@
 """A view that refreshes itself: facilitator/room.ipynb redraws the room every N seconds while the workshop runs.
 
-    view = controls.refreshing(draw, every=30)   # draw() once now; then again every 30 s while "auto" is on
+    view = refresh.refreshing(draw, every=30)   # draw() once now; then again every 30 s while "auto" is on
 
 `draw` returns what the view shows: a list of texts, figures and tables, put into an ipywidgets `Output`. The
 refresh is off until the facilitator ticks "every N s" (a notebook run headless draws once and ends); a timer
