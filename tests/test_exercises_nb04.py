@@ -217,7 +217,7 @@ MOD3 = [f"SELECT id FROM accounts WHERE id = {FIRST} FOR UPDATE",
 
 def test_nb04_q2_rejects_a_pair_dependent_order_on_every_fresh_check(exercises):
     q2 = exercises[1]
-    for check in range(20):   # fresh seeds: no check may draw ids on which the rule happens to be one order
+    for check in range(6):   # fresh seeds (the next test proves the draws on 200 seeds without a server)
         status, diff = q2.verdict([PARITY, MOD3][check % 2])
         assert status == INCORRECT and "ring of three" in diff, (check, diff)
     assert q2.verdict(nb04.TRANSFER_REFERENCE) == (CORRECT, None)   # the fast path did not break the slow one
