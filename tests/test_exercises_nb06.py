@@ -312,6 +312,123 @@ def test_nb06_q3_counts_reads_made_through_the_driver(exercises):
     assert q3.verdict(core_upsert) == (CORRECT, None)
 
 
+def _pasted(value):
+    """A value pasted into SQL text as a literal, its quotes doubled (what an f-string answer does at best)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _per_row_sql(feed):
+    """Per row: an UPDATE of a changed price, then an INSERT of a missing sku (rv0609's answer), as SQL texts."""
+    parts = []
+    for row in feed:
+        sku, price = _pasted(row["sku"]), row["price"]
+        parts.append(f"UPDATE products SET price = {price} WHERE sku = {sku} AND price <> {price}")
+        parts.append(f"INSERT INTO products (sku, name, price, inventory) SELECT {sku}, {_pasted(row['name'])}, {price}, "
+                     f"{row['inventory']} WHERE NOT EXISTS (SELECT 1 FROM products WHERE sku = {sku})")
+    return parts
+
+
+def _counted(cursor, statements):
+    """inserted/updated from the row counts of each result of a multi-statement string (UPDATE, INSERT, UPDATE, …)."""
+    counts = {"inserted": 0, "updated": 0}
+    for i in range(statements):
+        counts["updated" if i % 2 == 0 else "inserted"] += cursor.rowcount
+        cursor.nextset()
+    return counts
+
+
+def test_nb06_q3_counts_every_statement_of_a_string_that_holds_many(exercises):
+    """rv0609 finding 1: 2N statements joined with "; " were one execute() and one statement_timestamp()."""
+    q3 = exercises[2]
+
+    def joined_through_the_driver(session, feed):
+        parts = _per_row_sql(feed)
+        cursor = session.connection().connection.driver_connection.cursor()
+        cursor.execute("; ".join(parts))
+        return _counted(cursor, len(parts))
+
+    def joined_through_sqlalchemy(session, feed):   # the same string through SQLAlchemy (its counts are lost)
+        session.connection().exec_driver_sql("; ".join(_per_row_sql(feed)))
+        return {"inserted": 0, "updated": 0}
+
+    budget = f"at most {nb06.BUDGET} statement for the whole feed (reads through the driver count too)"
+    verdict = q3.evaluate(joined_through_the_driver)
+    assert [claim for claim, holds in verdict.items() if not holds] == [   # the right counts and table: only these
+        budget, "the feed's values travel as bound parameters, never inside the SQL text"], verdict
+    status, diff = q3.verdict(joined_through_the_driver)
+    assert status == INCORRECT and "statement" in diff, diff
+    assert not q3.evaluate(joined_through_sqlalchemy)[budget]
+
+
+def test_nb06_q3_rejects_values_pasted_into_the_sql(exercises):
+    """rv0609 finding 2: one f-string upsert was one statement, so it passed; the feed now has a quote in a name."""
+    q3 = exercises[2]
+    upsert = ("INSERT INTO products (sku, name, price, inventory) VALUES {rows} ON CONFLICT (sku) DO UPDATE "
+              "SET price = excluded.price WHERE products.price IS DISTINCT FROM excluded.price RETURNING xmax = 0")
+
+    def fstring_upsert(session, feed):
+        rows = ", ".join(f"('{r['sku']}', '{r['name']}', {r['price']}, {r['inventory']})" for r in feed)
+        inserted = session.connection().exec_driver_sql(upsert.format(rows=rows)).scalars().all()
+        return {"inserted": sum(inserted), "updated": len(inserted) - sum(inserted)}
+
+    def escaped_upsert(session, feed):   # quotes doubled: it runs, but the values are still in the SQL text
+        rows = ", ".join(f"({_pasted(r['sku'])}, {_pasted(r['name'])}, {r['price']}, {r['inventory']})" for r in feed)
+        inserted = session.connection().exec_driver_sql(upsert.format(rows=rows)).scalars().all()
+        return {"inserted": sum(inserted), "updated": len(inserted) - sum(inserted)}
+
+    for wrong, why in ((fstring_upsert, "raised"), (escaped_upsert, "bound parameters")):
+        status, diff = q3.verdict(wrong)
+        assert status == INCORRECT and why in diff, (wrong.__name__, diff)
+
+
+def test_nb06_q3_accepts_a_merge_of_one_bound_json_feed(exercises):
+    """Another correct form: one MERGE (its INSERT and UPDATE each fire the statement trigger once), values bound."""
+    import json
+
+    q3 = exercises[2]
+
+    def merge(session, feed):
+        actions = session.scalars(text(
+            "MERGE INTO products p USING jsonb_to_recordset(CAST(:feed AS jsonb)) "
+            "AS f(sku text, name text, price numeric, inventory int) ON p.sku = f.sku "
+            "WHEN MATCHED AND p.price IS DISTINCT FROM f.price THEN UPDATE SET price = f.price "
+            "WHEN NOT MATCHED THEN INSERT (sku, name, price, inventory) VALUES (f.sku, f.name, f.price, f.inventory) "
+            "RETURNING merge_action()"), {"feed": json.dumps(feed, default=str)}).all()
+        return {"inserted": actions.count("INSERT"), "updated": actions.count("UPDATE")}
+
+    assert q3.verdict(merge) == (CORRECT, None)
+
+
+def test_nb06_statements_are_counted_by_the_parser():
+    from workbook_utils.exercises import sqltree
+
+    assert sqltree.count("INSERT INTO t VALUES (%(a)s, %s) RETURNING xmax = 0") == 1   # a driver's placeholders
+    assert sqltree.count("UPDATE t SET a = 'x;y'; -- ; \nINSERT INTO t VALUES (1);") == 2
+    assert sqltree.count("DO $$BEGIN UPDATE t SET a = 1; UPDATE t SET a = 2; END$$") == 1
+
+
+def test_nb06_q1_finds_an_email_equal_to_the_one_given(exercises):
+    """rv0609 findings 4-6: case folded, bound client-side, or run on nb06.customers: each says what failed."""
+    from psycopg import ClientCursor
+
+    q1 = exercises[0]
+
+    def case_folded(conn, email):   # bound, but USER3@example.com is not the address user3@example.com
+        return conn.execute(text("SELECT id, name FROM customers WHERE lower(email) = lower(:e)"), {"e": email}).all()
+
+    def client_side(conn, email):   # psycopg pastes the value in, quoted, before sending: not a bound parameter
+        with ClientCursor(conn.connection.driver_connection) as cursor:
+            return cursor.execute("SELECT id, name FROM customers WHERE email = %s", (email,)).fetchall()
+
+    def notebook_table(conn, email):   # §2's table, not the check's made-up one
+        return conn.execute(text("SELECT id, name FROM nb06.customers WHERE email = :e"), {"e": email}).all()
+
+    for wrong, why in ((case_folded, "USER3@example.com"), (client_side, "sent apart from the SQL"),
+                       (notebook_table, "made-up `customers` table")):
+        status, diff = q1.verdict(wrong)
+        assert status == INCORRECT and why in diff, (wrong.__name__, diff)
+
+
 def test_nb06_load_by_name_and_questions_match_the_exercises():   # last: its close() ends the fixture's sessions too
     from workbook_utils import setup
 
@@ -324,4 +441,3 @@ def test_nb06_load_by_name_and_questions_match_the_exercises():   # last: its cl
             nb06.load(workbook, "q4")
     finally:
         workbook.close()
-

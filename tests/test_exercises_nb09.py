@@ -216,9 +216,17 @@ def _own_connection(conn, sql):
     (lambda conn, sql: 42, "ran the statement on the connection it was given"),   # a hard-coded result
 ])
 def test_q2_wrong_answers_fail(exercises, limited, why):
-    seed = next(s for s in range(1000) if nb09.own_timeout(Draw(s)) != "5s")  # a draw the guess gets wrong
-    status, diff = exercises[1].verdict(limited, seed=seed)
+    status, diff = exercises[1].verdict(limited)   # any draw: no guessed value can match it
     assert status == INCORRECT and why in diff, diff
+
+
+def test_q2_a_guessed_restore_fails_on_the_draw_that_once_matched_it(exercises):
+    """rv0609: seed 294122 drew 5 s when the draw was whole seconds from 2 to 30, so `SET … = '5s'` passed."""
+    status, diff = exercises[1].verdict(_set_then_guess_back, seed=294122)
+    assert status == INCORRECT and "the next client of the same server connection" in diff, diff
+    drawn = {nb09.own_timeout(Draw(seed)) for seed in range(300)}
+    assert all(value.endswith("ms") and int(value.removesuffix("ms")) % 1000 for value in drawn)   # never whole seconds
+    assert len(drawn) > 290   # hardly ever the same value twice
 
 
 def _sized(**changes):

@@ -1,9 +1,11 @@
 """Exercises of notebook 06 (raw SQL vs ORM): close an injection, a window-function report, a bulk upsert.
 
 q1 runs the learner's lookup on a made-up `customers` table (a temporary table, random ids) with real
-attack strings and an address that contains a quote. q2 runs the learner's SQL on the seeded orders and on
-made-up ones, and reads its plan. q3 syncs a random price feed into a fresh copy of `products` and counts
-the statements sent (through SQLAlchemy, and through the psycopg connection itself, reads included), the rows
+attack strings, an address that contains a quote and one in capitals that must find nothing. q2 runs the
+learner's SQL on the seeded orders and on made-up ones, and reads its plan. q3 syncs a random price feed into a
+fresh copy of `products` and counts the statements sent (through SQLAlchemy, and through the psycopg connection
+itself, reads included; each statement of a text that holds several, read by PostgreSQL's scanner; each write
+the server ran, filed by a trigger), the feed's values found in the SQL text (a new name has a quote), the rows
 written and the row versions left untouched. q1's and q3's answers run with a deadline (`bounded.run_bounded`):
 an answer that sleeps or loops fails the check instead of hanging it.
 """
@@ -54,7 +56,9 @@ ATTACKS = ["' OR '1'='1", "' OR 1=1 --", "x' UNION SELECT 0, current_user --",
            "x'; DROP TABLE customers; --", "x'; DELETE FROM customers; --", "%@example.%"]
 QUOTED = "o'brien@example.com"
 WORDY = "orla.union@example.org"  # a real address a blacklist of SQL words (OR, UNION) would refuse
+SHOUTED = "USER3@example.com"  # not an address of the table: `lower(email) = lower(:email)` would find user3's row
 BUDGET = 1  # statements q3 may send for the whole feed
+QUOTED_NAME = "Dara's lamp"  # a new product of q3's feed: a value pasted into the SQL text breaks on its quote
 ANSWER_SECONDS = {"q1": 30, "q3": 15}  # how long an answer may run in one check: all of q1's lookups together
 # (each one is stopped by a 1 s statement_timeout), q3's whole sync
 
@@ -96,7 +100,7 @@ def find_verdict(engine: Engine, find: Callable[[Any, str], Any]) -> dict[str, b
 
     offset = random.randint(1000, 9000)
     inputs = {"user3@example.com": [(offset + 3, "Made Up 3")], QUOTED: [(offset, "Dara O'Brien")],
-              WORDY: [(offset - 1, "Orla")], "nobody@example.com": []} | {attack: [] for attack in ATTACKS}
+              WORDY: [(offset - 1, "Orla")], "nobody@example.com": [], SHOUTED: []} | {attack: [] for attack in ATTACKS}
     got: dict[str, Any] = {}
     bound: dict[str, bool] = {}
     damaged = False
@@ -122,14 +126,18 @@ def find_verdict(engine: Engine, find: Callable[[Any, str], Any]) -> dict[str, b
             finally:
                 if not conn.invalidated:
                     savepoint.rollback()  # whatever an attack did is undone before the next input
-    return {"finds user3@example.com": got["user3@example.com"] == inputs["user3@example.com"],
+    return {"finds user3@example.com (the check queries its own made-up `customers` table: name it `customers`, "
+            "not `nb06.customers`)": got["user3@example.com"] == inputs["user3@example.com"],
             f"finds {QUOTED} (a quote in a real address)": got[QUOTED] == inputs[QUOTED],
             f"finds {WORDY} (SQL words in a real address)": got[WORDY] == inputs[WORDY],
             "finds nothing for an unknown address": got["nobody@example.com"] == [],
+            f"finds nothing for {SHOUTED} (the email equals `email` as written, not once lowercased)":
+                got[SHOUTED] == [],
             "every attack string finds nothing (a wildcard too: the email must equal, not match)":
                 all(got[a] == [] for a in ATTACKS),
             "no attack changed the table": not damaged,
-            "the email travels as a bound parameter of the statement, never inside the SQL text": all(bound.values())}
+            "the email travels as a bound parameter, sent apart from the SQL text (never pasted into it, not even "
+            "quoted by the client)": all(bound.values())}
 
 
 def find_reference(conn: Any, email: str) -> list:
@@ -193,7 +201,8 @@ GROUP BY 1 ORDER BY 1
 
 def _fresh_products(engine: Engine) -> None:
     """nb06.products: a fresh copy of the dataset's products (id sequence after the copied ids), plus 200 more;
-    a statement trigger files the start time of every statement that writes it in nb06.product_writes."""
+    a statement trigger files each statement that writes it (its operation) in nb06.product_writes: an upsert or a
+    MERGE files one INSERT and one UPDATE, a string of 2N statements files N of each."""
     from sqlalchemy import text
 
     with engine.begin() as conn:
@@ -204,9 +213,9 @@ def _fresh_products(engine: Engine) -> None:
                           "SELECT setval(pg_get_serial_sequence('nb06.products', 'id'), max(id)) FROM nb06.products; "
                           "INSERT INTO nb06.products (sku, name, price, inventory) "  # enough rows at every scale
                           "SELECT 'EXTRA-' || g, 'Extra ' || g, 10 + g % 90, g % 50 FROM generate_series(1, 200) g; "
-                          "CREATE TABLE nb06.product_writes (at timestamptz); "
+                          "CREATE TABLE nb06.product_writes (op text); "
                           "CREATE OR REPLACE FUNCTION nb06.file_write() RETURNS trigger LANGUAGE plpgsql AS "
-                          "$$BEGIN INSERT INTO nb06.product_writes VALUES (statement_timestamp()); RETURN NULL; END$$; "
+                          "$$BEGIN INSERT INTO nb06.product_writes VALUES (TG_OP); RETURN NULL; END$$; "
                           "CREATE TRIGGER file_write AFTER INSERT OR UPDATE OR DELETE ON nb06.products "
                           "FOR EACH STATEMENT EXECUTE FUNCTION nb06.file_write()"))
 
@@ -224,8 +233,8 @@ def sync_verdict(engine: Engine, sync: Callable[[Any, list[dict]], Any]) -> dict
     picked = rng.sample(existing, sizes["changed"] + sizes["unchanged"])
     feed = [{"sku": r.sku, "name": f"{r.name} (feed)", "inventory": r.inventory + 7,  # neither may be written
              "price": r.price + (Decimal("1.00") if i < sizes["changed"] else 0)} for i, r in enumerate(picked)]
-    new = [{"sku": f"NEW-{rng.randint(0, 10**9):09d}-{i}", "name": f"New {i}", "price": Decimal("9.99"),
-            "inventory": rng.randint(0, 50)} for i in range(sizes["new"])]
+    new = [{"sku": f"NEW-{rng.randint(0, 10**9):09d}-{i}", "name": f"New {i}" if i else QUOTED_NAME,
+            "price": Decimal("9.99"), "inventory": rng.randint(0, 50)} for i in range(sizes["new"])]
     feed = rng.sample(feed + new, len(feed) + len(new))
     before = _snapshot(engine)
     with Session(engine) as session, session.begin():
@@ -235,13 +244,17 @@ def sync_verdict(engine: Engine, sync: Callable[[Any, list[dict]], Any]) -> dict
             counts = run_bounded(lambda: sync(session, [dict(row) for row in feed]), ANSWER_SECONDS["q3"],
                                  "sync_prices(session, feed)", on_timeout=conn.invalidate)
     after = _snapshot(engine)
-    with engine.connect() as conn:  # writes sent past SQLAlchemy (a raw driver cursor) are filed by the trigger
-        writes = conn.execute(text("SELECT count(DISTINCT at) FROM product_writes")).scalar_one()
+    with engine.connect() as conn:  # writes the server ran, however they were sent, are filed by the trigger
+        writes = conn.execute(text("SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM product_writes "
+                                   "GROUP BY op) AS per_operation")).scalar_one()
     unchanged = {r.sku for r in picked[sizes["changed"]:]}
+    pasted = [row[key] for row in feed for key in ("sku", "name")]  # what an f-string would put in the SQL text
     expected = {row["sku"]: row["price"] for row in feed}
     return {"returns the counts": counts == {"inserted": sizes["new"], "updated": sizes["changed"]},
             f"at most {BUDGET} statement for the whole feed (reads through the driver count too)":
-                max(len(sent), len(driver_sent), writes) <= BUDGET,
+                max(_statements(sent), _statements(driver_sent), writes) <= BUDGET,
+            "the feed's values travel as bound parameters, never inside the SQL text":
+                not any(value in statement for statement, _ in sent + driver_sent for value in pasted),
             "every price in the feed is now in the table": all(after.get(s, (0, 0))[1] == p for s, p in expected.items()),
             "new products are inserted as given": all(after.get(r["sku"], ())[1:4] == (r["price"], r["inventory"], r["name"])
                                                       for r in new),
@@ -251,11 +264,30 @@ def sync_verdict(engine: Engine, sync: Callable[[Any, list[dict]], Any]) -> dict
                 all(after[s][4] == before[s][4] for s in unchanged)}
 
 
+def _statements(sent: list[tuple[str, list]]) -> int:
+    """How many statements the texts sent hold: each text at least one, a string of several counts each of them."""
+    from .sqltree import count
+
+    return sum(max(1, count(statement)) for statement, _ in sent)
+
+
 def _values(parameters: Any) -> list:
     """The bound values of one statement's parameters (a dict, a sequence, or none)."""
     if isinstance(parameters, dict):
         return list(parameters.values())
     return list(parameters or ())
+
+
+def _text(query: Any, cursor: Any) -> str:
+    """A query as the text the server receives: `psycopg.sql` composed (literals pasted in), bytes decoded."""
+    if hasattr(query, "as_string"):
+        try:
+            return query.as_string(cursor)
+        except Exception:  # noqa: BLE001 - a composition psycopg itself will refuse: its parts are what was meant
+            return str(query)
+    if isinstance(query, (bytes, bytearray, memoryview)):
+        return bytes(query).decode(errors="replace")
+    return str(query)
 
 
 @contextmanager
@@ -268,20 +300,20 @@ def _driver_statements(driver: Any) -> Iterator[list[tuple[str, list]]]:
 
     class Counting(base):  # type: ignore[misc, valid-type]
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            sent.append((str(query), _values(params)))
+            sent.append((_text(query, self), _values(params)))
             return super().execute(query, params, **kwargs)
 
         def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> Any:
             params_seq = list(params_seq)
-            sent.extend([(str(query), _values(p)) for p in params_seq] or [(str(query), [])])
+            sent.extend([(_text(query, self), _values(p)) for p in params_seq] or [(_text(query, self), [])])
             return super().executemany(query, params_seq, **kwargs)
 
         def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
-            sent.append((str(statement), _values(params)))
+            sent.append((_text(statement, self), _values(params)))
             return super().copy(statement, params, **kwargs)
 
         def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            sent.append((str(query), _values(params)))
+            sent.append((_text(query, self), _values(params)))
             return super().stream(query, params, **kwargs)
 
     driver.cursor_factory = Counting
@@ -344,8 +376,9 @@ def _callable(answer: Any, name: str) -> Any:
 Q1 = Question(
     name="q1",
     text="find_customer(conn, email) returns the (id, name) rows of table customers whose email is `email`. "
-         "It is built with an f-string. Make it safe: the check calls it with real addresses (one has a "
-         "quote in it) and with attack strings, on a made-up customers table.",
+         "It is built with an f-string. Make it safe: the email must travel as a bound parameter, sent apart from "
+         "the SQL text. The check calls it with real addresses (one has a quote in it) and with attack strings, "
+         "on a made-up customers table of its own.",
     shape="a function `find_customer(conn, email)` that returns a list of `(id, name)` rows, e.g. "
           "`[(1042, \"Dara O'Brien\")]`, or `[]` when no address is equal to `email`.",
     hint_text="§2: which version returned nothing for every attack, and still found O'Brien? Where did the "
@@ -359,7 +392,10 @@ Q1 = Question(
                "- doubling the quotes (`email.replace(\"'\", \"''\")`): safe only while standard_conforming_strings "
                "is on, and the value is still inside the SQL text;\n"
                "- refusing or stripping quotes, or a blacklist of SQL words: real addresses stop working;\n"
-               "- `LIKE :email`: bound, but `%` matches every address;\n"
+               "- `LIKE :email`: bound, but `%` matches every address; `lower(email) = lower(:email)`: bound, but "
+               "it finds an address spelled otherwise;\n"
+               "- client-side binding (psycopg's `ClientCursor`, `sql.Literal`): quoted safely, but pasted into the "
+               "SQL text before it is sent; server-side binding keeps the value out of the text altogether;\n"
                "- a bound parameter elsewhere in the same f-string query: the pasted part is still SQL.",
 )
 Q2 = Question(
@@ -387,9 +423,11 @@ Q3 = Question(
          "products: new skus are inserted as given; an existing product gets the feed's price (its name "
          "and inventory stay); a product whose price is unchanged must not be written at all. It returns "
          "{'inserted': …, 'updated': …}. It sends two statements per row: make it send one statement for "
-         "the whole feed (a few hundred rows, different each check). The caller commits.",
+         "the whole feed (a few hundred rows, different each check), its values bound, not pasted into the SQL "
+         "text. The caller commits.",
     shape="a function `sync_prices(session, feed)` that returns a dict such as `{'inserted': 57, 'updated': 81}`; "
-          "every statement it sends counts, through SQLAlchemy or straight through the driver.",
+          "every statement it sends counts, through SQLAlchemy or straight through the driver, and each one in a "
+          "string that holds several.",
     hint_text="§4's upsert did it in one statement. on_conflict_do_update takes a `where=`; which rows does "
               "RETURNING then give back, and what tells an inserted row from an updated one on any version?",
     solution_code='def sync_prices(session, feed):\n'
@@ -407,8 +445,10 @@ Q3 = Question(
                "Common wrong answers:\n"
                "- no `where=`: the right prices, but every unchanged row gets a new row version;\n"
                "- `on_conflict_do_nothing()`: existing prices never change;\n"
-               "- a SELECT first to count in Python, or the loop sent through the raw driver: more than one "
-               "statement;\n"
+               "- a SELECT first to count in Python, the loop sent through the raw driver, or its statements joined "
+               "with `;` into one string: more than one statement;\n"
+               "- the whole feed pasted into one f-string: one statement, but the values are SQL text (a name with "
+               "a quote breaks it, and a crafted one runs);\n"
                "- `set_` with name and inventory from the feed: they must stay.",
 )
 QUESTIONS = (Q1, Q2, Q3)

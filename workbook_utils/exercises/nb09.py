@@ -106,8 +106,9 @@ def worker_init_reference(engine) -> None:
     engine.dispose(close=False)  # forget the parent's connections without closing them
 
 
-OWN_TIMEOUT = "5s"  # what the server connection already has (a role's or a connect setting) before the answer runs
-OWN_TIMEOUTS = (2, 30)  # q2 draws it afresh for each check, in seconds: an answer cannot guess the value to restore
+OWN_TIMEOUT = "4321ms"  # what the server connection already has (a role's or a connect setting) before the answer runs
+OWN_TIMEOUTS = (2001, 29999)  # q2 draws it afresh for each check, in milliseconds and never whole seconds: an answer
+# cannot guess the value to restore (a hard-coded '5s' or '30s' never matches)
 NEXT_CLIENT = "the next client of the same server connection finds its own statement_timeout (drawn for this check)"
 TIMEOUT_EXPECTED: dict[str, Any] = {
     "your function ran the statement on the connection it was given": True,
@@ -348,8 +349,11 @@ Q3 = Question(
 
 
 def own_timeout(draw: Draw) -> str:
-    """The statement_timeout q2's server connection has before the answer runs, drawn for this check."""
-    return f"{draw.integer('the server connection own statement_timeout, in seconds', *OWN_TIMEOUTS)}s"
+    """The statement_timeout q2's server connection has before the answer runs, drawn for this check: milliseconds
+    that are not whole seconds (PostgreSQL shows them as they are, e.g. 12345ms)."""
+    low, high = OWN_TIMEOUTS
+    return draw.pick("the server connection's own statement_timeout",
+                     lambda rng: f"{rng.randint(low // 1000, high // 1000) * 1000 + rng.randint(1, 999)}ms", show=str)
 
 
 QUESTIONS = {q.name: q for q in (Q1, Q2, Q3)}

@@ -59,6 +59,19 @@ def split(sql: Any) -> list[str]:
     return [s.strip() for s in pg_split(sql)]
 
 
+def count(sql: str) -> int:
+    """How many statements a text sent to the server holds, read by PostgreSQL's own scanner: a driver's placeholders
+    (`%s`, `%(name)s`) are fine, and a `;` inside a string, a `$$` body or a comment does not count. Text the scanner
+    cannot read (an unterminated string) counts as one: the server refuses it as one."""
+    from pglast import split as pg_split
+    from pglast.parser import ParseError
+
+    try:
+        return len(pg_split(sql, with_parser=False))
+    except ParseError:
+        return 1
+
+
 def walk(node: Any) -> Iterator[Any]:
     """Every node of a parse tree, `node` first."""
     from pglast import ast
