@@ -12,6 +12,7 @@ import pytest
 from factory.alchemy import SQLAlchemyModelFactory
 
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, ____, nb07
+from workbook_utils.exercises.draws import Draw
 from workbook_utils.models import Order
 
 HEADER = ("import factory\nimport pytest\nfrom sqlalchemy.orm import Session\n"
@@ -19,12 +20,17 @@ HEADER = ("import factory\nimport pytest\nfrom sqlalchemy.orm import Session\n"
 
 
 @pytest.fixture(scope="module")
-def exercises():
+def workbook():
     from workbook_utils import setup
 
     workbook = setup("07")
-    yield nb07.load(workbook)
+    yield workbook
     workbook.close()
+
+
+@pytest.fixture(scope="module")
+def exercises(workbook):
+    return nb07.load(workbook)
 
 
 def _load(source, name, tmp_path):
@@ -258,3 +264,95 @@ def test_nb07_q3_rejects_budgets_that_cannot_catch_the_n_plus_one(exercises, tmp
 def test_nb07_q3_wants_a_test_function(exercises, tmp_path):
     status, diff = exercises[2].verdict(_load("def check_it(db_session):\n    pass\n", "check_it", tmp_path))
     assert status == INCORRECT and "starts with test" in diff, diff
+
+
+def test_nb07_load_gives_each_part_its_own_exercises(workbook):
+    q1, q2 = nb07.load(workbook, "q1", "q2")
+    assert (q1.name, q2.name, nb07.load(workbook, "q3").name) == ("q1", "q2", "q3")
+    with pytest.raises(ValueError, match="not q4"):
+        nb07.load(workbook, "q4")
+
+
+def test_nb07_q1_and_q3_draw_their_conditions_afresh_and_a_seed_replays_them():
+    drawn = [nb07.draw_signups(Draw(seed)) for seed in range(30)]
+    assert len({repr(d) for d in drawn}) > 25                        # other emails, duplicates and rows on each check
+    accepted = [[e for e in dict.fromkeys(d["emails"]) if e not in d["before"]] for d in drawn]
+    assert all(1 <= len(d["before"]) <= 3 and len(d["emails"]) > len(a) >= 2 for d, a in zip(drawn, accepted, strict=True))
+    assert nb07.draw_signups(Draw(7)) == nb07.draw_signups(Draw(7))
+    starts = []
+    for seed in range(30):
+        draw = Draw(seed)
+        nb07.draw_ids(draw)
+        starts.append(draw.values["ids start at"]["users"])
+        assert 1 <= draw.values["other users' orders"] <= 4
+    assert len(set(starts)) > 25 and 1 not in starts
+
+
+def _fixed(draw, **values):
+    """A draw whose conditions are set beforehand: the fixed ones the checker used before it drew them."""
+    draw.values.update(values)
+    return draw
+
+
+TRUNCATE_AFTER = '''
+def session_fixture(engine):
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        session = Session(bind=connection, join_transaction_mode="create_savepoint")
+        yield session
+        session.close()
+        transaction.rollback()
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE signups"))      # "the table was empty before": a literal of the fixed check
+'''
+
+
+def test_nb07_q1_a_fixture_that_counts_on_an_empty_table_passed_fixed_conditions_and_fails_drawn_ones(
+        workbook, exercises, tmp_path):
+    fixture = _load("from sqlalchemy import text\n" + TRUNCATE_AFTER, "session_fixture", tmp_path)
+    fixed = _fixed(Draw(1), **{"sign-ups": {"before": [], "outside": "cy@example.com",
+                                           "emails": ["ada@example.com", "ada@example.com", "bob@example.com"]}})
+    assert all(nb07.fixture_verdict(workbook, fixture, fixed).values())
+    assert not nb07.fixture_verdict(workbook, fixture, Draw(1))[nb07.FIXTURE_CLAIMS[-1]]    # it wiped rows before it
+    status, diff = exercises[0].verdict(fixture)
+    assert status == INCORRECT and "seed=" in diff, diff           # and the message says how to replay it
+
+
+LITERAL_USER = '''
+def test_order_history(db_session, query_budget):
+    user = UserFactory()
+    OrderFactory.create_batch(4, user=user)
+    db_session.expire_all()
+    with query_budget(2):
+        order_history(db_session, 2)      # the lazy module's user when ids started at 1 (the eager module ran first)
+'''
+
+
+def test_nb07_q3_a_test_with_a_literal_user_id_passed_fixed_conditions_and_fails_drawn_ones(workbook, exercises, tmp_path):
+    test = _load(LITERAL_USER, "test_order_history", tmp_path)
+    fixed = _fixed(Draw(1), **{"ids start at": dict.fromkeys(nb07.TABLES, 1), "other users' orders": 0})
+    assert all(nb07.budget_verdict(workbook, test, fixed).values())
+    status, diff = exercises[2].verdict(test)
+    assert status == INCORRECT and "fails on the lazy" in diff, diff
+
+
+def test_nb07_part_2_stands_up_the_files_part_1_shows():
+    """testing_lab's CONFTEST, FACTORIES and SHARED are the strings Part 1's cells assign (its restart cell uses them)."""
+    import ast
+
+    import nbformat
+
+    from workbook_utils import testing_lab
+    from workbook_utils.config import project_root
+    from workbook_utils.questions import python_of
+
+    nb = nbformat.read(project_root() / "notebooks" / "07_testing_database_code.ipynb", as_version=4)
+    found = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.parse(python_of(cell.source)).body:
+            if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)   # Part 2's tuple is not
+                    and node.targets[0].id in {"CONFTEST", "FACTORIES", "SHARED"}):
+                found[node.targets[0].id] = eval(compile(ast.Expression(node.value), "cell", "eval"), dict(found))
+    assert found == {"CONFTEST": testing_lab.CONFTEST, "FACTORIES": testing_lab.FACTORIES, "SHARED": testing_lab.SHARED}

@@ -2,7 +2,9 @@
 
 The notebook writes a small test suite (a conftest, the code under test, its failing and fixed test modules),
 runs it as a reader would run `pytest` in a terminal, and asserts on the outcome of each test. Every run is
-bounded: a timeout on the subprocess, and `lock_timeout`/`statement_timeout` on every session it opens.
+bounded: a timeout on the subprocess, and `lock_timeout`/`statement_timeout` on every session it opens. The suites
+need no third-party pytest plugin, so pytest loads none (PYTEST_DISABLE_PLUGIN_AUTOLOAD): the installed ones (Faker's,
+anyio's …) would add over a second to every run.
 """
 
 from __future__ import annotations
@@ -72,12 +74,12 @@ def _parse(junit: Path) -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
 
 
 def run(files: dict[str, str], url: str, app_name: str, schema: str, order: list[str] | None = None,
-        timeout: float = 120.0) -> Report:
+        timeout: float = 120.0, env: dict[str, str] | None = None) -> Report:
     """Write `files` ({relative path: text}) to a temporary folder and run pytest there, in a subprocess.
 
     The tests read DATABASE_URL; libpq reads PGAPPNAME (their sessions' name) and PGOPTIONS (search_path =
     `schema`, plus lock and statement timeouts). `order` names the test modules in the order to run them
-    (default: every test_*.py, sorted).
+    (default: every test_*.py, sorted). `env` adds environment variables (PYTEST_XDIST_WORKER, say).
     """
     with tempfile.TemporaryDirectory(prefix="workbook-tests-") as folder:
         for name, text in files.items():
@@ -86,9 +88,9 @@ def run(files: dict[str, str], url: str, app_name: str, schema: str, order: list
             path.write_text(text)
         modules = order or sorted(n for n in files if Path(n).name.startswith("test_"))
         junit = Path(folder, "report.xml")
-        env = {**os.environ, "DATABASE_URL": url, "PGAPPNAME": app_name,
+        env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "DATABASE_URL": url, "PGAPPNAME": app_name,
                "PGOPTIONS": f"-c search_path={schema} {SESSION_LIMITS}",
-               "PYTHONPATH": os.pathsep.join([str(project_root()), os.environ.get("PYTHONPATH", "")])}
+               "PYTHONPATH": os.pathsep.join([str(project_root()), os.environ.get("PYTHONPATH", "")]), **(env or {})}
         command = [sys.executable, "-m", "pytest", "-q", "--no-header", "-p", "no:cacheprovider", "--tb=no", "-rfE",
                    "--color=yes", "-o", "verbosity_assertions=2",
                    "--junitxml", str(junit), "-o", "junit_family=xunit2", "--rootdir", folder, *modules]

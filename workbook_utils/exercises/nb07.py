@@ -3,6 +3,8 @@
 q1 and q3 run the learner's fixture or test with pytest in a subprocess (`workbook_utils.suites`), in a schema
 of their own; q2 runs the learner's factory in a transaction that is rolled back. The subprocess tests import
 this module for the code under test and the factories, so it defines them (importing factory_boy).
+Each check draws its conditions afresh (`draws.Draw`): q1 the emails signed up, the duplicates among them and the
+rows committed before the run; q2 a batch size; q3 where the ids start and other users' orders already there.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sele
 
 from ..models import Order, Product, User
 from . import NOT_ATTEMPTED, Exercise, Question, WrongKind, ____
+from .draws import Draw
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -153,23 +156,43 @@ from sqlalchemy import NullPool, create_engine, func, select
 
 from workbook_utils.exercises.nb07 import Signup, sign_up
 
+BEFORE = {before!r}        # committed before the run: someone else's rows
+EMAILS = {emails!r}        # signed up in this order; a repeated one is refused
+OUTSIDE = {outside!r}
+
 def test_1_a_commit_survives_a_later_rollback(session):
-    assert sign_up(session, "ada@example.com")
-    assert not sign_up(session, "ada@example.com")
-    assert sign_up(session, "bob@example.com")
-    assert session.scalars(select(Signup.email).order_by(Signup.id)).all() == ["ada@example.com", "bob@example.com"]
+    accepted = [email for email in EMAILS if sign_up(session, email)]
+    assert accepted == [email for email in dict.fromkeys(EMAILS) if email not in BEFORE]
+    assert session.scalars(select(Signup.email).order_by(Signup.id)).all() == BEFORE + accepted
 
 def test_2_other_sessions_see_nothing(session):
-    assert sign_up(session, "cy@example.com")
+    assert sign_up(session, OUTSIDE)
     outside = create_engine(os.environ["DATABASE_URL"], poolclass=NullPool)
     with outside.connect() as conn:
         seen = conn.execute(select(func.count()).select_from(Signup)).scalar_one()
     outside.dispose()
-    assert seen == 0
+    assert seen == len(BEFORE)
 
-def test_3_starts_empty(session):
-    assert session.scalars(select(Signup.email)).all() == []
+def test_3_starts_as_the_table_was(session):
+    assert session.scalars(select(Signup.email).order_by(Signup.id)).all() == BEFORE
 '''
+NAMES = ["ada", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kim", "lou", "max", "ned", "ola"]
+
+
+def draw_signups(draw: Draw) -> dict[str, Any]:
+    """q1's conditions: rows committed before the run, the emails signed up (some twice), the one a test commits."""
+    def emails(rng: random.Random) -> dict[str, Any]:
+        tag = rng.randrange(100, 1000)
+        names = [f"{name}{tag}@example.com" for name in rng.sample(NAMES, 10)]
+        before, fresh, outside = names[:rng.randint(1, 3)], names[3:3 + rng.randint(2, 5)], names[9]
+        signups = list(fresh)
+        for _ in range(rng.randint(1, 3)):  # a taken email: IntegrityError, the code rolls back and goes on
+            signups.insert(rng.randint(1, len(signups)), rng.choice(before + signups[:1]))
+        return {"before": before, "emails": signups, "outside": outside}
+
+    return draw.pick("sign-ups", emails, lambda c: f"{c['emails']} with {len(c['before'])} rows committed before")
+
+
 BUDGET_CONFTEST = ENGINE + '''
 from collections import Counter
 from contextlib import contextmanager
@@ -222,8 +245,8 @@ order_history.__name__ = order_history.__qualname__ = "order_history"   # the sa
 '''
 
 
-def _fresh_schema(wb: Workbook) -> None:
-    """The exercises' schema, recreated: empty users, products, orders, signups."""
+def _fresh_schema(wb: Workbook, draw: Draw | None = None) -> None:
+    """The exercises' schema, recreated: empty users, products, orders, signups; with a draw, q1's or q3's rows."""
     from .. import db
 
     with db.connect(wb.url.replace("+psycopg", ""), application_name=wb.app_name) as conn:
@@ -235,6 +258,31 @@ def _fresh_schema(wb: Workbook) -> None:
             conn.execute(f"ALTER TABLE {SCHEMA}.{table} ADD FOREIGN KEY ({column}) REFERENCES {SCHEMA}.{parent} (id)")
         conn.execute(f"CREATE TABLE {SCHEMA}.signups (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
                      "email text NOT NULL UNIQUE)")
+        if draw is not None and "sign-ups" in draw.values:
+            for email in draw.values["sign-ups"]["before"]:
+                conn.execute(f"INSERT INTO {SCHEMA}.signups (email) VALUES (%s)", [email])
+        if draw is not None and "ids start at" in draw.values:
+            _other_orders(conn, draw)
+
+
+def _other_orders(conn: Any, draw: Draw) -> None:
+    """q3's conditions: ids that start where the draw says, and other users' orders already in the tables."""
+    for table in TABLES:
+        conn.execute(f"ALTER TABLE {SCHEMA}.{table} ALTER COLUMN id RESTART WITH {draw.values['ids start at'][table]}")
+    for n in range(draw.values["other users' orders"]):
+        user = conn.execute(f"INSERT INTO {SCHEMA}.users (email, name, region, created_at) VALUES "
+                            "(%s, 'someone', 'us', now()) RETURNING id", [f"someone{n}@example.org"]).fetchone()[0]
+        product = conn.execute(f"INSERT INTO {SCHEMA}.products (sku, name, price, inventory) VALUES "
+                               "(%s, 'thing', 5, 10) RETURNING id", [f"OTHER-{n}"]).fetchone()[0]
+        conn.execute(f"INSERT INTO {SCHEMA}.orders (user_id, product_id, quantity, total, status, created_at) "
+                     "VALUES (%s, %s, 1, 5, 'paid', now())", [user, product])
+
+
+def draw_ids(draw: Draw) -> None:
+    """Draw q3's conditions: where each table's ids start, and how many orders of other users are there."""
+    draw.pick("ids start at", lambda rng: {t: rng.randrange(2, 1_000_000) for t in TABLES},
+              lambda starts: ", ".join(f"{t} {n}" for t, n in starts.items()))
+    draw.integer("other users' orders", 1, 4)
 
 
 def _drop_schema(wb: Workbook) -> None:
@@ -313,26 +361,32 @@ def _raise_errors(report: Any) -> None:
         raise WrongKind(f"pytest could not run {errors.test.iloc[0]} with your code: {errors.message.iloc[0]}")
 
 
-def fixture_verdict(wb: Workbook, fixture: Callable[..., Any]) -> dict[str, bool]:
-    """Three tests of sign_up on the learner's fixture, in one pytest run; then what stayed in the table."""
+FIXTURE_CLAIMS = ("a commit inside a test survives the code's later rollback",
+                  "other sessions never see what a test wrote",
+                  "the next test starts as the table was before the run",
+                  "the rows committed before the run are still there, and nothing else")
+
+
+def fixture_verdict(wb: Workbook, fixture: Callable[..., Any], draw: Draw) -> dict[str, bool]:
+    """Three tests of sign_up on the learner's fixture, under drawn sign-ups, in one pytest run; then what stayed."""
     source = _source(fixture, "fixture")
     conftest = ENGINE + _imports(fixture) + "\n" + source + f"\n\n_fixture = pytest.fixture(name='session')({fixture.__name__})\n"
-    _fresh_schema(wb)
+    signups = draw_signups(draw)
+    _fresh_schema(wb, draw)
     try:
-        report = _run(wb, {"conftest.py": conftest, "test_isolation.py": ISOLATION_TESTS})
+        report = _run(wb, {"conftest.py": conftest, "test_isolation.py": ISOLATION_TESTS.format(**signups)})
         _raise_errors(report)
         outcome = {r.test: r.outcome for r in report.tests.itertuples()}
         with wb.engine.connect() as conn:
             from sqlalchemy import text
 
-            left = conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.signups")).scalar_one()
+            left = conn.execute(text(f"SELECT email FROM {SCHEMA}.signups ORDER BY id")).scalars().all()
     finally:
         _drop_schema(wb)
-    return {"a commit inside a test survives the code's later rollback":
-                outcome.get("test_1_a_commit_survives_a_later_rollback") == "passed",
-            "other sessions never see what a test wrote": outcome.get("test_2_other_sessions_see_nothing") == "passed",
-            "the next test starts empty": outcome.get("test_3_starts_empty") == "passed",
-            "nothing is left in the table after the run": left == 0}
+    passed = [outcome.get(test) == "passed" for test in ("test_1_a_commit_survives_a_later_rollback",
+                                                         "test_2_other_sessions_see_nothing",
+                                                         "test_3_starts_as_the_table_was")]
+    return dict(zip(FIXTURE_CLAIMS, [*passed, left == signups["before"]], strict=True))
 
 
 def _factories(cls: type) -> list[type]:
@@ -415,8 +469,14 @@ def order_factory_verdict(engine: Engine, order_factory: Any) -> dict[str, bool]
                 not committed and unseen}
 
 
-def budget_verdict(wb: Workbook, test: Callable[..., Any]) -> dict[str, bool]:
-    """The learner's test against the lazy and the eager order_history, in one pytest run."""
+BUDGET_CLAIMS = ("your test fails on the lazy order_history",
+                 "it fails on the budget (query_budget's own failure), which names the products query",
+                 "your test passes on the eager order_history")
+
+
+def budget_verdict(wb: Workbook, test: Callable[..., Any], draw: Draw) -> dict[str, bool]:
+    """The learner's test against the lazy and the eager order_history, in one pytest run, with drawn ids and other
+    users' orders already in the tables."""
     source = _source(test, "test")
     if not test.__name__.startswith("test"):
         raise WrongKind("pytest only runs functions whose name starts with test: rename yours")
@@ -424,7 +484,8 @@ def budget_verdict(wb: Workbook, test: Callable[..., Any]) -> dict[str, bool]:
     imports = _imports(test, skip=frozenset({"order_history", "OrderFactory", "ProductFactory", "UserFactory"}))
     for version in ("lazy", "eager"):
         files[f"test_{version}.py"] = BUDGET_HEADER.format(version=version) + imports + "\n" + source
-    _fresh_schema(wb)
+    draw_ids(draw)
+    _fresh_schema(wb, draw)
     try:
         report = _run(wb, files)
     finally:
@@ -433,10 +494,8 @@ def budget_verdict(wb: Workbook, test: Callable[..., Any]) -> dict[str, bool]:
     outcome = {r.module: (r.outcome, r.message) for r in report.tests.itertuples()}
     lazy, eager = outcome.get("test_lazy", ("missing", "")), outcome.get("test_eager", ("missing", ""))
     budget = report.properties.get(f"test_lazy::{test.__name__}", {}).get("query_budget", "")  # set by the fixture
-    return {"your test fails on the lazy order_history": lazy[0] == "failed",
-            "it fails on the budget (query_budget's own failure), which names the products query":
-                lazy[1] == f"Failed: {budget}" and "FROM products" in budget,
-            "your test passes on the eager order_history": eager[0] == "passed"}
+    return dict(zip(BUDGET_CLAIMS, [lazy[0] == "failed", lazy[1] == f"Failed: {budget}" and "FROM products" in budget,
+                                    eager[0] == "passed"], strict=True))
 
 
 def fixture_reference(engine):  # noqa: ANN001, ANN201 - its source is written into a conftest
@@ -473,8 +532,8 @@ Q1 = Question(
     text="`session_fixture(engine)` below is the sheet's per-test fixture (the check registers it as the `session` "
          "fixture). Change it so that whatever the code under test does (commit, roll back after an "
          "`IntegrityError`, commit again), other sessions never see the test's rows, a commit survives a later "
-         "rollback within the test, and the next test starts empty. The check runs §1's `sign_up` tests (and one "
-         "more) with pytest.",
+         "rollback within the test, and the next test finds the table as it was before the run. The check runs §1's "
+         "`sign_up` tests (and one more) with pytest, on emails and rows it draws afresh each time.",
     shape="a generator function `session_fixture(engine)` that yields a `Session`; imports at the top of the "
           "cell are fine.",
     hint_text="Keep the outer transaction the fixture rolls back; tell the Session what to do with its own "
@@ -493,7 +552,8 @@ Q1 = Question(
                "Common wrong answers:\n"
                "- the default mode (`conditional_savepoint`) or `rollback_only`: the code's `rollback()` ends the "
                "test's transaction, and its next `commit()` commits for real;\n"
-               "- `TRUNCATE` after the test: other sessions see the rows while it runs;\n"
+               "- `TRUNCATE` after the test: other sessions see the rows while it runs, and it also wipes rows "
+               "committed before the run;\n"
                "- replacing `session.commit` by `flush`: a later rollback undoes what was \"committed\".",
 )
 Q2 = Question(
@@ -529,7 +589,8 @@ Q3 = Question(
     text="`order_history(session, user_id)` (printed above) lazy-loads each order's product. Change "
          "`test_order_history` so that it fails on that version, with the budget's message, and passes on the "
          "version that uses `selectinload(Order.product)` (2 statements). The check runs your test with pytest "
-         "against both; `db_session`, `query_budget` and the factories are §2-§3's (`OrderFactory` is q2's answer).",
+         "against both, in tables where ids start at a drawn number and other users' orders are already there; "
+         "`db_session`, `query_budget` and the factories are §2-§3's (`OrderFactory` is q2's answer).",
     shape="a test function `test_order_history(db_session, query_budget)` that calls `order_history(db_session, "
           "user_id)` inside `with query_budget(n):`.",
     hint_text="What does the lazy version send for 4 orders of 4 products, and for 4 orders of one product? "
@@ -551,8 +612,13 @@ Q3 = Question(
 QUESTIONS = (Q1, Q2, Q3)
 
 
-def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
-    """The three exercises of notebook 07, bound to this notebook's database."""
+def load(wb: Workbook, *names: str) -> Any:
+    """The exercises of notebook 07 bound to this notebook's database: all three as a tuple (q1, q2, q3), the ones
+    `names` asks for as a tuple (each Part loads its own: `q1, q2 = nb07.load(wb, "q1", "q2")`), or one exercise
+    when one name is given (`q3 = nb07.load(wb, "q3")`)."""
+    unknown = set(names) - {"q1", "q2", "q3"}
+    if unknown:
+        raise ValueError(f"notebook 07 has the exercises q1, q2 and q3, not {', '.join(sorted(unknown))}")
     engine = wb.make_engine(connect_args={"options": f"-c search_path={SCHEMA} -c lock_timeout=5s "
                                                      "-c statement_timeout=10s"})
 
@@ -567,11 +633,12 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
         finally:
             _drop_schema(wb)
 
-    q1 = Q1.exercise(reference=lambda: fixture_verdict(wb, fixture_reference),
-                     evaluate=lambda fixture: fixture_verdict(wb, fixture), starter=FIXTURE_STARTER)
+    q1 = Q1.exercise(reference=lambda draw: dict.fromkeys(FIXTURE_CLAIMS, True), drawn=True,  # a test runs the reference
+                     evaluate=lambda fixture, draw: fixture_verdict(wb, fixture, draw), starter=FIXTURE_STARTER)
     q2 = _FactoryExercise(name=Q2.name, question=Q2.text, shape=Q2.shape, hint_text=Q2.hint_text,
                           solution_code=Q2.solution_code, discussion=Q2.discussion,
                           reference=lambda: order_factory_check(OrderFactory), evaluate=order_factory_check)
-    q3 = Q3.exercise(reference=lambda: budget_verdict(wb, test_order_history_reference),
-                     evaluate=lambda test: budget_verdict(wb, test), starter=BUDGET_STARTER)
-    return q1, q2, q3
+    q3 = Q3.exercise(reference=lambda draw: dict.fromkeys(BUDGET_CLAIMS, True), drawn=True,
+                     evaluate=lambda test, draw: budget_verdict(wb, test, draw), starter=BUDGET_STARTER)
+    chosen = [{"q1": q1, "q2": q2, "q3": q3}[name] for name in names or ("q1", "q2", "q3")]
+    return chosen[0] if len(names) == 1 else tuple(chosen)
