@@ -28,7 +28,9 @@ from workbook_utils import db, race_player, urls
 
 engine = db.make_engine(urls.database_url(), connect_args={{"options": "-c search_path={SCHEMA}"}})
 race_player.widget(engine)"""
-# The live controls of 01 §5, 02 §2 and 05 §3 (workbook_utils/live.py) on a scratch schema of their own, nbbrowser
+# The live controls of 01 §5, 02 §2 and 05 §3 (workbook_utils/live.py) on a scratch schema of their own, nbbrowser:
+# the cells after the player's, in its notebook (a third JupyterLab page and kernel cost ~4 s more CPU on 2 cores,
+# and once left the player's kernel not idle after 60 s at load 10)
 CONTROLS = ["""\
 from workbook_utils import live, setup
 
@@ -65,9 +67,8 @@ def lab(tmp_path_factory, player_schema):
     root = tmp_path_factory.mktemp("lab")
     shutil.copy(config.project_root() / "notebooks" / NOTEBOOK, root / NOTEBOOK)
     kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}}
-    for name, sources in (("player", [PLAYER]), ("controls", CONTROLS)):
-        cells = [nbformat.v4.new_code_cell(source) for source in sources]
-        nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=kernel), root / f"{name}.ipynb")
+    cells = [nbformat.v4.new_code_cell(source) for source in [PLAYER, *CONTROLS]]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=kernel), root / "player.ipynb")
     with browser.jupyterlab(root) as running:
         yield running
 
@@ -85,8 +86,7 @@ def browser_pages(lab):
         context.set_default_timeout(60_000)
         context.on("request", recorder)
         pages = {}
-        for name, path in [("slideshow", f"rise/{NOTEBOOK}"), ("player", "lab/tree/player.ipynb?reset"),
-                           ("controls", "lab/tree/controls.ipynb?reset")]:
+        for name, path in [("slideshow", f"rise/{NOTEBOOK}"), ("player", "lab/tree/player.ipynb?reset")]:
             pages[name] = context.new_page()
             pages[name].goto(lab.page_url(path), wait_until="commit")  # what RISE's Alt+R shows beside the notebook
         yield pages, recorder
@@ -135,8 +135,8 @@ def test_the_race_player_renders_and_next_step_changes_it(pages):
 
 
 def run_cell(page, number: int):
-    """Run the notebook's cell `number` (from 0) as a learner does (Shift+Enter in it) and wait until it finished;
-    the cell."""
+    """Run the notebook's cell `number` (0: the player, 1 to 5: CONTROLS) as a learner does (Shift+Enter in it),
+    wait until it finished, and return the cell."""
     cell = page.locator(".jp-NotebookPanel:visible .jp-CodeCell").nth(number)
     prompt = cell.locator(".jp-InputPrompt")
     before = prompt.inner_text()  # [ ]: or the count of its last run
@@ -159,26 +159,27 @@ def output_changes(output, before: str, timeout: float = 30) -> str:
 
 @pytest.fixture(scope="module")
 def controls_page(browser_pages):
-    """The controls' notebook with its first cell run: the setup and the scratch copies."""
+    """The notebook's page with the controls' first cell run: the setup and the scratch copies."""
     pages, _ = browser_pages
-    page = pages["controls"]
+    page = pages["player"]
     page.wait_for_selector("text=| Idle")  # the kernel is up
-    assert "Notebook browser · PostgreSQL" in run_cell(page, 0).locator(".jp-OutputArea").inner_text()
+    assert "Notebook browser · PostgreSQL" in run_cell(page, 1).locator(".jp-OutputArea").inner_text()
     return page
 
 
 def test_n_plus_one_renders_and_selectinload_turns_51_statements_into_2(pages, controls_page):
-    output = run_cell(controls_page, 1).locator(".widget-output")
+    cell = run_cell(controls_page, 2)
+    output = cell.locator(".widget-output")
     output.get_by_text("lazy, N = 50: 51 statements").wait_for()
     before = output.inner_text()
     assert "nbbrowser.posts" in before  # the SQL sent is shown
-    controls_page.locator(".widget-toggle-button", has_text="selectinload").click()
+    cell.locator(".widget-toggle-button", has_text="selectinload").click()
     after = output_changes(output, before)
     assert after.startswith("selectinload, N = 50: 2 statements"), after
 
 
 def test_lock_queue_renders_and_no_lock_timeout_makes_one_long_wait(pages, controls_page):
-    cell = run_cell(controls_page, 2)
+    cell = run_cell(controls_page, 3)
     output = cell.locator(".widget-output")
     output.get_by_text("ALTER TABLE:").wait_for()
     before, chart = output.inner_text(), output.locator("img").get_attribute("src")
@@ -192,7 +193,7 @@ def test_lock_queue_renders_and_no_lock_timeout_makes_one_long_wait(pages, contr
 
 
 def test_pool_sweep_renders_and_the_io_share_slider_redraws_it(pages, controls_page):
-    cell = run_cell(controls_page, 3)
+    cell = run_cell(controls_page, 4)
     output = cell.locator(".widget-output")
     output.get_by_text("knee at pool").wait_for()
     before, chart = output.inner_text(), output.locator("img").get_attribute("src")
@@ -209,9 +210,9 @@ def test_the_controls_leave_no_session_behind(pages, controls_page, seeded):
     from workbook_utils import db
 
     with db.connect(seeded) as conn:  # autocommit: pg_stat_activity is read afresh by each statement, not per transaction
-        run_cell(controls_page, 1).get_by_text("N = 50").wait_for()  # 02's control: its engine keeps a session
+        run_cell(controls_page, 2).get_by_text("N = 50").wait_for()  # 02's control: its engine keeps a session
         assert conn.execute(SESSIONS).fetchone()[0] >= 1  # so that what follows can fail
-        run_cell(controls_page, 4)  # wb.close(), run from the browser
+        run_cell(controls_page, 5)  # wb.close(), run from the browser
         deadline = time.monotonic() + 5
         while (left := conn.execute(SESSIONS).fetchone()[0]) and time.monotonic() < deadline:
             time.sleep(0.1)  # a terminated session leaves pg_stat_activity a moment later
