@@ -1,11 +1,13 @@
-"""In a real (headless) Chromium, offline: the slideshow opens with one slide per section, and 04's race player renders
-and changes its output when "Next step" is clicked. No page asks anything of a host other than this machine.
+"""In a real (headless) Chromium, offline: the slideshow opens with one slide per section, 04's race player renders
+and changes its output when "Next step" is clicked, and the live controls of 01, 02 and 05 render and change their
+output when moved, then leave no session behind. No page asks anything of a host other than this machine.
 
 One JupyterLab and one Chromium serve the whole module (starting them is most of its time).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 
@@ -26,6 +28,19 @@ from workbook_utils import db, race_player, urls
 
 engine = db.make_engine(urls.database_url(), connect_args={{"options": "-c search_path={SCHEMA}"}})
 race_player.widget(engine)"""
+# The live controls of 01 §5, 02 §2 and 05 §3 (workbook_utils/live.py) on a scratch schema of their own, nbbrowser:
+# the cells after the player's, in its notebook (a third JupyterLab page and kernel cost ~4 s more CPU on 2 cores,
+# and once left the player's kernel not idle after 60 s at load 10)
+CONTROLS = ["""\
+from workbook_utils import live, setup
+
+wb = setup("browser")
+engine = wb.scratch_copy(["users", "posts", "comments"], indexes=["posts(user_id)", "comments(post_id)"])""",
+            "live.n_plus_one(wb, engine)", "live.lock_queue(wb, lock_timeout=\"50 ms\", hold=0.2)",
+            "live.pool_sweep(wb, clients=4)", "wb.close()"]
+CONTROLS_APP = "workbook-nbbrowser"  # their sessions' application_name (and its suffixes)
+SESSIONS = f"""SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '{CONTROLS_APP}%'
+               AND datname = current_database() AND pid <> pg_backend_pid()"""
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +55,10 @@ def player_schema(seeded):
     yield SCHEMA
     with engine.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {SCHEMA} CASCADE"))
+        # the controls' sessions, if a test failed before their wb.close(), then their scratch schema
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE "
+                          f"'{CONTROLS_APP}%' AND datname = current_database() AND pid <> pg_backend_pid()"))
+        conn.execute(text("DROP SCHEMA IF EXISTS nbbrowser CASCADE"))
     engine.dispose()
 
 
@@ -47,16 +66,16 @@ def player_schema(seeded):
 def lab(tmp_path_factory, player_schema):
     root = tmp_path_factory.mktemp("lab")
     shutil.copy(config.project_root() / "notebooks" / NOTEBOOK, root / NOTEBOOK)
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(PLAYER)], metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}}),
-        root / "player.ipynb")
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}}
+    cells = [nbformat.v4.new_code_cell(source) for source in [PLAYER, *CONTROLS]]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=kernel), root / "player.ipynb")
     with browser.jupyterlab(root) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def browser_pages(lab):
-    """Chromium with the two pages the tests look at, loading side by side (most of their time is waiting for the
+    """Chromium with the pages the tests look at, loading side by side (most of their time is waiting for the
     server and the kernels), and the recorder of every request they make."""
     from playwright.sync_api import sync_playwright
 
@@ -113,3 +132,88 @@ def test_the_race_player_renders_and_next_step_changes_it(pages):
     after = widget.inner_text()
     assert after != before and "pg_locks after this step" in after
     assert page.locator(".Toastify__toast").count() == 0  # no "get notified about Jupyter news?" (it would fetch)
+
+
+def run_cell(page, number: int):
+    """Run the notebook's cell `number` (0: the player, 1 to 5: CONTROLS) as a learner does (Shift+Enter in it),
+    wait until it finished, and return the cell."""
+    cell = page.locator(".jp-NotebookPanel:visible .jp-CodeCell").nth(number)
+    prompt = cell.locator(".jp-InputPrompt")
+    before = prompt.inner_text()  # [ ]: or the count of its last run
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    deadline = time.monotonic() + 60
+    while ((now := prompt.inner_text()) == before or not re.search(r"\[\d+\]", now)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # [*] while it runs
+    assert re.search(r"\[\d+\]", now) and now != before, f"cell {number} did not run: {now}"
+    return cell
+
+
+def output_changes(output, before: str, timeout: float = 30) -> str:
+    """The output's text once it differs from `before` (a control reran its demo)."""
+    deadline = time.monotonic() + timeout
+    while (now := output.inner_text()) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return now
+
+
+@pytest.fixture(scope="module")
+def controls_page(browser_pages):
+    """The notebook's page with the controls' first cell run: the setup and the scratch copies."""
+    pages, _ = browser_pages
+    page = pages["player"]
+    page.wait_for_selector("text=| Idle")  # the kernel is up
+    assert "Notebook browser · PostgreSQL" in run_cell(page, 1).locator(".jp-OutputArea").inner_text()
+    return page
+
+
+def test_n_plus_one_renders_and_selectinload_turns_51_statements_into_2(pages, controls_page):
+    cell = run_cell(controls_page, 2)
+    output = cell.locator(".widget-output")
+    output.get_by_text("lazy, N = 50: 51 statements").wait_for()
+    before = output.inner_text()
+    assert "nbbrowser.posts" in before  # the SQL sent is shown
+    cell.locator(".widget-toggle-button", has_text="selectinload").click()
+    after = output_changes(output, before)
+    assert after.startswith("selectinload, N = 50: 2 statements"), after
+
+
+def test_lock_queue_renders_and_no_lock_timeout_makes_one_long_wait(pages, controls_page):
+    cell = run_cell(controls_page, 3)
+    output = cell.locator(".widget-output")
+    output.get_by_text("ALTER TABLE:").wait_for()
+    before, chart = output.inner_text(), output.locator("img").get_attribute("src")
+    attempts = int(re.search(r"ALTER TABLE: (\d+) attempt", before)[1])
+    assert attempts >= 2 and "last: ok" in before, before  # 50 ms, then retried, behind a 0.2 s blocker
+    cell.locator(".widget-toggle-button", has_text="none").click()
+    after = output_changes(output, before)
+    waited = re.search(r"ALTER TABLE: 1 attempt\(s\), waited \[(\d+)\] ms, last: ok", after)
+    assert waited and int(waited[1]) >= 180, after  # queued as long as the blocker lasted
+    assert output.locator("img").get_attribute("src") != chart  # the timeline was redrawn
+
+
+def test_pool_sweep_renders_and_the_io_share_slider_redraws_it(pages, controls_page):
+    cell = run_cell(controls_page, 4)
+    output = cell.locator(".widget-output")
+    output.get_by_text("knee at pool").wait_for()
+    before, chart = output.inner_text(), output.locator("img").get_attribute("src")
+    assert "÷ 0.50 CPU share" in before, before  # 50% of each request waiting
+    handle = cell.locator(".widget-hslider", has_text="I/O share").locator(".noUi-handle")
+    handle.focus()
+    controls_page.keyboard.press("ArrowRight")  # one step: 60%
+    after = output_changes(output, before)
+    assert "knee at pool" in after and "÷ 0.40 CPU share" in after, after
+    assert output.locator("img").get_attribute("src") != chart  # the sweep was redrawn
+
+
+def test_the_controls_leave_no_session_behind(pages, controls_page, seeded):
+    from workbook_utils import db
+
+    with db.connect(seeded) as conn:  # autocommit: pg_stat_activity is read afresh by each statement, not per transaction
+        run_cell(controls_page, 2).get_by_text("N = 50").wait_for()  # 02's control: its engine keeps a session
+        assert conn.execute(SESSIONS).fetchone()[0] >= 1  # so that what follows can fail
+        run_cell(controls_page, 5)  # wb.close(), run from the browser
+        deadline = time.monotonic() + 5
+        while (left := conn.execute(SESSIONS).fetchone()[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)  # a terminated session leaves pg_stat_activity a moment later
+    assert left == 0, f"{left} sessions of the controls' notebook left open"
