@@ -356,9 +356,8 @@ def _wait_until(conn: Any, pid: int, wait_event: str | None) -> None:
         time.sleep(0.01)
 
 
-def blocker_checked(wb: Workbook, end_blocker: Callable[[Any, int], Any], draw: Draw) -> dict[str, bool]:
-    """blocker_verdict, with every claim that failed named (not only the first)."""
-    verdict = blocker_verdict(wb, end_blocker, draw)
+def every_claim(verdict: dict[str, bool]) -> dict[str, bool]:
+    """The verdict, if every claim holds; else Unmet naming each claim that failed (not only the first)."""
     if failed := [claim for claim, held in verdict.items() if not held]:
         raise Unmet("; ".join(f"“{claim}” does not hold" for claim in failed), claim=failed[0])
     return verdict
@@ -490,8 +489,9 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
                         evaluate=lambda find: n_plus_one_verdict(wb, _callable(find, "n_plus_one_endpoint")),
                         starter=N_PLUS_ONE_STARTER),
             Q2.exercise(reference=lambda: gauges_verdict(wb, gauges_reference),
-                        evaluate=lambda register: gauges_verdict(wb, _callable(register, "export_pool_gauges")),
+                        evaluate=lambda register: every_claim(gauges_verdict(wb, _callable(register,
+                                                                                         "export_pool_gauges"))),
                         starter=GAUGES_STARTER),
             Q3.exercise(reference=lambda draw: dict.fromkeys(BLOCKER_CLAIMS, True),   # every claim holds
-                        evaluate=lambda end, draw: blocker_checked(wb, _callable(end, "end_blocker"), draw),
+                        evaluate=lambda end, draw: every_claim(blocker_verdict(wb, _callable(end, "end_blocker"), draw)),
                         starter=BLOCKER_STARTER, drawn=True))
