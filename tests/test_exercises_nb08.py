@@ -41,8 +41,8 @@ def _starter(source, name, tmp_path):
 
 def test_nb08_references_and_printed_solutions_pass(exercises, capsys):
     q1, q2, q3 = exercises
-    assert q1.verdict(nb08.n_plus_one_reference) == (CORRECT, None)
-    assert q2.verdict(nb08.gauges_reference) == (CORRECT, None)
+    assert q1.verdict(nb08.gauges_reference) == (CORRECT, None)
+    assert q2.verdict(nb08.n_plus_one_reference) == (CORRECT, None)
     for depth in (1, 2, 3):
         assert q3.verdict(nb08.end_blocker_reference, seed=_seed(depth)) == (CORRECT, None), depth
     namespace = {"q1": q1, "q2": q2, "q3": q3, "Gauge": Gauge}
@@ -53,8 +53,8 @@ def test_nb08_references_and_printed_solutions_pass(exercises, capsys):
 
 def test_nb08_starters_are_not_attempted_and_are_wrong(exercises, tmp_path):
     q1, q2, q3 = exercises
-    for q, source, name in [(q1, nb08.N_PLUS_ONE_STARTER, "n_plus_one_endpoint"),
-                            (q2, nb08.GAUGES_STARTER, "export_pool_gauges"), (q3, nb08.BLOCKER_STARTER, "end_blocker")]:
+    for q, source, name in [(q2, nb08.N_PLUS_ONE_STARTER, "n_plus_one_endpoint"),
+                            (q1, nb08.GAUGES_STARTER, "export_pool_gauges"), (q3, nb08.BLOCKER_STARTER, "end_blocker")]:
         starter = _starter(source, name, tmp_path)
         assert q.verdict(starter)[0] == NOT_ATTEMPTED
         namespace = {"Gauge": Gauge}
@@ -62,8 +62,8 @@ def test_nb08_starters_are_not_attempted_and_are_wrong(exercises, tmp_path):
         assert q.verdict(namespace[name])[0] == INCORRECT, name
 
 
-def test_nb08_q1_rejects_shortcuts_and_accepts_every_relation_of_queries_to_items(exercises, monkeypatch):
-    q1 = exercises[0]
+def test_nb08_q2_rejects_shortcuts_and_accepts_every_relation_of_queries_to_items(exercises, monkeypatch):
+    q2 = exercises[1]
     made, real = [], nb08.request_log
     monkeypatch.setattr(nb08, "random", random.Random(9))   # the two logs drawn the same on every run
 
@@ -102,7 +102,7 @@ def test_nb08_q1_rejects_shortcuts_and_accepts_every_relation_of_queries_to_item
         (lambda r: r.groupby("path")["queries"].sum(), "as a string"),
         ("/feed", "pass your function"),
     ]:
-        status, diff = q1.verdict(wrong)
+        status, diff = q2.verdict(wrong)
         assert status == INCORRECT and any(w in diff for w in why.split("|")), diff
     per_path = lambda f: lambda r: r.groupby("path")[["items", "queries"]].apply(f).fillna(0).idxmax()  # noqa: E731
     for right in [   # every way a competent engineer relates queries to items
@@ -113,11 +113,11 @@ def test_nb08_q1_rejects_shortcuts_and_accepts_every_relation_of_queries_to_item
         per_path(lambda g: np.nan_to_num(np.corrcoef(g["items"], g["queries"])[0, 1]) if g["items"].nunique() > 1
                  and g["queries"].nunique() > 1 else 0.0),
     ]:
-        assert q1.verdict(right) == (CORRECT, None)
+        assert q2.verdict(right) == (CORRECT, None)
 
 
-def test_nb08_q2_rejects_stale_negative_capacity_and_misplaced_gauges(exercises):
-    q2 = exercises[1]
+def test_nb08_q1_rejects_stale_negative_capacity_and_misplaced_gauges(exercises):
+    q1 = exercises[0]
 
     def gauges(open_, idle, overflow, at_scrape=True):
         """An answer built from three functions of the pool (read once with at_scrape=False, as the sheet does)."""
@@ -145,8 +145,8 @@ def test_nb08_q2_rejects_stale_negative_capacity_and_misplaced_gauges(exercises)
 
         nb08.gauges_reference(engine, CollectorRegistry())   # somewhere else than the registry given
 
-    assert q2.verdict(gauges(open_, idle, overflow))[0] == CORRECT
-    assert q2.verdict(gauges(lambda p: p.size() + p.overflow(), idle, overflow))[0] == CORRECT   # the same count
+    assert q1.verdict(gauges(open_, idle, overflow))[0] == CORRECT
+    assert q1.verdict(gauges(lambda p: p.size() + p.overflow(), idle, overflow))[0] == CORRECT   # the same count
     for wrong, why in [
         (gauges(open_, idle, overflow, at_scrape=False), "db_pool_open&db_pool_idle&db_pool_overflow"),  # read once
         (gauges(lambda p: p.size(), idle, overflow), "db_pool_open"),                    # capacity, not open
@@ -163,7 +163,7 @@ def test_nb08_q2_rejects_stale_negative_capacity_and_misplaced_gauges(exercises)
         (gauges(open_, idle, lambda p: max(p.checkedin() + p.checkedout() - 5, 0)), "never below 0"),
         (gauges(lambda p: p.checkedout() + min(p.checkedin(), 4), idle, overflow), "db_pool_open"),
     ]:
-        status, diff = q2.verdict(wrong)   # every gauge that failed is named
+        status, diff = q1.verdict(wrong)   # every gauge that failed is named
         assert status == INCORRECT and all(w in diff for w in why.split("&")), diff
 
 

@@ -400,8 +400,8 @@ def _callable(answer: Any, name: str) -> Any:
     return answer
 
 
-Q1 = Question(
-    name="q1",
+Q2 = Question(
+    name="q2",
     text="`requests` holds one row per request of an app: path, items returned, queries sent, ms. Return the path "
          "of the endpoint with an N+1: the one whose number of queries grows with the number of items it returns. "
          "(The check calls your function on two fresh logs of its own, with other endpoint names, two more "
@@ -409,13 +409,13 @@ Q1 = Question(
          "endpoint, or the one whose query count or item count varies most, is not always the culprit. pandas' "
          "Spearman correlation needs scipy, which is not installed here: use Pearson's, the default, or rank the "
          "columns first.)",
-    shape="`def n_plus_one_endpoint(requests)` returning a path such as `'/api/…'`; then `q1.check(n_plus_one_endpoint)`.",
+    shape="`def n_plus_one_endpoint(requests)` returning a path such as `'/api/…'`; then `q2.check(n_plus_one_endpoint)`.",
     hint_text="§1 and §5: an N+1 sends 1 + N queries for N items. Compare queries with items, per path: "
               "a constant number of queries, however large, is not an N+1.",
     solution_code="def n_plus_one_endpoint(requests):\n"
                   "    growth = requests.groupby(\"path\")[[\"items\", \"queries\"]].apply(\n"
                   "        lambda g: g[\"queries\"].corr(g[\"items\"]))\n"
-                  "    return growth.fillna(0).idxmax()\n\nq1.check(n_plus_one_endpoint)",
+                  "    return growth.fillna(0).idxmax()\n\nq2.check(n_plus_one_endpoint)",
     discussion="The N+1 is the endpoint whose query count moves with its item count, so the correlation of queries "
                "with items, per path, finds it (a constant count gives NaN, read as 0). Common wrong answers pick the "
                "busiest, slowest or most varied endpoint, or read the items alone: the check's log has an endpoint "
@@ -423,15 +423,15 @@ Q1 = Question(
                "queries both vary, but not together; how many requests each endpoint gets is drawn. In production "
                "the same signal is a histogram of statements per request, by route.",
 )
-Q2 = Question(
-    name="q2",
+Q1 = Question(
+    name="q1",
     text="`export_pool_gauges(engine, registry)` should register three gauges in `registry`, each showing the pool as it "
          "is when Prometheus scrapes: db_pool_open (connections open, idle or in use), db_pool_idle (open "
          "connections waiting in the pool) and db_pool_overflow (connections open beyond pool_size; never negative). "
          "The starter reads capacity where it should count connections, and reads once. (The check scrapes two pools "
          "of sizes drawn anew while connections are checked out and returned.)",
     shape="`def export_pool_gauges(engine, registry)` that creates each `Gauge(…, registry=registry)`; then "
-          "`q2.check(export_pool_gauges)`.",
+          "`q1.check(export_pool_gauges)`.",
     hint_text="§3: a Gauge can compute its value when it is read (set_function). print(engine.pool.status()) "
               "names what a QueuePool counts; pool.checkedin() is the idle connections. What does "
               "pool.overflow() return before pool_size connections are open (notebook 01), and does an overflow "
@@ -445,7 +445,7 @@ Q2 = Question(
                   "    Gauge(\"db_pool_overflow\", \"connections open beyond pool_size\", registry=registry)"
                   ".set_function(\n"
                   "        lambda: max(pool.overflow(), 0))\n\n"
-                  "q2.check(export_pool_gauges)",
+                  "q1.check(export_pool_gauges)",
     discussion="set_function reads the pool at each scrape; .set() reads it once. Open connections are the idle ones "
                "(checkedin) plus those in use (checkedout); pool.size() is pool_size, a capacity. overflow() counts "
                "up from -pool_size, so max(overflow(), 0) is what is open beyond it. A gauge still sees only the "
@@ -484,14 +484,14 @@ QUESTIONS = (Q1, Q2, Q3)
 
 
 def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
-    """q1, q2, q3 of notebook 08, bound to this notebook's database."""
-    return (Q1.exercise(reference=lambda: n_plus_one_verdict(wb, n_plus_one_reference),
-                        evaluate=lambda find: n_plus_one_verdict(wb, _callable(find, "n_plus_one_endpoint")),
-                        starter=N_PLUS_ONE_STARTER),
-            Q2.exercise(reference=lambda: gauges_verdict(wb, gauges_reference),
+    """q1 (Part 1), q2, q3 (Part 2) of notebook 08, bound to this notebook's database."""
+    return (Q1.exercise(reference=lambda: gauges_verdict(wb, gauges_reference),
                         evaluate=lambda register: every_claim(gauges_verdict(wb, _callable(register,
                                                                                          "export_pool_gauges"))),
                         starter=GAUGES_STARTER),
+            Q2.exercise(reference=lambda: n_plus_one_verdict(wb, n_plus_one_reference),
+                        evaluate=lambda find: n_plus_one_verdict(wb, _callable(find, "n_plus_one_endpoint")),
+                        starter=N_PLUS_ONE_STARTER),
             Q3.exercise(reference=lambda draw: dict.fromkeys(BLOCKER_CLAIMS, True),   # every claim holds
                         evaluate=lambda end, draw: every_claim(blocker_verdict(wb, _callable(end, "end_blocker"), draw)),
                         starter=BLOCKER_STARTER, drawn=True))
