@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import random
 import time
 
+import numpy as np
 import pytest
 from prometheus_client import Gauge
 
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb08
+from workbook_utils.exercises.draws import Draw
+
+
+def _seed(depth):
+    """A seed whose q3 check stages a chain of this depth (the depth is the check's first draw)."""
+    return next(seed for seed in range(100) if Draw(seed).integer("depth of the chain", 1, 3) == depth)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +41,10 @@ def _starter(source, name, tmp_path):
 
 def test_nb08_references_and_printed_solutions_pass(exercises, capsys):
     q1, q2, q3 = exercises
-    assert q1.verdict(nb08.n_plus_one_reference) == (CORRECT, None)
-    assert q2.verdict(nb08.gauges_reference) == (CORRECT, None)
-    assert q3.verdict(nb08.end_blocker_reference) == (CORRECT, None)
+    assert q1.verdict(nb08.gauges_reference) == (CORRECT, None)
+    assert q2.verdict(nb08.n_plus_one_reference) == (CORRECT, None)
+    for depth in (1, 2, 3):
+        assert q3.verdict(nb08.end_blocker_reference, seed=_seed(depth)) == (CORRECT, None), depth
     namespace = {"q1": q1, "q2": q2, "q3": q3, "Gauge": Gauge}
     for exercise in exercises:
         exec(exercise.solution_code, namespace)
@@ -44,8 +53,8 @@ def test_nb08_references_and_printed_solutions_pass(exercises, capsys):
 
 def test_nb08_starters_are_not_attempted_and_are_wrong(exercises, tmp_path):
     q1, q2, q3 = exercises
-    for q, source, name in [(q1, nb08.N_PLUS_ONE_STARTER, "n_plus_one_endpoint"),
-                            (q2, nb08.GAUGES_STARTER, "pool_gauges"), (q3, nb08.BLOCKER_STARTER, "end_blocker")]:
+    for q, source, name in [(q2, nb08.N_PLUS_ONE_STARTER, "n_plus_one_endpoint"),
+                            (q1, nb08.GAUGES_STARTER, "export_pool_gauges"), (q3, nb08.BLOCKER_STARTER, "end_blocker")]:
         starter = _starter(source, name, tmp_path)
         assert q.verdict(starter)[0] == NOT_ATTEMPTED
         namespace = {"Gauge": Gauge}
@@ -53,9 +62,10 @@ def test_nb08_starters_are_not_attempted_and_are_wrong(exercises, tmp_path):
         assert q.verdict(namespace[name])[0] == INCORRECT, name
 
 
-def test_nb08_q1_rejects_busiest_heaviest_worst_and_hard_coded_endpoints(exercises, monkeypatch):
-    q1 = exercises[0]
+def test_nb08_q2_rejects_shortcuts_and_accepts_every_relation_of_queries_to_items(exercises, monkeypatch):
+    q2 = exercises[1]
     made, real = [], nb08.request_log
+    monkeypatch.setattr(nb08, "random", random.Random(9))   # the two logs drawn the same on every run
 
     def two_logs_in_turn(wb):
         """Two real request logs, made once and served in turn: each wrong finder meets both (a log costs ~1 s)."""
@@ -84,15 +94,30 @@ def test_nb08_q1_rejects_busiest_heaviest_worst_and_hard_coded_endpoints(exercis
         (lambda r: r.groupby("path")["items"].std().idxmax(), "N+1 endpoint"),
         (lambda r: r.groupby("path")["items"].max().idxmax(), "N+1 endpoint"),
         (lambda r: "/feed", "N+1 endpoint"),                                            # the demo's name
+        # The shape of the old log (rv08): the N+1 always got 7 requests, and was the only endpoint whose items and
+        # queries both varied. Now every endpoint's requests are drawn, and `search` varies both, independently.
+        (lambda r: r["path"].value_counts().loc[lambda s: s == 7].index[0], "N+1 endpoint|IndexError"),
+        (lambda r: next(p for p, g in r.groupby("path") if g.queries.nunique() > 1 and g["items"].nunique() > 1),
+         "N+1 endpoint"),
         (lambda r: r.groupby("path")["queries"].sum(), "as a string"),
         ("/feed", "pass your function"),
     ]:
-        status, diff = q1.verdict(wrong)
-        assert status == INCORRECT and why in diff, diff
+        status, diff = q2.verdict(wrong)
+        assert status == INCORRECT and any(w in diff for w in why.split("|")), diff
+    per_path = lambda f: lambda r: r.groupby("path")[["items", "queries"]].apply(f).fillna(0).idxmax()  # noqa: E731
+    for right in [   # every way a competent engineer relates queries to items
+        lambda r: (r["queries"] == r["items"] + 1).groupby(r["path"]).mean().idxmax(),      # 1 + N, literally
+        per_path(lambda g: g["queries"].cov(g["items"])),
+        per_path(lambda g: g["queries"].rank().corr(g["items"].rank())),                     # Spearman, by hand
+        lambda r: r.groupby("path")[["items", "queries"]].corr().xs("items", level=1)["queries"].fillna(0).idxmax(),
+        per_path(lambda g: np.nan_to_num(np.corrcoef(g["items"], g["queries"])[0, 1]) if g["items"].nunique() > 1
+                 and g["queries"].nunique() > 1 else 0.0),
+    ]:
+        assert q2.verdict(right) == (CORRECT, None)
 
 
-def test_nb08_q2_rejects_stale_negative_capacity_and_misplaced_gauges(exercises):
-    q2 = exercises[1]
+def test_nb08_q1_rejects_stale_negative_capacity_and_misplaced_gauges(exercises):
+    q1 = exercises[0]
 
     def gauges(open_, idle, overflow, at_scrape=True):
         """An answer built from three functions of the pool (read once with at_scrape=False, as the sheet does)."""
@@ -120,10 +145,10 @@ def test_nb08_q2_rejects_stale_negative_capacity_and_misplaced_gauges(exercises)
 
         nb08.gauges_reference(engine, CollectorRegistry())   # somewhere else than the registry given
 
-    assert q2.verdict(gauges(open_, idle, overflow))[0] == CORRECT
-    assert q2.verdict(gauges(lambda p: p.size() + p.overflow(), idle, overflow))[0] == CORRECT   # the same count
+    assert q1.verdict(gauges(open_, idle, overflow))[0] == CORRECT
+    assert q1.verdict(gauges(lambda p: p.size() + p.overflow(), idle, overflow))[0] == CORRECT   # the same count
     for wrong, why in [
-        (gauges(open_, idle, overflow, at_scrape=False), "db_pool_open"),                 # read once
+        (gauges(open_, idle, overflow, at_scrape=False), "db_pool_open&db_pool_idle&db_pool_overflow"),  # read once
         (gauges(lambda p: p.size(), idle, overflow), "db_pool_open"),                    # capacity, not open
         (gauges(lambda p: p.checkedout(), idle, overflow), "db_pool_open"),              # busy only
         (gauges(lambda p: max(p.size(), p.checkedout()), idle, overflow), "db_pool_open"),
@@ -138,8 +163,8 @@ def test_nb08_q2_rejects_stale_negative_capacity_and_misplaced_gauges(exercises)
         (gauges(open_, idle, lambda p: max(p.checkedin() + p.checkedout() - 5, 0)), "never below 0"),
         (gauges(lambda p: p.checkedout() + min(p.checkedin(), 4), idle, overflow), "db_pool_open"),
     ]:
-        status, diff = q2.verdict(wrong)
-        assert status == INCORRECT and why in diff, diff
+        status, diff = q1.verdict(wrong)   # every gauge that failed is named
+        assert status == INCORRECT and all(w in diff for w in why.split("&")), diff
 
 
 def test_nb08_q3_rejects_ending_too_much_too_little_or_the_wrong_session(exercises):
@@ -198,20 +223,40 @@ def test_nb08_q3_rejects_ending_too_much_too_little_or_the_wrong_session(exercis
         holders = conn.execute("SELECT pg_blocking_pids(%s)", [ahead[0]]).fetchone()[0]
         conn.execute("SELECT pg_terminate_backend(%s)", [holders[0]])
 
+    # rv08's three answers, which the old chain (always two links, every holder idle in transaction, every wait on a
+    # table) accepted:
+    def idle_chain_members(conn, pid):   # a holder busy running a statement (active) is left: the chain stays blocked
+        conn.execute("""
+            WITH RECURSIVE chain(pid) AS (
+                SELECT unnest(pg_blocking_pids(%s))
+                UNION
+                SELECT unnest(pg_blocking_pids(chain.pid)) FROM chain)
+            SELECT pg_terminate_backend(pid) FROM chain JOIN pg_stat_activity USING (pid)
+            WHERE state = 'idle in transaction'""", [pid])
+
+    def exactly_two_levels(conn, pid):   # right only when the chain has two links
+        conn.execute("SELECT pg_terminate_backend(b) FROM unnest(pg_blocking_pids((pg_blocking_pids(%s))[1])) b", [pid])
+
+    def holders_of_its_table(conn, pid):   # a wait for a row is on a transaction id: no relation
+        conn.execute("SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.granted AND l.pid <> pg_backend_pid() "
+                     "AND l.relation = (SELECT relation FROM pg_locks WHERE pid = %s AND NOT granted LIMIT 1)", [pid])
+
     started = time.monotonic()
     assert q3.verdict(waits_forever)[0] == INCORRECT
     assert time.monotonic() - started < 20   # the answer's connection has a statement_timeout
 
-    for wrong, why in [(immediate_blockers, "root of the chain"), (first_root_only, "went through"),
-                       (first_blocker_of_the_first_blocker, "went through"),
-                       (everyone_else, "waiting ahead of it|do not block it"),
-                       (idle_in_transaction, "do not block it"), (every_blocker, "of the chain|waiting ahead"),
-                       (oldest_transaction, "went through"), (newest_transaction, "went through"),
-                       (blockers_then_the_waiter, "waiting session was left"), (the_waiter, "went through"),
-                       (cancel, "root of the chain"), (lambda conn, pid: None, "went through")]:
-        status, diff = q3.verdict(wrong)   # why: the claim that fails (either of two, when the order of kills decides)
-        assert status == INCORRECT and any(w in diff for w in why.split("|")), (getattr(wrong, "__name__", wrong), diff)
-    assert sum(q3.verdict(row_one)[0] == CORRECT for _ in range(3)) < 3   # the blocked rows are drawn at random
+    for wrong, why, depth in [
+            (idle_chain_members, "root of the chain", 2), (exactly_two_levels, "root of the chain", 1),
+            (exactly_two_levels, "root of the chain", 3), (holders_of_its_table, "went through", 2),
+            (immediate_blockers, "waiting ahead&root of the chain", 2), (first_root_only, "went through", 2),
+            (first_blocker_of_the_first_blocker, "went through", 2), (everyone_else, "do not block it", 1),
+            (idle_in_transaction, "do not block it", 1), (every_blocker, "do not block it", 3),
+            (oldest_transaction, "went through", 2), (newest_transaction, "went through", 2),
+            (row_one, "went through", 3), (blockers_then_the_waiter, "waiting session was left", 1),
+            (the_waiter, "went through", 1), (cancel, "root of the chain", 1), (lambda conn, pid: None, "went through", 3)]:
+        status, diff = q3.verdict(wrong, seed=_seed(depth))   # the message names every claim that failed
+        assert status == INCORRECT and all(w in diff for w in why.split("&")), (getattr(wrong, "__name__", wrong), depth,
+                                                                                diff)
 
 
 def test_nb08_q3_accepts_a_python_walk_of_the_chain(exercises):
@@ -229,4 +274,4 @@ def test_nb08_q3_accepts_a_python_walk_of_the_chain(exercises):
         for root in roots:
             conn.execute("SELECT pg_terminate_backend(%s)", [root])
 
-    assert exercises[2].verdict(walk) == (CORRECT, None)
+    assert exercises[2].verdict(walk, seed=_seed(3)) == (CORRECT, None)

@@ -373,6 +373,12 @@ def logged_parameters(url: str, log_file: Any, value: str, max_length: int) -> l
                      "set_config('log_parameter_max_length', %s, true)", [str(int(max_length))])
         conn.execute(f"SELECT %s::text AS card /* {marker} */", [value])   # psycopg 3 binds it on the server: $1
         conn.commit()
+    return log_entry(log_file, start, marker)
+
+
+def log_entry(log_file: Any, start: int, marker: str) -> list[str]:
+    """The server log's `execute` line for the statement that carries `marker` (written after byte `start`), with its
+    DETAIL line (the parameters) if any; waits up to 5 s for the server to write it, [] if it never does."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         with open(log_file, errors="replace") as log:

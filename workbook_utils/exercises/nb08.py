@@ -12,23 +12,26 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import Exercise, Question, WrongKind
+from . import Exercise, Question, Unmet, WrongKind
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..workbook import Workbook
+    from .draws import Draw
 
 WORDS = ["alpha", "bravo", "cedar", "delta", "ember", "fjord", "grove", "heron", "iris", "juniper", "kite", "lotus"]
 GAUGES = ("db_pool_open", "db_pool_idle", "db_pool_overflow")
 
 
+KINDS = ("user", "feed", "feed_eager", "stats", "report", "search")
+
+
 def request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
-    """Requests to feed_app, plus a `report` endpoint, under random paths; one row per request: path, items,
-    queries, ms. And the N+1's path. Only the N+1's queries grow with its items: `report` sends a varying number
-    of queries (more, and more varied, than the N+1) for one item, and is the slowest, so spread, maximum, ratio
-    or latency do not find it. Its eager twin returns more items, and more varied, so an answer that reads only the
-    items cannot find it; the N+1 is neither the busiest nor the least requested endpoint."""
+    """Requests to feed_app plus two endpoints of its own, under random paths; one row per request: path, items,
+    queries, ms. And the N+1's path. The number of requests and the limits of every endpoint are drawn (`plan`).
+    Only the N+1's queries grow with its items: `report` sends many, varying queries for a few items and is the slowest
+    (its time grows with its queries); it and `search` vary both their items and their queries, independently."""
     import warnings
 
     import pandas as pd
@@ -41,25 +44,27 @@ def request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
         warnings.simplefilter("ignore")  # starlette's notice about httpx (errata: TestClient)
         from fastapi.testclient import TestClient
 
-    eager, feed, *others = random.sample(WORDS, 5)
-    paths = {kind: f"/api/{name}"
-             for kind, name in zip(("user", "feed", "feed_eager", "stats", "report"), (others[0], feed, eager,
-                                                                                     *others[1:]), strict=True)}
+    paths = dict(zip(KINDS, (f"/api/{name}" for name in random.sample(WORDS, len(KINDS))), strict=True))
     engine = _engine(wb)
     app = monitoring.feed_app(engine, paths)
 
     @app.get(paths["report"])
-    def report(pages: int = 1) -> dict[str, Any]:  # one item built from `pages` queries, the slowest endpoint
+    def report(pages: int = 1, sections: int = 1) -> dict[str, Any]:  # `sections` items from `pages` queries
         with Session(engine) as session:
-            for page in range(pages):
-                session.execute(text("SELECT count(*) FROM posts, pg_sleep(:s) WHERE id % 16 = :p"),
-                                {"p": page, "s": 0.08 if page == 0 else 0})
-            return {"items": 1}
+            counts = [session.execute(text("SELECT count(*) FROM posts, pg_sleep(:s) WHERE id % 16 = :p"),
+                                      {"p": page, "s": 0.03 + 0.003 * pages if page == 0 else 0}).scalar_one()
+                      for page in range(pages)]   # its time grows with its queries
+            return {"items": len(counts[:sections])}
 
-    calls = ([paths["stats"]] * 12 + [f"{paths['user']}?id={random.randint(1, 50)}" for _ in range(6)]
-             + [f"{paths['report']}?pages={k}" for k in random.sample(range(2, 16), 8)]
-             + [f"{paths['feed']}?limit={k}" for k in range(1, 8)]
-             + [f"{paths['feed_eager']}?limit={k}" for k in range(1, 9)])  # more items, and more varied, than the N+1
+    @app.get(paths["search"])
+    def search(limit: int = 1, facets: int = 0) -> dict[str, Any]:  # `limit` items, and `facets` counts besides
+        with Session(engine) as session:
+            found = session.execute(text("SELECT id FROM users ORDER BY id LIMIT :n"), {"n": limit}).all()
+            for facet in range(facets):
+                session.execute(text("SELECT count(*) FROM posts WHERE id % 16 = :p"), {"p": facet})
+            return {"items": len(found)}
+
+    calls = [paths[kind] + query for kind, query in plan()]
     random.shuffle(calls)
     rows = []
     with TestClient(app) as client:
@@ -70,6 +75,76 @@ def request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
                          "queries": int(response.headers["X-DB-Query-Count"]),
                          "ms": (time.perf_counter() - started) * 1000})
     return pd.DataFrame(rows), paths["feed"]
+
+
+def plan() -> list[tuple[str, str]]:
+    """The requests of one log, (endpoint, query string): how many, and their limits, drawn for every endpoint.
+    Drawn again until no statistic but the relation of queries to items singles out the N+1 (`_shortcuts`)."""
+    while _shortcuts(requests := _requests()):
+        pass
+    queries = {"user": lambda n, q: f"?id={random.randint(1, 50)}", "stats": lambda n, q: "",
+               "feed": lambda n, q: f"?limit={n}", "feed_eager": lambda n, q: f"?limit={n}",
+               "report": lambda n, q: f"?pages={q}&sections={n}", "search": lambda n, q: f"?limit={n}&facets={q - 1}"}
+    return [(kind, queries[kind](n, q)) for kind, (n, q) in requests]
+
+
+def _requests() -> list[tuple[str, tuple[int, int]]]:
+    """One drawn log's requests as (endpoint, (items, queries)); the N+1 is `feed`."""
+    from statistics import stdev
+
+    k = random.randint(4, 9)
+    feed = random.sample(range(1, 11), k)  # 1 + N queries for N items
+    eager = _drawn(lambda: random.sample(range(1, 17), random.randint(k + 1, 11)),  # 2 queries whatever N: more items
+                   lambda e: sum(e) > sum(feed) and max(e) > max(feed) and stdev(e) > stdev(feed))
+    pages = _drawn(lambda: random.sample(range(8, 30), random.randint(k + 1, 10)),  # more queries, a few items
+                   lambda p: stdev(p) > stdev(feed))
+    report = _drawn(lambda: [(random.randint(1, 3), q) for q in pages], lambda pairs: _unrelated(pairs, stdev(feed) ** 2))
+    search = _drawn(lambda: [(random.randint(1, 4), random.randint(2, 6)) for _ in range(k)],  # as many requests
+                    lambda pairs: _unrelated(pairs, stdev(feed) ** 2))
+    return ([("user", (1, 1))] * random.randint(2, k - 1) + [("stats", (8, 8))] * random.randint(12, 16)
+            + [("feed", (n, n + 1)) for n in feed] + [("feed_eager", (n, 2)) for n in eager]
+            + [("report", pair) for pair in report] + [("search", pair) for pair in search])
+
+
+def _drawn(make: Callable[[], Any], fits: Callable[[Any], bool]) -> Any:
+    """make() until it fits."""
+    while not fits(value := make()):
+        pass
+    return value
+
+
+def _unrelated(pairs: list[tuple[int, int]], feed_variance: float) -> bool:
+    """Items and queries that both vary, but not together: no correlation (on values or ranks) of 0.3 or more, a
+    covariance under half the N+1's, and 1 + N queries for fewer than half of the requests."""
+    from statistics import correlation, covariance
+
+    items, queries = zip(*pairs, strict=True)
+    if len(set(items)) < 2 or len(set(queries)) < 2:
+        return False
+    return (abs(correlation(items, queries)) < 0.3 and abs(correlation(_ranks(items), _ranks(queries))) < 0.3
+            and abs(covariance(items, queries)) < feed_variance / 2
+            and sum(q == n + 1 for n, q in pairs) < len(pairs) / 2)
+
+
+def _ranks(values: tuple[int, ...]) -> list[float]:
+    """Average ranks, ties shared (as pandas' rank())."""
+    order = sorted(values)
+    return [order.index(v) + (order.count(v) + 1) / 2 for v in values]
+
+
+def _shortcuts(requests: list[tuple[str, tuple[int, int]]]) -> list[str]:
+    """The statistics of a drawn log that would single out the N+1 without relating its queries to its items."""
+    import pandas as pd
+
+    log = pd.DataFrame([(kind, n, q) for kind, (n, q) in requests], columns=["path", "items", "queries"])
+    by = log.groupby("path")
+    largest = {f"{column} {how}": getattr(by[column], how)() for column in ("queries", "items")
+               for how in ("sum", "mean", "max", "std", "nunique")}
+    found = [name for name, values in largest.items() if name != "items mean" and values["feed"] >= values.drop("feed").max()]
+    sizes = by.size()
+    if sizes["feed"] in (sizes.min(), sizes.max()) or (sizes == sizes["feed"]).sum() < 2:
+        found.append("the number of requests")
+    return found
 
 
 _engines: dict[str, Any] = {}
@@ -164,33 +239,51 @@ def gauges_reference(engine: Any, registry: Any) -> None:
         lambda: max(pool.overflow(), 0))
 
 
-def blocker_verdict(wb: Workbook, end_blocker: Callable[[Any, int], Any]) -> dict[str, bool]:
-    """Stage a lock chain among sessions of one role and application, then call end_blocker(conn, waiter_pid) on a
-    bounded connection and judge who lived. Two or three sessions (drawn) each hold a row of q3_accounts, idle in
-    transaction: the roots. An ALTER TABLE queues behind them (hard blocked by all of them), and the waiter's SELECT
-    queues behind the ALTER (soft blocked: pg_blocking_pids names the ALTER only). Around them: a bystander idle in
-    transaction (the oldest), another blocker with a waiter of its own on another table, an idle session."""
-    from .. import db
-    from ..locks import wait_until_blocked
+BLOCKER_CLAIMS = ("the waiting statement went through", "every session at the root of the chain was ended",
+                  "the sessions waiting ahead of it in the chain were left alone", "the waiting session was left alone",
+                  "sessions that do not block it were left alone")
 
+
+def blocker_verdict(wb: Workbook, end_blocker: Callable[[Any, int], Any], draw: Draw) -> dict[str, bool]:
+    """Stage a lock chain among sessions of one role and application, then call end_blocker(conn, waiter_pid) on a
+    bounded connection and judge who lived. Two or three holders (drawn) each hold a row of q3_accounts; one of them
+    is busy (a long pg_sleep inside its transaction: `active`, not idle), the others idle in transaction. The chain's
+    depth is drawn: (1) the waiter's UPDATE waits for the busy holder's row, the other holders block nothing; (2) it
+    waits for the row of a session whose ALTER TABLE is hard blocked by every holder; (3) as (2), but that session's
+    SELECT queues behind an ALTER TABLE (a soft block) that every holder blocks. The waiter's own wait is on a row
+    (a transaction id in pg_locks), never on a table. Around them: a bystander idle in transaction (the oldest), another
+    blocker with a waiter of its own, an idle session."""
+    from .. import db
+
+    depth = draw.integer("depth of the chain", 1, 3)
+    holders = [f"holder {k + 1}" for k in range(draw.integer("holders", 2, 3))]
+    rows = draw.sample("rows the holders hold", range(1, 6), len(holders))
+    busy = draw.choice("the busy holder", holders)
     libpq, app = wb.url.replace("+psycopg", ""), f"{wb.app_name} q3"
     with db.connect(libpq, application_name=app) as setup:
         setup.execute("CREATE TABLE IF NOT EXISTS nb08.q3_accounts (id int PRIMARY KEY, balance int NOT NULL); "
                       "TRUNCATE nb08.q3_accounts; INSERT INTO nb08.q3_accounts SELECT g, 100 FROM generate_series(1, 5) g; "
                       "CREATE TABLE IF NOT EXISTS nb08.q3_other (id int PRIMARY KEY, balance int NOT NULL); "
-                      "TRUNCATE nb08.q3_other; INSERT INTO nb08.q3_other VALUES (1, 100), (2, 100)")
-    roots = [f"root {k + 1}" for k in range(random.randint(2, 3))]
-    names = ("bystander", *roots, "other blocker", "other waiter", "idle", "queued", "waiter")
+                      "TRUNCATE nb08.q3_other; INSERT INTO nb08.q3_other SELECT g, 100 FROM generate_series(1, 3) g")
+    ahead = {1: [], 2: ["middle"], 3: ["middle", "queued"]}[depth]   # the sessions waiting between it and the roots
+    names = ("bystander", *holders, "other blocker", "other waiter", "idle", *ahead, "waiter")
     sessions = {name: db.connect(libpq, autocommit=name == "queued", application_name=app) for name in names}
     pids = {name: conn.info.backend_pid for name, conn in sessions.items()}
+    roots = [busy] if depth == 1 else holders
     sessions["bystander"].execute("UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 2")
-    for name, row in zip(roots, random.sample(range(1, 6), len(roots)), strict=True):
+    for name, row in zip(holders, rows, strict=True):
         sessions[name].execute("UPDATE nb08.q3_accounts SET balance = balance + 1 WHERE id = %s", [row])
     sessions["other blocker"].execute("UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 1")
     sessions["idle"].commit()
-    waits = {"queued": "ALTER TABLE nb08.q3_accounts ALTER COLUMN balance SET DEFAULT 0",
-             "waiter": "SELECT count(*) FROM nb08.q3_accounts",
-             "other waiter": "UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 1"}
+    if ahead:
+        sessions["middle"].execute("UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 3")
+    alter = "ALTER TABLE nb08.q3_accounts ALTER COLUMN balance SET DEFAULT 0"
+    waits = {busy: "SELECT pg_sleep(20)",   # busy inside its transaction, holding its row
+             "other waiter": "UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 1",
+             **({"middle": "SELECT count(*) FROM nb08.q3_accounts" if depth == 3 else alter} if ahead else {}),
+             **({"queued": alter} if depth == 3 else {}),
+             "waiter": (f"UPDATE nb08.q3_accounts SET balance = balance + 1 WHERE id = {rows[holders.index(busy)]}"
+                        if depth == 1 else "UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 3")}
     failed: dict[str, list[str | None]] = {name: [] for name in waits}
     done = {name: threading.Event() for name in waits}
 
@@ -198,43 +291,75 @@ def blocker_verdict(wb: Workbook, end_blocker: Callable[[Any, int], Any]) -> dic
         try:
             sessions[name].execute("SET lock_timeout = '10s'")
             sessions[name].execute(waits[name])
+            if name == "middle":
+                sessions[name].commit()   # its request ends once its statement went through
             done[name].set()
         except Exception as error:
             failed[name].append(getattr(error, "sqlstate", None))
 
-    def lives(conn: Any) -> bool:  # a terminated session fails its next statement (the signal came first)
-        try:
-            conn.execute("SELECT 1")
-            return True
-        except Exception:
-            return False
+    def lives(name: str) -> bool:
+        if name in waits:   # busy in a thread: ended if its statement failed, other than by a cancel
+            return not (failed[name] and failed[name][0] != "57014")
+        return _lives(sessions[name])
 
     threads = {name: threading.Thread(target=wait, args=(name,), daemon=True) for name in waits}
+    bounded = "-c statement_timeout=3s -c lock_timeout=1s"   # an answer that waits gives up, never hangs
     try:
-        bounded = "-c statement_timeout=3s -c lock_timeout=1s"   # an answer that waits gives up, never hangs
         with db.connect(libpq, application_name=f"{app} (you)", options=bounded) as yours:
-            for name in ("other waiter", "queued", "waiter"):
+            for name in (busy, "other waiter", *reversed(ahead), "waiter"):   # the chain from its roots
                 threads[name].start()
-                wait_until_blocked(yours, pids[name])
+                _wait_until(yours, pids[name], "PgSleep" if name == busy else None)
             end_blocker(yours, pids["waiter"])
-            alive = {name for name in ("bystander", *roots, "other blocker", "idle") if lives(sessions[name])}
-            deadline = time.monotonic() + 5  # its way is free at once once every root (or the queued ALTER) ended
+            threads[busy].join(0.5 if busy in roots else 0.05)   # ended: its pg_sleep fails at once
+            alive = {name for name in ("bystander", *holders, "other blocker", "idle") if lives(name)}
+            deadline = time.monotonic() + 5  # its way is free at once once every root ended
             while not done["waiter"].wait(0.05) and time.monotonic() < deadline and not failed["waiter"]:
-                if time.monotonic() > deadline - 4.5 and alive & set(roots) and not failed["queued"]:
-                    break  # a root lives and the ALTER still queues: the waiter cannot move
+                if time.monotonic() > deadline - 4.5 and alive & set(roots) and not any(failed[a] for a in ahead):
+                    break  # a root lives and the sessions ahead still wait: the waiter cannot move
             through = done["waiter"].is_set() and not failed["waiter"]
-            verdict = {  # judged now: closing the sessions below makes the statements still waiting fail or finish
-                "the waiting statement went through": through,
-                "every session at the root of the chain was ended": not alive & set(roots),
-                "the sessions waiting ahead of it in the queue were left alone": not failed["queued"],
-                "the waiting session was left alone": not through or lives(sessions["waiter"]),
-                "sessions that do not block it were left alone":
-                    {"bystander", "other blocker", "idle"} <= alive and not failed["other waiter"]}
+            verdict = dict(zip(BLOCKER_CLAIMS, (  # judged now: ending the sessions below ends the waits too
+                through, not alive & set(roots), not any(failed[a] for a in ahead),
+                not through or _lives(sessions["waiter"]),
+                set(holders) - set(roots) | {"bystander", "other blocker", "idle"} <= alive
+                and not failed["other waiter"]), strict=True))
     finally:
+        with db.connect(libpq, application_name=app) as cleanup:   # the busy holder too, though its thread sleeps
+            cleanup.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s) "
+                            "AND pid <> pg_backend_pid() AND application_name = %s", [list(pids.values()), app])
         for conn in sessions.values():
-            conn.close()  # the roots' rollback (if they still live) lets the statements still waiting finish
+            conn.close()
         for thread in threads.values():
-            thread.join(6)
+            if thread.ident:   # started
+                thread.join(6)
+    return verdict
+
+
+def _lives(conn: Any) -> bool:
+    """A terminated session fails its next statement (the signal came first)."""
+    try:
+        conn.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+def _wait_until(conn: Any, pid: int, wait_event: str | None) -> None:
+    """Until session `pid` waits for a lock (or, given `wait_event`, shows it: PgSleep); never more than 5 s."""
+    from ..locks import wait_until_blocked
+
+    if wait_event is None:
+        wait_until_blocked(conn, pid)
+        return
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event = %s", [pid, wait_event]).fetchone()[0]:
+        time.sleep(0.01)
+
+
+def every_claim(verdict: dict[str, bool]) -> dict[str, bool]:
+    """The verdict, if every claim holds; else Unmet naming each claim that failed (not only the first)."""
+    if failed := [claim for claim, held in verdict.items() if not held]:
+        raise Unmet("; ".join(f"“{claim}” does not hold" for claim in failed), claim=failed[0])
     return verdict
 
 
@@ -256,7 +381,7 @@ def n_plus_one_endpoint(requests):
     return requests.groupby("path")["queries"].sum().idxmax()
 '''
 GAUGES_STARTER = '''
-def pool_gauges(engine, registry):
+def export_pool_gauges(engine, registry):
     pool = engine.pool
     Gauge("db_pool_open", "connections open", registry=registry).set(pool.size())
     Gauge("db_pool_idle", "connections idle in the pool", registry=registry).set(pool.size() - pool.checkedout())
@@ -275,41 +400,43 @@ def _callable(answer: Any, name: str) -> Any:
     return answer
 
 
-Q1 = Question(
-    name="q1",
+Q2 = Question(
+    name="q2",
     text="`requests` holds one row per request of an app: path, items returned, queries sent, ms. Return the path "
          "of the endpoint with an N+1: the one whose number of queries grows with the number of items it returns. "
-         "(The check calls your function on two fresh logs of its own, with other endpoint names and one more "
-         "endpoint; the busiest or slowest endpoint, or the one whose query count varies most, is not always the "
-         "culprit. pandas' Spearman correlation needs scipy, which is not installed here: use Pearson's, the "
-         "default, or rank the columns first.)",
-    shape="`def n_plus_one_endpoint(requests)` returning a path such as `'/api/…'`; then `q1.check(n_plus_one_endpoint)`.",
+         "(The check calls your function on two fresh logs of its own, with other endpoint names, two more "
+         "endpoints, and the number of requests and their limits drawn for each endpoint; the busiest or slowest "
+         "endpoint, or the one whose query count or item count varies most, is not always the culprit. pandas' "
+         "Spearman correlation needs scipy, which is not installed here: use Pearson's, the default, or rank the "
+         "columns first.)",
+    shape="`def n_plus_one_endpoint(requests)` returning a path such as `'/api/…'`; then `q2.check(n_plus_one_endpoint)`.",
     hint_text="§1 and §5: an N+1 sends 1 + N queries for N items. Compare queries with items, per path: "
               "a constant number of queries, however large, is not an N+1.",
     solution_code="def n_plus_one_endpoint(requests):\n"
                   "    growth = requests.groupby(\"path\")[[\"items\", \"queries\"]].apply(\n"
                   "        lambda g: g[\"queries\"].corr(g[\"items\"]))\n"
-                  "    return growth.fillna(0).idxmax()\n\nq1.check(n_plus_one_endpoint)",
+                  "    return growth.fillna(0).idxmax()\n\nq2.check(n_plus_one_endpoint)",
     discussion="The N+1 is the endpoint whose query count moves with its item count, so the correlation of queries "
                "with items, per path, finds it (a constant count gives NaN, read as 0). Common wrong answers pick the "
                "busiest, slowest or most varied endpoint, or read the items alone: the check's log has an endpoint "
-               "that beats the N+1 on each of those, and an eager twin with exactly the same items. In production "
+               "that beats the N+1 on each of those, an eager twin with more items, and an endpoint whose items and "
+               "queries both vary, but not together; how many requests each endpoint gets is drawn. In production "
                "the same signal is a histogram of statements per request, by route.",
 )
-Q2 = Question(
-    name="q2",
-    text="`pool_gauges(engine, registry)` should register three gauges in `registry`, each showing the pool as it "
+Q1 = Question(
+    name="q1",
+    text="`export_pool_gauges(engine, registry)` should register three gauges in `registry`, each showing the pool as it "
          "is when Prometheus scrapes: db_pool_open (connections open, idle or in use), db_pool_idle (open "
          "connections waiting in the pool) and db_pool_overflow (connections open beyond pool_size; never negative). "
          "The starter reads capacity where it should count connections, and reads once. (The check scrapes two pools "
          "of sizes drawn anew while connections are checked out and returned.)",
-    shape="`def pool_gauges(engine, registry)` that creates each `Gauge(…, registry=registry)`; then "
-          "`q2.check(pool_gauges)`.",
+    shape="`def export_pool_gauges(engine, registry)` that creates each `Gauge(…, registry=registry)`; then "
+          "`q1.check(export_pool_gauges)`.",
     hint_text="§3: a Gauge can compute its value when it is read (set_function). print(engine.pool.status()) "
               "names what a QueuePool counts; pool.checkedin() is the idle connections. What does "
               "pool.overflow() return before pool_size connections are open (notebook 01), and does an overflow "
               "connection stay open once returned while the pool holds fewer than pool_size?",
-    solution_code="def pool_gauges(engine, registry):\n"
+    solution_code="def export_pool_gauges(engine, registry):\n"
                   "    pool = engine.pool\n"
                   "    Gauge(\"db_pool_open\", \"connections open\", registry=registry).set_function(\n"
                   "        lambda: pool.checkedin() + pool.checkedout())\n"
@@ -318,7 +445,7 @@ Q2 = Question(
                   "    Gauge(\"db_pool_overflow\", \"connections open beyond pool_size\", registry=registry)"
                   ".set_function(\n"
                   "        lambda: max(pool.overflow(), 0))\n\n"
-                  "q2.check(pool_gauges)",
+                  "q1.check(export_pool_gauges)",
     discussion="set_function reads the pool at each scrape; .set() reads it once. Open connections are the idle ones "
                "(checkedin) plus those in use (checkedout); pool.size() is pool_size, a capacity. overflow() counts "
                "up from -pool_size, so max(overflow(), 0) is what is open beyond it. A gauge still sees only the "
@@ -328,13 +455,14 @@ Q2 = Question(
 Q3 = Question(
     name="q3",
     text="A statement has been waiting for a lock. `end_blocker(conn, pid)` gets a connection and the pid of the "
-         "waiting session: end the session(s) at the root of its wait, and nothing else. (The check stages a chain: "
-         "the statement may wait behind another waiting statement, whose lock is held by more than one session; "
-         "around them, sessions of the same role and application that block it not at all.)",
+         "waiting session: end the session(s) at the root of its wait, and nothing else. (The check stages a chain "
+         "of a depth it draws: the statement may wait for a row or a table, behind other waiting statements, whose "
+         "locks are held by one or more sessions, idle in transaction or busy running a statement; around them, "
+         "sessions of the same role and application that block it not at all, some holding rows of the same table.)",
     shape="`def end_blocker(conn, pid)` that runs SQL on `conn` (a psycopg connection); then `q3.check(end_blocker)`.",
     hint_text="§4: pg_blocking_pids(pid) names the next link only, including a session that merely waits ahead in "
               "the queue. Follow it until you reach sessions that wait for nobody (a recursive CTE, or a loop). "
-              "pg_cancel_backend only cancels a running statement, and an idle session runs none.",
+              "pg_cancel_backend only cancels a running statement: its transaction, and its locks, stay.",
     solution_code="def end_blocker(conn, pid):\n"
                   "    conn.execute(\"\"\"\n"
                   "        WITH RECURSIVE chain(pid) AS (\n"
@@ -346,20 +474,24 @@ Q3 = Question(
     discussion="pg_blocking_pids returns the immediate blockers: sessions holding a conflicting lock, and sessions "
                "waiting ahead in the queue (a soft block). Ending those can kill a waiting migration while the "
                "session that holds the lock lives on. Follow the links to the sessions that wait for nobody and end "
-               "all of them; ending only the first leaves the chain blocked. Then fix what left them idle in "
-               "transaction (idle_in_transaction_session_timeout).",
+               "all of them; ending only the first leaves the chain blocked. Common wrong answers end only the chain's "
+               "sessions idle in transaction (a root may be running a long statement: `active`), follow a fixed "
+               "number of links (the depth varies), or end the holders of the waiter's table (a wait for a row shows "
+               "in pg_locks as a transaction id, not a relation). Then fix what left them in a transaction "
+               "(idle_in_transaction_session_timeout, statement_timeout).",
 )
 QUESTIONS = (Q1, Q2, Q3)
 
 
 def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
-    """q1, q2, q3 of notebook 08, bound to this notebook's database."""
-    return (Q1.exercise(reference=lambda: n_plus_one_verdict(wb, n_plus_one_reference),
+    """q1 (Part 1), q2, q3 (Part 2) of notebook 08, bound to this notebook's database."""
+    return (Q1.exercise(reference=lambda: gauges_verdict(wb, gauges_reference),
+                        evaluate=lambda register: every_claim(gauges_verdict(wb, _callable(register,
+                                                                                         "export_pool_gauges"))),
+                        starter=GAUGES_STARTER),
+            Q2.exercise(reference=lambda: n_plus_one_verdict(wb, n_plus_one_reference),
                         evaluate=lambda find: n_plus_one_verdict(wb, _callable(find, "n_plus_one_endpoint")),
                         starter=N_PLUS_ONE_STARTER),
-            Q2.exercise(reference=lambda: gauges_verdict(wb, gauges_reference),
-                        evaluate=lambda register: gauges_verdict(wb, _callable(register, "pool_gauges")),
-                        starter=GAUGES_STARTER),
-            Q3.exercise(reference=lambda: blocker_verdict(wb, end_blocker_reference),
-                        evaluate=lambda end: blocker_verdict(wb, _callable(end, "end_blocker")),
-                        starter=BLOCKER_STARTER))
+            Q3.exercise(reference=lambda draw: dict.fromkeys(BLOCKER_CLAIMS, True),   # every claim holds
+                        evaluate=lambda end, draw: every_claim(blocker_verdict(wb, _callable(end, "end_blocker"), draw)),
+                        starter=BLOCKER_STARTER, drawn=True))
