@@ -66,7 +66,7 @@ def test_the_guide_has_commands_and_the_readme_links_it():
 
 
 def test_the_schedule_is_generated_from_the_notebooks_time_lines():
-    assert SCHEDULE.findall(GUIDE) == [schedule()], "run python -m workbook_utils.notebook_files"
+    assert SCHEDULE.findall(GUIDE) == [schedule()], "run python -m workbook_utils.regenerate"
     assert all(f"[{p.name[:2]} · " in GUIDE for p in notebook_paths())
 
 

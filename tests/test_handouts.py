@@ -82,7 +82,7 @@ def test_run_writes_the_index_and_the_solutions_edition_of_00_and_02(tmp_path):
 
 
 # Names a checker supplies itself: it writes the answer's source into a migration (05) or a test module (07).
-SUPPLIED = {"05": {"op", "sa"}, "07": {"order_history"}}
+SUPPLIED = {"05": {"op", "sa", "context"}, "07": {"order_history"}}  # 05: nb05.HEADER imports them
 
 
 def _solutions(module: object) -> list[tuple[str, str]]:

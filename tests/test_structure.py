@@ -73,7 +73,7 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one():
 
 @pytest.mark.parametrize("i", range(len(NOTEBOOKS)), ids=[p.name for p in NOTEBOOKS])
 def test_navigation_lines_are_generated_and_current(i):
-    """Top and bottom carry the line `python -m workbook_utils.notebook_files` writes from the file names and titles."""
+    """Top and bottom carry the line `python -m workbook_utils.regenerate` writes from the file names and titles."""
     text = "\n".join("".join(c["source"]) for c in _load(NOTEBOOKS[i])["cells"] if c["cell_type"] == "markdown")
     assert NAV.findall(text) == [nav_line(NOTEBOOKS, i)] * 2
     html = markdown2html_mistune(nav_line(NOTEBOOKS, i))  # rendered, the links are links, not raw text

@@ -63,7 +63,7 @@ def test_a_section_without_minutes_is_named(found):
 
 def test_the_guide_shows_the_plan_the_notebooks_hold(found):
     block = re.search(r"<!-- tracks -->\n(.*?)\n<!-- /tracks -->", GUIDE, re.S)
-    assert block and block.group(1) == tracks.plan(found), "run python -m workbook_utils.notebook_files"
+    assert block and block.group(1) == tracks.plan(found), "run python -m workbook_utils.regenerate"
 
 
 def _apply_tracks():

@@ -350,7 +350,8 @@ def running_query(engine: Engine, libpq: str, sql: str, timeout: float = 10) -> 
             with db.connect(libpq) as observer:
                 deadline = time.monotonic() + timeout
                 while not seen and time.monotonic() < deadline:
-                    row = observer.execute("SELECT query FROM pg_stat_activity WHERE pid = %s AND state = 'active'",
+                    row = observer.execute("SELECT query FROM pg_stat_activity WHERE pid = %s AND state = 'active' "
+                                           "AND datname = current_database() AND usename = current_user",
                                            [pid]).fetchone()
                     if row and "pg_stat_activity" not in row[0] and "pg_backend_pid" not in row[0]:
                         seen.append(row[0])

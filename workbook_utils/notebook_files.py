@@ -345,14 +345,3 @@ def update_schedule(guide: Path) -> bool:
     if new != text:
         guide.write_text(new, encoding="utf-8")
     return new != text
-
-
-if __name__ == "__main__":  # python -m workbook_utils.notebook_files: after adding or renaming a notebook
-    for path in update_navigation():
-        print(f"navigation updated: {path.name}")
-    if update_schedule(config.project_root() / "FACILITATOR.md"):
-        print("schedule updated: FACILITATOR.md")
-    from .tracks import update_guide  # the tracks by the day, from the sections' metadata
-
-    if update_guide(config.project_root() / "FACILITATOR.md"):
-        print("tracks updated: FACILITATOR.md")

@@ -325,7 +325,8 @@ def blocker_verdict(wb: Workbook, end_blocker: Callable[[Any, int], Any], draw: 
     finally:
         with db.connect(libpq, application_name=app) as cleanup:   # the busy holder too, though its thread sleeps
             cleanup.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s) "
-                            "AND pid <> pg_backend_pid() AND application_name = %s", [list(pids.values()), app])
+                            "AND pid <> pg_backend_pid() AND application_name = %s AND datname = current_database() "
+                            "AND usename = current_user", [list(pids.values()), app])
         for conn in sessions.values():
             conn.close()
         for thread in threads.values():
@@ -352,7 +353,8 @@ def _wait_until(conn: Any, pid: int, wait_event: str | None) -> None:
         return
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event = %s", [pid, wait_event]).fetchone()[0]:
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event = %s AND datname = current_database() "
+            "AND usename = current_user", [pid, wait_event]).fetchone()[0]:
         time.sleep(0.01)
 
 
