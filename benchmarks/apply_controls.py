@@ -20,9 +20,10 @@ NOTEBOOKS = ROOT / "notebooks"
 RACE_PLAYER_MD = """\
 ### Step through it yourself
 
-The same race, one step per press of **Next step**, against the server. Watch when each session reads and
-writes, and which locks it holds in `pg_locks` after each step. Then pick a fix from the list and play it again:
-with `FOR UPDATE`, session 2's read *waits* for session 1's commit. Nothing runs until you press the button."""
+§1's race, one step per press of **Next step**, against the server. Watch when each session reads and
+writes, and which locks it holds in `pg_locks` after each step: the table's, its transaction id's, a row's
+(`tuple`); a line below the locks says what each mode means. Then pick one of §2's fixes and play it again: with
+`FOR UPDATE`, session 2's read *waits* for session 1's commit. Nothing runs until you press the button."""
 
 RACE_PLAYER = """\
 from workbook_utils import race_player
@@ -40,7 +41,7 @@ CELLS: list[tuple[str, str, str, str, str]] = [
      "1 + ceil(N/500), `joinedload`: 1), the time and the SQL sent."),
     ("02_n_plus_one_and_eager_loading.ipynb", "02-live-text", "02-live", "code",
      "from workbook_utils import live\n\nlive.n_plus_one(wb, engine)"),
-    ("04_transactions_and_locking_races.ipynb", "c015", "04-race-player-md", "markdown", RACE_PLAYER_MD),
+    ("04_transactions_and_locking_races.ipynb", "c019c", "04-race-player-md", "markdown", RACE_PLAYER_MD),
     ("04_transactions_and_locking_races.ipynb", "04-race-player-md", "04-race-player", "code", RACE_PLAYER),
     ("05_zero_downtime_migrations.ipynb", "5c283a1b", "05-live-text", "markdown",
      "**Try it.** Pick a `lock_timeout` and how long the blocker lasts, and watch the timeline: each wait ends at the\n"

@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, bindparam, select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb04
@@ -85,6 +85,10 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass(exercise
     commented = [nb04.TRANSFER_REFERENCE[0] + " -- lock both; low id first",   # a `;` in a comment or a string
                  nb04.TRANSFER_REFERENCE[1].replace("UPDATE", "UPDATE /* debit; */"), nb04.TRANSFER_REFERENCE[2] + ";"]
     assert q2.verdict(commented) == (CORRECT, None)
+    advisory = ["SELECT pg_advisory_xact_lock(least(:from_id, :to_id)::bigint), "   # the review's answer: its rows come
+                "pg_advisory_xact_lock(greatest(:from_id, :to_id)::bigint)",        # after its own locks, in one order
+                *nb04.TRANSFER_STARTER]
+    assert q2.verdict(advisory, seed=430157) == (CORRECT, None)   # rejected by the row-order probe alone
     namespace = {"q1": q1, "q2": q2, "q3": q3, "update": update, "Product": Product, "Session": Session,
                  "OperationalError": OperationalError, "time": time}
     for exercise in exercises:
@@ -336,6 +340,17 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
                     raise
             time.sleep(backoff * 2 ** (attempt - 1))
 
+    def retries_by_class(engine, work, attempts=5, backoff=0.05):   # the review's answer: 40002, 55006 retried too
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except DBAPIError as error:
+                code = getattr(error.orig, "sqlstate", None) or ""
+                if not (code.startswith("40") or code.startswith("55")) or attempt == attempts:
+                    raise
+            time.sleep(backoff * 2 ** (attempt - 1))
+
     def swallows_everything_forever(engine, work, attempts=5, backoff=0.05):   # even BaseException, even ^C
         while True:
             try:
@@ -349,13 +364,15 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
                        (retries_everything, "other errors at once, as they are (division"), (one_session, "retryable errors"),
                        (savepoints, "new transaction"), (ten_tries, "exactly `attempts`"),
                        (gives_up_with_its_own_error, "last attempt's own error"), (no_backoff, "waits backoff"),
-                       (not_lock_timeouts, "retryable errors"), (retries_every_operational_error, "57014"),
+                       (not_lock_timeouts, "retryable errors"),
+                       (retries_every_operational_error, ("57014", "class 40 or 55")),   # 55006 is one too
+                       (retries_by_class, "class 40 or 55"),
                        (swallows_everything_forever, "still retrying after 1 s"),
                        ("run_with_retry", "pass your function")]:
         started = time.monotonic()
         status, diff = q3.verdict(wrong)
         assert status == INCORRECT and any(w in diff for w in ((why,) if isinstance(why, str) else why)), (wrong, diff)
-        assert time.monotonic() - started < 10, wrong   # a runaway loop never holds the check for long (4 scenarios, each
+        assert time.monotonic() - started < 10, wrong   # a runaway loop never holds the check for long (5 scenarios, each
         # bounded by RETRY_TIMEOUT = 1 s here; the rest is slack for a busy shared machine)
     from workbook_utils import db, urls
 

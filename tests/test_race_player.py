@@ -67,6 +67,9 @@ def test_with_for_update_the_second_read_waits_and_nothing_is_lost(engine):
     assert player.rows[1]["waited for"] == "s1" and player.rows[1]["outcome"] == "waiting"
     waiting = player.locks_now[~player.locks_now.granted]
     assert waiting["session"].tolist() == ["s2"], player.locks_now
+    shown = player.locks_now   # the table's locks, transaction ids, tuples: no index (products_pkey …), no catalog
+    assert set(shown.locktype) <= {"relation", "transactionid", "tuple"} and set(shown.relation) <= {"products", ""}, shown
+    assert {"relation", "transactionid"} <= set(shown.locktype), shown
     lanes = player.lanes()
     assert [label.get_text() for label in lanes.axes[0].texts] == ["1"]  # step 2 waits: not drawn as run yet
     plt.close(lanes)

@@ -93,12 +93,16 @@ FIXES: dict[str, tuple[list[Step], str | None]] = {  # name -> (script, isolatio
                                 + [Step("s2", read), Step("s2", write), Step("s2", commit)], "REPEATABLE READ"),
 }
 
+# Only what the lesson reads: locks on tables (not their indexes), on transaction ids, on row versions (tuple).
 LOCKS_SQL = """
     SELECT l.pid, l.locktype, l.relation::regclass::text AS relation, l.mode, l.granted
-    FROM pg_locks l LEFT JOIN pg_database d ON d.oid = l.database
-    WHERE l.pid = ANY(%s) AND l.locktype <> 'virtualxid' AND (d.datname = current_database() OR l.database IS NULL)
-      AND coalesce(l.relation::regclass::text NOT LIKE 'pg\\_%%', true)
+    FROM pg_locks l LEFT JOIN pg_database d ON d.oid = l.database LEFT JOIN pg_class c ON c.oid = l.relation
+    WHERE l.pid = ANY(%s) AND (d.datname = current_database() OR l.database IS NULL)
+      AND (l.locktype IN ('transactionid', 'tuple') OR (c.relkind IN ('r', 'p') AND c.relname NOT LIKE 'pg\\_%%'))
     ORDER BY l.pid, l.granted DESC, l.locktype, l.mode"""
+MODES = ("AccessShareLock: reads the table; RowShareLock: SELECT … FOR UPDATE on it; RowExclusiveLock: writes to it; "
+         "transactionid ExclusiveLock: its own transaction (row locks last as long); ShareLock on a transactionid, "
+         "not granted: waits for that transaction to end; tuple: first in line for a row")
 
 
 class Player:
@@ -197,7 +201,7 @@ class Player:
         row["as expected"] = row["outcome"] in expected or ("BLOCKS" in expected and bool(row["waited for"]))
 
     def locks(self) -> pd.DataFrame:
-        """The sessions' rows in pg_locks now (this database's, virtualxid and catalogs left out)."""
+        """The sessions' rows in pg_locks now: this database's tables (no index, no catalog), transaction ids, tuples."""
         import pandas as pd
 
         who = {pid: name for name, pid in self.pids.items()}
@@ -333,6 +337,7 @@ def _draw(player: Player, output: Any) -> None:
             print("pg_locks after this step:" if len(player.locks_now) else "pg_locks after this step: none held")
             if len(player.locks_now):
                 display(player.locks_now)
+                print(MODES)
         if player.finished:
             print(f"stock after two sales: {player.stock()} (started at {START})")
 

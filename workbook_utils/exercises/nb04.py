@@ -365,6 +365,25 @@ def lock_orders(engine: Engine, statements: Sequence[str], ids: list[int], balan
     return firsts
 
 
+def takes_advisory_locks(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
+                         amount: int) -> bool:
+    """True if a transfer (alone, rolled back) holds advisory locks at its end: then its first lock may be one of
+    those, taken in one order (least, greatest), and the order of its row locks alone proves no deadlock."""
+    from sqlalchemy import text
+
+    _open_accounts(engine, ids, balances)
+    with engine.connect() as conn:
+        try:
+            for sql in statements:
+                conn.execute(text(sql), {"from_id": ids[1], "to_id": ids[0], "amount": amount})
+            return bool(conn.execute(text("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() "
+                                          "AND locktype = 'advisory'")).scalar())
+        except Exception:  # noqa: BLE001 - a transfer that fails alone: the other claims report it
+            return False
+        finally:
+            conn.rollback()
+
+
 def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
     """"pair" if two transfers between the same accounts lock them in opposite orders, "ring" if the orders of
     all pairs form a cycle (a→b, b→c, c→a: not one global order), else None."""
@@ -427,6 +446,8 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
     ring = [(x, y, amount) for (x, y), amount in zip(cycle([a, b, c], 3), amounts, strict=False)]
     # the order each transfer locks its rows in, read first: a ring of any three of the ids is enough (and cheap)
     problem = order_problem(lock_orders(engine, statements, ids, balances, amounts[0], until_problem=True))
+    if problem and takes_advisory_locks(engine, statements, ids, balances, amounts[0]):
+        problem = None  # its rows come after locks of its own (pg_advisory_xact_lock): the schedules decide
     verdict["no deadlock around a ring of three transfers (a→b, b→c, c→a)"] = problem != "ring"
     if problem != "ring" and run(pair, _pair_schedules, "no deadlock between two transfers in opposite directions"):
         verdict["no deadlock between two transfers in opposite directions"] = problem != "pair"
@@ -459,6 +480,9 @@ class StatementsExercise(Exercise):
 # q3 ------------------------------------------------------------------------------------------------------------
 
 RETRYABLE = ("40001", "40P01", "55P03")
+# Of the same classes, yet not worth another try: a loop that retries by class prefix ("40…", "55…") retries these.
+SAME_CLASS = ("40002", "55000", "55006")  # integrity violation at commit, object not in prerequisite state, in use
+SAME_CLASS_CLAIM = "raises another class 40 or 55 error (40002, 55000 or 55006) at once, as it is"
 
 
 class _Work:
@@ -528,8 +552,9 @@ def _failures(draw: Draw, n: int) -> list[str]:
 
 def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], draw: Draw) -> dict[str, Any]:
     """The learner's loop on work that fails with drawn retryable errors then succeeds; that always fails; that
-    divides by zero; whose statement the server cancels (57014, a real cancel). Each attempt's transaction id and
-    start time are recorded; each scenario runs at most RETRY_TIMEOUT s."""
+    divides by zero; that raises a drawn non-retryable SQLSTATE of class 40 or 55 (40002, 55000, 55006); whose
+    statement the server cancels (57014, a real cancel). Each attempt's transaction id and start time
+    are recorded; each scenario runs at most RETRY_TIMEOUT s."""
     from sqlalchemy.exc import OperationalError
 
     from . import faults
@@ -553,6 +578,8 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
     gaps = [b - a for a, b in zip(work.started, work.started[1:], strict=False)]
     _, forever, forever_work = attempt(["40001"], attempts=give_up, backoff=backoff / 20)
     _, other, other_work = attempt(["22012"], attempts=give_up, backoff=backoff / 20)
+    same_class = draw.choice("a non-retryable error of class 40 or 55", SAME_CLASS)
+    _, kin, kin_work = attempt([same_class], attempts=give_up, backoff=backoff / 20)
     faults.prepare(url, "nb04")
     with faults.inject(engine, url, "nb04", ["57014"], match=lambda sql: "INSERT INTO attempts" in sql):
         _, cancelled, cancelled_work = attempt([None], attempts=give_up, backoff=backoff / 20)
@@ -567,6 +594,7 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
                 isinstance(forever, OperationalError) and forever is forever_work.last_error,
             "raises other errors at once, as they are (division by zero)":
                 len(other_work.started) == 1 and other is other_work.last_error,
+            SAME_CLASS_CLAIM: len(kin_work.started) == 1 and kin is kin_work.last_error,
             "raises a cancelled statement (57014, an OperationalError too) at once, as it is":
                 len(cancelled_work.started) == 1 and cancelled is cancelled_work.last_error}
 
@@ -580,7 +608,7 @@ def _expected_retry(draw: Draw) -> dict[str, Any]:
                              "waits backoff × 1, × 2, × 4 … before the retries",
                              "gives up after exactly `attempts` attempts",
                              "then raises the last attempt's own error (OperationalError 40001)",
-                             "raises other errors at once, as they are (division by zero)",
+                             "raises other errors at once, as they are (division by zero)", SAME_CLASS_CLAIM,
                              "raises a cancelled statement (57014, an OperationalError too) at once, as it is"], True)}
 
 
@@ -652,13 +680,15 @@ Q2 = Question(
     text="A transfer moves `:amount` from account `:from_id` to account `:to_id` of the table `accounts` shown "
          "below. Two transfers in opposite directions that run the starter's two statements at once can deadlock. "
          "Write the list of statements so that no transfers deadlock, two or more, however their statements "
-         "interleave, and a transfer between two other accounts never waits. Keep the bind parameters: the check binds them.",
+         "interleave, and a transfer between two other accounts never waits. Keep the bind parameters: the check binds them. "
+         "The check draws five accounts with close ids and runs transfers in opposite directions, a ring of three "
+         "(a→b, b→c, c→a), and a transfer between two other accounts meanwhile.",
     shape="a list of SQL strings, one statement each, with the parameters `:from_id`, `:to_id` and `:amount` "
           "(never values formatted into the string); `text()` or Core statements with `bindparam(\"from_id\")` "
           "work too. The check creates the table in `nb04`, with drawn ids and "
           "balances:\n\n"
           "```sql\nCREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL);\n"
-          "-- id | balance\n--  7 |     420\n-- 31 |     158\n```",
+          "-- id | balance\n-- 40 |     420\n-- 43 |     158\n-- 44 |     731\n-- 49 |     266\n-- 52 |     905\n```",
     hint_text="§6: a deadlock needs transactions that each wait for a lock another one already holds. What would "
               "make every transfer ask for its locks in one order, whatever its direction? Three transfers around "
               "a ring (a→b, b→c, c→a) are checked too.",
@@ -669,7 +699,8 @@ Q2 = Question(
                   ']\nq2.check(transfer)',
     discussion="Why it works: every transfer locks its two rows lowest id first, in one statement, before it "
                "changes either. Locks taken in one global order cannot form a cycle, whatever the number of "
-               "transfers. Two `UPDATE`s ordered by `least(:from_id, :to_id)` and `greatest(…)` pass too.\n"
+               "transfers. Two `UPDATE`s ordered by `least(:from_id, :to_id)` and `greatest(…)` pass too, and so do "
+               "`pg_advisory_xact_lock` on the least id, then the greatest, before the two `UPDATE`s.\n"
                "Common wrong answers:\n"
                "- credit first, then debit: the same opposite orders, the other way round;\n"
                "- one `SELECT … FOR UPDATE` of both rows ordered sender first, or not ordered at all: a statement "

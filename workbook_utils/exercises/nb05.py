@@ -2,10 +2,12 @@
 
 Each answer is an Alembic `upgrade()` function. The checker writes its whole cell (imports and helpers too, see
 cells.py) into a revision file, runs it through Alembic against fresh copies of users and posts in a schema of its
-own, and reports what it observed. Conditions are drawn at each check: the size of posts and, for q1, whether a failed
-earlier run left an INVALID index on posts(user_id) and its name; q2's users (ids shifted, some missing, the held row
-anywhere in the middle); for q3, whether a failed run left the key NOT VALID and its name. So an answer that hard-codes
-one name fails. q3's offline SQL is read with PostgreSQL's parser (sqltree.py), quoted names included.
+own, and reports what it observed. Conditions are drawn at each check: the size of posts and, for q1, the name of
+an INVALID index on posts(user_id) a failed earlier run left; q2's users (ids shifted, some missing, the held row
+anywhere in the middle); for q3, the name of a key a failed run left NOT VALID. q1 and q3 run each answer twice per
+check, without the leftover and with it, so an answer that ignores leftovers, or hard-codes one name, fails every
+check (a draw of "none" would let it pass one check in a few). q3's offline SQL is read with PostgreSQL's
+parser (sqltree.py), quoted names included.
 """
 
 from __future__ import annotations
@@ -107,10 +109,12 @@ def _sql(wb: Workbook, sql: str) -> Any:
 INDEX_CLAIMS = ("a valid index on posts(user_id), covering every row (no WHERE), exists",
                 "no invalid index is left on posts",
                 "a write during the migration waited on it")
-LEFTOVER = "an invalid index on posts(user_id) left by a failed earlier run"  # q1's draw: its name, or none
-LEFTOVER_NAMES = ("none", "ix_posts_user_id", "posts_user_id_idx", "ix_posts_user_id_old", "idx_posts_user")
-STALE_KEY = "a NOT VALID key posts.user_id → users left by a failed earlier run"  # q3's draw: its name, or none
-STALE_KEY_NAMES = ("none", "posts_user_id_fkey", "fk_posts_users", "posts_user_fk")
+# Each check runs both cases: no leftover, then one under the drawn name. Never the reference's own name (the answer
+# that drops that name and builds it again would pass) and never "none" (an answer ignoring leftovers would pass).
+LEFTOVER = "an invalid index on posts(user_id) left by a failed earlier run"  # q1's draw: its name
+LEFTOVER_NAMES = ("posts_user_id_idx", "ix_posts_user_id_old", "idx_posts_user", "posts_user_id_idx1")
+STALE_KEY = "a NOT VALID key posts.user_id → users left by a failed earlier run"  # q3's draw: its name
+STALE_KEY_NAMES = ("posts_user_id_fkey", "fk_posts_users", "posts_user_fk")
 INDEX_EXPECTED = {"the squawk rules your revision's SQL breaks": "none",
                   **dict(zip(INDEX_CLAIMS, (True, True, False), strict=True))}
 VALID_INDEX = """
@@ -144,10 +148,18 @@ def _leftover(wb: Workbook, name: str) -> None:
 
 
 def index_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None = None) -> dict[str, Any]:
+    """Run the answer on posts shaped by the draw without a leftover; if all holds, again with an INVALID index on
+    posts(user_id) under the drawn name (never ix_posts_user_id): an answer that drops one name it knows, or
+    ignores leftovers, fails every check."""
+    verdict = _index_case(wb, upgrade, draw, None)
+    if draw is None or verdict != INDEX_EXPECTED:
+        return verdict
+    return _index_case(wb, upgrade, draw, draw.choice(LEFTOVER, LEFTOVER_NAMES))
+
+
+def _index_case(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None, leftover: str | None) -> dict[str, Any]:
     """Lint the answer's offline SQL, then run it while a request's transaction is open on posts; a write probes
-    posts once the build waits for that request, and again at the revision's end (its transaction held open).
-    The draw shapes posts (its size) and says whether a failed earlier run left an INVALID index on posts(user_id)
-    behind, and under which name: an answer that drops one name it knows leaves the others."""
+    posts once the build waits for that request, and again at the revision's end (its transaction held open)."""
     from alembic import command
 
     from .. import db, migrations
@@ -155,8 +167,8 @@ def index_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None =
     from ..locks import wait_until_blocked
 
     _posts_drawn(wb, draw)
-    if draw and (name := draw.choice(LEFTOVER, LEFTOVER_NAMES)) != "none":
-        _leftover(wb, name)
+    if leftover:
+        _leftover(wb, leftover)
     libpq = wb.url.replace("+psycopg", "")
     hold = migrations.Hold(timeout=20)
     with tempfile.TemporaryDirectory() as folder:
@@ -301,16 +313,25 @@ def fk_steps(sql: str) -> dict[str, bool]:
 
 
 def fk_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None = None) -> dict[str, Any]:
+    """Run the answer without a stale key; if all holds, again with a NOT VALID key under the drawn name: an answer
+    that ignores a stale key, or knows one name, fails every check."""
+    verdict = _fk_case(wb, upgrade, draw, None)
+    if draw is None or verdict != FK_EXPECTED:
+        return verdict
+    return _fk_case(wb, upgrade, draw, draw.choice(STALE_KEY, STALE_KEY_NAMES))
+
+
+def _fk_case(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None, stale: str | None) -> dict[str, Any]:
     """Read the answer's offline SQL (NOT VALID, then VALIDATE in a later transaction), then run it with its
     transaction held open at its end and probe a write to posts and to users meanwhile; afterwards the catalog says
     whether the ADD and the VALIDATE were one transaction (one op.execute string holding both, say). The draw
-    shapes posts and says whether a failed earlier run left the key NOT VALID, and under which name."""
+    shapes posts; `stale` names a NOT VALID key a failed earlier run left, if any."""
     from alembic import command
 
     from .. import migrations
 
     _posts_drawn(wb, draw)
-    if draw and (stale := draw.choice(STALE_KEY, STALE_KEY_NAMES)) != "none":
+    if stale:
         _stale_key(wb, stale)
     hold = migrations.Hold(timeout=20)
     with tempfile.TemporaryDirectory() as folder:
@@ -364,7 +385,8 @@ def cleanup(wb: Workbook) -> None:
 
 
 INVALID_ON_POSTS = ("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                    "WHERE i.indrelid = 'posts'::regclass AND NOT i.indisvalid")
+                    "WHERE i.indrelid = 'posts'::regclass AND NOT i.indisvalid AND NOT EXISTS "
+                    "(SELECT FROM pg_stat_progress_create_index p WHERE p.relid = i.indrelid)")  # §2: not mid-build
 FOREIGN_KEYS = ("SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid = 'posts'::regclass "
                 "AND confrelid = 'users'::regclass")
 
@@ -416,15 +438,19 @@ Q1 = Question(
     text="This revision indexes posts.user_id the way the original sheet did. Fix upgrade() so that squawk finds "
          "nothing, a valid index ends up on posts(user_id) with no invalid one beside it, and a write arriving "
          "during the build goes through. A failed earlier run may have left an INVALID index on posts behind, "
-         "under any name: the checker draws whether it did, its name and the size of posts at each check.",
+         "under any name: each check runs your revision twice, without a leftover and with one under a drawn name "
+         "(never ix_posts_user_id), on posts of a drawn size. Revision 0001's drop of its own name is not enough "
+         "here. Allow about 10 minutes (a catalog query, an offline guard, autocommit_block()).",
     shape="the cell's `def upgrade(): …` (its imports and helpers may sit in the same cell), then "
-          "`q1.check(upgrade)`.",
+          "`q1.check(upgrade)`; the catalog is read under `if not context.is_offline_mode():`.",
     hint_text="§1: which form of CREATE INDEX leaves writers alone, and where can Alembic run it? §2: what does "
               "IF NOT EXISTS do with an invalid leftover, and where does the catalog say an index is invalid "
               "(`context.is_offline_mode()` first: offline there is no catalog)? §4: which lock_timeout should the "
               "build run under?",
     solution_code="INVALID_ON_POSTS = (\"SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \"\n"
-                  "                    \"WHERE i.indrelid = 'posts'::regclass AND NOT i.indisvalid\")\n\n\n"
+                  "                    \"WHERE i.indrelid = 'posts'::regclass AND NOT i.indisvalid AND NOT EXISTS \"\n"
+                  "                    \"(SELECT FROM pg_stat_progress_create_index p WHERE p.relid = i.indrelid)\")"
+                  "  # §2: not mid-build\n\n\n"
                   "def upgrade():\n"
                   "    with op.get_context().autocommit_block():\n"
                   "        op.execute(\"SET lock_timeout = '10min'\")  # §4: long, not endless\n"
@@ -438,14 +464,16 @@ Q1 = Question(
                "`ShareUpdateExclusiveLock` lets writers through, and `autocommit_block()` commits Alembic's "
                "transaction first, since the concurrent build cannot run inside one. The leftovers of failed runs "
                "are found in the catalog (`pg_index.indisvalid` false), whatever their names, and dropped "
-               "concurrently first: `IF NOT EXISTS` alone would keep one with the same name (§2). In production, "
-               "check `pg_stat_progress_create_index` too: a build still running is invalid as well. "
+               "concurrently first: `IF NOT EXISTS` alone would keep one with the same name (§2). The query skips a "
+               "table with a build in progress (`pg_stat_progress_create_index`): a build still running is invalid "
+               "too, and not a leftover. "
                "The build runs under a long but finite `lock_timeout` of its own (§4).\n"
                "Common wrong answers:\n"
                "- `postgresql_concurrently=True` without `autocommit_block()`: `ActiveSqlTransaction`;\n"
                "- `if_not_exists=True` without dropping the leftover: the invalid index stays, and no valid one is "
                "built;\n"
-               "- dropping `ix_posts_user_id` by name: a leftover under another name stays invalid beside yours;\n"
+               "- dropping `ix_posts_user_id` by name (as revision 0001 does): a leftover under another name stays "
+               "invalid beside yours;\n"
                "- no `if_not_exists=True`: squawk's prefer-robust-stmts (a re-run fails on the existing name);\n"
                "- a partial index (`postgresql_where=…`): valid, but it does not cover every row.",
 )
@@ -482,10 +510,13 @@ Q3 = Question(
     name="q3",
     text="Add the foreign key posts.user_id → users.id in one revision so that it ends up validated and writes to "
          "posts and users never wait on the migration's scan. A failed earlier run (its VALIDATE timed out) may "
-         "have left the key NOT VALID, under any name: the checker draws whether it did, its name and the size of "
-         "posts. It reads the revision's offline SQL (which statement scans, in which transaction), then runs it "
-         "with its transaction held open at its end (as a long scan would) and tries a write meanwhile.",
-    shape="the cell's `def upgrade(): …`, then `q3.check(upgrade)`; any constraint name will do for a new key.",
+         "have left the key NOT VALID, under any name: each check runs your revision twice, without a stale key "
+         "and with one under a drawn name, on posts of a drawn size. It reads the revision's offline SQL (which "
+         "statement scans, in which transaction), then runs it with its transaction held open at its end (as a "
+         "long scan would) and tries a write meanwhile. Allow about 10 minutes (a catalog query, an offline "
+         "guard, autocommit_block()).",
+    shape="the cell's `def upgrade(): …`, then `q3.check(upgrade)`; any constraint name will do for a new key; "
+          "the catalog is read under `if not context.is_offline_mode():`.",
     hint_text="§7: NOT VALID first; VALIDATE takes a weaker lock, but only if the stronger one from the first step "
               "is no longer held: how does a revision commit half-way? `pg_constraint` lists the keys already on "
               "posts (`context.is_offline_mode()` first: offline there is no catalog).",
