@@ -336,7 +336,7 @@ def _locked_first(engine: Engine, statements: Sequence[str], move: tuple[int, in
                                             errors))
             thread.start()
             pid, raw = mover.connection.driver_connection.info.backend_pid, observer.connection.driver_connection
-            deadline = time.monotonic() + 5.0
+            deadline = time.monotonic() + 15.0  # every transfer writes the held row, so waits: a net, not a wait
             while thread.is_alive() and not locks.blockers(raw, [pid]).get(pid) and time.monotonic() < deadline:
                 time.sleep(0.002)
             waits = locks.locks_held(raw, pid).query("not granted") if thread.is_alive() else None
