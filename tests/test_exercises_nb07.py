@@ -147,9 +147,11 @@ def test_nb07_q1_rejects_fixtures_that_leak_or_undo_too_much(exercises, tmp_path
 def _order_factory(persistence="flush", product="sub", user="sub"):
     """An OrderFactory variant: persistence, and how it gets its product and user."""
     products = {"sub": factory.SubFactory(nb07.ProductFactory), "shared id": 1}
+    users = {"sub": factory.SubFactory(nb07.UserFactory), "shared id": 1,
+             "lazy id": factory.LazyFunction(lambda: nb07.UserFactory().id)}   # a new user even when one is given
     attributes = {"quantity": 2, "total": 20, "status": "paid", "created_at": factory.LazyFunction(lambda: datetime.now(UTC)),
                   ("product" if product == "sub" else "product_id"): products[product],
-                  ("user" if user == "sub" else "user_id"): factory.SubFactory(nb07.UserFactory) if user == "sub" else 1}
+                  ("user" if user == "sub" else "user_id"): users[user]}
     meta = type("Meta", (), {"model": Order, "sqlalchemy_session_persistence": persistence})
     return type("OrderFactory", (SQLAlchemyModelFactory,), {"Meta": meta, **attributes})
 
@@ -356,3 +358,73 @@ def test_nb07_part_2_stands_up_the_files_part_1_shows():
                     and node.targets[0].id in {"CONFTEST", "FACTORIES", "SHARED"}):
                 found[node.targets[0].id] = eval(compile(ast.Expression(node.value), "cell", "eval"), dict(found))
     assert found == {"CONFTEST": testing_lab.CONFTEST, "FACTORIES": testing_lab.FACTORIES, "SHARED": testing_lab.SHARED}
+
+
+NO_TEARDOWN = {  # the review's fixtures that never end their transaction: a later test waits on their rows' locks
+    "yield": '''
+def session_fixture(engine):
+    connection = engine.connect()
+    connection.begin()
+    yield Session(bind=connection, join_transaction_mode="create_savepoint")
+''',
+    "return": '''
+def session_fixture(engine):
+    connection = engine.connect()
+    connection.begin()
+    return Session(bind=connection, join_transaction_mode="create_savepoint")
+'''}
+
+
+def test_nb07_q1_rejects_a_fixture_that_never_ends_its_transaction(exercises, tmp_path):
+    status, diff = exercises[0].verdict(_load(NO_TEARDOWN["yield"], "session_fixture", tmp_path))
+    assert status == INCORRECT and "an email an earlier test signed up" in diff, diff
+    status, diff = exercises[0].verdict(_load(NO_TEARDOWN["return"], "session_fixture", tmp_path))
+    assert status == INCORRECT and "a generator function" in diff, diff
+
+
+CELL_HELPERS = {  # q1 and q3 answers that use a name their own cell defines (the review's): the whole cell runs
+    "q1": '''
+from sqlalchemy.orm import sessionmaker
+
+MODE = "create_savepoint"
+TestSession = sessionmaker(join_transaction_mode=MODE)
+
+def session_fixture(engine):
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        session = TestSession(bind=connection)
+        yield session
+        session.close()
+        transaction.rollback()
+''',
+    "q3": '''
+N_ORDERS = 5
+
+def make_orders(user):
+    return OrderFactory.create_batch(N_ORDERS, user=user)
+
+def test_order_history(db_session, query_budget):
+    user = UserFactory()
+    user_id = user.id
+    make_orders(user)
+    db_session.expire_all()
+    with query_budget(2):
+        order_history(db_session, user_id)
+'''}
+
+
+def test_nb07_q1_and_q3_run_names_their_cell_defines(exercises, tmp_path):
+    assert exercises[0].verdict(_load(CELL_HELPERS["q1"], "session_fixture", tmp_path)) == (CORRECT, None)
+    assert exercises[2].verdict(_load(CELL_HELPERS["q3"], "test_order_history", tmp_path)) == (CORRECT, None)
+
+
+def test_nb07_q3_says_the_error_both_versions_failed_with(exercises, tmp_path):
+    source = CELL_HELPERS["q3"].split("\ndef test_order_history", 1)[1].replace("make_orders", "make_some_orders")
+    status, diff = exercises[2].verdict(_load("def test_order_history" + source, "test_order_history", tmp_path))
+    assert status == INCORRECT and "NameError" in diff and "make_some_orders" in diff, diff
+
+
+def test_nb07_q2_rejects_a_user_made_even_when_one_is_given(exercises):
+    """user_id = LazyFunction(lambda: UserFactory().id): OrderFactory(user=u) uses u, but makes a stray user too."""
+    status, diff = exercises[1].verdict(_order_factory(user="lazy id"))
+    assert status == INCORRECT and "OrderFactory(user=u)" in diff, diff

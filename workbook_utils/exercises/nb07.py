@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import random
 import signal
-import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sele
 
 from ..models import Order, Product, User
 from . import NOT_ATTEMPTED, Exercise, Question, WrongKind, ____
+from .cells import standalone_source
 from .draws import Draw
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def engine():
 ISOLATION_TESTS = '''
 import os
 
-from sqlalchemy import NullPool, create_engine, func, select
+from sqlalchemy import NullPool, create_engine, select, text
 
 from workbook_utils.exercises.nb07 import Signup, sign_up
 
@@ -169,12 +169,24 @@ def test_2_other_sessions_see_nothing(session):
     assert sign_up(session, OUTSIDE)
     outside = create_engine(os.environ["DATABASE_URL"], poolclass=NullPool)
     with outside.connect() as conn:
-        seen = conn.execute(select(func.count()).select_from(Signup)).scalar_one()
+        seen = conn.execute(select(Signup.email)).scalars().all()
     outside.dispose()
-    assert seen == len(BEFORE)
+    assert OUTSIDE not in seen
 
 def test_3_starts_as_the_table_was(session):
     assert session.scalars(select(Signup.email).order_by(Signup.id)).all() == BEFORE
+
+def test_4_an_email_an_earlier_test_signed_up_is_free_again(session):
+    assert [sign_up(session, email) for email in [OUTSIDE, *EMAILS[:1]]] == [True, EMAILS[0] not in BEFORE]
+
+def test_5_no_session_is_left_idle_in_transaction():
+    outside = create_engine(os.environ["DATABASE_URL"], poolclass=NullPool)
+    with outside.connect() as conn:
+        idle = conn.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = current_setting('application_name') "
+            "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'")).scalar_one()
+    outside.dispose()
+    assert idle == 0
 '''
 NAMES = ["ada", "bob", "cy", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kim", "lou", "max", "ned", "ola"]
 
@@ -234,6 +246,7 @@ def query_budget(engine, request):
             pytest.fail(message, pytrace=False)
     return budget
 '''
+BUDGET_PROVIDED = frozenset({"pytest", "order_history", "OrderFactory", "ProductFactory", "UserFactory"})
 BUDGET_HEADER = '''
 import pytest
 
@@ -301,28 +314,13 @@ def _source(function: Any, what: str) -> str:
         raise WrongKind(f"the source of your {what} function cannot be read: define it in a cell") from None
 
 
-def _names(code: Any) -> set[str]:
-    """The global and attribute names a code object and the functions nested in it use."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if inspect.iscode(const):
-            names |= _names(const)
-    return names
-
-
-def _imports(function: Any, skip: frozenset[str] = frozenset()) -> str:
-    """Import lines for the module-level names `function` uses (`event`, `Session` …): only its source is copied."""
-    lines = []
-    for name in sorted(_names(function.__code__) - skip):
-        value = function.__globals__.get(name)
-        if inspect.ismodule(value) and value.__name__ in sys.modules:
-            lines.append(f"import {value.__name__} as {name}")
-            continue
-        module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
-        if (isinstance(module, str) and isinstance(qualname, str) and module not in ("__main__", "builtins")
-                and getattr(sys.modules.get(module), qualname, None) is value):
-            lines.append(f"from {module} import {qualname} as {name}")
-    return "\n".join(lines) + "\n"
+def _module(header: str, function: Any, provided: frozenset[str] = frozenset()) -> str:
+    """`header`, then `function` with what its cell defines for it (imports, helpers, constants: cells.py), and
+    imports for the names it takes from earlier cells; `provided`: names the header defines itself."""
+    code = standalone_source(function, provided)
+    future = [line for line in code.splitlines() if line.startswith("from __future__ ")]  # must come first
+    body = "\n".join(line for line in code.splitlines() if line not in future)
+    return "\n".join(future) + "\n" + header + "\n" + body + "\n"
 
 
 class _Overran(BaseException):  # not an Exception: a learner's `except Exception` cannot swallow it
@@ -348,10 +346,11 @@ def _time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _run(wb: Workbook, files: dict[str, str]) -> Any:
+def _run(wb: Workbook, files: dict[str, str], lock_timeout: str = "5s") -> Any:
     from .. import suites
 
-    return suites.run(files, wb.url, f"{wb.app_name} tests", SCHEMA, timeout=60)
+    options = f"-c search_path={SCHEMA} -c lock_timeout={lock_timeout} -c statement_timeout=30s"
+    return suites.run(files, wb.url, f"{wb.app_name} tests", SCHEMA, timeout=60, env={"PGOPTIONS": options})
 
 
 def _raise_errors(report: Any) -> None:
@@ -364,17 +363,23 @@ def _raise_errors(report: Any) -> None:
 FIXTURE_CLAIMS = ("a commit inside a test survives the code's later rollback",
                   "other sessions never see what a test wrote",
                   "the next test starts as the table was before the run",
+                  "a later test can sign up an email an earlier test signed up (no transaction is left open)",
+                  "no test's session is left idle in transaction",
                   "the rows committed before the run are still there, and nothing else")
 
 
 def fixture_verdict(wb: Workbook, fixture: Callable[..., Any], draw: Draw) -> dict[str, bool]:
-    """Three tests of sign_up on the learner's fixture, under drawn sign-ups, in one pytest run; then what stayed."""
-    source = _source(fixture, "fixture")
-    conftest = ENGINE + _imports(fixture) + "\n" + source + f"\n\n_fixture = pytest.fixture(name='session')({fixture.__name__})\n"
+    """Four tests of sign_up on the learner's fixture and a look at the sessions left, under drawn sign-ups, in one
+    pytest run; then what stayed."""
+    _source(fixture, "fixture")
+    if not inspect.isgeneratorfunction(fixture):
+        raise WrongKind("session_fixture should be a generator function that yields the Session: the lines after "
+                        "yield are the teardown that ends the test's transaction", claim="a fixture that yields")
+    conftest = _module(ENGINE, fixture) + f"\n_fixture = pytest.fixture(name='session')({fixture.__name__})\n"
     signups = draw_signups(draw)
     _fresh_schema(wb, draw)
-    try:
-        report = _run(wb, {"conftest.py": conftest, "test_isolation.py": ISOLATION_TESTS.format(**signups)})
+    try:  # a row a test left locked makes a later test wait: 2 s tell it, no correct fixture waits at all
+        report = _run(wb, {"conftest.py": conftest, "test_isolation.py": ISOLATION_TESTS.format(**signups)}, "2s")
         _raise_errors(report)
         outcome = {r.test: r.outcome for r in report.tests.itertuples()}
         with wb.engine.connect() as conn:
@@ -385,7 +390,9 @@ def fixture_verdict(wb: Workbook, fixture: Callable[..., Any], draw: Draw) -> di
         _drop_schema(wb)
     passed = [outcome.get(test) == "passed" for test in ("test_1_a_commit_survives_a_later_rollback",
                                                          "test_2_other_sessions_see_nothing",
-                                                         "test_3_starts_as_the_table_was")]
+                                                         "test_3_starts_as_the_table_was",
+                                                         "test_4_an_email_an_earlier_test_signed_up_is_free_again",
+                                                         "test_5_no_session_is_left_idle_in_transaction")]
     return dict(zip(FIXTURE_CLAIMS, [*passed, left == signups["before"]], strict=True))
 
 
@@ -452,7 +459,10 @@ def order_factory_verdict(engine: Engine, order_factory: Any) -> dict[str, bool]
             chosen, made = one.product, count("products")
             given = order_factory(product=chosen)
             uses_given = chosen is not None and given.product_id == chosen.id and count("products") == made
-            in_transaction = count("orders") == made_each + 1
+            chosen_user, made_users = one.user, count("users")
+            given = order_factory(user=chosen_user)
+            uses_given_user = chosen_user is not None and given.user_id == chosen_user.id and count("users") == made_users
+            in_transaction = count("orders") == made_each + 2
             with engine.connect() as outside:
                 unseen = outside.execute(text("SELECT count(*) FROM orders")).scalar_one() == 0
         finally:
@@ -464,6 +474,7 @@ def order_factory_verdict(engine: Engine, order_factory: Any) -> dict[str, bool]
     return {"OrderFactory() has its id at once (flushed)": flushed,
             "each order gets a new user and a new product of its own": distinct and new_rows == (made_each, made_each),
             "OrderFactory(product=p) uses p and makes no other product": uses_given,
+            "OrderFactory(user=u) uses u and makes no other user": uses_given_user,
             "the orders are in the test's transaction": in_transaction,
             "nothing was committed (no COMMIT, no RELEASE SAVEPOINT; other sessions see no order)":
                 not committed and unseen}
@@ -477,13 +488,12 @@ BUDGET_CLAIMS = ("your test fails on the lazy order_history",
 def budget_verdict(wb: Workbook, test: Callable[..., Any], draw: Draw) -> dict[str, bool]:
     """The learner's test against the lazy and the eager order_history, in one pytest run, with drawn ids and other
     users' orders already in the tables."""
-    source = _source(test, "test")
+    _source(test, "test")
     if not test.__name__.startswith("test"):
         raise WrongKind("pytest only runs functions whose name starts with test: rename yours")
     files = {"conftest.py": BUDGET_CONFTEST}
-    imports = _imports(test, skip=frozenset({"order_history", "OrderFactory", "ProductFactory", "UserFactory"}))
     for version in ("lazy", "eager"):
-        files[f"test_{version}.py"] = BUDGET_HEADER.format(version=version) + imports + "\n" + source
+        files[f"test_{version}.py"] = _module(BUDGET_HEADER.format(version=version), test, BUDGET_PROVIDED)
     draw_ids(draw)
     _fresh_schema(wb, draw)
     try:
@@ -494,6 +504,8 @@ def budget_verdict(wb: Workbook, test: Callable[..., Any], draw: Draw) -> dict[s
     outcome = {r.module: (r.outcome, r.message) for r in report.tests.itertuples()}
     lazy, eager = outcome.get("test_lazy", ("missing", "")), outcome.get("test_eager", ("missing", ""))
     budget = report.properties.get(f"test_lazy::{test.__name__}", {}).get("query_budget", "")  # set by the fixture
+    if lazy[0] == eager[0] == "failed" and lazy[1] == eager[1] and not budget:  # NameError, a wrong fixture name …
+        raise WrongKind(f"your test fails on both versions, before any budget: {lazy[1]}", claim="the test runs")
     return dict(zip(BUDGET_CLAIMS, [lazy[0] == "failed", lazy[1] == f"Failed: {budget}" and "FROM products" in budget,
                                     eager[0] == "passed"], strict=True))
 
@@ -554,7 +566,9 @@ Q1 = Question(
                "test's transaction, and its next `commit()` commits for real;\n"
                "- `TRUNCATE` after the test: other sessions see the rows while it runs, and it also wipes rows "
                "committed before the run;\n"
-               "- replacing `session.commit` by `flush`: a later rollback undoes what was \"committed\".",
+               "- replacing `session.commit` by `flush`: a later rollback undoes what was \"committed\";\n"
+               "- nothing after `yield` (or `return` instead of `yield`): the test's transaction stays open, its "
+               "connection idle in transaction, and a later test that signs up the same email waits on its lock.",
 )
 Q2 = Question(
     name="q2",
@@ -582,7 +596,9 @@ Q2 = Question(
                "Common wrong answers:\n"
                "- no persistence option: the order is only added to the session and has no id yet;\n"
                "- `\"commit\"`: the rows outlive the test;\n"
-               "- `product_id = 1` or `user_id = 1`: every order shares one row, or the foreign key refuses it.",
+               "- `product_id = 1` or `user_id = 1`: every order shares one row, or the foreign key refuses it;\n"
+               "- `user_id = factory.LazyFunction(lambda: UserFactory().id)`: `OrderFactory(user=u)` uses `u` but "
+               "still makes a user nobody asked for.",
 )
 Q3 = Question(
     name="q3",
@@ -590,7 +606,8 @@ Q3 = Question(
          "`test_order_history` so that it fails on that version, with the budget's message, and passes on the "
          "version that uses `selectinload(Order.product)` (2 statements). The check runs your test with pytest "
          "against both, in tables where ids start at a drawn number and other users' orders are already there; "
-         "`db_session`, `query_budget` and the factories are §2-§3's (`OrderFactory` is q2's answer).",
+         "`db_session`, `query_budget` and the factories are §2-§3's (`OrderFactory` is q2's reference answer, "
+         "`nb07.OrderFactory`).",
     shape="a test function `test_order_history(db_session, query_budget)` that calls `order_history(db_session, "
           "user_id)` inside `with query_budget(n):`.",
     hint_text="What does the lazy version send for 4 orders of 4 products, and for 4 orders of one product? "
