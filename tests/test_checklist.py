@@ -12,9 +12,10 @@ from workbook_utils import handout
 from workbook_utils.notebook_files import notebook_paths
 
 
-def _words(markdown_or_html: str) -> str:
-    """The text a reader sees: tags, Markdown marks and links' targets out, entities decoded, spaces collapsed."""
-    text = re.sub(r"<[^>]+>", "", markdown_or_html)
+def _words(markdown_or_html: str, tags: bool = True) -> str:
+    """The text a reader sees: tags (of HTML), Markdown marks and links' targets out, entities decoded, spaces
+    collapsed. Markdown keeps its `<…>`: in code they are text (`CREATE DATABASE "<template>_<worker>"`)."""
+    text = re.sub(r"<[^>]+>", "", markdown_or_html) if tags else markdown_or_html
     text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
     text = html.unescape(text).replace("`", "").replace("**", "").replace("\\|", "|")
     return " ".join(text.split())
@@ -25,7 +26,7 @@ def _summary_rows(path) -> list[str]:
     cell = next(c for c in nbformat.read(path, as_version=4).cells
                 if c.cell_type == "markdown" and c.source.startswith("## Summary"))
     rows = [line for line in cell.source.splitlines() if line.startswith("|")][2:]
-    return [_words(re.sub(r"(?<!\\)\|", " ", row)) for row in rows]  # a cell's bounds; `\|` is a pipe in it
+    return [_words(re.sub(r"(?<!\\)\|", " ", row), tags=False) for row in rows]  # a cell's bounds; `\|` is a pipe in it
 
 
 @pytest.fixture(scope="module")
