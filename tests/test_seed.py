@@ -103,8 +103,16 @@ def _mark_outdated(url: str) -> None:
 
 
 def _workbook(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "workbook_utils.cli", *args], text=True,
+    return subprocess.Popen([sys.executable, "-m", "workbook_utils.cli", *args], text=True, preexec_fn=_ctrl_c_works,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "WORKBOOK_SCALE": "tiny"})
+
+
+def _ctrl_c_works() -> None:
+    """In the child, before exec: SIGINT neither ignored nor blocked, as in a terminal. A child inherits both from
+    the test process, where an earlier test's library may have changed them (twice in CI, in the full run only, the
+    interrupted seed ran on to its 10 s lock wait as if Ctrl-C never came)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _until_a_seed_session(url: str, condition: str, timeout: float = 30) -> None:
@@ -160,7 +168,8 @@ def test_ctrl_c_during_a_seed_exits_130_and_the_next_seed_redoes_it(seeded):
         out, err = seeding.communicate(timeout=30)
     finally:
         holder.close()
-    assert seeding.returncode == 130 and "Traceback" not in err and err.strip() == "workbook: interrupted", err
+    assert seeding.returncode == 130 and "Traceback" not in err and err.strip() == "workbook: interrupted", (
+        err, signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, set()))
     with db.connect(seeded) as conn:
         assert marker.seeded_scale(conn) is None  # interrupted: not marked as seeded
         others = conn.execute("SELECT string_agg(format('%s (%s, %s): %s', pid, application_name, state, left(query, 60)),"

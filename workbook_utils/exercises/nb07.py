@@ -184,7 +184,8 @@ def test_5_no_session_is_left_idle_in_transaction():
     with outside.connect() as conn:
         idle = conn.execute(text(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = current_setting('application_name') "
-            "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'")).scalar_one()
+            "AND datname = current_database() AND usename = current_user AND pid <> pg_backend_pid() "
+            "AND state LIKE 'idle in transaction%'")).scalar_one()
     outside.dispose()
     assert idle == 0
 '''
