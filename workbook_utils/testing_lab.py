@@ -82,12 +82,8 @@ class ProductFactory(SQLAlchemyModelFactory):
     inventory = 100
 """
 
-SHARED = CONFTEST + """
-from sqlalchemy.orm import Session
-
-from factories import CommentFactory, PostFactory, ProductFactory, UserFactory
-
-@pytest.fixture
+# §1's fixed fixture: the test's session joins an outer transaction through savepoints (07's exercises use it too)
+SAVEPOINT_FIXTURE = """@pytest.fixture
 def db_session(engine):
     with engine.connect() as connection:
         transaction = connection.begin()
@@ -95,7 +91,14 @@ def db_session(engine):
         yield session
         session.close()
         transaction.rollback()
+"""
 
+SHARED = CONFTEST + """
+from sqlalchemy.orm import Session
+
+from factories import CommentFactory, PostFactory, ProductFactory, UserFactory
+
+""" + SAVEPOINT_FIXTURE + """
 @pytest.fixture(autouse=True)
 def factories_use_the_test_session(db_session):
     for factory in (UserFactory, PostFactory, CommentFactory, ProductFactory):

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, selectinload
 
 from ..models import Order, Product, User
+from ..testing_lab import SAVEPOINT_FIXTURE
 from . import NOT_ATTEMPTED, Exercise, Question, WrongKind, ____
 from .cells import standalone_source
 from .draws import Draw
@@ -214,15 +215,7 @@ from sqlalchemy import event
 
 from workbook_utils.exercises.nb07 import OrderFactory, ProductFactory, UserFactory
 
-@pytest.fixture
-def db_session(engine):
-    with engine.connect() as connection:
-        transaction = connection.begin()
-        session = Session(bind=connection, join_transaction_mode="create_savepoint")
-        yield session
-        session.close()
-        transaction.rollback()
-
+''' + SAVEPOINT_FIXTURE + '''
 @pytest.fixture(autouse=True)
 def factories_use_the_test_session(db_session):
     for f in (UserFactory, ProductFactory, OrderFactory):
