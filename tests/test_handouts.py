@@ -58,13 +58,19 @@ def test_a_solution_that_leaves_a_blank_or_matches_nothing_is_refused():
 
 
 def test_run_writes_the_index_and_the_solutions_edition_of_02(tmp_path):
-    """`workbook run 00` then `workbook run --solutions 02` (its Part 2 cell that loads the exercises and checks one
+    """`workbook run 00` beside `workbook run --solutions 02` (its Part 2 cell that loads the exercises and checks one
     is the hard case of the edition), into a folder of the test's own."""
     build = tmp_path / "build"
-    for args in (["run", "00"], ["run", "--solutions", "02"]):
-        result = subprocess.run([sys.executable, "-m", "workbook_utils.cli", *args, "--build", str(build)],
-                                capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stdout + result.stderr
+    runs = [subprocess.Popen([sys.executable, "-m", "workbook_utils.cli", *args, "--build", str(build)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for args in (["run", "00"], ["run", "--solutions", "02"])]  # side by side: two notebooks, two kernels
+    try:
+        for run in runs:
+            said = run.communicate(timeout=300)[0]
+            assert run.returncode == 0, said
+    finally:
+        for run in runs:
+            run.kill()  # a run that timed out, or the other one after a failure (a no-op once it has ended)
     index = (build / "index.html").read_text()
     assert index.count("<tr>") == len(notebook_paths()) + 1 and '<a href="00_start_here.html">' in index
     minutes = f"{intro(notebook_paths()[0]).minutes} minutes"  # 00's own Time line, re-timed with the notebook
@@ -156,3 +162,16 @@ def test_a_restart_before_a_cell_forgets_every_name_and_keeps_the_kernels_enviro
     cells[2] = "import os\n" + cells[2]
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
     execute(path, timeout=60, env=env, restart_at={2})
+
+
+def test_a_rerun_function_is_read_only_after_the_run(tmp_path):
+    """The notebook test's kernels decide which Parts to run again when they get there (test_notebooks.LaterParts)."""
+    path = tmp_path / "99_again.ipynb"
+    cells = ["n = 0", "import pathlib\nn += 1\npathlib.Path('ran').touch()\nprint(n)"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
+
+    def again(nb: nbformat.NotebookNode):
+        yield from [1] if (tmp_path / "ran").exists() else []  # read before the run, it would run nothing again
+
+    executed = execute(path, timeout=60, rerun=again)
+    assert executed.cells[1].outputs[0]["text"] == "2\n"

@@ -1,7 +1,10 @@
 """Every notebook, executed for real at scale tiny: two runs, at the same time, prove what the notebook tests promise.
 
-1. On the embedded server, top to bottom on a fresh kernel with nothing skipped, then every lesson cell run
+1. On the embedded server, top to bottom on a fresh kernel with nothing skipped, then the lesson cells run
    again in the same kernel (a learner going back); no session is left behind; the HTML report carries the charts.
+   Part 1's lesson cells run again there; the later Parts' run again in whichever kernel is free first, this one
+   or the room's first learner's after the room's run: every lesson cell runs twice in one kernel, and the two
+   runs end nearer together.
 2. A room in lockstep on the second server (the distribution's PostgreSQL; the embedded one where it is not
    installed): two learners' kernels run it through their DATABASE_URL, each cell starting together. One is an
    ordinary role owning a database that starts empty, as on a managed server; the other a learner made by
@@ -19,8 +22,9 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -28,7 +32,7 @@ import pytest
 from nbformat import NotebookNode
 
 from workbook_utils import anatomy, config, db, learners, pgbouncer, urls
-from workbook_utils.notebook_files import execute, notebook_paths, reason, to_html
+from workbook_utils.notebook_files import execute, lesson_cells, notebook_paths, reason, to_html
 
 SKIPPED = "Skipped:"  # how a demo that needs more rights than the role has says it did not run
 
@@ -126,11 +130,42 @@ def room(room_server, tmp_path_factory) -> list[Learner]:
     _reset_plain(admin_url, None)
 
 
-def in_lockstep(path: Path, room: list[Learner], stop: threading.Event,
+@dataclass
+class LaterParts:
+    """Who runs the lesson cells of Part 2 on again: the first kernel to ask (see the module docstring)."""
+
+    by: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @staticmethod
+    def cells(nb: NotebookNode) -> tuple[list[int], list[int]]:
+        """The lesson cells of Part 1, and those of the later Parts (from Part 2's restart cell on)."""
+        start = min(anatomy.restart_cells(nb), default=len(nb.cells))
+        lessons = lesson_cells(nb)
+        return [i for i in lessons if i < start], [i for i in lessons if i >= start]
+
+    def claim(self, who: str) -> bool:
+        """True for the first kernel that asks (and for it again): it runs the later Parts again."""
+        with self.lock:
+            self.by = self.by or who
+            return self.by == who
+
+    def again(self, who: str, part_one: bool) -> Callable[[NotebookNode], Iterator[int]]:
+        """`execute`'s `rerun` for one kernel: Part 1's lesson cells if asked, then the later Parts' if it claims them."""
+        def cells(nb: NotebookNode) -> Iterator[int]:
+            first, later = self.cells(nb)
+            yield from first if part_one else []
+            if later and self.claim(who):  # asked only now, when this kernel is free
+                yield from later
+        return cells
+
+
+def in_lockstep(path: Path, room: list[Learner], stop: threading.Event, later: LaterParts,
                 timeout: int = 600) -> list[NotebookNode | Exception]:
     """Every learner's kernel runs the notebook, each cell starting together; per learner, the notebook or its error.
 
-    Once `stop` is set (the session was interrupted), each kernel stops before its next cell.
+    The first learner may then run the later Parts again (`later`). Once `stop` is set (the session was interrupted),
+    each kernel stops before its next cell.
     """
     barrier = threading.Barrier(len(room))
 
@@ -145,7 +180,8 @@ def in_lockstep(path: Path, room: list[Learner], stop: threading.Event,
     def run(learner: Learner) -> NotebookNode | Exception:
         try:
             return execute(learner.home / "notebooks" / path.name, timeout=timeout, env=learner.env(), step=step,
-                           restart_at=restarts if learner.restarts else ())
+                           restart_at=restarts if learner.restarts else (),
+                           rerun=later.again(learner.name, part_one=False) if learner is room[0] else False)
         except Exception as exc:  # reported for both learners by the test
             return exc
         finally:
@@ -172,10 +208,10 @@ def _left_behind(admin_url: str, room: list[Learner]) -> list[str]:
     return [f"session {s[0]}" for s in sessions] + [f"process {p[:120]}" for p in processes]
 
 
-def on_the_embedded_server(path: Path, html: Path) -> list[str]:
+def on_the_embedded_server(path: Path, html: Path, later: LaterParts) -> list[str]:
     """Run 1: what went wrong (nothing skips, lessons re-run in the same kernel, no session left, charts in HTML)."""
     try:
-        executed = execute(path, timeout=600, rerun=True)
+        executed = execute(path, timeout=600, rerun=later.again("the embedded server", part_one=True))
     except Exception as exc:
         print(f"embedded server: {exc}")  # the whole traceback, shown with the failure
         return [f"embedded server: {reason(exc)}"]
@@ -195,10 +231,10 @@ def on_the_embedded_server(path: Path, html: Path) -> list[str]:
     return problems
 
 
-def in_a_room(path: Path, room: list[Learner], admin_url: str, stop: threading.Event) -> list[str]:
+def in_a_room(path: Path, room: list[Learner], admin_url: str, stop: threading.Event, later: LaterParts) -> list[str]:
     """Run 2: what went wrong (both pass, skip only for their role's reasons, leave nothing behind)."""
     problems = []
-    for learner, executed in zip(room, in_lockstep(path, room, stop), strict=True):
+    for learner, executed in zip(room, in_lockstep(path, room, stop, later), strict=True):
         if isinstance(executed, Exception):
             print(f"{learner.name}: {executed}")
             problems.append(f"{learner.name}: {reason(executed)}")
@@ -216,12 +252,26 @@ def in_a_room(path: Path, room: list[Learner], admin_url: str, stop: threading.E
 def test_notebook_on_the_embedded_server_and_in_a_room_in_lockstep(path, room, room_server, tmp_path):
     """Both runs of the module docstring; on two servers at the same time (the embedded one alone: one after the
     other, which also keeps three kernels' sessions below its max_connections)."""
-    admin_url, stop, pool = room_server.admin_url(), threading.Event(), ThreadPoolExecutor(1)
+    admin_url, stop, pool, later = room_server.admin_url(), threading.Event(), ThreadPoolExecutor(1), LaterParts()
     try:
-        room_run = pool.submit(in_a_room, path, room, admin_url, stop) if room_server.cluster else None
-        problems = on_the_embedded_server(path, tmp_path / f"{path.stem}.html")
-        problems += room_run.result() if room_run else in_a_room(path, room, admin_url, stop)
+        room_run = pool.submit(in_a_room, path, room, admin_url, stop, later) if room_server.cluster else None
+        problems = on_the_embedded_server(path, tmp_path / f"{path.stem}.html", later)
+        problems += room_run.result() if room_run else in_a_room(path, room, admin_url, stop, later)
     finally:
         stop.set()  # interrupted (Ctrl-C, SIGTERM): the learners' kernels end at their next cell, nobody waits here
         pool.shutdown(wait=False)
-    assert not problems, f"{path.name} (room on {room_server.name}):\n" + "\n".join(problems)
+    where = f", later Parts run again by {later.by}" if later.by else ""
+    assert not problems, f"{path.name} (room on {room_server.name}{where}):\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("first", ["the embedded server", "nb_plain"])
+def test_every_lesson_cell_runs_again_once_whichever_kernel_asks_first(first):
+    later, second = LaterParts(), ({"the embedded server", "nb_plain"} - {first}).pop()
+    for path in notebook_paths():
+        nb, later.by = nbformat.read(path, as_version=4), ""
+        part_one, rest = LaterParts.cells(nb)
+        assert part_one + rest == lesson_cells(nb) and (not rest or rest[0] == min(anatomy.restart_cells(nb)))
+        runs = {who: later.again(who, part_one=who == "the embedded server")(nb) for who in (first, second)}
+        again = [*runs[first], *runs[second]]  # the generators are read in the order the kernels finish
+        assert sorted(again) == lesson_cells(nb), path.name
+        assert later.by == (first if rest else "")

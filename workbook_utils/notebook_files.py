@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import html
+import itertools
 import re
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from . import config
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection
+    from collections.abc import Callable, Collection, Iterable
 
     import nbformat
     from nbclient import NotebookClient
@@ -112,12 +113,14 @@ def lesson_cells(nb: nbformat.NotebookNode) -> list[int]:
     return code[1:]
 
 
-def execute(path: Path, timeout: int = 600, rerun: bool = False, cells: list[int] | None = None,
+def execute(path: Path, timeout: int = 600, rerun: bool | Callable[[nbformat.NotebookNode], Iterable[int]] = False,
+            cells: list[int] | None = None,
             solutions: bool = False, env: dict[str, str] | None = None,
             step: Callable[[int], None] | None = None, restart_at: Collection[int] = ()) -> nbformat.NotebookNode:
     """Run a notebook top to bottom on a fresh kernel (in its own folder); raises on the first failing cell.
 
-    With `rerun`, the lesson cells then run once more in the same kernel, as a learner who goes back does.
+    With `rerun`, the lesson cells then run once more in the same kernel, as a learner who goes back does; a function
+    of the notebook gives the cells to run again instead (read lazily, after the run: it may decide as it goes).
     With `cells`, only the cells at these indexes run, in that order (e.g. the setup cell, then one part).
     With `solutions`, each exercise cell first gets its reference answer (see `with_solution`), and its check
     must say it is correct: the solutions edition.
@@ -135,7 +138,8 @@ def execute(path: Path, timeout: int = 600, rerun: bool = False, cells: list[int
     with tempfile.TemporaryDirectory(prefix="workbook-kernel-") as kernel_dir:
         client = _client(nb, path, timeout, kernel_dir)
         with client.setup_kernel(**({} if env is None else {"env": env})):
-            for index in [*order, *(lesson_cells(nb) if rerun else [])]:
+            again = lesson_cells(nb) if rerun is True else rerun(nb) if rerun else []
+            for index in itertools.chain(order, again):
                 if step is not None:
                     step(index)
                 if index in restart_at:
