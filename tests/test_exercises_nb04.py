@@ -85,10 +85,8 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass(exercise
     commented = [nb04.TRANSFER_REFERENCE[0] + " -- lock both; low id first",   # a `;` in a comment or a string
                  nb04.TRANSFER_REFERENCE[1].replace("UPDATE", "UPDATE /* debit; */"), nb04.TRANSFER_REFERENCE[2] + ";"]
     assert q2.verdict(commented) == (CORRECT, None)
-    advisory = ["SELECT pg_advisory_xact_lock(least(:from_id, :to_id)::bigint), "   # the review's answer: its rows come
-                "pg_advisory_xact_lock(greatest(:from_id, :to_id)::bigint)",        # after its own locks, in one order
-                *nb04.TRANSFER_STARTER]
-    assert q2.verdict(advisory, seed=430157) == (CORRECT, None)   # rejected by the row-order probe alone
+    # the review's answer: its rows come after its own locks, taken in one order (the row-order probe alone rejected it)
+    assert q2.verdict(ADVISORY_SORTED, seed=430157) == (CORRECT, None)
     namespace = {"q1": q1, "q2": q2, "q3": q3, "update": update, "Product": Product, "Session": Session,
                  "OperationalError": OperationalError, "time": time}
     for exercise in exercises:
@@ -219,11 +217,26 @@ MOD3 = [f"SELECT id FROM accounts WHERE id = {FIRST} FOR UPDATE",
         f"SELECT id FROM accounts WHERE id = :from_id + :to_id - {FIRST} FOR UPDATE", *nb04.TRANSFER_REFERENCE[1:]]
 
 
+# Advisory locks taken in one statement: a whole-statement interleaving never splits them, the server's pg_locks does.
+ADVISORY_SENDER_FIRST = ["SELECT pg_advisory_xact_lock(:from_id), pg_advisory_xact_lock(:to_id)", *nb04.TRANSFER_STARTER]
+ADVISORY_SORTED = ["SELECT pg_advisory_xact_lock(least(:from_id, :to_id)::bigint), "
+                   "pg_advisory_xact_lock(greatest(:from_id, :to_id)::bigint)", *nb04.TRANSFER_STARTER]
+ADVISORY_PARITY = ["SELECT pg_advisory_xact_lock(k) FROM (VALUES (least(:from_id, :to_id)), (greatest(:from_id, :to_id)))"
+                   " AS v(k) ORDER BY CASE WHEN (:from_id + :to_id) % 2 = 0 THEN -k ELSE k END", *nb04.TRANSFER_STARTER]
+
+
 def test_nb04_q2_rejects_a_pair_dependent_order_on_every_fresh_check(exercises):
     q2 = exercises[1]
     for check in range(6):   # fresh seeds (the next test proves the draws on 200 seeds without a server)
-        status, diff = q2.verdict([PARITY, MOD3][check % 2])
+        status, diff = q2.verdict([PARITY, MOD3, ADVISORY_PARITY][check % 3])
         assert status == INCORRECT and "ring of three" in diff, (check, diff)
+
+
+def test_nb04_q2_reads_the_order_of_advisory_locks_taken_in_one_statement(exercises):
+    q2 = exercises[1]
+    for check in range(10):   # fresh seeds: the order is read from pg_locks, so no draw can hide it
+        status, diff = q2.verdict(ADVISORY_SENDER_FIRST)
+        assert status == INCORRECT and "two transfers in opposite directions" in diff, (check, diff)
     assert q2.verdict(nb04.TRANSFER_REFERENCE) == (CORRECT, None)   # the fast path did not break the slow one
 
 
@@ -249,6 +262,19 @@ def test_nb04_q2_lock_orders_are_what_the_server_shows(workbook):
     assert nb04.order_problem(lowest_first) is None and nb04.order_problem(table) is None
     assert nb04.order_problem(sender_first) == "pair"
     assert nb04.order_problem({(2, 5): 2, (5, 2): 2, (5, 9): 5, (9, 5): 5, (2, 9): 9, (9, 2): 9}) == "ring"
+    key = {i: (0, i, 1) for i in ids}   # pg_locks shows a bigint key as (high half, low half, 1)
+    assert nb04.advisory_orders(engine, ADVISORY_SENDER_FIRST, ids, 1) == {(x, y): [(key[x], key[y])]
+                                                                           for x in ids for y in ids if x != y}
+    two_ints = ["SELECT pg_advisory_xact_lock(-7, greatest(:from_id, :to_id))",   # (-7, id): classid 2**32 - 7
+                "SELECT pg_advisory_xact_lock(-7, least(:from_id, :to_id))", *nb04.TRANSFER_STARTER]
+    assert nb04.advisory_orders(engine, two_ints, ids, 1)[2, 5] == [((2**32 - 7, 5, 2), (2**32 - 7, 2, 2))]
+    for sorted_keys in [ADVISORY_SORTED, [f"SELECT pg_advisory_xact_lock({f}(:from_id, :to_id))" for f in ("least",
+                                                                                                        "greatest")]]:
+        assert nb04.edge_problem(nb04.advisory_orders(engine, sorted_keys, ids, 1)) is None
+    assert nb04.edge_problem(nb04.advisory_orders(engine, ADVISORY_SENDER_FIRST, ids, 1)) == "pair"
+    assert nb04.takes_advisory_locks(engine, ADVISORY_SORTED, ids, balances, 1)
+    assert not nb04.takes_advisory_locks(engine, ["SELECT pg_advisory_xact_lock_shared(:from_id)",   # gates nothing
+                                                  *nb04.TRANSFER_STARTER], ids, balances, 1)
     engine.dispose()
 
 

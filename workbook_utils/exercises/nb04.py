@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import Exercise, Question, WrongKind
 from .draws import Draw
@@ -55,6 +55,7 @@ Q2_CLAIMS = ("no deadlock between two transfers in opposite directions",
              "no deadlock around a ring of three transfers (a→b, b→c, c→a)", "every transfer committed",
              "the balances are right", "a transfer between two other accounts does not wait")
 RING_SAMPLE = 6  # schedules of the ring of three drawn beyond the ones every check runs
+T = TypeVar("T")
 
 
 class _Runaway(BaseException):
@@ -145,7 +146,7 @@ def sell_verdict(engine: Engine, sell: Callable[[Any, int], int], draw: Draw) ->
 
     race = races.run(engine, [("s1", s1_sale), ("s3", "SELECT inventory FROM products WHERE id = 1"),
                               ("s3", other_sale, QUEUE), ("s2", s1_sale, QUEUE), ("s1", "COMMIT", QUEUE),
-                              ("s2", "COMMIT", QUEUE), ("s3", "COMMIT", QUEUE)])
+                              ("s2", "COMMIT", QUEUE), ("s3", "COMMIT", QUEUE)], quick_recheck=True)
     verdict = {Q1_CLAIMS[0]: _scalar(engine, "SELECT inventory FROM products "
                                                                               "WHERE id = 1") == start - 2,
                Q1_CLAIMS[1]: set(race.steps.outcome) == {"ok"},
@@ -158,7 +159,7 @@ def sell_verdict(engine: Engine, sell: Callable[[Any, int], int], draw: Draw) ->
     for steps in schedules({"s1": sent, "s2": sent}, draw, limit=18):  # all of them, up to 3 statements a sale
         _scalar(engine, "UPDATE products SET inventory = :n, version = 1 WHERE id IN (1, 2)", {"n": start})
         replay = races.run(engine, [(s, _replay(*sql), QUEUE) for s, sql in steps]
-                           + [("s1", "COMMIT", QUEUE), ("s2", "COMMIT", QUEUE)], lock_timeout=lock_timeout)
+                           + [("s1", "COMMIT", QUEUE), ("s2", "COMMIT", QUEUE)], lock_timeout=lock_timeout, quick_recheck=True)
         if "40P01" in set(replay.steps.outcome):
             interleaved = False
             break
@@ -259,14 +260,19 @@ def _pair_schedules(scripts: dict[str, list[Any]]) -> list[list[tuple[str, Any]]
     return every[::-(-len(every) // 32)]
 
 
-def _ring_schedules(scripts: dict[str, list[Any]], draw: Draw) -> list[list[tuple[str, Any]]]:
-    """Each session holding its first k statements, for every k, in ring order; then a drawn sample of the rest."""
+def _held_schedules(scripts: dict[str, list[Any]]) -> list[list[tuple[str, Any]]]:
+    """Each session holding its first k statements, for every k, in the scripts' order (where locks taken in
+    opposite or circular orders meet)."""
     from .interleavings import interleave
 
     names = list(scripts)
     length = min(len(s) for s in scripts.values())
-    chosen = [interleave(scripts, dict.fromkeys(names, k), names) for k in range(1, length + 1)]
-    chosen += schedules(scripts, draw, limit=RING_SAMPLE + 1)
+    return [interleave(scripts, dict.fromkeys(names, k), names) for k in range(1, length + 1)]
+
+
+def _ring_schedules(scripts: dict[str, list[Any]], draw: Draw) -> list[list[tuple[str, Any]]]:
+    """Each session holding its first k statements, for every k, in ring order; then a drawn sample of the rest."""
+    chosen = _held_schedules(scripts) + schedules(scripts, draw, limit=RING_SAMPLE + 1)
     seen, unique = set(), []
     for steps in chosen:
         key = tuple((s, id(step)) for s, step in steps)
@@ -297,6 +303,34 @@ def _run_transfer(conn: Any, statements: Sequence[str], params: dict[str, int], 
         errors.append(error)
 
 
+def _params(move: tuple[int, int, int]) -> dict[str, int]:
+    from_id, to_id, amount = move
+    return {"from_id": from_id, "to_id": to_id, "amount": amount}
+
+
+def _while_blocked(engine: Engine, statements: Sequence[str], move: tuple[int, int, int],
+                   hold: Callable[[Any], Any], look: Callable[[Any, int], T]) -> T | None:
+    """Run a transfer while another session holds what `hold(conn)` locks; once the transfer waits
+    (pg_blocking_pids), `look(observer, pid)` reads the server; then both are rolled back. None: it never waited."""
+    from .. import locks
+
+    with engine.connect() as holder, engine.connect() as mover, engine.connect() as observer:
+        hold(holder)
+        errors: list[Exception] = []
+        thread = threading.Thread(target=_run_transfer, daemon=True, name="nb04-lock-order",
+                                  args=(mover, statements, _params(move), errors))
+        thread.start()
+        pid, raw = mover.connection.driver_connection.info.backend_pid, observer.connection.driver_connection
+        deadline = time.monotonic() + 15.0  # a transfer that touches the held lock waits: a net, not a wait
+        while thread.is_alive() and not locks.blockers(raw, [pid]).get(pid) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        seen = look(observer, pid) if thread.is_alive() else None
+        holder.rollback()
+        thread.join(10)
+        mover.rollback()
+    return seen
+
+
 def _taken(observer: Any, row_id: int) -> bool:
     """True if another transaction holds a lock on account `row_id` (a table lock queued ahead: False, no evidence)."""
     from sqlalchemy import text
@@ -321,30 +355,23 @@ def _locked_first(engine: Engine, statements: Sequence[str], move: tuple[int, in
 
     from .. import locks
 
-    from_id, to_id, amount = move
+    from_id, to_id, _ = move
     balance = dict(zip(ids, balances, strict=True))
     order = [to_id, from_id, *(i for i in ids if i not in (from_id, to_id))]  # stored order: to_id's row first
+    _open_accounts(engine, order, [balance[i] for i in order])  # the transfer is rolled back: once is enough
     lock = text("SELECT id FROM accounts WHERE id = :id FOR UPDATE")
+
+    def look(other: int) -> Callable[[Any, int], tuple[bool, bool]]:
+        def seen(observer: Any, pid: int) -> tuple[bool, bool]:
+            waits = locks.locks_held(observer.connection.driver_connection, pid).query("not granted")
+            on_a_row = len(waits) > 0 and "relation" not in set(waits.locktype)
+            return on_a_row, on_a_row and _taken(observer, other)  # waiting for the table: no row order
+
+        return seen
+
     for held, other in sorted(((to_id, from_id), (from_id, to_id)), reverse=True):  # the higher id held first
-        _open_accounts(engine, order, [balance[i] for i in order])
-        with engine.connect() as holder, engine.connect() as mover, \
-                engine.connect() as observer:
-            holder.execute(lock, {"id": held})
-            errors: list[Exception] = []
-            thread = threading.Thread(target=_run_transfer, daemon=True, name="nb04-lock-order",
-                                      args=(mover, statements, {"from_id": from_id, "to_id": to_id, "amount": amount},
-                                            errors))
-            thread.start()
-            pid, raw = mover.connection.driver_connection.info.backend_pid, observer.connection.driver_connection
-            deadline = time.monotonic() + 15.0  # every transfer writes the held row, so waits: a net, not a wait
-            while thread.is_alive() and not locks.blockers(raw, [pid]).get(pid) and time.monotonic() < deadline:
-                time.sleep(0.002)
-            waits = locks.locks_held(raw, pid).query("not granted") if thread.is_alive() else None
-            on_a_row = waits is not None and len(waits) > 0 and "relation" not in set(waits.locktype)
-            taken = on_a_row and _taken(observer, other)  # a transfer that waits for the table has no row order
-            holder.rollback()
-            thread.join(10)
-            mover.rollback()
+        on_a_row, taken = _while_blocked(engine, statements, move, lambda conn, held=held: conn.execute(
+            lock, {"id": held}), look(other)) or (False, False)
         if taken:
             return other
         if not on_a_row:
@@ -352,61 +379,129 @@ def _locked_first(engine: Engine, statements: Sequence[str], move: tuple[int, in
     return None
 
 
+def _probe_orders(moves: Callable[[tuple[int, int]], Any], ids: list[int], until_problem: bool,
+                  problem: Callable[[dict[tuple[int, int], Any]], str | None]) -> dict[tuple[int, int], Any]:
+    """moves(x, y) for every transfer between two of `ids`, in both directions, one direction of every pair first;
+    until_problem: stop as soon as `problem` of what was seen so far says "pair" or "ring"."""
+    seen: dict[tuple[int, int], Any] = {}
+    pairs = [(x, y) for i, x in enumerate(ids) for y in ids[i + 1:]]
+    for x, y in pairs + [(y, x) for x, y in pairs]:
+        seen[x, y] = moves((x, y))
+        if until_problem and problem(seen):
+            break
+    return seen
+
+
 def lock_orders(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
                 amount: int, until_problem: bool = False) -> dict[tuple[int, int], int | None]:
     """For every transfer between two of `ids`, in both directions: the row it locks first (`_locked_first`).
     until_problem: stop at the first pair or ring (`order_problem`), probing one direction of every pair first."""
-    firsts: dict[tuple[int, int], int | None] = {}
-    pairs = [(x, y) for i, x in enumerate(ids) for y in ids[i + 1:]]
-    for x, y in pairs + [(y, x) for x, y in pairs]:
-        firsts[x, y] = _locked_first(engine, statements, (x, y, amount), ids, balances)
-        if until_problem and order_problem(firsts):
-            break
-    return firsts
+    return _probe_orders(lambda xy: _locked_first(engine, statements, (*xy, amount), ids, balances), ids,
+                         until_problem, order_problem)
 
 
-def takes_advisory_locks(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
-                         amount: int) -> bool:
-    """True if a transfer (alone, rolled back) holds advisory locks at its end: then its first lock may be one of
-    those, taken in one order (least, greatest), and the order of its row locks alone proves no deadlock."""
+ADVISORY_SQL = """
+    SELECT classid::bigint, objid::bigint, objsubid, mode FROM pg_locks WHERE pid = :pid AND locktype = 'advisory'
+    AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ORDER BY classid, objid, objsubid"""
+Key = tuple[int, int, int]  # an advisory lock as pg_locks shows it: classid, objid, objsubid (1: one bigint, 2: two ints)
+
+
+def _advisory_keys(conn: Any, pid: int, exclusive: bool = False) -> list[Key]:
+    """The advisory locks session `pid` holds in this database (exclusive: only those taken in ExclusiveLock mode)."""
     from sqlalchemy import text
 
-    _open_accounts(engine, ids, balances)
+    rows = conn.execute(text(ADVISORY_SQL), {"pid": pid}).all()
+    return [(c, o, s) for c, o, s, mode in rows if mode == "ExclusiveLock" or not exclusive]
+
+
+def _hold_key(conn: Any, key: Key) -> None:
+    """Take the advisory lock `key` (as pg_locks showed it) on `conn`, until its transaction ends."""
+    from sqlalchemy import text
+
+    classid, objid, sub = key
+    signed = lambda n, bits: n - (1 << bits) if n >= 1 << (bits - 1) else n  # noqa: E731 - pg_locks shows oids
+    if sub == 1:
+        conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:k AS bigint))"), {"k": signed(classid << 32 | objid, 64)})
+    else:
+        conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:a AS int), CAST(:b AS int))"),
+                     {"a": signed(classid, 32), "b": signed(objid, 32)})
+
+
+def _keys_alone(engine: Engine, statements: Sequence[str], move: tuple[int, int, int], exclusive: bool = False) -> list[Key]:
+    """The advisory locks a transfer holds at its end, run alone and rolled back ([] if it fails alone)."""
+    from sqlalchemy import text
+
     with engine.connect() as conn:
         try:
             for sql in statements:
-                conn.execute(text(sql), {"from_id": ids[1], "to_id": ids[0], "amount": amount})
-            return bool(conn.execute(text("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() "
-                                          "AND locktype = 'advisory'")).scalar())
+                conn.execute(text(sql), _params(move))
+            return _advisory_keys(conn, conn.connection.driver_connection.info.backend_pid, exclusive)
         except Exception:  # noqa: BLE001 - a transfer that fails alone: the other claims report it
-            return False
+            return []
         finally:
             conn.rollback()
 
 
-def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
-    """"pair" if two transfers between the same accounts lock them in opposite orders, "ring" if the orders of
-    all pairs form a cycle (a→b, b→c, c→a: not one global order), else None."""
+def _advisory_order(engine: Engine, statements: Sequence[str], move: tuple[int, int, int]) -> list[tuple[Key, Key]]:
+    """(taken first, taken later) for the advisory locks of one transfer, as the server shows it: another session
+    holds one of its keys; once the transfer waits for it, the keys it already holds (pg_locks) came first and the
+    rest come later. One held key orders two keys, even inside one statement; n keys take n - 1 holds."""
+    keys, before = _keys_alone(engine, statements, move), []
+    for held in keys[:-1]:
+        granted = _while_blocked(engine, statements, move, lambda conn, held=held: _hold_key(conn, held),
+                                 lambda observer, pid: _advisory_keys(observer, pid))
+        if granted is not None:
+            before += [(key, held) for key in granted if key != held]
+            before += [(held, key) for key in keys if key not in granted and key != held]
+    return before
+
+
+def advisory_orders(engine: Engine, statements: Sequence[str], ids: list[int], amount: int,
+                    until_problem: bool = False) -> dict[tuple[int, int], list[tuple[Key, Key]]]:
+    """For every transfer between two of `ids`, in both directions: which of its advisory locks it takes before
+    which (`_advisory_order`); until_problem: stop at the first pair or ring (`edge_problem`)."""
+    return _probe_orders(lambda xy: _advisory_order(engine, statements, (*xy, amount)), ids, until_problem,
+                         edge_problem)
+
+
+def takes_advisory_locks(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
+                         amount: int) -> bool:
+    """True if a transfer (alone, rolled back) holds exclusive advisory locks at its end: then those come first, and
+    their order (`advisory_orders`), not its rows', decides whether transfers can deadlock each other."""
+    _open_accounts(engine, ids, balances)
+    return bool(_keys_alone(engine, statements, (ids[1], ids[0], amount), exclusive=True))
+
+
+def edge_problem(before: dict[tuple[int, int], list[tuple[Any, Any]]]) -> str | None:
+    """"pair" if two transfers between the same accounts take two locks in opposite orders, "ring" if the orders
+    of all transfers form a cycle (a→b, b→c, c→a: not one global order), else None. `before` maps each transfer
+    (from, to) to its (lock taken first, lock taken later) pairs."""
     from graphlib import CycleError, TopologicalSorter
 
-    before: dict[int, set[int]] = {}
-    for (x, y), first in firsts.items():
-        if first is None:
-            continue
-        if firsts.get((y, x)) not in (None, first):
+    graph: dict[Any, set[Any]] = {}
+    for (x, y), edges in before.items():
+        if any((later, first) in before.get((y, x), ()) for first, later in edges):
             return "pair"
-        second = y if first == x else x
-        before.setdefault(second, set()).add(first)
+        for first, later in edges:
+            graph.setdefault(later, set()).add(first)
     try:
-        tuple(TopologicalSorter(before).static_order())
+        tuple(TopologicalSorter(graph).static_order())
     except CycleError:
         return "ring"
     return None
 
 
+def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
+    """`edge_problem` of the rows each transfer locks first (None: no order seen)."""
+    return edge_problem({(x, y): [] if first is None else [(first, y if first == x else x)]
+                         for (x, y), first in firsts.items()})
+
+
 def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]:
-    """First the row each transfer between two of the drawn accounts locks first, in both directions, seen on the
-    server (one global order: no pair, no ring of any three against it; a ring ends the check there). Then transfers
+    """First the order in which each transfer between two of the drawn accounts takes its locks, in both directions,
+    seen on the server: its rows, or its exclusive advisory locks if it takes some (they come first, so they decide).
+    One global order: no pair, no ring of any three against it (either ends the check there). Then transfers
     a→b and b→a in every interleaving of their statements; a ring a→b, b→c, c→a (each holding its first k
     statements, for every k, and drawn schedules); a transfer d→e while a→b is open. Accounts (drawn so that any
     order that depends on the pair shows a ring, `_account_ids`), balances and amounts are drawn."""
@@ -431,7 +526,7 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
         for steps in steps_of(scripts):
             _open_accounts(engine, ids, balances)
             race = races.run(engine, [(s, step, QUEUE) for s, step in steps]
-                             + [(s, "COMMIT", QUEUE) for s in scripts], lock_timeout=lock_timeout)
+                             + [(s, "COMMIT", QUEUE) for s in scripts], lock_timeout=lock_timeout, quick_recheck=True)
             with engine.connect() as conn:
                 found = dict(conn.execute(text("SELECT id, balance FROM accounts")).all())
             outcomes = set(race.steps.outcome)
@@ -444,12 +539,16 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
 
     pair = [(a, b, amounts[0]), (b, a, amounts[1])]
     ring = [(x, y, amount) for (x, y), amount in zip(cycle([a, b, c], 3), amounts, strict=False)]
-    # the order each transfer locks its rows in, read first: a ring of any three of the ids is enough (and cheap)
-    problem = order_problem(lock_orders(engine, statements, ids, balances, amounts[0], until_problem=True))
-    if problem and takes_advisory_locks(engine, statements, ids, balances, amounts[0]):
-        problem = None  # its rows come after locks of its own (pg_advisory_xact_lock): the schedules decide
+    # the order each transfer takes its locks in, read first: a ring of any three of the ids is enough (and cheap)
+    if takes_advisory_locks(engine, statements, ids, balances, amounts[0]):
+        problem = edge_problem(advisory_orders(engine, statements, ids, amounts[0], until_problem=True))
+    else:
+        problem = order_problem(lock_orders(engine, statements, ids, balances, amounts[0], until_problem=True))
     verdict["no deadlock around a ring of three transfers (a→b, b→c, c→a)"] = problem != "ring"
-    if problem != "ring" and run(pair, _pair_schedules, "no deadlock between two transfers in opposite directions"):
+    # a pair the probe found: the schedules where both hold their first k statements say how it fails (a deadlock,
+    # or a lock_timeout's 55P03); the probe's verdict stands if none fails
+    if problem != "ring" and run(pair, _held_schedules if problem else _pair_schedules,
+                                 "no deadlock between two transfers in opposite directions"):
         verdict["no deadlock between two transfers in opposite directions"] = problem != "pair"
     if problem is None and verdict["no deadlock between two transfers in opposite directions"] \
             and run(ring, lambda scripts: _ring_schedules(scripts, draw),
@@ -459,7 +558,8 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
         _open_accounts(engine, ids, balances)
         race = races.run(engine, [*(("s1", step, QUEUE) for step in open_pair["s1"]),
                                   *(("s3", step, QUEUE) for step in open_pair["s3"]),
-                                  ("s3", "COMMIT", QUEUE), ("s1", "COMMIT", QUEUE)], lock_timeout=lock_timeout)
+                                  ("s3", "COMMIT", QUEUE), ("s1", "COMMIT", QUEUE)],
+                         lock_timeout=lock_timeout, quick_recheck=True)
         verdict["a transfer between two other accounts does not wait"] = \
             not race.steps.query("session == 's3'")["waited for"].any()
     return verdict
