@@ -87,6 +87,23 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass_after_a_
     assert q2.verdict(transfer_core) == (CORRECT, None)
     # the review's answer: its rows come after its own locks, taken in one order (the row-order probe alone rejected it)
     assert q2.verdict(ADVISORY_SORTED, seed=430157) == (CORRECT, None)
+
+    def waits_on_an_event(engine, work, attempts=5, backoff=0.05):   # no time.sleep: the real gaps are judged
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except OperationalError as error:
+                if error.orig.sqlstate not in {"40001", "40P01", "55P03"} or attempt == attempts:
+                    raise
+            threading.Event().wait(backoff * 2 ** (attempt - 1))
+
+    cell = {}   # `from time import sleep` in the learner's cell: that sleep is observed too
+    exec(nb04.Q3.solution_code.replace("time.sleep", "sleep").replace("q3.check(run_with_retry)", "")
+         + "\nfrom time import sleep\nfrom sqlalchemy.exc import OperationalError\nfrom sqlalchemy.orm import Session\n",
+         cell)
+    for loop in [waits_on_an_event, cell["run_with_retry"]]:
+        assert q3.verdict(loop) == (CORRECT, None), loop
     namespace = {"q1": q1, "q2": q2, "q3": q3, "update": update, "Product": Product, "Session": Session,
                  "OperationalError": OperationalError, "time": time}
     for exercise in exercises:
@@ -346,6 +363,16 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
     def no_backoff(engine, work, attempts=5, backoff=0.05):
         return nb04.retry_reference(engine, work, attempts, backoff=0)
 
+    def constant_backoff(engine, work, attempts=5, backoff=0.05):   # sleeps, but never longer
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except OperationalError as error:
+                if error.orig.sqlstate not in retryable or attempt == attempts:
+                    raise
+            time.sleep(backoff)
+
     def not_lock_timeouts(engine, work, attempts=5, backoff=0.05):   # §7's loop, with the backoff
         for attempt in range(1, attempts + 1):
             try:
@@ -390,6 +417,7 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
                        (retries_everything, "other errors at once, as they are (division"), (one_session, "retryable errors"),
                        (savepoints, "new transaction"), (ten_tries, "exactly `attempts`"),
                        (gives_up_with_its_own_error, "last attempt's own error"), (no_backoff, "waits backoff"),
+                       (constant_backoff, "waits backoff"),
                        (not_lock_timeouts, "retryable errors"),
                        (retries_every_operational_error, ("57014", "class 40 or 55")),   # 55006 is one too
                        (retries_by_class, "class 40 or 55"),

@@ -3,16 +3,18 @@
 Each checker runs the learner's code in scripted races (`workbook_utils.races`) on the scratch schema nb04, under
 conditions drawn afresh for each check (`draws`): the stock, the accounts and amounts, which schedules run, how many
 attempts a retry loop gets and which errors it meets. Statements are interleaved one by one in every order that can
-deadlock (`interleavings`, rings of three transfers included); the order in which a transfer locks its two rows
-is read from the server even inside one statement (`lock_orders`), and the retry loop meets a statement really cancelled
-by the server (`faults`, 57014) besides the errors it must retry.
+deadlock (`interleavings`, rings of three transfers included); the order in which a transfer locks its two rows,
+or takes its advisory locks, is read from the server even inside one statement (`lock_orders`, `advisory_orders`).
+The retry loop meets a statement really cancelled by the server (`faults`, 57014) besides the errors it must retry,
+and its time.sleep calls are recorded, not waited for in full (`faults.observed_sleep`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import Exercise, Question, WrongKind
@@ -41,6 +43,7 @@ def run_with_retry(engine, work, attempts=5, backoff=0.05):
         return work(session)
 '''
 RETRY_TIMEOUT = 5.0  # seconds a learner's retry loop may run in one scenario before the check gives up on it
+SLEEP_SCALE = 0.1  # share of each time.sleep the learner's loop asks for that it really sleeps (the call is recorded)
 QUEUE = "BLOCKS|ok"  # a step that may wait, or queue behind its session's waiting step
 ACCOUNTS = "CREATE TABLE IF NOT EXISTS nb04.accounts (id int PRIMARY KEY, balance int NOT NULL)"
 TABLES = f"""
@@ -594,6 +597,7 @@ class _Work:
         self.xids: list[str] = []
         self.started: list[float] = []
         self.last_error: BaseException | None = None
+        self.sleeps: list[Any] = []  # the loop's time.sleep calls (faults.Sleep), each noted with the attempts so far
 
     def __call__(self, session: Any) -> str:
         from sqlalchemy import text
@@ -619,9 +623,12 @@ class _Work:
         return "done"
 
 
-def _in_thread(call: Callable[[], Any], stopped: threading.Event) -> tuple[str, Any]:
-    """Run a learner's loop on a daemon thread, at most RETRY_TIMEOUT s: ("returned", value), ("raised", exception)
-    or ("still running", None). The main thread only waits in join(), so an interrupt always reaches it."""
+def _in_thread(call: Callable[[], Any], stopped: threading.Event,
+               watch: Callable[[threading.Thread], AbstractContextManager[Any]] = lambda thread: nullcontext()
+               ) -> tuple[str, Any]:
+    """Run a learner's loop on a daemon thread, at most RETRY_TIMEOUT s, inside `watch(thread)`: ("returned", value),
+    ("raised", exception) or ("still running", None). The main thread only waits in join(), so an interrupt always
+    reaches it."""
     outcome: list[tuple[str, Any]] = []
 
     def body() -> None:
@@ -631,13 +638,37 @@ def _in_thread(call: Callable[[], Any], stopped: threading.Event) -> tuple[str, 
             outcome.append(("raised", error))
 
     thread = threading.Thread(target=body, daemon=True, name="nb04-q3-check")
-    thread.start()
-    try:
-        thread.join(RETRY_TIMEOUT)
-    finally:
-        if thread.is_alive():
-            stopped.set()  # the work parks its thread (no CPU, no connection) the next time it is called
+    with watch(thread):
+        thread.start()
+        try:
+            thread.join(RETRY_TIMEOUT)
+        finally:
+            if thread.is_alive():
+                stopped.set()  # the work parks its thread (no CPU, no connection) the next time it is called
     return outcome[0] if outcome else ("still running", None)
+
+
+def _sleeps_of(work: _Work, loop: Callable[..., Any]) -> Callable[[threading.Thread], AbstractContextManager[Any]]:
+    """While the loop runs: its thread's time.sleep calls (`from time import sleep` too) are kept in work.sleeps,
+    each noted with the attempts started so far, and really sleep SLEEP_SCALE of what they ask."""
+    from . import faults
+
+    @contextmanager
+    def watch(thread: threading.Thread) -> Iterator[None]:
+        with faults.observed_sleep(loop, scale=SLEEP_SCALE, note=lambda: len(work.started),
+                                   watched=lambda: threading.current_thread() is thread) as calls:
+            work.sleeps = calls
+            yield
+
+    return watch
+
+
+def _backed_off(work: _Work, backoff: float) -> bool:
+    """True if the loop waited at least backoff × 2**k between attempt k + 1 and the next: the time.sleep it asked
+    for then, or (another way to wait: Event.wait …) the time that really passed."""
+    gaps = [b - a for a, b in zip(work.started, work.started[1:], strict=False)]
+    asked = [sum(s.seconds for s in work.sleeps if s.note == n) for n in range(1, len(work.started))]
+    return all(max(gap, slept) >= 0.95 * backoff * 2 ** k for k, (gap, slept) in enumerate(zip(gaps, asked, strict=True)))
 
 
 def _failures(draw: Draw, n: int) -> list[str]:
@@ -653,8 +684,9 @@ def _failures(draw: Draw, n: int) -> list[str]:
 def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], draw: Draw) -> dict[str, Any]:
     """The learner's loop on work that fails with drawn retryable errors then succeeds; that always fails; that
     divides by zero; that raises a drawn non-retryable SQLSTATE of class 40 or 55 (40002, 55000, 55006); whose
-    statement the server cancels (57014, a real cancel). Each attempt's transaction id and start time
-    are recorded; each scenario runs at most RETRY_TIMEOUT s."""
+    statement the server cancels (57014, a real cancel). Each attempt's transaction id and start time, and each
+    time.sleep the loop asks for (it sleeps SLEEP_SCALE of it), are recorded; each scenario runs at most
+    RETRY_TIMEOUT s."""
     from sqlalchemy.exc import OperationalError
 
     from . import faults
@@ -667,7 +699,8 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
     def attempt(sqlstates: list[str | None], **kwargs: Any) -> tuple[str, Any, _Work]:
         _scalar(engine, "TRUNCATE attempts")
         work = _Work(sqlstates, threading.Event())
-        how, value = _in_thread(lambda: run_with_retry(engine, work, **kwargs), work.stopped)
+        how, value = _in_thread(lambda: run_with_retry(engine, work, **kwargs), work.stopped,
+                                _sleeps_of(work, run_with_retry))
         if how == "still running":
             raise WrongKind(f"your loop was still retrying after {RETRY_TIMEOUT:g} s (does it swallow every error, "
                             "or never stop?)")
@@ -675,7 +708,6 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
 
     how, result, work = attempt([*failures, None], attempts=attempts, backoff=backoff)
     committed = _scalar(engine, "SELECT count(*) FROM attempts")
-    gaps = [b - a for a, b in zip(work.started, work.started[1:], strict=False)]
     _, forever, forever_work = attempt(["40001"], attempts=give_up, backoff=backoff / 20)
     _, other, other_work = attempt(["22012"], attempts=give_up, backoff=backoff / 20)
     same_class = draw.choice("a non-retryable error of class 40 or 55", SAME_CLASS)
@@ -687,8 +719,8 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
             "attempts made (the retryable errors, then the success)": len(work.started),
             "every attempt ran in a new transaction": len(set(work.xids)) == len(work.xids) == len(work.started),
             "the failed attempts left nothing behind": committed == 1,
-            "waits backoff × 1, × 2, × 4 … before the retries": len(gaps) == attempts - 1 and all(
-                gap >= 0.95 * backoff * 2 ** k for k, gap in enumerate(gaps)),
+            "waits backoff × 1, × 2, × 4 … before the retries": len(work.started) == attempts and _backed_off(work,
+                                                                                                     backoff),
             "gives up after exactly `attempts` attempts": len(forever_work.started) == give_up,
             "then raises the last attempt's own error (OperationalError 40001)":
                 isinstance(forever, OperationalError) and forever is forever_work.last_error,
