@@ -504,9 +504,9 @@ def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
 def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]:
     """First the order in which each transfer between two of the drawn accounts takes its locks, in both directions,
     seen on the server: its rows, or its exclusive advisory locks if it takes some (they come first, so they decide).
-    One global order: no pair, no ring of any three against it (either ends the check there). Then transfers
-    a→b and b→a in every interleaving of their statements; a ring a→b, b→c, c→a (each holding its first k
-    statements, for every k, and drawn schedules); a transfer d→e while a→b is open. Accounts (drawn so that any
+    One global order: no pair, no ring of any three against it (either ends the check there). Then a transfer d→e
+    while a→b is open; transfers a→b and b→a in every interleaving of their statements; a ring a→b, b→c, c→a (each
+    holding its first k statements, for every k, and drawn schedules). Accounts (drawn so that any
     order that depends on the pair shows a ring, `_account_ids`), balances and amounts are drawn."""
     from sqlalchemy import text
 
@@ -548,14 +548,7 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
     else:
         problem = order_problem(lock_orders(engine, statements, ids, balances, amounts[0], until_problem=True))
     verdict["no deadlock around a ring of three transfers (a→b, b→c, c→a)"] = problem != "ring"
-    # a pair the probe found: the schedules where both hold their first k statements say how it fails (a deadlock,
-    # or a lock_timeout's 55P03); the probe's verdict stands if none fails
-    if problem != "ring" and run(pair, _held_schedules if problem else _pair_schedules,
-                                 "no deadlock between two transfers in opposite directions"):
-        verdict["no deadlock between two transfers in opposite directions"] = problem != "pair"
-    if problem is None and verdict["no deadlock between two transfers in opposite directions"] \
-            and run(ring, lambda scripts: _ring_schedules(scripts, draw),
-                    "no deadlock around a ring of three transfers (a→b, b→c, c→a)"):
+    if problem is None:  # the bystander first (one race): a lock on more than two rows (LOCK TABLE …) fails at once
         open_pair = {"s1": _transfer_steps(statements, a, b, amounts[0]),
                      "s3": _transfer_steps(statements, d, e, amounts[3])}
         _open_accounts(engine, ids, balances)
@@ -565,6 +558,15 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
                          lock_timeout=lock_timeout, quick_recheck=True)
         verdict["a transfer between two other accounts does not wait"] = \
             not race.steps.query("session == 's3'")["waited for"].any()
+    # a pair the probe found: the schedules where both hold their first k statements say how it fails (a deadlock,
+    # or a lock_timeout's 55P03); the probe's verdict stands if none fails
+    if problem != "ring" and verdict["a transfer between two other accounts does not wait"] \
+            and run(pair, _held_schedules if problem else _pair_schedules,
+                    "no deadlock between two transfers in opposite directions"):
+        verdict["no deadlock between two transfers in opposite directions"] = problem != "pair"
+    if problem is None and all(verdict.values()):
+        run(ring, lambda scripts: _ring_schedules(scripts, draw),
+            "no deadlock around a ring of three transfers (a→b, b→c, c→a)")
     return verdict
 
 
