@@ -468,6 +468,29 @@ def advisory_orders(engine: Engine, statements: Sequence[str], ids: list[int], a
                          edge_problem)
 
 
+def ungated_problem(firsts: dict[tuple[int, int], int | None], keys: dict[tuple[int, int], list[Key]]) -> str | None:
+    """`order_problem` of the rows each transfer locks first, counting only the cycles whose transfers share no
+    exclusive advisory lock (`keys` of each transfer): two transfers that take one such lock first never hold rows
+    at once, so they cannot both be in a deadlock (the sorted keys of both accounts, or only the lower one's, gate
+    every cycle; a key per pair of accounts gates none)."""
+    from itertools import combinations, permutations, product
+
+    realized: dict[tuple[int, int], list[tuple[int, int]]] = {}  # row u before row v: the transfers that do so
+    for (x, y), first in firsts.items():
+        if first is not None:
+            realized.setdefault((first, y if first == x else x), []).append((x, y))
+    nodes = sorted({n for edge in realized for n in edge})
+    for size in range(2, len(nodes) + 1):
+        for ring in permutations(nodes, size):
+            edges = [(ring[i], ring[(i + 1) % size]) for i in range(size)]
+            if ring[0] != min(ring) or not all(edge in realized for edge in edges):
+                continue
+            for moves in product(*(realized[edge] for edge in edges)):
+                if not any(set(keys.get(m, ())) & set(keys.get(n, ())) for m, n in combinations(moves, 2)):
+                    return "pair" if size == 2 else "ring"
+    return None
+
+
 def takes_advisory_locks(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
                          amount: int) -> bool:
     """True if a transfer (alone, rolled back) holds exclusive advisory locks at its end: then those come first, and
@@ -503,7 +526,8 @@ def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
 
 def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]:
     """First the order in which each transfer between two of the drawn accounts takes its locks, in both directions,
-    seen on the server: its rows, or its exclusive advisory locks if it takes some (they come first, so they decide).
+    seen on the server: its rows, or its exclusive advisory locks if it takes some (then its rows only where no such
+    lock gates them, `ungated_problem`).
     One global order: no pair, no ring of any three against it (either ends the check there). Then a transfer d→e
     while a→b is open; transfers a→b and b→a in every interleaving of their statements; a ring a→b, b→c, c→a (each
     holding its first k statements, for every k, and drawn schedules). Accounts (drawn so that any
@@ -543,8 +567,14 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
     pair = [(a, b, amounts[0]), (b, a, amounts[1])]
     ring = [(x, y, amount) for (x, y), amount in zip(cycle([a, b, c], 3), amounts, strict=False)]
     # the order each transfer takes its locks in, read first: a ring of any three of the ids is enough (and cheap)
-    if takes_advisory_locks(engine, statements, ids, balances, amounts[0]):
+    if takes_advisory_locks(engine, statements, ids, balances, amounts[0]):  # the keys' order; rows they do not gate
         problem = edge_problem(advisory_orders(engine, statements, ids, amounts[0], until_problem=True))
+        if not problem:
+            keys = {(x, y): _keys_alone(engine, statements, (x, y, amounts[0]), exclusive=True)
+                    for x in ids for y in ids if x != y}
+            problem = ungated_problem(_probe_orders(
+                lambda xy: _locked_first(engine, statements, (*xy, amounts[0]), ids, balances), ids, True,
+                lambda firsts: ungated_problem(firsts, keys)), keys)
     else:
         problem = order_problem(lock_orders(engine, statements, ids, balances, amounts[0], until_problem=True))
     verdict["no deadlock around a ring of three transfers (a→b, b→c, c→a)"] = problem != "ring"
