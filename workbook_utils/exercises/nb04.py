@@ -872,6 +872,9 @@ Q2 = Question(
                "server);\n"
                "- an order that is right for every pair but is not one order (a rule that depends on the pair): "
                "a ring of three transfers deadlocks;\n"
+               "- `pg_advisory_xact_lock(:from_id), pg_advisory_xact_lock(:to_id)`, even in one `SELECT`: the "
+               "same opposite orders (the check reads them from `pg_locks`); a key per pair of accounts keeps no "
+               "two transfers of one account apart, so the rows' order decides again;\n"
                "- `LOCK TABLE accounts`: no deadlock, but every transfer waits for every other;\n"
                "- a short `lock_timeout` first: the deadlock becomes a `55P03` failure instead.",
 )
