@@ -52,11 +52,14 @@ def _starter(source, name, tmp_path):
     return getattr(module, name)
 
 
-def test_nb04_references_printed_solutions_and_other_right_answers_pass(exercises, capsys):
+def test_nb04_references_printed_solutions_and_other_right_answers_pass_after_a_later_setup(exercises, capsys):
+    from workbook_utils import setup
+
     q1, q2, q3 = exercises
+    setup("04")   # Part 2's restart cell, run again after the exercises were loaded: nb04 is dropped and made anew
     assert q1.verdict(nb04.sell_reference) == (CORRECT, None)
-    assert q2.verdict(nb04.TRANSFER_REFERENCE) == (CORRECT, None)
     assert q3.verdict(nb04.retry_reference) == (CORRECT, None)
+    assert q2.verdict(PARITY)[0] == INCORRECT   # a check that stops at the lock-order probe leaves nothing behind
 
     def sell_locked(session, product_id):
         query = select(Product).where(Product.id == product_id).with_for_update()
@@ -65,11 +68,11 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass(exercise
         session.flush()
         return product.inventory
 
-    transfer_sorted = [   # no SELECT: the two UPDATEs themselves, lowest id first
+    transfer_sorted = [   # no SELECT: the two UPDATEs themselves, lowest id first; a `;` in a comment or at the end
+        "UPDATE /* lowest id first; */ accounts SET balance = balance + CASE WHEN id = :to_id THEN :amount "
+        "ELSE -:amount END WHERE id = least(:from_id, :to_id) -- then the other; in one order",
         "UPDATE accounts SET balance = balance + CASE WHEN id = :to_id THEN :amount ELSE -:amount END "
-        "WHERE id = least(:from_id, :to_id)",
-        "UPDATE accounts SET balance = balance + CASE WHEN id = :to_id THEN :amount ELSE -:amount END "
-        "WHERE id = greatest(:from_id, :to_id)"]
+        "WHERE id = greatest(:from_id, :to_id);"]
 
     accounts = Table("accounts", MetaData(), Column("id", Integer, primary_key=True), Column("balance", Integer))
     transfer_core = [   # SQLAlchemy Core with bind parameters, the lock in one statement, lowest id first
@@ -82,18 +85,31 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass(exercise
     assert q1.verdict(sell_locked) == (CORRECT, None)
     assert q2.verdict(transfer_sorted) == (CORRECT, None)
     assert q2.verdict(transfer_core) == (CORRECT, None)
-    commented = [nb04.TRANSFER_REFERENCE[0] + " -- lock both; low id first",   # a `;` in a comment or a string
-                 nb04.TRANSFER_REFERENCE[1].replace("UPDATE", "UPDATE /* debit; */"), nb04.TRANSFER_REFERENCE[2] + ";"]
-    assert q2.verdict(commented) == (CORRECT, None)
-    advisory = ["SELECT pg_advisory_xact_lock(least(:from_id, :to_id)::bigint), "   # the review's answer: its rows come
-                "pg_advisory_xact_lock(greatest(:from_id, :to_id)::bigint)",        # after its own locks, in one order
-                *nb04.TRANSFER_STARTER]
-    assert q2.verdict(advisory, seed=430157) == (CORRECT, None)   # rejected by the row-order probe alone
+    # the review's answer: its rows come after its own locks, taken in one order (the row-order probe alone rejected it)
+    assert q2.verdict(ADVISORY_SORTED, seed=430157) == (CORRECT, None)
+
+    def waits_on_an_event(engine, work, attempts=5, backoff=0.05):   # no time.sleep: the real gaps are judged
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except OperationalError as error:
+                if error.orig.sqlstate not in {"40001", "40P01", "55P03"} or attempt == attempts:
+                    raise
+            threading.Event().wait(backoff * 2 ** (attempt - 1))
+
+    cell = {}   # `from time import sleep` in the learner's cell: that sleep is observed too
+    exec(nb04.Q3.solution_code.replace("time.sleep", "sleep").replace("q3.check(run_with_retry)", "")
+         + "\nfrom time import sleep\nfrom sqlalchemy.exc import OperationalError\nfrom sqlalchemy.orm import Session\n",
+         cell)
+    for loop in [waits_on_an_event, cell["run_with_retry"]]:
+        assert q3.verdict(loop) == (CORRECT, None), loop
     namespace = {"q1": q1, "q2": q2, "q3": q3, "update": update, "Product": Product, "Session": Session,
                  "OperationalError": OperationalError, "time": time}
     for exercise in exercises:
         exec(exercise.solution_code, namespace)
         assert f"✅ {exercise.name}: correct." in capsys.readouterr().out
+    assert namespace["transfer"] == nb04.TRANSFER_REFERENCE   # so the reference itself passed (checked once)
 
 
 def test_nb04_checks_draw_fresh_conditions_and_replay_them(exercises):
@@ -219,12 +235,29 @@ MOD3 = [f"SELECT id FROM accounts WHERE id = {FIRST} FOR UPDATE",
         f"SELECT id FROM accounts WHERE id = :from_id + :to_id - {FIRST} FOR UPDATE", *nb04.TRANSFER_REFERENCE[1:]]
 
 
+# Advisory locks taken in one statement: a whole-statement interleaving never splits them, the server's pg_locks does.
+ADVISORY_SENDER_FIRST = ["SELECT pg_advisory_xact_lock(:from_id), pg_advisory_xact_lock(:to_id)", *nb04.TRANSFER_STARTER]
+ADVISORY_SORTED = ["SELECT pg_advisory_xact_lock(least(:from_id, :to_id)::bigint), "
+                   "pg_advisory_xact_lock(greatest(:from_id, :to_id)::bigint)", *nb04.TRANSFER_STARTER]
+ADVISORY_PARITY = ["SELECT pg_advisory_xact_lock(k) FROM (VALUES (least(:from_id, :to_id)), (greatest(:from_id, :to_id)))"
+                   " AS v(k) ORDER BY CASE WHEN (:from_id + :to_id) % 2 = 0 THEN -k ELSE k END", *nb04.TRANSFER_STARTER]
+
+# An advisory lock per pair of accounts gates nothing: the rows' order (here PARITY's) decides, and it is not one order.
+PAIR_KEY_PARITY = ["SELECT pg_advisory_xact_lock(:from_id * 1000 + :to_id)", *PARITY]
+
+
 def test_nb04_q2_rejects_a_pair_dependent_order_on_every_fresh_check(exercises):
     q2 = exercises[1]
-    for check in range(6):   # fresh seeds (the next test proves the draws on 200 seeds without a server)
-        status, diff = q2.verdict([PARITY, MOD3][check % 2])
+    for check in range(8):   # fresh seeds (the next test proves the draws on 200 seeds without a server)
+        status, diff = q2.verdict([PARITY, MOD3, ADVISORY_PARITY, PAIR_KEY_PARITY][check % 4])
         assert status == INCORRECT and "ring of three" in diff, (check, diff)
-    assert q2.verdict(nb04.TRANSFER_REFERENCE) == (CORRECT, None)   # the fast path did not break the slow one
+
+
+def test_nb04_q2_reads_the_order_of_advisory_locks_taken_in_one_statement(exercises):
+    q2 = exercises[1]
+    for check in range(10):   # fresh seeds: the order is read from pg_locks, so no draw can hide it
+        status, diff = q2.verdict(ADVISORY_SENDER_FIRST)
+        assert status == INCORRECT and "two transfers in opposite directions" in diff, (check, diff)
 
 
 def test_nb04_q2_ids_always_expose_every_pair_dependent_order():
@@ -249,6 +282,26 @@ def test_nb04_q2_lock_orders_are_what_the_server_shows(workbook):
     assert nb04.order_problem(lowest_first) is None and nb04.order_problem(table) is None
     assert nb04.order_problem(sender_first) == "pair"
     assert nb04.order_problem({(2, 5): 2, (5, 2): 2, (5, 9): 5, (9, 5): 5, (2, 9): 9, (9, 2): 9}) == "ring"
+    key = {i: (0, i, 1) for i in ids}   # pg_locks shows a bigint key as (high half, low half, 1)
+    assert nb04.advisory_orders(engine, ADVISORY_SENDER_FIRST, ids, 1) == {(x, y): [(key[x], key[y])]
+                                                                           for x in ids for y in ids if x != y}
+    two_ints = ["SELECT pg_advisory_xact_lock(-7, greatest(:from_id, :to_id))",   # (-7, id): classid 2**32 - 7
+                "SELECT pg_advisory_xact_lock(-7, least(:from_id, :to_id))", *nb04.TRANSFER_STARTER]
+    assert nb04.advisory_orders(engine, two_ints, ids, 1)[2, 5] == [((2**32 - 7, 5, 2), (2**32 - 7, 2, 2))]
+    for sorted_keys in [ADVISORY_SORTED, [f"SELECT pg_advisory_xact_lock({f}(:from_id, :to_id))" for f in ("least",
+                                                                                                        "greatest")]]:
+        assert nb04.edge_problem(nb04.advisory_orders(engine, sorted_keys, ids, 1)) is None
+    assert nb04.edge_problem(nb04.advisory_orders(engine, ADVISORY_SENDER_FIRST, ids, 1)) == "pair"
+    assert nb04.takes_advisory_locks(engine, ADVISORY_SORTED, ids, balances, 1)
+    # rows locked sender first: a deadlock unless an exclusive advisory lock keeps the transfers of a cycle apart
+    both, lower, per_pair = ({m: list(m) for m in sender_first}, {m: [min(m)] for m in sender_first},
+                             {m: [m] for m in sender_first})   # (x, y): the keys of transfer x→y
+    assert nb04.ungated_problem(sender_first, both) is None and nb04.ungated_problem(sender_first, lower) is None
+    assert nb04.ungated_problem(sender_first, per_pair) == "pair"
+    ring = {(2, 5): 2, (5, 2): 2, (5, 9): 5, (9, 5): 5, (2, 9): 9, (9, 2): 9}
+    assert nb04.ungated_problem(ring, per_pair) == "ring" and nb04.ungated_problem(ring, lower) is None
+    assert not nb04.takes_advisory_locks(engine, ["SELECT pg_advisory_xact_lock_shared(:from_id)",   # gates nothing
+                                                  *nb04.TRANSFER_STARTER], ids, balances, 1)
     engine.dispose()
 
 
@@ -320,6 +373,16 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
     def no_backoff(engine, work, attempts=5, backoff=0.05):
         return nb04.retry_reference(engine, work, attempts, backoff=0)
 
+    def constant_backoff(engine, work, attempts=5, backoff=0.05):   # sleeps, but never longer
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except OperationalError as error:
+                if error.orig.sqlstate not in retryable or attempt == attempts:
+                    raise
+            time.sleep(backoff)
+
     def not_lock_timeouts(engine, work, attempts=5, backoff=0.05):   # §7's loop, with the backoff
         for attempt in range(1, attempts + 1):
             try:
@@ -364,6 +427,7 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
                        (retries_everything, "other errors at once, as they are (division"), (one_session, "retryable errors"),
                        (savepoints, "new transaction"), (ten_tries, "exactly `attempts`"),
                        (gives_up_with_its_own_error, "last attempt's own error"), (no_backoff, "waits backoff"),
+                       (constant_backoff, "waits backoff"),
                        (not_lock_timeouts, "retryable errors"),
                        (retries_every_operational_error, ("57014", "class 40 or 55")),   # 55006 is one too
                        (retries_by_class, "class 40 or 55"),
@@ -382,12 +446,3 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
     with db.make_engine(urls.database_url("tiny")).connect() as conn:   # the parked loop holds no session
         assert conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%04%' "
                                  "AND state LIKE 'idle in transaction%'")).scalar() == 0
-
-
-def test_nb04_checks_still_run_after_a_later_setup_drops_the_scratch_schema(exercises):
-    from workbook_utils import setup
-
-    q1, q2, _ = exercises
-    setup("04")   # Part 2's restart cell, run again after q1 and q2 were loaded: nb04 is dropped and made anew
-    assert q1.verdict(nb04.sell_reference) == (CORRECT, None)
-    assert q2.verdict(nb04.TRANSFER_REFERENCE) == (CORRECT, None)

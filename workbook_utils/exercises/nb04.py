@@ -3,17 +3,19 @@
 Each checker runs the learner's code in scripted races (`workbook_utils.races`) on the scratch schema nb04, under
 conditions drawn afresh for each check (`draws`): the stock, the accounts and amounts, which schedules run, how many
 attempts a retry loop gets and which errors it meets. Statements are interleaved one by one in every order that can
-deadlock (`interleavings`, rings of three transfers included); the order in which a transfer locks its two rows
-is read from the server even inside one statement (`lock_orders`), and the retry loop meets a statement really cancelled
-by the server (`faults`, 57014) besides the errors it must retry.
+deadlock (`interleavings`, rings of three transfers included); the order in which a transfer locks its two rows,
+or takes its advisory locks, is read from the server even inside one statement (`lock_orders`, `advisory_orders`).
+The retry loop meets a statement really cancelled by the server (`faults`, 57014) besides the errors it must retry,
+and its time.sleep calls are recorded, not waited for in full (`faults.observed_sleep`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import Exercise, Question, WrongKind
 from .draws import Draw
@@ -41,6 +43,7 @@ def run_with_retry(engine, work, attempts=5, backoff=0.05):
         return work(session)
 '''
 RETRY_TIMEOUT = 5.0  # seconds a learner's retry loop may run in one scenario before the check gives up on it
+SLEEP_SCALE = 0.1  # share of each time.sleep the learner's loop asks for that it really sleeps (the call is recorded)
 QUEUE = "BLOCKS|ok"  # a step that may wait, or queue behind its session's waiting step
 ACCOUNTS = "CREATE TABLE IF NOT EXISTS nb04.accounts (id int PRIMARY KEY, balance int NOT NULL)"
 TABLES = f"""
@@ -55,6 +58,7 @@ Q2_CLAIMS = ("no deadlock between two transfers in opposite directions",
              "no deadlock around a ring of three transfers (a→b, b→c, c→a)", "every transfer committed",
              "the balances are right", "a transfer between two other accounts does not wait")
 RING_SAMPLE = 6  # schedules of the ring of three drawn beyond the ones every check runs
+T = TypeVar("T")
 
 
 class _Runaway(BaseException):
@@ -145,7 +149,7 @@ def sell_verdict(engine: Engine, sell: Callable[[Any, int], int], draw: Draw) ->
 
     race = races.run(engine, [("s1", s1_sale), ("s3", "SELECT inventory FROM products WHERE id = 1"),
                               ("s3", other_sale, QUEUE), ("s2", s1_sale, QUEUE), ("s1", "COMMIT", QUEUE),
-                              ("s2", "COMMIT", QUEUE), ("s3", "COMMIT", QUEUE)])
+                              ("s2", "COMMIT", QUEUE), ("s3", "COMMIT", QUEUE)], quick_recheck=True)
     verdict = {Q1_CLAIMS[0]: _scalar(engine, "SELECT inventory FROM products "
                                                                               "WHERE id = 1") == start - 2,
                Q1_CLAIMS[1]: set(race.steps.outcome) == {"ok"},
@@ -158,7 +162,7 @@ def sell_verdict(engine: Engine, sell: Callable[[Any, int], int], draw: Draw) ->
     for steps in schedules({"s1": sent, "s2": sent}, draw, limit=18):  # all of them, up to 3 statements a sale
         _scalar(engine, "UPDATE products SET inventory = :n, version = 1 WHERE id IN (1, 2)", {"n": start})
         replay = races.run(engine, [(s, _replay(*sql), QUEUE) for s, sql in steps]
-                           + [("s1", "COMMIT", QUEUE), ("s2", "COMMIT", QUEUE)], lock_timeout=lock_timeout)
+                           + [("s1", "COMMIT", QUEUE), ("s2", "COMMIT", QUEUE)], lock_timeout=lock_timeout, quick_recheck=True)
         if "40P01" in set(replay.steps.outcome):
             interleaved = False
             break
@@ -259,14 +263,19 @@ def _pair_schedules(scripts: dict[str, list[Any]]) -> list[list[tuple[str, Any]]
     return every[::-(-len(every) // 32)]
 
 
-def _ring_schedules(scripts: dict[str, list[Any]], draw: Draw) -> list[list[tuple[str, Any]]]:
-    """Each session holding its first k statements, for every k, in ring order; then a drawn sample of the rest."""
+def _held_schedules(scripts: dict[str, list[Any]]) -> list[list[tuple[str, Any]]]:
+    """Each session holding its first k statements, for every k, in the scripts' order (where locks taken in
+    opposite or circular orders meet)."""
     from .interleavings import interleave
 
     names = list(scripts)
     length = min(len(s) for s in scripts.values())
-    chosen = [interleave(scripts, dict.fromkeys(names, k), names) for k in range(1, length + 1)]
-    chosen += schedules(scripts, draw, limit=RING_SAMPLE + 1)
+    return [interleave(scripts, dict.fromkeys(names, k), names) for k in range(1, length + 1)]
+
+
+def _ring_schedules(scripts: dict[str, list[Any]], draw: Draw) -> list[list[tuple[str, Any]]]:
+    """Each session holding its first k statements, for every k, in ring order; then a drawn sample of the rest."""
+    chosen = _held_schedules(scripts) + schedules(scripts, draw, limit=RING_SAMPLE + 1)
     seen, unique = set(), []
     for steps in chosen:
         key = tuple((s, id(step)) for s, step in steps)
@@ -297,6 +306,34 @@ def _run_transfer(conn: Any, statements: Sequence[str], params: dict[str, int], 
         errors.append(error)
 
 
+def _params(move: tuple[int, int, int]) -> dict[str, int]:
+    from_id, to_id, amount = move
+    return {"from_id": from_id, "to_id": to_id, "amount": amount}
+
+
+def _while_blocked(engine: Engine, statements: Sequence[str], move: tuple[int, int, int],
+                   hold: Callable[[Any], Any], look: Callable[[Any, int], T]) -> T | None:
+    """Run a transfer while another session holds what `hold(conn)` locks; once the transfer waits
+    (pg_blocking_pids), `look(observer, pid)` reads the server; then both are rolled back. None: it never waited."""
+    from .. import locks
+
+    with engine.connect() as holder, engine.connect() as mover, engine.connect() as observer:
+        hold(holder)
+        errors: list[Exception] = []
+        thread = threading.Thread(target=_run_transfer, daemon=True, name="nb04-lock-order",
+                                  args=(mover, statements, _params(move), errors))
+        thread.start()
+        pid, raw = mover.connection.driver_connection.info.backend_pid, observer.connection.driver_connection
+        deadline = time.monotonic() + 15.0  # a transfer that touches the held lock waits: a net, not a wait
+        while thread.is_alive() and not locks.blockers(raw, [pid]).get(pid) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        seen = look(observer, pid) if thread.is_alive() else None
+        holder.rollback()
+        thread.join(10)
+        mover.rollback()
+    return seen
+
+
 def _taken(observer: Any, row_id: int) -> bool:
     """True if another transaction holds a lock on account `row_id` (a table lock queued ahead: False, no evidence)."""
     from sqlalchemy import text
@@ -321,30 +358,23 @@ def _locked_first(engine: Engine, statements: Sequence[str], move: tuple[int, in
 
     from .. import locks
 
-    from_id, to_id, amount = move
+    from_id, to_id, _ = move
     balance = dict(zip(ids, balances, strict=True))
     order = [to_id, from_id, *(i for i in ids if i not in (from_id, to_id))]  # stored order: to_id's row first
+    _open_accounts(engine, order, [balance[i] for i in order])  # the transfer is rolled back: once is enough
     lock = text("SELECT id FROM accounts WHERE id = :id FOR UPDATE")
+
+    def look(other: int) -> Callable[[Any, int], tuple[bool, bool]]:
+        def seen(observer: Any, pid: int) -> tuple[bool, bool]:
+            waits = locks.locks_held(observer.connection.driver_connection, pid).query("not granted")
+            on_a_row = len(waits) > 0 and "relation" not in set(waits.locktype)
+            return on_a_row, on_a_row and _taken(observer, other)  # waiting for the table: no row order
+
+        return seen
+
     for held, other in sorted(((to_id, from_id), (from_id, to_id)), reverse=True):  # the higher id held first
-        _open_accounts(engine, order, [balance[i] for i in order])
-        with engine.connect() as holder, engine.connect() as mover, \
-                engine.connect() as observer:
-            holder.execute(lock, {"id": held})
-            errors: list[Exception] = []
-            thread = threading.Thread(target=_run_transfer, daemon=True, name="nb04-lock-order",
-                                      args=(mover, statements, {"from_id": from_id, "to_id": to_id, "amount": amount},
-                                            errors))
-            thread.start()
-            pid, raw = mover.connection.driver_connection.info.backend_pid, observer.connection.driver_connection
-            deadline = time.monotonic() + 15.0  # every transfer writes the held row, so waits: a net, not a wait
-            while thread.is_alive() and not locks.blockers(raw, [pid]).get(pid) and time.monotonic() < deadline:
-                time.sleep(0.002)
-            waits = locks.locks_held(raw, pid).query("not granted") if thread.is_alive() else None
-            on_a_row = waits is not None and len(waits) > 0 and "relation" not in set(waits.locktype)
-            taken = on_a_row and _taken(observer, other)  # a transfer that waits for the table has no row order
-            holder.rollback()
-            thread.join(10)
-            mover.rollback()
+        on_a_row, taken = _while_blocked(engine, statements, move, lambda conn, held=held: conn.execute(
+            lock, {"id": held}), look(other)) or (False, False)
         if taken:
             return other
         if not on_a_row:
@@ -352,63 +382,155 @@ def _locked_first(engine: Engine, statements: Sequence[str], move: tuple[int, in
     return None
 
 
+def _probe_orders(moves: Callable[[tuple[int, int]], Any], ids: list[int], until_problem: bool,
+                  problem: Callable[[dict[tuple[int, int], Any]], str | None]) -> dict[tuple[int, int], Any]:
+    """moves(x, y) for every transfer between two of `ids`, in both directions, one direction of every pair first;
+    until_problem: stop as soon as `problem` of what was seen so far says "pair" or "ring"."""
+    seen: dict[tuple[int, int], Any] = {}
+    pairs = [(x, y) for i, x in enumerate(ids) for y in ids[i + 1:]]
+    for x, y in pairs + [(y, x) for x, y in pairs]:
+        seen[x, y] = moves((x, y))
+        if until_problem and problem(seen):
+            break
+    return seen
+
+
 def lock_orders(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
                 amount: int, until_problem: bool = False) -> dict[tuple[int, int], int | None]:
     """For every transfer between two of `ids`, in both directions: the row it locks first (`_locked_first`).
     until_problem: stop at the first pair or ring (`order_problem`), probing one direction of every pair first."""
-    firsts: dict[tuple[int, int], int | None] = {}
-    pairs = [(x, y) for i, x in enumerate(ids) for y in ids[i + 1:]]
-    for x, y in pairs + [(y, x) for x, y in pairs]:
-        firsts[x, y] = _locked_first(engine, statements, (x, y, amount), ids, balances)
-        if until_problem and order_problem(firsts):
-            break
-    return firsts
+    return _probe_orders(lambda xy: _locked_first(engine, statements, (*xy, amount), ids, balances), ids,
+                         until_problem, order_problem)
 
 
-def takes_advisory_locks(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
-                         amount: int) -> bool:
-    """True if a transfer (alone, rolled back) holds advisory locks at its end: then its first lock may be one of
-    those, taken in one order (least, greatest), and the order of its row locks alone proves no deadlock."""
+ADVISORY_SQL = """
+    SELECT classid::bigint, objid::bigint, objsubid, mode FROM pg_locks WHERE pid = :pid AND locktype = 'advisory'
+    AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ORDER BY classid, objid, objsubid"""
+Key = tuple[int, int, int]  # an advisory lock as pg_locks shows it: classid, objid, objsubid (1: one bigint, 2: two ints)
+
+
+def _advisory_keys(conn: Any, pid: int, exclusive: bool = False) -> list[Key]:
+    """The advisory locks session `pid` holds in this database (exclusive: only those taken in ExclusiveLock mode)."""
     from sqlalchemy import text
 
-    _open_accounts(engine, ids, balances)
+    rows = conn.execute(text(ADVISORY_SQL), {"pid": pid}).all()
+    return [(c, o, s) for c, o, s, mode in rows if mode == "ExclusiveLock" or not exclusive]
+
+
+def _hold_key(conn: Any, key: Key) -> None:
+    """Take the advisory lock `key` (as pg_locks showed it) on `conn`, until its transaction ends."""
+    from sqlalchemy import text
+
+    classid, objid, sub = key
+    signed = lambda n, bits: n - (1 << bits) if n >= 1 << (bits - 1) else n  # noqa: E731 - pg_locks shows oids
+    if sub == 1:
+        conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:k AS bigint))"), {"k": signed(classid << 32 | objid, 64)})
+    else:
+        conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:a AS int), CAST(:b AS int))"),
+                     {"a": signed(classid, 32), "b": signed(objid, 32)})
+
+
+def _keys_alone(engine: Engine, statements: Sequence[str], move: tuple[int, int, int], exclusive: bool = False) -> list[Key]:
+    """The advisory locks a transfer holds at its end, run alone and rolled back ([] if it fails alone)."""
+    from sqlalchemy import text
+
     with engine.connect() as conn:
         try:
             for sql in statements:
-                conn.execute(text(sql), {"from_id": ids[1], "to_id": ids[0], "amount": amount})
-            return bool(conn.execute(text("SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() "
-                                          "AND locktype = 'advisory'")).scalar())
+                conn.execute(text(sql), _params(move))
+            return _advisory_keys(conn, conn.connection.driver_connection.info.backend_pid, exclusive)
         except Exception:  # noqa: BLE001 - a transfer that fails alone: the other claims report it
-            return False
+            return []
         finally:
             conn.rollback()
 
 
-def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
-    """"pair" if two transfers between the same accounts lock them in opposite orders, "ring" if the orders of
-    all pairs form a cycle (a→b, b→c, c→a: not one global order), else None."""
+def _advisory_order(engine: Engine, statements: Sequence[str], move: tuple[int, int, int]) -> list[tuple[Key, Key]]:
+    """(taken first, taken later) for the advisory locks of one transfer, as the server shows it: another session
+    holds one of its keys; once the transfer waits for it, the keys it already holds (pg_locks) came first and the
+    rest come later. One held key orders two keys, even inside one statement; n keys take n - 1 holds."""
+    keys, before = _keys_alone(engine, statements, move), []
+    for held in keys[:-1]:
+        granted = _while_blocked(engine, statements, move, lambda conn, held=held: _hold_key(conn, held),
+                                 lambda observer, pid: _advisory_keys(observer, pid))
+        if granted is not None:
+            before += [(key, held) for key in granted if key != held]
+            before += [(held, key) for key in keys if key not in granted and key != held]
+    return before
+
+
+def advisory_orders(engine: Engine, statements: Sequence[str], ids: list[int], amount: int,
+                    until_problem: bool = False) -> dict[tuple[int, int], list[tuple[Key, Key]]]:
+    """For every transfer between two of `ids`, in both directions: which of its advisory locks it takes before
+    which (`_advisory_order`); until_problem: stop at the first pair or ring (`edge_problem`)."""
+    return _probe_orders(lambda xy: _advisory_order(engine, statements, (*xy, amount)), ids, until_problem,
+                         edge_problem)
+
+
+def ungated_problem(firsts: dict[tuple[int, int], int | None], keys: dict[tuple[int, int], list[Key]]) -> str | None:
+    """`order_problem` of the rows each transfer locks first, counting only the cycles whose transfers share no
+    exclusive advisory lock (`keys` of each transfer): two transfers that take one such lock first never hold rows
+    at once, so they cannot both be in a deadlock (the sorted keys of both accounts, or only the lower one's, gate
+    every cycle; a key per pair of accounts gates none)."""
+    from itertools import combinations, permutations, product
+
+    realized: dict[tuple[int, int], list[tuple[int, int]]] = {}  # row u before row v: the transfers that do so
+    for (x, y), first in firsts.items():
+        if first is not None:
+            realized.setdefault((first, y if first == x else x), []).append((x, y))
+    nodes = sorted({n for edge in realized for n in edge})
+    for size in range(2, len(nodes) + 1):
+        for ring in permutations(nodes, size):
+            edges = [(ring[i], ring[(i + 1) % size]) for i in range(size)]
+            if ring[0] != min(ring) or not all(edge in realized for edge in edges):
+                continue
+            for moves in product(*(realized[edge] for edge in edges)):
+                if not any(set(keys.get(m, ())) & set(keys.get(n, ())) for m, n in combinations(moves, 2)):
+                    return "pair" if size == 2 else "ring"
+    return None
+
+
+def takes_advisory_locks(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
+                         amount: int) -> bool:
+    """True if a transfer (alone, rolled back) holds exclusive advisory locks at its end: then those come first, and
+    their order (`advisory_orders`), not its rows', decides whether transfers can deadlock each other."""
+    _open_accounts(engine, ids, balances)
+    return bool(_keys_alone(engine, statements, (ids[1], ids[0], amount), exclusive=True))
+
+
+def edge_problem(before: dict[tuple[int, int], list[tuple[Any, Any]]]) -> str | None:
+    """"pair" if two transfers between the same accounts take two locks in opposite orders, "ring" if the orders
+    of all transfers form a cycle (a→b, b→c, c→a: not one global order), else None. `before` maps each transfer
+    (from, to) to its (lock taken first, lock taken later) pairs."""
     from graphlib import CycleError, TopologicalSorter
 
-    before: dict[int, set[int]] = {}
-    for (x, y), first in firsts.items():
-        if first is None:
-            continue
-        if firsts.get((y, x)) not in (None, first):
+    graph: dict[Any, set[Any]] = {}
+    for (x, y), edges in before.items():
+        if any((later, first) in before.get((y, x), ()) for first, later in edges):
             return "pair"
-        second = y if first == x else x
-        before.setdefault(second, set()).add(first)
+        for first, later in edges:
+            graph.setdefault(later, set()).add(first)
     try:
-        tuple(TopologicalSorter(before).static_order())
+        tuple(TopologicalSorter(graph).static_order())
     except CycleError:
         return "ring"
     return None
 
 
+def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
+    """`edge_problem` of the rows each transfer locks first (None: no order seen)."""
+    return edge_problem({(x, y): [] if first is None else [(first, y if first == x else x)]
+                         for (x, y), first in firsts.items()})
+
+
 def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]:
-    """First the row each transfer between two of the drawn accounts locks first, in both directions, seen on the
-    server (one global order: no pair, no ring of any three against it; a ring ends the check there). Then transfers
-    a→b and b→a in every interleaving of their statements; a ring a→b, b→c, c→a (each holding its first k
-    statements, for every k, and drawn schedules); a transfer d→e while a→b is open. Accounts (drawn so that any
+    """First the order in which each transfer between two of the drawn accounts takes its locks, in both directions,
+    seen on the server: its rows, or its exclusive advisory locks if it takes some (then its rows only where no such
+    lock gates them, `ungated_problem`).
+    One global order: no pair, no ring of any three against it (either ends the check there). Then a transfer d→e
+    while a→b is open; transfers a→b and b→a in every interleaving of their statements; a ring a→b, b→c, c→a (each
+    holding its first k statements, for every k, and drawn schedules). Accounts (drawn so that any
     order that depends on the pair shows a ring, `_account_ids`), balances and amounts are drawn."""
     from sqlalchemy import text
 
@@ -431,7 +553,7 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
         for steps in steps_of(scripts):
             _open_accounts(engine, ids, balances)
             race = races.run(engine, [(s, step, QUEUE) for s, step in steps]
-                             + [(s, "COMMIT", QUEUE) for s in scripts], lock_timeout=lock_timeout)
+                             + [(s, "COMMIT", QUEUE) for s in scripts], lock_timeout=lock_timeout, quick_recheck=True)
             with engine.connect() as conn:
                 found = dict(conn.execute(text("SELECT id, balance FROM accounts")).all())
             outcomes = set(race.steps.outcome)
@@ -444,24 +566,37 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
 
     pair = [(a, b, amounts[0]), (b, a, amounts[1])]
     ring = [(x, y, amount) for (x, y), amount in zip(cycle([a, b, c], 3), amounts, strict=False)]
-    # the order each transfer locks its rows in, read first: a ring of any three of the ids is enough (and cheap)
-    problem = order_problem(lock_orders(engine, statements, ids, balances, amounts[0], until_problem=True))
-    if problem and takes_advisory_locks(engine, statements, ids, balances, amounts[0]):
-        problem = None  # its rows come after locks of its own (pg_advisory_xact_lock): the schedules decide
+    # the order each transfer takes its locks in, read first: a ring of any three of the ids is enough (and cheap)
+    if takes_advisory_locks(engine, statements, ids, balances, amounts[0]):  # the keys' order; rows they do not gate
+        problem = edge_problem(advisory_orders(engine, statements, ids, amounts[0], until_problem=True))
+        if not problem:
+            keys = {(x, y): _keys_alone(engine, statements, (x, y, amounts[0]), exclusive=True)
+                    for x in ids for y in ids if x != y}
+            problem = ungated_problem(_probe_orders(
+                lambda xy: _locked_first(engine, statements, (*xy, amounts[0]), ids, balances), ids, True,
+                lambda firsts: ungated_problem(firsts, keys)), keys)
+    else:
+        problem = order_problem(lock_orders(engine, statements, ids, balances, amounts[0], until_problem=True))
     verdict["no deadlock around a ring of three transfers (a→b, b→c, c→a)"] = problem != "ring"
-    if problem != "ring" and run(pair, _pair_schedules, "no deadlock between two transfers in opposite directions"):
-        verdict["no deadlock between two transfers in opposite directions"] = problem != "pair"
-    if problem is None and verdict["no deadlock between two transfers in opposite directions"] \
-            and run(ring, lambda scripts: _ring_schedules(scripts, draw),
-                    "no deadlock around a ring of three transfers (a→b, b→c, c→a)"):
+    if problem is None:  # the bystander first (one race): a lock on more than two rows (LOCK TABLE …) fails at once
         open_pair = {"s1": _transfer_steps(statements, a, b, amounts[0]),
                      "s3": _transfer_steps(statements, d, e, amounts[3])}
         _open_accounts(engine, ids, balances)
         race = races.run(engine, [*(("s1", step, QUEUE) for step in open_pair["s1"]),
                                   *(("s3", step, QUEUE) for step in open_pair["s3"]),
-                                  ("s3", "COMMIT", QUEUE), ("s1", "COMMIT", QUEUE)], lock_timeout=lock_timeout)
+                                  ("s3", "COMMIT", QUEUE), ("s1", "COMMIT", QUEUE)],
+                         lock_timeout=lock_timeout, quick_recheck=True)
         verdict["a transfer between two other accounts does not wait"] = \
             not race.steps.query("session == 's3'")["waited for"].any()
+    # a pair the probe found: the schedules where both hold their first k statements say how it fails (a deadlock,
+    # or a lock_timeout's 55P03); the probe's verdict stands if none fails
+    if problem != "ring" and verdict["a transfer between two other accounts does not wait"] \
+            and run(pair, _held_schedules if problem else _pair_schedules,
+                    "no deadlock between two transfers in opposite directions"):
+        verdict["no deadlock between two transfers in opposite directions"] = problem != "pair"
+    if problem is None and all(verdict.values()):
+        run(ring, lambda scripts: _ring_schedules(scripts, draw),
+            "no deadlock around a ring of three transfers (a→b, b→c, c→a)")
     return verdict
 
 
@@ -494,6 +629,7 @@ class _Work:
         self.xids: list[str] = []
         self.started: list[float] = []
         self.last_error: BaseException | None = None
+        self.sleeps: list[Any] = []  # the loop's time.sleep calls (faults.Sleep), each noted with the attempts so far
 
     def __call__(self, session: Any) -> str:
         from sqlalchemy import text
@@ -519,9 +655,12 @@ class _Work:
         return "done"
 
 
-def _in_thread(call: Callable[[], Any], stopped: threading.Event) -> tuple[str, Any]:
-    """Run a learner's loop on a daemon thread, at most RETRY_TIMEOUT s: ("returned", value), ("raised", exception)
-    or ("still running", None). The main thread only waits in join(), so an interrupt always reaches it."""
+def _in_thread(call: Callable[[], Any], stopped: threading.Event,
+               watch: Callable[[threading.Thread], AbstractContextManager[Any]] = lambda thread: nullcontext()
+               ) -> tuple[str, Any]:
+    """Run a learner's loop on a daemon thread, at most RETRY_TIMEOUT s, inside `watch(thread)`: ("returned", value),
+    ("raised", exception) or ("still running", None). The main thread only waits in join(), so an interrupt always
+    reaches it."""
     outcome: list[tuple[str, Any]] = []
 
     def body() -> None:
@@ -531,13 +670,37 @@ def _in_thread(call: Callable[[], Any], stopped: threading.Event) -> tuple[str, 
             outcome.append(("raised", error))
 
     thread = threading.Thread(target=body, daemon=True, name="nb04-q3-check")
-    thread.start()
-    try:
-        thread.join(RETRY_TIMEOUT)
-    finally:
-        if thread.is_alive():
-            stopped.set()  # the work parks its thread (no CPU, no connection) the next time it is called
+    with watch(thread):
+        thread.start()
+        try:
+            thread.join(RETRY_TIMEOUT)
+        finally:
+            if thread.is_alive():
+                stopped.set()  # the work parks its thread (no CPU, no connection) the next time it is called
     return outcome[0] if outcome else ("still running", None)
+
+
+def _sleeps_of(work: _Work, loop: Callable[..., Any]) -> Callable[[threading.Thread], AbstractContextManager[Any]]:
+    """While the loop runs: its thread's time.sleep calls (`from time import sleep` too) are kept in work.sleeps,
+    each noted with the attempts started so far, and really sleep SLEEP_SCALE of what they ask."""
+    from . import faults
+
+    @contextmanager
+    def watch(thread: threading.Thread) -> Iterator[None]:
+        with faults.observed_sleep(loop, scale=SLEEP_SCALE, note=lambda: len(work.started),
+                                   watched=lambda: threading.current_thread() is thread) as calls:
+            work.sleeps = calls
+            yield
+
+    return watch
+
+
+def _backed_off(work: _Work, backoff: float) -> bool:
+    """True if the loop waited at least backoff × 2**k between attempt k + 1 and the next: the time.sleep it asked
+    for then, or (another way to wait: Event.wait …) the time that really passed."""
+    gaps = [b - a for a, b in zip(work.started, work.started[1:], strict=False)]
+    asked = [sum(s.seconds for s in work.sleeps if s.note == n) for n in range(1, len(work.started))]
+    return all(max(gap, slept) >= 0.95 * backoff * 2 ** k for k, (gap, slept) in enumerate(zip(gaps, asked, strict=True)))
 
 
 def _failures(draw: Draw, n: int) -> list[str]:
@@ -553,8 +716,9 @@ def _failures(draw: Draw, n: int) -> list[str]:
 def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], draw: Draw) -> dict[str, Any]:
     """The learner's loop on work that fails with drawn retryable errors then succeeds; that always fails; that
     divides by zero; that raises a drawn non-retryable SQLSTATE of class 40 or 55 (40002, 55000, 55006); whose
-    statement the server cancels (57014, a real cancel). Each attempt's transaction id and start time
-    are recorded; each scenario runs at most RETRY_TIMEOUT s."""
+    statement the server cancels (57014, a real cancel). Each attempt's transaction id and start time, and each
+    time.sleep the loop asks for (it sleeps SLEEP_SCALE of it), are recorded; each scenario runs at most
+    RETRY_TIMEOUT s."""
     from sqlalchemy.exc import OperationalError
 
     from . import faults
@@ -567,7 +731,8 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
     def attempt(sqlstates: list[str | None], **kwargs: Any) -> tuple[str, Any, _Work]:
         _scalar(engine, "TRUNCATE attempts")
         work = _Work(sqlstates, threading.Event())
-        how, value = _in_thread(lambda: run_with_retry(engine, work, **kwargs), work.stopped)
+        how, value = _in_thread(lambda: run_with_retry(engine, work, **kwargs), work.stopped,
+                                _sleeps_of(work, run_with_retry))
         if how == "still running":
             raise WrongKind(f"your loop was still retrying after {RETRY_TIMEOUT:g} s (does it swallow every error, "
                             "or never stop?)")
@@ -575,7 +740,6 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
 
     how, result, work = attempt([*failures, None], attempts=attempts, backoff=backoff)
     committed = _scalar(engine, "SELECT count(*) FROM attempts")
-    gaps = [b - a for a, b in zip(work.started, work.started[1:], strict=False)]
     _, forever, forever_work = attempt(["40001"], attempts=give_up, backoff=backoff / 20)
     _, other, other_work = attempt(["22012"], attempts=give_up, backoff=backoff / 20)
     same_class = draw.choice("a non-retryable error of class 40 or 55", SAME_CLASS)
@@ -587,8 +751,8 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
             "attempts made (the retryable errors, then the success)": len(work.started),
             "every attempt ran in a new transaction": len(set(work.xids)) == len(work.xids) == len(work.started),
             "the failed attempts left nothing behind": committed == 1,
-            "waits backoff × 1, × 2, × 4 … before the retries": len(gaps) == attempts - 1 and all(
-                gap >= 0.95 * backoff * 2 ** k for k, gap in enumerate(gaps)),
+            "waits backoff × 1, × 2, × 4 … before the retries": len(work.started) == attempts and _backed_off(work,
+                                                                                                     backoff),
             "gives up after exactly `attempts` attempts": len(forever_work.started) == give_up,
             "then raises the last attempt's own error (OperationalError 40001)":
                 isinstance(forever, OperationalError) and forever is forever_work.last_error,
@@ -708,6 +872,9 @@ Q2 = Question(
                "server);\n"
                "- an order that is right for every pair but is not one order (a rule that depends on the pair): "
                "a ring of three transfers deadlocks;\n"
+               "- `pg_advisory_xact_lock(:from_id), pg_advisory_xact_lock(:to_id)`, even in one `SELECT`: the "
+               "same opposite orders (the check reads them from `pg_locks`); a key per pair of accounts keeps no "
+               "two transfers of one account apart, so the rows' order decides again;\n"
                "- `LOCK TABLE accounts`: no deadlock, but every transfer waits for every other;\n"
                "- a short `lock_timeout` first: the deadlock becomes a `55P03` failure instead.",
 )
