@@ -524,6 +524,35 @@ def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
                          for (x, y), first in firsts.items()})
 
 
+def _order_problem(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
+                   amount: int) -> str | None:
+    """"pair", "ring" or None: the order each transfer takes its locks in, read on the server (a ring of any three
+    ids is enough, and cheap): its exclusive advisory locks if it takes some, then its rows where they gate none."""
+    if not takes_advisory_locks(engine, statements, ids, balances, amount):
+        return order_problem(lock_orders(engine, statements, ids, balances, amount, until_problem=True))
+    if problem := edge_problem(advisory_orders(engine, statements, ids, amount, until_problem=True)):
+        return problem
+    keys = {(x, y): _keys_alone(engine, statements, (x, y, amount), exclusive=True)
+            for x in ids for y in ids if x != y}
+    return ungated_problem(_probe_orders(
+        lambda xy: _locked_first(engine, statements, (*xy, amount), ids, balances), ids, True,
+        lambda firsts: ungated_problem(firsts, keys)), keys)
+
+
+def _bystander_waits(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
+                     moves: list[tuple[int, int, int]], lock_timeout: str) -> bool:
+    """True if the second transfer (two other accounts) waited while the first one was open."""
+    from .. import races
+
+    (a, b, first), (d, e, second) = moves
+    _open_accounts(engine, ids, balances)
+    race = races.run(engine, [*(("s1", step, QUEUE) for step in _transfer_steps(statements, a, b, first)),
+                              *(("s3", step, QUEUE) for step in _transfer_steps(statements, d, e, second)),
+                              ("s3", "COMMIT", QUEUE), ("s1", "COMMIT", QUEUE)],
+                     lock_timeout=lock_timeout, quick_recheck=True)
+    return bool(race.steps.query("session == 's3'")["waited for"].any())
+
+
 def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]:
     """First the order in which each transfer between two of the drawn accounts takes its locks, in both directions,
     seen on the server: its rows, or its exclusive advisory locks if it takes some (then its rows only where no such
@@ -566,28 +595,11 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
 
     pair = [(a, b, amounts[0]), (b, a, amounts[1])]
     ring = [(x, y, amount) for (x, y), amount in zip(cycle([a, b, c], 3), amounts, strict=False)]
-    # the order each transfer takes its locks in, read first: a ring of any three of the ids is enough (and cheap)
-    if takes_advisory_locks(engine, statements, ids, balances, amounts[0]):  # the keys' order; rows they do not gate
-        problem = edge_problem(advisory_orders(engine, statements, ids, amounts[0], until_problem=True))
-        if not problem:
-            keys = {(x, y): _keys_alone(engine, statements, (x, y, amounts[0]), exclusive=True)
-                    for x in ids for y in ids if x != y}
-            problem = ungated_problem(_probe_orders(
-                lambda xy: _locked_first(engine, statements, (*xy, amounts[0]), ids, balances), ids, True,
-                lambda firsts: ungated_problem(firsts, keys)), keys)
-    else:
-        problem = order_problem(lock_orders(engine, statements, ids, balances, amounts[0], until_problem=True))
+    problem = _order_problem(engine, statements, ids, balances, amounts[0])
     verdict["no deadlock around a ring of three transfers (a→b, b→c, c→a)"] = problem != "ring"
     if problem is None:  # the bystander first (one race): a lock on more than two rows (LOCK TABLE …) fails at once
-        open_pair = {"s1": _transfer_steps(statements, a, b, amounts[0]),
-                     "s3": _transfer_steps(statements, d, e, amounts[3])}
-        _open_accounts(engine, ids, balances)
-        race = races.run(engine, [*(("s1", step, QUEUE) for step in open_pair["s1"]),
-                                  *(("s3", step, QUEUE) for step in open_pair["s3"]),
-                                  ("s3", "COMMIT", QUEUE), ("s1", "COMMIT", QUEUE)],
-                         lock_timeout=lock_timeout, quick_recheck=True)
-        verdict["a transfer between two other accounts does not wait"] = \
-            not race.steps.query("session == 's3'")["waited for"].any()
+        verdict["a transfer between two other accounts does not wait"] = not _bystander_waits(
+            engine, statements, ids, balances, [(a, b, amounts[0]), (d, e, amounts[3])], lock_timeout)
     # a pair the probe found: the schedules where both hold their first k statements say how it fails (a deadlock,
     # or a lock_timeout's 55P03); the probe's verdict stands if none fails
     if problem != "ring" and verdict["a transfer between two other accounts does not wait"] \
