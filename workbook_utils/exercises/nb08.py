@@ -267,6 +267,7 @@ class Chain:
 
     @property
     def waiter(self) -> str:
+        """The session whose pid the answer gets."""
         return f"{self.tag} waiter"
 
     @property
@@ -297,8 +298,7 @@ def _chains(draw: Draw) -> list[Chain]:
 
 @dataclass
 class Staged:
-    """The sessions of one check by name: their connections and pids; for those that wait in a thread, the statement,
-    whether it went through (`done`) and the SQLSTATE it failed with (`failed`)."""
+    """A check's sessions by name: connection, pid; for those run in a thread, statement, `done`, `failed` (SQLSTATE)."""
 
     sessions: dict[str, Any]
     statements: dict[str, str]
@@ -314,6 +314,7 @@ class Staged:
         self.threads[name].start()
 
     def _run(self, name: str) -> None:
+        """The thread's body: the statement, bounded by a lock_timeout; what came of it."""
         try:
             self.sessions[name].execute("SET lock_timeout = '10s'")
             self.sessions[name].execute(self.statements[name])
