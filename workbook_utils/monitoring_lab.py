@@ -104,11 +104,34 @@ def overlapping_counts(make_app: Callable[[threading.Barrier], FastAPI], sizes: 
     return pd.Series(headers), inserted
 
 
-def slow_and_cancelled(wb: Workbook, install: Callable[[Engine], Any], log: logging.Logger) -> tuple[list[str], int]:
-    """A fast, a slow and two cancelled statements on one pooled connection with `install`'s listeners: the lines
-    `log` got, and the start times left on the connection."""
+def slow_and_cancelled(wb: Workbook, installs: dict[str, Callable[[Engine], Any]], log: logging.Logger
+                       ) -> dict[str, tuple[list[str], int]]:
+    """Per entry of `installs`, all at once (a thread and an engine each): a fast, a slow and two cancelled statements
+    on one pooled connection with that entry's listeners; the lines `log` got from it, and the start times left."""
     records = logging.handlers.BufferingHandler(capacity=1000)
     log.handlers[:] = [records]
+    outcome: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        try:
+            outcome[name] = _four_statements(wb, installs[name])
+        except Exception as error:   # raised below, in the caller's thread
+            outcome[name] = error
+
+    threads = [threading.Thread(target=run, args=(name,), name=f"slow log: {name}") for name in installs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    if failed := [o for o in outcome.values() if isinstance(o, Exception)]:
+        raise failed[0]
+    return {name: ([r.getMessage() for r in records.buffer if r.threadName == f"slow log: {name}"], outcome[name])
+            for name in installs}
+
+
+def _four_statements(wb: Workbook, install: Callable[[Engine], Any]) -> int:
+    """SELECT 1, a 0.15 s sleep and two sleeps cancelled after 250 ms on an engine with `install`'s listeners; the
+    start times left on its connection."""
     logged = wb.make_engine(pool_size=1, connect_args={"options": "-c statement_timeout=250ms"})
     install(logged)
     with logged.connect() as conn:
@@ -121,7 +144,7 @@ def slow_and_cancelled(wb: Workbook, install: Callable[[Engine], Any], log: logg
                 conn.rollback()
         left = len(conn.info.get("query_start_time", conn.info.get("query_start", [])))
     logged.dispose()
-    return [r.getMessage() for r in records.buffer], left
+    return left
 
 
 def hold_app(engine: Engine, registry: Any, release: threading.Event) -> FastAPI:
