@@ -169,7 +169,7 @@ def hold_app(engine: Engine, registry: Any, release: threading.Event) -> FastAPI
 
 def burst(apps: dict[str, tuple[FastAPI, Any]], engine: Engine, release: threading.Event, gauges: list[str],
           requests: int = 10, busy: int = 8) -> tuple[pd.DataFrame, str, dict[str, dict[str, Any]]]:
-    """`requests` calls of `/hold` (one every 30 ms) on the last app while every app's gauges are sampled every 50 ms;
+    """`requests` calls of `/hold` (one every 20 ms) on the last app while every app's gauges are sampled every 50 ms;
     once `busy` connections are out: the last app's /metrics text and each app's gauge values. Then all released."""
     import pandas as pd
 
@@ -194,17 +194,17 @@ def burst(apps: dict[str, tuple[FastAPI, Any]], engine: Engine, release: threadi
         calls = [threading.Thread(target=client.get, args=("/hold",)) for _ in range(requests)]
         for call in calls:
             call.start()
-            time.sleep(0.03)
+            time.sleep(0.02)
         deadline = time.monotonic() + 10
         while engine.pool.checkedout() < busy and time.monotonic() < deadline:
             time.sleep(0.05)
         exposition = client.get("/metrics").text
         values = {label: {g: registry.get_sample_value(g) for g in gauges} for label, (_, registry) in apps.items()}
-        time.sleep(0.1)  # a plateau on the chart
+        time.sleep(0.05)  # a plateau on the chart
         release.set()
         for call in calls:
             call.join(10)
-        time.sleep(0.1)
+        time.sleep(0.05)
         stop.set()
         sampler.join(5)
     finally:
@@ -232,7 +232,7 @@ def ping_while_health_waits(app: FastAPI, libpq: str, app_name: str) -> dict[str
                 "AND datname = current_database() AND usename = current_user", [locker.info.backend_pid]).fetchall()]
         ping = threading.Thread(target=lambda: results.update(ping=client.get("/ping").text))
         ping.start()
-        ping.join(0.4)  # a free event loop answers at once (~10-50 ms through the TestClient); a blocked one cannot
+        ping.join(0.3)  # a free event loop answers at once (~10-50 ms through the TestClient); a blocked one cannot
         results["ping answered while /health waited"] = not ping.is_alive()
         results["/health was waiting"] = bool(waiting)
         locker.rollback()  # the "database" recovers
