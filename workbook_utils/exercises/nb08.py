@@ -455,7 +455,7 @@ def _lives(conn: Any) -> bool:
         return True
     except psycopg.OperationalError:   # ended (AdminShutdown), or its connection closed
         return False
-    except psycopg.Error:   # e.g. InFailedSqlTransaction: its statement was cancelled, the session lives
+    except psycopg.Error:   # e.g. a transaction aborted by a cancelled statement: the session lives
         return True
 
 
