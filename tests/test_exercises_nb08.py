@@ -13,18 +13,39 @@ from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, nb08
 from workbook_utils.exercises.draws import Draw
 
 
-def _seed(depth):
-    """A seed whose q3 check stages a chain of this depth (the depth is the check's first draw)."""
-    return next(seed for seed in range(100) if Draw(seed).integer("depth of the chain", 1, 3) == depth)
+def _seed(first, second):
+    """A seed whose q3 check stages chains of these depths, met in this order (the depths are the check's first draw)."""
+    return next(seed for seed in range(200) if Draw(seed).sample("depths of the two chains", [1, 2, 3], 2) == [first, second])
 
 
 @pytest.fixture(scope="module")
-def exercises():
+def workbook():
     from workbook_utils import setup
 
     workbook = setup("08")
-    yield nb08.load(workbook)
+    yield workbook
     workbook.close()
+
+
+@pytest.fixture(scope="module")
+def exercises(workbook):
+    return nb08.load(workbook)
+
+
+@pytest.fixture(scope="module")
+def two_fresh_logs(workbook):
+    """Two request logs drawn afresh (a log costs ~1-2 s of real requests), for the tests that need any fresh pair."""
+    return [nb08.request_log(workbook) for _ in range(2)]
+
+
+def _in_turn(logs):
+    """A stand-in for nb08.request_log that serves `logs` in turn: each finder meets every one of them."""
+    served = []
+
+    def request_log(wb):
+        served.append(logs[len(served) % len(logs)])
+        return served[-1]
+    return request_log
 
 
 def _starter(source, name, tmp_path):
@@ -39,20 +60,22 @@ def _starter(source, name, tmp_path):
     return getattr(module, name)
 
 
-def test_nb08_references_and_printed_solutions_pass(exercises, capsys):
+def test_nb08_references_and_printed_solutions_pass(exercises, two_fresh_logs, monkeypatch, capsys):
     q1, q2, q3 = exercises
+    monkeypatch.setattr(nb08, "request_log", _in_turn(two_fresh_logs))   # the reference and the solution meet both
     assert q1.verdict(nb08.gauges_reference) == (CORRECT, None)
     assert q2.verdict(nb08.n_plus_one_reference) == (CORRECT, None)
-    for depth in (1, 2, 3):
-        assert q3.verdict(nb08.end_blocker_reference, seed=_seed(depth)) == (CORRECT, None), depth
+    for depths in [(1, 2), (2, 3), (3, 1)]:   # each depth met first, and met after the other chain was resolved
+        assert q3.verdict(nb08.end_blocker_reference, seed=_seed(*depths)) == (CORRECT, None), depths
     namespace = {"q1": q1, "q2": q2, "q3": q3, "Gauge": Gauge}
     for exercise in exercises:
         exec(exercise.solution_code, namespace)
         assert f"✅ {exercise.name}: correct." in capsys.readouterr().out
 
 
-def test_nb08_starters_are_not_attempted_and_are_wrong(exercises, tmp_path):
+def test_nb08_starters_are_not_attempted_and_are_wrong(exercises, two_fresh_logs, monkeypatch, tmp_path):
     q1, q2, q3 = exercises
+    monkeypatch.setattr(nb08, "request_log", _in_turn(two_fresh_logs))
     for q, source, name in [(q2, nb08.N_PLUS_ONE_STARTER, "n_plus_one_endpoint"),
                             (q1, nb08.GAUGES_STARTER, "export_pool_gauges"), (q3, nb08.BLOCKER_STARTER, "end_blocker")]:
         starter = _starter(source, name, tmp_path)
@@ -188,7 +211,7 @@ def test_nb08_q3_rejects_ending_too_much_too_little_or_the_wrong_session(exercis
 
     def blockers_then_the_waiter(conn, pid):   # the UPDATE went through, then its session was ended
         end_blocker_reference(conn, pid)
-        time.sleep(0.5)
+        time.sleep(0.2)   # its way is free at once
         conn.execute("SELECT pg_terminate_backend(%s)", [pid])
 
     def every_blocker(conn, pid):   # the blockers of every waiting session, not only of this one
@@ -245,18 +268,24 @@ def test_nb08_q3_rejects_ending_too_much_too_little_or_the_wrong_session(exercis
     assert q3.verdict(waits_forever)[0] == INCORRECT
     assert time.monotonic() - started < 20   # the answer's connection has a statement_timeout
 
-    for wrong, why, depth in [
-            (idle_chain_members, "root of the chain", 2), (exactly_two_levels, "root of the chain", 1),
-            (exactly_two_levels, "root of the chain", 3), (holders_of_its_table, "went through", 2),
-            (immediate_blockers, "waiting ahead&root of the chain", 2), (first_root_only, "went through", 2),
-            (first_blocker_of_the_first_blocker, "went through", 2), (everyone_else, "do not block it", 1),
-            (idle_in_transaction, "do not block it", 1), (every_blocker, "do not block it", 3),
-            (oldest_transaction, "went through", 2), (newest_transaction, "went through", 2),
-            (row_one, "went through", 3), (blockers_then_the_waiter, "waiting session was left", 1),
-            (the_waiter, "went through", 1), (cancel, "root of the chain", 1), (lambda conn, pid: None, "went through", 3)]:
-        status, diff = q3.verdict(wrong, seed=_seed(depth))   # the message names every claim that failed
-        assert status == INCORRECT and all(w in diff for w in why.split("&")), (getattr(wrong, "__name__", wrong), depth,
-                                                                                diff)
+    for wrong, why, depths in [   # the first chain's depth decides the message; the second chain's, who is around
+            (idle_chain_members, "2 links deep: “the waiting&root of the chain", (2, 1)),
+            (exactly_two_levels, "1 link deep: “the waiting statement went through", (1, 2)),
+            (exactly_two_levels, "3 links deep: “every session at the root&waiting ahead", (2, 3)),
+            (holders_of_its_table, "went through", (2, 3)),
+            (immediate_blockers, "waiting ahead&root of the chain", (2, 1)), (first_root_only, "went through", (2, 3)),
+            (first_blocker_of_the_first_blocker, "went through", (2, 1)),
+            (first_blocker_of_the_first_blocker, "IndexError", (1, 2)), (everyone_else, "do not block it", (1, 3)),
+            (idle_in_transaction, "do not block it", (1, 2)), (every_blocker, "do not block it", (3, 1)),
+            (oldest_transaction, "went through&do not block it", (2, 1)), (newest_transaction, "went through", (2, 3)),
+            (row_one, "went through&do not block it", (3, 2)), (blockers_then_the_waiter, "waiting session was left", (1, 3)),
+            (the_waiter, "went through", (1, 2)), (cancel, "root of the chain", (1, 3)),
+            (lambda conn, pid: None, "went through", (3, 1))]:
+        status, diff = q3.verdict(wrong, seed=_seed(*depths))   # the message names every claim that failed
+        assert status == INCORRECT and all(w in diff for w in why.split("&")), (getattr(wrong, "__name__", wrong), depths,
+                                                                                 diff)
+    for _ in range(10):   # two chains of different depths in every check: a depth hard-wired fails each time
+        assert q3.verdict(exactly_two_levels)[0] == INCORRECT, q3.last_draw.describe()
 
 
 def test_nb08_q3_accepts_a_python_walk_of_the_chain(exercises):
@@ -274,4 +303,4 @@ def test_nb08_q3_accepts_a_python_walk_of_the_chain(exercises):
         for root in roots:
             conn.execute("SELECT pg_terminate_backend(%s)", [root])
 
-    assert exercises[2].verdict(walk, seed=_seed(3)) == (CORRECT, None)
+    assert exercises[2].verdict(walk, seed=_seed(3, 1)) == (CORRECT, None)

@@ -104,11 +104,34 @@ def overlapping_counts(make_app: Callable[[threading.Barrier], FastAPI], sizes: 
     return pd.Series(headers), inserted
 
 
-def slow_and_cancelled(wb: Workbook, install: Callable[[Engine], Any], log: logging.Logger) -> tuple[list[str], int]:
-    """A fast, a slow and two cancelled statements on one pooled connection with `install`'s listeners: the lines
-    `log` got, and the start times left on the connection."""
+def slow_and_cancelled(wb: Workbook, installs: dict[str, Callable[[Engine], Any]], log: logging.Logger
+                       ) -> dict[str, tuple[list[str], int]]:
+    """Per entry of `installs`, all at once (a thread and an engine each): a fast, a slow and two cancelled statements
+    on one pooled connection with that entry's listeners; the lines `log` got from it, and the start times left."""
     records = logging.handlers.BufferingHandler(capacity=1000)
     log.handlers[:] = [records]
+    outcome: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        try:
+            outcome[name] = _four_statements(wb, installs[name])
+        except Exception as error:   # raised below, in the caller's thread
+            outcome[name] = error
+
+    threads = [threading.Thread(target=run, args=(name,), name=f"slow log: {name}") for name in installs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    if failed := [o for o in outcome.values() if isinstance(o, Exception)]:
+        raise failed[0]
+    return {name: ([r.getMessage() for r in records.buffer if r.threadName == f"slow log: {name}"], outcome[name])
+            for name in installs}
+
+
+def _four_statements(wb: Workbook, install: Callable[[Engine], Any]) -> int:
+    """SELECT 1, a 0.15 s sleep and two sleeps cancelled after 250 ms on an engine with `install`'s listeners; the
+    start times left on its connection."""
     logged = wb.make_engine(pool_size=1, connect_args={"options": "-c statement_timeout=250ms"})
     install(logged)
     with logged.connect() as conn:
@@ -121,7 +144,7 @@ def slow_and_cancelled(wb: Workbook, install: Callable[[Engine], Any], log: logg
                 conn.rollback()
         left = len(conn.info.get("query_start_time", conn.info.get("query_start", [])))
     logged.dispose()
-    return [r.getMessage() for r in records.buffer], left
+    return left
 
 
 def hold_app(engine: Engine, registry: Any, release: threading.Event) -> FastAPI:
@@ -146,7 +169,7 @@ def hold_app(engine: Engine, registry: Any, release: threading.Event) -> FastAPI
 
 def burst(apps: dict[str, tuple[FastAPI, Any]], engine: Engine, release: threading.Event, gauges: list[str],
           requests: int = 10, busy: int = 8) -> tuple[pd.DataFrame, str, dict[str, dict[str, Any]]]:
-    """`requests` calls of `/hold` (one every 50 ms) on the last app while every app's gauges are sampled every 50 ms;
+    """`requests` calls of `/hold` (one every 20 ms) on the last app while every app's gauges are sampled every 50 ms;
     once `busy` connections are out: the last app's /metrics text and each app's gauge values. Then all released."""
     import pandas as pd
 
@@ -171,17 +194,17 @@ def burst(apps: dict[str, tuple[FastAPI, Any]], engine: Engine, release: threadi
         calls = [threading.Thread(target=client.get, args=("/hold",)) for _ in range(requests)]
         for call in calls:
             call.start()
-            time.sleep(0.05)
+            time.sleep(0.02)
         deadline = time.monotonic() + 10
         while engine.pool.checkedout() < busy and time.monotonic() < deadline:
             time.sleep(0.05)
         exposition = client.get("/metrics").text
         values = {label: {g: registry.get_sample_value(g) for g in gauges} for label, (_, registry) in apps.items()}
-        time.sleep(0.2)  # a plateau on the chart
+        time.sleep(0.05)  # a plateau on the chart
         release.set()
         for call in calls:
             call.join(10)
-        time.sleep(0.2)
+        time.sleep(0.05)
         stop.set()
         sampler.join(5)
     finally:
@@ -209,7 +232,7 @@ def ping_while_health_waits(app: FastAPI, libpq: str, app_name: str) -> dict[str
                 "AND datname = current_database() AND usename = current_user", [locker.info.backend_pid]).fetchall()]
         ping = threading.Thread(target=lambda: results.update(ping=client.get("/ping").text))
         ping.start()
-        ping.join(0.75)  # a free event loop answers at once; a blocked one cannot
+        ping.join(0.3)  # a free event loop answers at once (~10-50 ms through the TestClient); a blocked one cannot
         results["ping answered while /health waited"] = not ping.is_alive()
         results["/health was waiting"] = bool(waiting)
         locker.rollback()  # the "database" recovers

@@ -10,8 +10,11 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import WorkbookError
 from . import Exercise, Question, Unmet, WrongKind
 
 if TYPE_CHECKING:
@@ -242,126 +245,236 @@ def gauges_reference(engine: Any, registry: Any) -> None:
 BLOCKER_CLAIMS = ("the waiting statement went through", "every session at the root of the chain was ended",
                   "the sessions waiting ahead of it in the chain were left alone", "the waiting session was left alone",
                   "sessions that do not block it were left alone")
+SETTLE = 0.2   # s: how long an ended session may take to show it (~2-12 ms seen, CPUs overloaded 4x); bounds wrong answers
+ANSWER_BOUNDS = "-c statement_timeout=1s -c lock_timeout=500ms"   # an answer that waits gives up, never hangs
+SURROUNDINGS = ("bystander", "idle")   # idle in transaction (the oldest), and idle
+
+
+@dataclass
+class Chain:
+    """One staged lock chain: its waiter waits behind `ahead` (0-2 waiting sessions) for holders of rows of its table."""
+
+    tag: str   # "a" or "b": its table is nb08.q3_accounts_<tag>, its middle session's row of q3_other is its own
+    depth: int
+    holders: list[str]
+    rows: list[int]   # the row of q3_accounts_<tag> each holder holds
+    busy: str   # the holder running a long statement inside its transaction (`active`, not idle)
+
+    @property
+    def ahead(self) -> list[str]:
+        """The sessions waiting between the waiter and the roots, nearest the waiter first."""
+        return [f"{self.tag} middle", f"{self.tag} queued"][:self.depth - 1]
+
+    @property
+    def waiter(self) -> str:
+        """The session whose pid the answer gets."""
+        return f"{self.tag} waiter"
+
+    @property
+    def roots(self) -> list[str]:
+        """The sessions that wait for nobody: the busy holder (a row wait, depth 1), else every holder (a table wait)."""
+        return [self.busy] if self.depth == 1 else self.holders
+
+    def statements(self) -> dict[str, str]:
+        """What each of its sessions that runs in a thread executes, from the roots to the waiter."""
+        table, other_row = f"nb08.q3_accounts_{self.tag}", {"a": 2, "b": 3}[self.tag]   # the bystander holds 1
+        alter = f"ALTER TABLE {table} ALTER COLUMN balance SET DEFAULT 0"
+        ahead = {2: {"middle": alter}, 3: {"queued": alter, "middle": f"SELECT count(*) FROM {table}"}}.get(self.depth, {})
+        waiter = (f"UPDATE {table} SET balance = balance + 1 WHERE id = {self.rows[self.holders.index(self.busy)]}"
+                  if self.depth == 1 else f"UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = {other_row}")
+        return {self.busy: "SELECT pg_sleep(20)", **{f"{self.tag} {k}": sql for k, sql in ahead.items()},
+                self.waiter: waiter}
+
+
+def _chains(draw: Draw) -> list[Chain]:
+    """Two chains of different depths (drawn, and in which order the answer meets them), 2-3 holders each."""
+    chains = []
+    for tag, depth in zip("ab", draw.sample("depths of the two chains", [1, 2, 3], 2), strict=True):
+        holders = [f"{tag} holder {k + 1}" for k in range(draw.integer(f"holders of chain {tag}", 2, 3))]
+        rows = draw.sample(f"rows chain {tag}'s holders hold", range(1, 6), len(holders))
+        chains.append(Chain(tag, depth, holders, rows, draw.choice(f"the busy holder of chain {tag}", holders)))
+    return chains
+
+
+@dataclass
+class Staged:
+    """A check's sessions by name: connection, pid; for those run in a thread, statement, `done`, `failed` (SQLSTATE)."""
+
+    sessions: dict[str, Any]
+    statements: dict[str, str]
+    pids: dict[str, int] = field(default_factory=dict)
+    done: dict[str, threading.Event] = field(default_factory=dict)
+    failed: dict[str, list[str | None]] = field(default_factory=dict)
+    threads: dict[str, threading.Thread] = field(default_factory=dict)
+
+    def start(self, name: str) -> None:
+        """Run the session's statement in a thread of its own."""
+        self.done[name], self.failed[name] = threading.Event(), []
+        self.threads[name] = threading.Thread(target=self._run, args=(name,), daemon=True)
+        self.threads[name].start()
+
+    def _run(self, name: str) -> None:
+        """The thread's body: the statement, bounded by a lock_timeout; what came of it."""
+        try:
+            self.sessions[name].execute("SET lock_timeout = '10s'")
+            self.sessions[name].execute(self.statements[name])
+            self.done[name].set()   # its statement went through (the middle session's commit follows)
+            if name.endswith("middle"):
+                self.sessions[name].commit()   # its request ends once its statement went through
+        except Exception as error:
+            self.failed[name].append(getattr(error, "sqlstate", None))
+
+    def lives(self, name: str) -> bool:
+        """Not ended: its statement still waits or runs, or it answers (a cancelled statement does not end it)."""
+        thread = self.threads.get(name)
+        if thread is not None and thread.is_alive():
+            return True
+        if self.failed.get(name) and self.failed[name][0] != "57014":
+            return False
+        return _lives(self.sessions[name])
+
+
+def _stage(staged: Staged, libpq: str, app: str, chains: list[Chain]) -> None:
+    """Fresh tables, every session connected into `staged`, the rows taken (the bystander's first: the oldest
+    transaction)."""
+    from .. import db
+
+    with db.connect(libpq, application_name=app) as setup:
+        setup.execute("CREATE TABLE IF NOT EXISTS nb08.q3_other (id int PRIMARY KEY, balance int NOT NULL); "
+                      "TRUNCATE nb08.q3_other; INSERT INTO nb08.q3_other SELECT g, 100 FROM generate_series(1, 3) g; "
+                      + "".join(f"CREATE TABLE IF NOT EXISTS nb08.q3_accounts_{c.tag} (id int PRIMARY KEY, balance int "
+                                f"NOT NULL); TRUNCATE nb08.q3_accounts_{c.tag}; INSERT INTO nb08.q3_accounts_{c.tag} "
+                                "SELECT g, 100 FROM generate_series(1, 5) g; " for c in chains))
+    staged.statements.update({name: sql for chain in chains for name, sql in chain.statements().items()})
+    names = [*SURROUNDINGS, *(name for c in chains for name in [*c.holders, *c.ahead, c.waiter])]
+
+    def connect(name: str) -> None:   # into `staged` at once: a failure leaves the ones made for the cleanup
+        staged.sessions[name] = db.connect(libpq, autocommit=name.endswith("queued"), application_name=app)
+        staged.pids[name] = staged.sessions[name].info.backend_pid
+
+    with ThreadPoolExecutor(4) as pool:   # a connection costs a server process: four at a time
+        list(pool.map(connect, names))
+    staged.sessions["bystander"].execute("UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 1")
+    for chain in chains:
+        for name, row in zip(chain.holders, chain.rows, strict=True):
+            staged.sessions[name].execute(f"UPDATE nb08.q3_accounts_{chain.tag} SET balance = balance + 1 WHERE id = %s",
+                                          [row])
+        if chain.ahead:   # the middle session holds the row its waiter will wait for
+            staged.sessions[chain.ahead[0]].execute(chain.statements()[chain.waiter])
+    staged.sessions["idle"].commit()
+
+
+def _start(staged: Staged, chains: list[Chain], observer: Any) -> None:
+    """Every chain's statements from its roots to its waiter: a level of both chains at a time, each level once the one
+    before it runs (PgSleep) or waits for a lock."""
+    from itertools import zip_longest
+
+    order = [[chain.busy, *reversed(chain.ahead), chain.waiter] for chain in chains]
+    for level in zip_longest(*order):
+        names = [name for name in level if name is not None]
+        for name in names:
+            staged.start(name)
+        _wait_until(observer, [staged.pids[name] for name in names])
+
+
+def _through(staged: Staged, chain: Chain) -> bool:
+    """Whether the waiter's statement went through: waited for while its way may be free (at most 5 s)."""
+    waiter, deadline = chain.waiter, time.monotonic() + 5
+    if not staged.done[waiter].wait(SETTLE) and not staged.failed[waiter]:
+        if any(staged.lives(r) for r in chain.roots) and not any(staged.failed[a] for a in chain.ahead):
+            return False   # a root lives and the sessions ahead still wait: it cannot move
+        while not staged.done[waiter].wait(0.02) and not staged.failed[waiter] and time.monotonic() < deadline:
+            pass
+    through = staged.done[waiter].is_set() and not staged.failed[waiter]
+    freed = chain.depth == 1 or staged.done[chain.ahead[-1]].is_set()   # by its roots ending, not by a waiter ending
+    if through and freed:
+        staged.threads[chain.busy].join(2)   # ended, then: its pg_sleep fails at once
+    return through
+
+
+def _judge(staged: Staged, chain: Chain, others: set[str], yours: Any, end_blocker: Callable[[Any, int], Any]
+           ) -> dict[str, bool]:
+    """Call end_blocker(conn, waiter's pid) on the chain; whether each claim held (`others`: the sessions that do not
+    block its waiter)."""
+    end_blocker(yours, staged.pids[chain.waiter])
+    through = _through(staged, chain)
+    alive = {name for name in {*chain.roots, *others} if staged.lives(name)}
+    return dict(zip(BLOCKER_CLAIMS, (
+        through, not alive & set(chain.roots), not any(staged.failed[a] for a in chain.ahead),
+        not through or staged.lives(chain.waiter), others <= alive), strict=True))
+
+
+def _cleanup(libpq: str, app: str, staged: Staged) -> None:
+    """End every staged session (the busy holders too, though their threads sleep), then join the threads."""
+    from .. import db
+
+    with db.connect(libpq, application_name=app) as cleanup:
+        cleanup.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s) "
+                        "AND pid <> pg_backend_pid() AND application_name = %s AND datname = current_database() "
+                        "AND usename = current_user", [list(staged.pids.values()), app])
+    for conn in staged.sessions.values():
+        conn.close()
+    for thread in staged.threads.values():
+        thread.join(6)
 
 
 def blocker_verdict(wb: Workbook, end_blocker: Callable[[Any, int], Any], draw: Draw) -> dict[str, bool]:
-    """Stage a lock chain among sessions of one role and application, then call end_blocker(conn, waiter_pid) on a
-    bounded connection and judge who lived. Two or three holders (drawn) each hold a row of q3_accounts; one of them
-    is busy (a long pg_sleep inside its transaction: `active`, not idle), the others idle in transaction. The chain's
-    depth is drawn: (1) the waiter's UPDATE waits for the busy holder's row, the other holders block nothing; (2) it
+    """Stage two lock chains of different depths at once, then call end_blocker(conn, waiter's pid) for one chain's
+    waiter, then the other's, on a bounded connection, and judge who lived. Raises Unmet naming the chain's depth and
+    each claim that failed. A chain (`Chain`): 2-3 holders of rows of its own table, one busy (a long pg_sleep inside
+    its transaction), the others idle in transaction; (1) its waiter's UPDATE waits for the busy holder's row; (2) it
     waits for the row of a session whose ALTER TABLE is hard blocked by every holder; (3) as (2), but that session's
-    SELECT queues behind an ALTER TABLE (a soft block) that every holder blocks. The waiter's own wait is on a row
-    (a transaction id in pg_locks), never on a table. Around them: a bystander idle in transaction (the oldest), another
-    blocker with a waiter of its own, an idle session."""
+    SELECT queues behind an ALTER TABLE (a soft block) that every holder blocks. A waiter's own wait is on a row (a
+    transaction id in pg_locks), never on a table. Around them: a bystander idle in transaction (the oldest), an idle
+    session, and for the first chain, the whole second one."""
     from .. import db
 
-    depth = draw.integer("depth of the chain", 1, 3)
-    holders = [f"holder {k + 1}" for k in range(draw.integer("holders", 2, 3))]
-    rows = draw.sample("rows the holders hold", range(1, 6), len(holders))
-    busy = draw.choice("the busy holder", holders)
-    libpq, app = wb.url.replace("+psycopg", ""), f"{wb.app_name} q3"
-    with db.connect(libpq, application_name=app) as setup:
-        setup.execute("CREATE TABLE IF NOT EXISTS nb08.q3_accounts (id int PRIMARY KEY, balance int NOT NULL); "
-                      "TRUNCATE nb08.q3_accounts; INSERT INTO nb08.q3_accounts SELECT g, 100 FROM generate_series(1, 5) g; "
-                      "CREATE TABLE IF NOT EXISTS nb08.q3_other (id int PRIMARY KEY, balance int NOT NULL); "
-                      "TRUNCATE nb08.q3_other; INSERT INTO nb08.q3_other SELECT g, 100 FROM generate_series(1, 3) g")
-    ahead = {1: [], 2: ["middle"], 3: ["middle", "queued"]}[depth]   # the sessions waiting between it and the roots
-    names = ("bystander", *holders, "other blocker", "other waiter", "idle", *ahead, "waiter")
-    sessions = {name: db.connect(libpq, autocommit=name == "queued", application_name=app) for name in names}
-    pids = {name: conn.info.backend_pid for name, conn in sessions.items()}
-    roots = [busy] if depth == 1 else holders
-    sessions["bystander"].execute("UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 2")
-    for name, row in zip(holders, rows, strict=True):
-        sessions[name].execute("UPDATE nb08.q3_accounts SET balance = balance + 1 WHERE id = %s", [row])
-    sessions["other blocker"].execute("UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 1")
-    sessions["idle"].commit()
-    if ahead:
-        sessions["middle"].execute("UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 3")
-    alter = "ALTER TABLE nb08.q3_accounts ALTER COLUMN balance SET DEFAULT 0"
-    waits = {busy: "SELECT pg_sleep(20)",   # busy inside its transaction, holding its row
-             "other waiter": "UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 1",
-             **({"middle": "SELECT count(*) FROM nb08.q3_accounts" if depth == 3 else alter} if ahead else {}),
-             **({"queued": alter} if depth == 3 else {}),
-             "waiter": (f"UPDATE nb08.q3_accounts SET balance = balance + 1 WHERE id = {rows[holders.index(busy)]}"
-                        if depth == 1 else "UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 3")}
-    failed: dict[str, list[str | None]] = {name: [] for name in waits}
-    done = {name: threading.Event() for name in waits}
-
-    def wait(name: str) -> None:
-        try:
-            sessions[name].execute("SET lock_timeout = '10s'")
-            sessions[name].execute(waits[name])
-            if name == "middle":
-                sessions[name].commit()   # its request ends once its statement went through
-            done[name].set()
-        except Exception as error:
-            failed[name].append(getattr(error, "sqlstate", None))
-
-    def lives(name: str) -> bool:
-        if name in waits:   # busy in a thread: ended if its statement failed, other than by a cancel
-            return not (failed[name] and failed[name][0] != "57014")
-        return _lives(sessions[name])
-
-    threads = {name: threading.Thread(target=wait, args=(name,), daemon=True) for name in waits}
-    bounded = "-c statement_timeout=3s -c lock_timeout=1s"   # an answer that waits gives up, never hangs
+    chains, libpq, app = _chains(draw), wb.url.replace("+psycopg", ""), f"{wb.app_name} q3"
+    staged = Staged({}, {})
     try:
-        with db.connect(libpq, application_name=f"{app} (you)", options=bounded) as yours:
-            for name in (busy, "other waiter", *reversed(ahead), "waiter"):   # the chain from its roots
-                threads[name].start()
-                _wait_until(yours, pids[name], "PgSleep" if name == busy else None)
-            end_blocker(yours, pids["waiter"])
-            threads[busy].join(0.5 if busy in roots else 0.05)   # ended: its pg_sleep fails at once
-            alive = {name for name in ("bystander", *holders, "other blocker", "idle") if lives(name)}
-            deadline = time.monotonic() + 5  # its way is free at once once every root ended
-            while not done["waiter"].wait(0.05) and time.monotonic() < deadline and not failed["waiter"]:
-                if time.monotonic() > deadline - 4.5 and alive & set(roots) and not any(failed[a] for a in ahead):
-                    break  # a root lives and the sessions ahead still wait: the waiter cannot move
-            through = done["waiter"].is_set() and not failed["waiter"]
-            verdict = dict(zip(BLOCKER_CLAIMS, (  # judged now: ending the sessions below ends the waits too
-                through, not alive & set(roots), not any(failed[a] for a in ahead),
-                not through or _lives(sessions["waiter"]),
-                set(holders) - set(roots) | {"bystander", "other blocker", "idle"} <= alive
-                and not failed["other waiter"]), strict=True))
+        _stage(staged, libpq, app, chains)
+        with db.connect(libpq, application_name=f"{app} (you)", options=ANSWER_BOUNDS) as yours:
+            _start(staged, chains, yours)
+            for k, chain in enumerate(chains):
+                others = {*SURROUNDINGS, *(set(chain.holders) - set(chain.roots))}
+                others |= {n for c in chains[k + 1:] for n in [*c.holders, *c.ahead, c.waiter]}   # yet to be asked
+                others |= {n for c in chains[:k] for n in [*set(c.holders) - set(c.roots), *c.ahead, c.waiter]}
+                every_claim(_judge(staged, chain, others, yours, end_blocker),
+                            f"on the chain {chain.depth} link{'s' * (chain.depth > 1)} deep")
     finally:
-        with db.connect(libpq, application_name=app) as cleanup:   # the busy holder too, though its thread sleeps
-            cleanup.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s) "
-                            "AND pid <> pg_backend_pid() AND application_name = %s AND datname = current_database() "
-                            "AND usename = current_user", [list(pids.values()), app])
-        for conn in sessions.values():
-            conn.close()
-        for thread in threads.values():
-            if thread.ident:   # started
-                thread.join(6)
-    return verdict
+        _cleanup(libpq, app, staged)
+    return dict.fromkeys(BLOCKER_CLAIMS, True)
 
 
 def _lives(conn: Any) -> bool:
-    """A terminated session fails its next statement (the signal came first)."""
+    """A terminated session fails its next statement (the signal came first); an aborted transaction is alive."""
+    import psycopg
+
     try:
         conn.execute("SELECT 1")
         return True
-    except Exception:
+    except psycopg.OperationalError:   # ended (AdminShutdown), or its connection closed
         return False
+    except psycopg.Error:   # e.g. a transaction aborted by a cancelled statement: the session lives
+        return True
 
 
-def _wait_until(conn: Any, pid: int, wait_event: str | None) -> None:
-    """Until session `pid` waits for a lock (or, given `wait_event`, shows it: PgSleep); never more than 5 s."""
-    from ..locks import wait_until_blocked
-
-    if wait_event is None:
-        wait_until_blocked(conn, pid)
-        return
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event = %s AND datname = current_database() "
-            "AND usename = current_user", [pid, wait_event]).fetchone()[0]:
-        time.sleep(0.01)
+def _wait_until(conn: Any, pids: list[int], timeout: float = 5) -> None:
+    """Until every session of `pids` sleeps (PgSleep) or waits for a lock; raises after `timeout` s (never hangs)."""
+    deadline = time.monotonic() + timeout
+    while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) AND (wait_event = 'PgSleep' OR "
+                       "cardinality(pg_blocking_pids(pid)) > 0) AND datname = current_database() "
+                       "AND usename = current_user", [pids]).fetchone()[0] < len(pids):
+        if time.monotonic() > deadline:
+            raise WorkbookError(f"the staged sessions {pids} did not all start waiting within {timeout} s")
+        time.sleep(0.005)
 
 
-def every_claim(verdict: dict[str, bool]) -> dict[str, bool]:
-    """The verdict, if every claim holds; else Unmet naming each claim that failed (not only the first)."""
+def every_claim(verdict: dict[str, bool], where: str = "") -> dict[str, bool]:
+    """The verdict, if every claim holds; else Unmet naming each claim that failed (not only the first), and where."""
     if failed := [claim for claim, held in verdict.items() if not held]:
-        raise Unmet("; ".join(f"“{claim}” does not hold" for claim in failed), claim=failed[0])
+        raise Unmet((f"{where}: " if where else "") + "; ".join(f"“{claim}” does not hold" for claim in failed),
+                    claim=failed[0])
     return verdict
 
 
@@ -457,8 +570,9 @@ Q1 = Question(
 Q3 = Question(
     name="q3",
     text="A statement has been waiting for a lock. `end_blocker(conn, pid)` gets a connection and the pid of the "
-         "waiting session: end the session(s) at the root of its wait, and nothing else. (The check stages a chain "
-         "of a depth it draws: the statement may wait for a row or a table, behind other waiting statements, whose "
+         "waiting session: end the session(s) at the root of its wait, and nothing else. (The check stages two chains "
+         "of different depths it draws, and calls your function for the waiter of each in turn: a statement may wait "
+         "for a row or a table, behind other waiting statements, whose "
          "locks are held by one or more sessions, idle in transaction or busy running a statement; around them, "
          "sessions of the same role and application that block it not at all, some holding rows of the same table.)",
     shape="`def end_blocker(conn, pid)` that runs SQL on `conn` (a psycopg connection); then `q3.check(end_blocker)`.",
@@ -478,8 +592,9 @@ Q3 = Question(
                "session that holds the lock lives on. Follow the links to the sessions that wait for nobody and end "
                "all of them; ending only the first leaves the chain blocked. Common wrong answers end only the chain's "
                "sessions idle in transaction (a root may be running a long statement: `active`), follow a fixed "
-               "number of links (the depth varies), or end the holders of the waiter's table (a wait for a row shows "
-               "in pg_locks as a transaction id, not a relation). Then fix what left them in a transaction "
+               "number of links (the two chains of a check differ in depth), or end the holders of the waiter's "
+               "table (a wait for a row shows in pg_locks as a transaction id, not a relation). Then fix what left "
+               "them in a transaction "
                "(idle_in_transaction_session_timeout, statement_timeout).",
 )
 QUESTIONS = (Q1, Q2, Q3)
@@ -495,5 +610,5 @@ def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
                         evaluate=lambda find: n_plus_one_verdict(wb, _callable(find, "n_plus_one_endpoint")),
                         starter=N_PLUS_ONE_STARTER),
             Q3.exercise(reference=lambda draw: dict.fromkeys(BLOCKER_CLAIMS, True),   # every claim holds
-                        evaluate=lambda end, draw: every_claim(blocker_verdict(wb, _callable(end, "end_blocker"), draw)),
+                        evaluate=lambda end, draw: blocker_verdict(wb, _callable(end, "end_blocker"), draw),
                         starter=BLOCKER_STARTER, drawn=True))
