@@ -304,3 +304,15 @@ def test_nb08_q3_accepts_a_python_walk_of_the_chain(exercises):
             conn.execute("SELECT pg_terminate_backend(%s)", [root])
 
     assert exercises[2].verdict(walk, seed=_seed(3, 1)) == (CORRECT, None)
+
+
+def test_nb08_q2_log_is_made_again_while_a_stall_made_the_n_plus_one_the_slowest(monkeypatch):
+    import pandas as pd
+
+    def log(feed_ms: float) -> pd.DataFrame:
+        return pd.DataFrame({"path": ["/a", "/a", "/r", "/r"], "ms": [feed_ms, 5.0, 60.0, 70.0]})
+
+    made = iter([log(250.0), log(250.0), log(9.0), log(300.0)])  # two stalled logs, then a fair one
+    monkeypatch.setattr(nb08, "one_request_log", lambda wb: (next(made), "/a"))
+    found, feed = nb08.request_log(None)
+    assert feed == "/a" and found["ms"].tolist() == [9.0, 5.0, 60.0, 70.0]

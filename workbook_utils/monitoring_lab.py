@@ -232,7 +232,7 @@ def ping_while_health_waits(app: FastAPI, libpq: str, app_name: str) -> dict[str
                 "AND datname = current_database() AND usename = current_user", [locker.info.backend_pid]).fetchall()]
         ping = threading.Thread(target=lambda: results.update(ping=client.get("/ping").text))
         ping.start()
-        ping.join(0.3)  # a free event loop answers at once (~10-50 ms through the TestClient); a blocked one cannot
+        ping.join(0.75)  # a free event loop answers at once (~10-50 ms through the TestClient, more on a busy machine)
         results["ping answered while /health waited"] = not ping.is_alive()
         results["/health was waiting"] = bool(waiting)
         locker.rollback()  # the "database" recovers

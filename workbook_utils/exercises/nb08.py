@@ -30,7 +30,19 @@ GAUGES = ("db_pool_open", "db_pool_idle", "db_pool_overflow")
 KINDS = ("user", "feed", "feed_eager", "stats", "report", "search")
 
 
-def request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
+def request_log(wb: Workbook, tries: int = 3) -> tuple[pd.DataFrame, str]:
+    """`one_request_log`, made again (up to `tries` times) while a stall of the busy machine made the N+1 the slowest
+    endpoint by some statistic of time: time must not single it out (`report` is the slowest by design)."""
+    for _ in range(tries):
+        log, feed = one_request_log(wb)
+        by_time = log.groupby("path")["ms"]
+        if feed not in {by_time.quantile(0.95).idxmax(), by_time.mean().idxmax(), by_time.median().idxmax(),
+                        by_time.max().idxmax()}:
+            break
+    return log, feed
+
+
+def one_request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
     """Requests to feed_app plus two endpoints of its own, under random paths; one row per request: path, items,
     queries, ms. And the N+1's path. The number of requests and the limits of every endpoint are drawn (`plan`).
     Only the N+1's queries grow with its items: `report` sends many, varying queries for a few items and is the slowest
