@@ -260,6 +260,23 @@ def test_nb04_q2_reads_the_order_of_advisory_locks_taken_in_one_statement(exerci
         assert status == INCORRECT and "two transfers in opposite directions" in diff, (check, diff)
 
 
+# Orders that depend on what is held or on the amount (rv04): each deadlocks three transfers, none is one order.
+SKIP_LOCKED = [LOCK_BOTH.format(order="ORDER BY id") + " SKIP LOCKED", *nb04.TRANSFER_STARTER]
+BY_AMOUNT = [LOCK_BOTH.format(order="ORDER BY CASE WHEN :amount % 2 = 0 THEN id ELSE -id END"), *nb04.TRANSFER_STARTER]
+SESSION_LOCKS = ["SELECT pg_advisory_lock(least(:from_id, :to_id)), pg_advisory_lock(greatest(:from_id, :to_id))",
+                 *nb04.TRANSFER_STARTER]   # sorted, but never released: COMMIT ends no session-level lock
+
+
+def test_nb04_q2_rejects_orders_that_depend_on_the_held_row_or_the_amount_and_session_locks_leave_nothing(exercises):
+    q2 = exercises[1]
+    for check in range(6):
+        status, diff = q2.verdict([SKIP_LOCKED, BY_AMOUNT][check % 2])   # the amount's orders: a pair or a ring first
+        assert status == INCORRECT and ("opposite directions" in diff or "ring of three" in diff), (check, diff)
+    status, diff = q2.verdict(SESSION_LOCKS)
+    assert status == INCORRECT, diff
+    assert q2.verdict(nb04.TRANSFER_REFERENCE)[0] == CORRECT   # the check after it holds no lock of it
+
+
 def test_nb04_q2_ids_always_expose_every_pair_dependent_order():
     rules = nb04._non_orders()
     answers = [lambda lo, hi: (lo + hi) % 2 == 1, lambda lo, hi: (lo + hi) % 3 == 0]   # PARITY and MOD3 above

@@ -11,6 +11,7 @@ and its time.sleep calls are recorded, not waited for in full (`faults.observed_
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -56,7 +57,8 @@ Q1_CLAIMS = ("both sales of product 1 counted (stock − 2)", "every sale succee
              "no deadlock when both sales read before either writes (statements interleaved)")
 Q2_CLAIMS = ("no deadlock between two transfers in opposite directions",
              "no deadlock around a ring of three transfers (a→b, b→c, c→a)", "every transfer committed",
-             "the balances are right", "a transfer between two other accounts does not wait")
+             "the balances are right", "a transfer between two other accounts does not wait",
+             "every lock a transfer takes ends with its transaction")
 RING_SAMPLE = 6  # schedules of the ring of three drawn beyond the ones every check runs
 T = TypeVar("T")
 
@@ -77,9 +79,21 @@ def _ready(engine: Engine) -> Engine:
 def _engine(wb: Workbook) -> Engine:
 
     # every session of a check is bounded, even one a learner's runaway loop leaves behind
+    from sqlalchemy import event
+
     engine = wb.make_engine(connect_args={"options": "-c search_path=nb04 -c lock_timeout=5s -c statement_timeout=10s "
                                                      "-c idle_in_transaction_session_timeout=30s"})
+    event.listen(engine, "checkin", _unlock_all)
     return _ready(engine)
+
+
+def _unlock_all(dbapi_connection: Any, _record: Any) -> None:
+    """A connection back in the check's pool keeps no session-level advisory lock (`pg_advisory_lock` is never
+    released by COMMIT: an answer that takes one must not break the checks after it)."""
+    if dbapi_connection is not None:
+        with contextlib.suppress(Exception):  # a broken connection: the pool discards it anyway
+            dbapi_connection.execute("SELECT pg_advisory_unlock_all()")
+            dbapi_connection.rollback()
 
 
 def _scalar(engine: Engine, sql: str, params: dict[str, Any] | None = None) -> Any:
@@ -349,11 +363,15 @@ def _taken(observer: Any, row_id: int) -> bool:
         observer.rollback()
 
 
+BOTH = 0  # `_locked_first` of a transfer that locked each of its rows first while the other one was held
+
+
 def _locked_first(engine: Engine, statements: Sequence[str], move: tuple[int, int, int], ids: list[int],
                   balances: list[int]) -> int | None:
-    """Which of its two rows a transfer locks first, as the server shows it: another session holds one row; once
-    the transfer waits for it (pg_blocking_pids), the observer finds the other row taken (FOR UPDATE SKIP LOCKED
-    returns nothing) or free. Whole statements cannot hide their order. None: it never waited holding its other row."""
+    """Which of its two rows a transfer locks first, as the server shows it: another session holds one row (each in
+    turn); once the transfer waits for it (pg_blocking_pids), the observer finds the other row taken (FOR UPDATE SKIP
+    LOCKED returns nothing) or free. Whole statements cannot hide their order. None: it never waited holding its other
+    row; BOTH: it did each time (its order depends on what is held, as `SKIP LOCKED` makes it)."""
     from sqlalchemy import text
 
     from .. import locks
@@ -372,14 +390,16 @@ def _locked_first(engine: Engine, statements: Sequence[str], move: tuple[int, in
 
         return seen
 
+    seen = []
     for held, other in sorted(((to_id, from_id), (from_id, to_id)), reverse=True):  # the higher id held first
         on_a_row, taken = _while_blocked(engine, statements, move, lambda conn, held=held: conn.execute(
             lock, {"id": held}), look(other)) or (False, False)
-        if taken:
-            return other
         if not on_a_row:
-            return None
-    return None
+            break
+        seen.append(taken)
+    if seen == [True, True]:  # each row first while the other was held (SKIP LOCKED): no order, so both
+        return BOTH
+    return min(from_id, to_id) if seen[:1] == [True] else max(from_id, to_id) if seen == [False, True] else None
 
 
 def _probe_orders(moves: Callable[[tuple[int, int]], Any], ids: list[int], until_problem: bool,
@@ -395,11 +415,19 @@ def _probe_orders(moves: Callable[[tuple[int, int]], Any], ids: list[int], until
     return seen
 
 
+Amount = int | dict[tuple[int, int], int]  # one amount for every transfer, or one per (from, to)
+
+
+def _amount(amount: Amount, xy: tuple[int, int]) -> int:
+    """The amount transfer xy moves."""
+    return amount if isinstance(amount, int) else amount[xy]
+
+
 def lock_orders(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
-                amount: int, until_problem: bool = False) -> dict[tuple[int, int], int | None]:
+                amount: Amount, until_problem: bool = False) -> dict[tuple[int, int], int | None]:
     """For every transfer between two of `ids`, in both directions: the row it locks first (`_locked_first`).
     until_problem: stop at the first pair or ring (`order_problem`), probing one direction of every pair first."""
-    return _probe_orders(lambda xy: _locked_first(engine, statements, (*xy, amount), ids, balances), ids,
+    return _probe_orders(lambda xy: _locked_first(engine, statements, (*xy, _amount(amount, xy)), ids, balances), ids,
                          until_problem, order_problem)
 
 
@@ -460,12 +488,12 @@ def _advisory_order(engine: Engine, statements: Sequence[str], move: tuple[int, 
     return before
 
 
-def advisory_orders(engine: Engine, statements: Sequence[str], ids: list[int], amount: int,
+def advisory_orders(engine: Engine, statements: Sequence[str], ids: list[int], amount: Amount,
                     until_problem: bool = False) -> dict[tuple[int, int], list[tuple[Key, Key]]]:
     """For every transfer between two of `ids`, in both directions: which of its advisory locks it takes before
     which (`_advisory_order`); until_problem: stop at the first pair or ring (`edge_problem`)."""
-    return _probe_orders(lambda xy: _advisory_order(engine, statements, (*xy, amount)), ids, until_problem,
-                         edge_problem)
+    return _probe_orders(lambda xy: _advisory_order(engine, statements, (*xy, _amount(amount, xy))), ids,
+                         until_problem, edge_problem)
 
 
 def ungated_problem(firsts: dict[tuple[int, int], int | None], keys: dict[tuple[int, int], list[Key]]) -> str | None:
@@ -477,8 +505,8 @@ def ungated_problem(firsts: dict[tuple[int, int], int | None], keys: dict[tuple[
 
     realized: dict[tuple[int, int], list[tuple[int, int]]] = {}  # row u before row v: the transfers that do so
     for (x, y), first in firsts.items():
-        if first is not None:
-            realized.setdefault((first, y if first == x else x), []).append((x, y))
+        for row in (x, y) if first == BOTH else () if first is None else (first,):
+            realized.setdefault((row, y if row == x else x), []).append((x, y))
     nodes = sorted({n for edge in realized for n in edge})
     for size in range(2, len(nodes) + 1):
         for ring in permutations(nodes, size):
@@ -519,24 +547,43 @@ def edge_problem(before: dict[tuple[int, int], list[tuple[Any, Any]]]) -> str | 
 
 
 def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
-    """`edge_problem` of the rows each transfer locks first (None: no order seen)."""
+    """`edge_problem` of the rows each transfer locks first (None: no order seen; BOTH: "pair", each row first)."""
+    if BOTH in firsts.values():
+        return "pair"
     return edge_problem({(x, y): [] if first is None else [(first, y if first == x else x)]
                          for (x, y), first in firsts.items()})
 
 
 def _order_problem(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
-                   amount: int) -> str | None:
-    """"pair", "ring" or None: the order each transfer takes its locks in, read on the server (a ring of any three
-    ids is enough, and cheap): its exclusive advisory locks if it takes some, then its rows where they gate none."""
-    if not takes_advisory_locks(engine, statements, ids, balances, amount):
+                   amount: dict[tuple[int, int], int]) -> str | None:
+    """"pair", "ring" or None: the order each transfer (its own drawn amount: an order may depend on it) takes its
+    locks in, read on the server (a ring of any three ids is enough, and cheap): its exclusive advisory locks if it
+    takes some, then its rows where they gate none."""
+    if not takes_advisory_locks(engine, statements, ids, balances, amount[ids[1], ids[0]]):
         return order_problem(lock_orders(engine, statements, ids, balances, amount, until_problem=True))
     if problem := edge_problem(advisory_orders(engine, statements, ids, amount, until_problem=True)):
         return problem
-    keys = {(x, y): _keys_alone(engine, statements, (x, y, amount), exclusive=True)
+    keys = {(x, y): _keys_alone(engine, statements, (x, y, amount[x, y]), exclusive=True)
             for x in ids for y in ids if x != y}
     return ungated_problem(_probe_orders(
-        lambda xy: _locked_first(engine, statements, (*xy, amount), ids, balances), ids, True,
+        lambda xy: _locked_first(engine, statements, (*xy, amount[xy]), ids, balances), ids, True,
         lambda firsts: ungated_problem(firsts, keys)), keys)
+
+
+def _locks_outlive(engine: Engine, statements: Sequence[str], move: tuple[int, int, int]) -> bool:
+    """True if a transfer run alone (then rolled back) leaves its session holding advisory locks: session-level ones
+    (`pg_advisory_lock`), which neither COMMIT nor ROLLBACK releases."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        try:
+            for sql in statements:
+                conn.execute(text(sql), _params(move))
+        except Exception:  # noqa: BLE001 - a transfer that fails alone: the other claims report it
+            return False
+        finally:
+            conn.rollback()
+        return bool(_advisory_keys(conn, conn.connection.driver_connection.info.backend_pid))
 
 
 def _bystander_waits(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
@@ -595,9 +642,14 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
 
     pair = [(a, b, amounts[0]), (b, a, amounts[1])]
     ring = [(x, y, amount) for (x, y), amount in zip(cycle([a, b, c], 3), amounts, strict=False)]
-    problem = _order_problem(engine, statements, ids, balances, amounts[0])
+    _open_accounts(engine, ids, balances)
+    if _locks_outlive(engine, statements, (a, b, amounts[0])):  # pg_advisory_lock: the rest would wait on it
+        return {**verdict, "every lock a transfer takes ends with its transaction": False}
+    probed = draw.pick("the probe's amounts", lambda rng: {(x, y): rng.randint(1, 99) for x in ids for y in ids if x != y},
+                       show=lambda _: "one per transfer, 1 to 99")
+    problem = _order_problem(engine, statements, ids, balances, probed)
     verdict["no deadlock around a ring of three transfers (a→b, b→c, c→a)"] = problem != "ring"
-    if problem is None:  # the bystander first (one race): a lock on more than two rows (LOCK TABLE …) fails at once
+    if problem != "ring":  # the bystander first (one race): a lock on more than two rows (LOCK TABLE …) fails at once
         verdict["a transfer between two other accounts does not wait"] = not _bystander_waits(
             engine, statements, ids, balances, [(a, b, amounts[0]), (d, e, amounts[3])], lock_timeout)
     # a pair the probe found: the schedules where both hold their first k statements say how it fails (a deadlock,
