@@ -15,7 +15,7 @@ from workbook_utils.exercises.draws import Draw
 
 def _seed(first, second):
     """A seed whose q3 check stages chains of these depths, met in this order (the depths are the check's first draw)."""
-    return next(seed for seed in range(200) if Draw(seed).sample("depths of the two chains", [1, 2, 3], 2) == [first, second])
+    return next(seed for seed in range(200) if Draw(seed).choice("depths of the two chains", nb08.DEPTHS) == (first, second))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_nb08_references_and_printed_solutions_pass(exercises, two_fresh_logs, m
     monkeypatch.setattr(nb08, "request_log", _in_turn(two_fresh_logs))   # the reference and the solution meet both
     assert q1.verdict(nb08.gauges_reference) == (CORRECT, None)
     assert q2.verdict(nb08.n_plus_one_reference) == (CORRECT, None)
-    for depths in [(1, 2), (2, 3), (3, 1)]:   # each depth met first, and met after the other chain was resolved
+    for depths in [(1, 3), (2, 3), (3, 1), (3, 2)]:   # each depth met first, and met after the other chain was resolved
         assert q3.verdict(nb08.end_blocker_reference, seed=_seed(*depths)) == (CORRECT, None), depths
     namespace = {"q1": q1, "q2": q2, "q3": q3, "Gauge": Gauge}
     for exercise in exercises:
@@ -269,17 +269,17 @@ def test_nb08_q3_rejects_ending_too_much_too_little_or_the_wrong_session(exercis
     assert time.monotonic() - started < 20   # the answer's connection has a statement_timeout
 
     for wrong, why, depths in [   # the first chain's depth decides the message; the second chain's, who is around
-            (idle_chain_members, "2 links deep: “the waiting&root of the chain", (2, 1)),
-            (exactly_two_levels, "1 link deep: “the waiting statement went through", (1, 2)),
+            (idle_chain_members, "2 links deep: “the waiting&root of the chain", (2, 3)),
+            (exactly_two_levels, "1 link deep: “the waiting statement went through", (1, 3)),
             (exactly_two_levels, "3 links deep: “every session at the root&waiting ahead", (2, 3)),
             (holders_of_its_table, "went through", (2, 3)),
-            (immediate_blockers, "waiting ahead&root of the chain", (2, 1)), (first_root_only, "went through", (2, 3)),
-            (first_blocker_of_the_first_blocker, "went through", (2, 1)),
-            (first_blocker_of_the_first_blocker, "IndexError", (1, 2)), (everyone_else, "do not block it", (1, 3)),
-            (idle_in_transaction, "do not block it", (1, 2)), (every_blocker, "do not block it", (3, 1)),
-            (oldest_transaction, "went through&do not block it", (2, 1)), (newest_transaction, "went through", (2, 3)),
+            (immediate_blockers, "waiting ahead&root of the chain", (2, 3)), (first_root_only, "went through", (2, 3)),
+            (first_blocker_of_the_first_blocker, "went through", (2, 3)),
+            (first_blocker_of_the_first_blocker, "IndexError", (1, 3)), (everyone_else, "do not block it", (1, 3)),
+            (idle_in_transaction, "do not block it", (1, 3)), (every_blocker, "do not block it", (3, 1)),
+            (oldest_transaction, "went through&do not block it", (2, 3)), (newest_transaction, "went through", (2, 3)),
             (row_one, "went through&do not block it", (3, 2)), (blockers_then_the_waiter, "waiting session was left", (1, 3)),
-            (the_waiter, "went through", (1, 2)), (cancel, "root of the chain", (1, 3)),
+            (the_waiter, "went through", (1, 3)), (cancel, "root of the chain", (1, 3)),
             (lambda conn, pid: None, "went through", (3, 1))]:
         status, diff = q3.verdict(wrong, seed=_seed(*depths))   # the message names every claim that failed
         assert status == INCORRECT and all(w in diff for w in why.split("&")), (getattr(wrong, "__name__", wrong), depths,
@@ -316,3 +316,53 @@ def test_nb08_q2_log_is_made_again_while_a_stall_made_the_n_plus_one_the_slowest
     monkeypatch.setattr(nb08, "one_request_log", lambda wb: (next(made), "/a"))
     found, feed = nb08.request_log(None)
     assert feed == "/a" and found["ms"].tolist() == [9.0, 5.0, 60.0, 70.0]
+
+
+CONFLICTS = {  # lock modes a granted lock conflicts with (the docs' table): what a wait "really" waits for
+    "AccessShareLock": "AccessExclusive", "RowShareLock": "Exclusive AccessExclusive",
+    "RowExclusiveLock": "Share ShareRowExclusive Exclusive AccessExclusive",
+    "ShareUpdateExclusiveLock": "ShareUpdateExclusive Share ShareRowExclusive Exclusive AccessExclusive",
+    "ShareLock": "RowExclusive ShareUpdateExclusive ShareRowExclusive Exclusive AccessExclusive",
+    "ShareRowExclusiveLock": "RowExclusive ShareUpdateExclusive Share ShareRowExclusive Exclusive AccessExclusive",
+    "ExclusiveLock": "RowShare RowExclusive ShareUpdateExclusive Share ShareRowExclusive Exclusive AccessExclusive",
+    "AccessExclusiveLock": "AccessShare RowShare RowExclusive ShareUpdateExclusive Share ShareRowExclusive Exclusive "
+                           "AccessExclusive"}
+
+
+def holders_of_conflicting_locks(conn, pid):
+    """Walks pg_locks by the conflict table: it never sees a session that only queues behind a waiter (rv08)."""
+    def blockers(p):
+        waits = conn.execute("SELECT mode FROM pg_locks WHERE pid = %s AND NOT granted", [p]).fetchall()
+        return {holder for (mode,) in waits for (holder,) in conn.execute(
+            "SELECT h.pid FROM pg_locks w JOIN pg_locks h ON h.granted AND h.pid <> w.pid AND h.locktype = w.locktype "
+            "AND (h.database, h.relation, h.page, h.tuple, h.virtualxid, h.transactionid::text) IS NOT DISTINCT FROM "
+            "(w.database, w.relation, w.page, w.tuple, w.virtualxid, w.transactionid::text) "
+            "AND h.mode = ANY(string_to_array(%s, ' ')) WHERE w.pid = %s AND NOT w.granted",
+            [" ".join(m + "Lock" for m in CONFLICTS[mode].split()), p]).fetchall()}
+
+    seen, todo, roots = set(), [pid], set()
+    while todo:
+        found = blockers(p := todo.pop())
+        roots |= {p} if not found and p != pid else set()
+        todo += [b for b in found if b not in seen]
+        seen |= found
+    for root in roots:
+        conn.execute("SELECT pg_terminate_backend(%s)", [root])
+
+
+def roots_then_the_sessions_ahead(conn, pid):
+    """The reference, then every session that waited ahead of the waiter (once they went through): rv08."""
+    chain = conn.execute("WITH RECURSIVE c(pid) AS (SELECT unnest(pg_blocking_pids(%s)) UNION "
+                         "SELECT unnest(pg_blocking_pids(c.pid)) FROM c) SELECT pid FROM c "
+                         "WHERE cardinality(pg_blocking_pids(pid)) > 0", [pid]).fetchall()
+    nb08.end_blocker_reference(conn, pid)
+    time.sleep(0.3)
+    for (ahead,) in chain:
+        conn.execute("SELECT pg_terminate_backend(%s)", [ahead])
+
+
+def test_nb08_q3_rejects_a_conflict_table_walk_and_ending_the_sessions_ahead_on_every_check(exercises):
+    for answer in (holders_of_conflicting_locks, roots_then_the_sessions_ahead):
+        for _ in range(3):   # every check stages a chain 3 links deep, with a statement queued behind a waiter
+            status, diff = exercises[2].verdict(answer)
+            assert status == INCORRECT and "does not hold" in diff, (answer.__name__, diff)

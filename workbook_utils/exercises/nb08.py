@@ -298,10 +298,13 @@ class Chain:
                 self.waiter: waiter}
 
 
+DEPTHS = ((1, 3), (3, 1), (2, 3), (3, 2))  # one chain 3 links deep, where a statement only queues behind a waiter
+
+
 def _chains(draw: Draw) -> list[Chain]:
     """Two chains of different depths (drawn, and in which order the answer meets them), 2-3 holders each."""
     chains = []
-    for tag, depth in zip("ab", draw.sample("depths of the two chains", [1, 2, 3], 2), strict=True):
+    for tag, depth in zip("ab", draw.choice("depths of the two chains", DEPTHS), strict=True):
         holders = [f"{tag} holder {k + 1}" for k in range(draw.integer(f"holders of chain {tag}", 2, 3))]
         rows = draw.sample(f"rows chain {tag}'s holders hold", range(1, 6), len(holders))
         chains.append(Chain(tag, depth, holders, rows, draw.choice(f"the busy holder of chain {tag}", holders)))
@@ -412,7 +415,7 @@ def _judge(staged: Staged, chain: Chain, others: set[str], yours: Any, end_block
     through = _through(staged, chain)
     alive = {name for name in {*chain.roots, *others} if staged.lives(name)}
     return dict(zip(BLOCKER_CLAIMS, (
-        through, not alive & set(chain.roots), not any(staged.failed[a] for a in chain.ahead),
+        through, not alive & set(chain.roots), all(not staged.failed[a] and staged.lives(a) for a in chain.ahead),
         not through or staged.lives(chain.waiter), others <= alive), strict=True))
 
 
@@ -590,7 +593,9 @@ Q3 = Question(
     shape="`def end_blocker(conn, pid)` that runs SQL on `conn` (a psycopg connection); then `q3.check(end_blocker)`.",
     hint_text="§4: pg_blocking_pids(pid) names the next link only, including a session that merely waits ahead in "
               "the queue. Follow it until you reach sessions that wait for nobody (a recursive CTE, or a loop). "
-              "pg_cancel_backend only cancels a running statement: its transaction, and its locks, stay.",
+              "Find all of them first, then end them: once the holders end, a queued statement gets its lock and waits "
+              "for nobody too. pg_cancel_backend ends only a running statement: a session idle in its transaction "
+              "keeps the transaction and its locks.",
     solution_code="def end_blocker(conn, pid):\n"
                   "    conn.execute(\"\"\"\n"
                   "        WITH RECURSIVE chain(pid) AS (\n"
