@@ -907,7 +907,7 @@ Q2 = Question(
     name="q2",
     text="A transfer moves `:amount` from account `:from_id` to account `:to_id` of the table `accounts` shown "
          "below. Two transfers in opposite directions that run the starter's two statements at once can deadlock. "
-         "Write the list of statements so that no transfers deadlock, two or more, however their statements "
+         "Write the list of statements so that no two or more transfers can deadlock, however their statements "
          "interleave, and a transfer between two other accounts never waits. Keep the bind parameters: the check binds them. "
          "The check draws five accounts with close ids and runs transfers in opposite directions, a ring of three "
          "(a→b, b→c, c→a), and a transfer between two other accounts meanwhile.",
