@@ -78,21 +78,15 @@ def test_the_checklist_prints_on_one_a4_page_and_no_text_is_under_6_5_pt(page_ht
     assert pages_twice == 2
 
 
-def test_a_summary_table_is_use_then_when(tmp_path):
+@pytest.mark.parametrize(("summary", "said"), [
+    ("| when | use |\n|---|---|\n| a | b |", "a summary table's columns are 'use', 'when'"),
+    ("no table", "no summary table")])
+def test_a_summary_table_that_is_missing_or_not_use_then_when_is_named(tmp_path, summary, said):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 42 · x"),
-                                         nbformat.v4.new_markdown_cell("## Summary\n\n| when | use |\n|---|---|\n| a | b |")])
+                                         nbformat.v4.new_markdown_cell(f"## Summary\n\n{summary}")])
     path = tmp_path / "42_x.ipynb"
     nbformat.write(nb, path)
-    with pytest.raises(ValueError, match="42_x.ipynb: a summary table's columns are 'use', 'when'"):
-        handout.summary_table(path)
-
-
-def test_a_notebook_without_a_summary_table_is_named(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 42 · x"),
-                                         nbformat.v4.new_markdown_cell("## Summary\n\nno table")])
-    path = tmp_path / "42_x.ipynb"
-    nbformat.write(nb, path)
-    with pytest.raises(ValueError, match="42_x.ipynb: no summary table"):
+    with pytest.raises(ValueError, match=f"42_x.ipynb: {said}"):
         handout.summary_table(path)
 
 
