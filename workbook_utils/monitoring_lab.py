@@ -123,6 +123,8 @@ def slow_and_cancelled(wb: Workbook, installs: dict[str, Callable[[Engine], Any]
         thread.start()
     for thread in threads:
         thread.join(30)
+    if late := [name for name in installs if name not in outcome]:
+        raise TimeoutError(f"the slow-query log of {late[0]!r} did not finish in 30 s (statement_timeout is 250 ms)")
     if failed := [o for o in outcome.values() if isinstance(o, Exception)]:
         raise failed[0]
     return {name: ([r.getMessage() for r in records.buffer if r.threadName == f"slow log: {name}"], outcome[name])
