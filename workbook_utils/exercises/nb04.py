@@ -58,7 +58,8 @@ Q1_CLAIMS = ("both sales of product 1 counted (stock − 2)", "every sale succee
 Q2_CLAIMS = ("no deadlock between two transfers in opposite directions",
              "no deadlock around a ring of three transfers (a→b, b→c, c→a)", "every transfer committed",
              "the balances are right", "a transfer between two other accounts does not wait",
-             "every lock a transfer takes ends with its transaction")
+             "every lock a transfer takes ends with its transaction",
+             "a transfer takes its locks in one order, whatever another transfer holds")
 RING_SAMPLE = 6  # schedules of the ring of three drawn beyond the ones every check runs
 T = TypeVar("T")
 
@@ -547,9 +548,10 @@ def edge_problem(before: dict[tuple[int, int], list[tuple[Any, Any]]]) -> str | 
 
 
 def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
-    """`edge_problem` of the rows each transfer locks first (None: no order seen; BOTH: "pair", each row first)."""
+    """`edge_problem` of the rows each transfer locks first (None: no order seen); "held" if a transfer locked each
+    row first while the other was held (BOTH)."""
     if BOTH in firsts.values():
-        return "pair"
+        return "held"
     return edge_problem({(x, y): [] if first is None else [(first, y if first == x else x)]
                          for (x, y), first in firsts.items()})
 
@@ -649,6 +651,7 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
                        show=lambda _: "one per transfer, 1 to 99")
     problem = _order_problem(engine, statements, ids, balances, probed)
     verdict["no deadlock around a ring of three transfers (a→b, b→c, c→a)"] = problem != "ring"
+    verdict["a transfer takes its locks in one order, whatever another transfer holds"] = problem != "held"
     if problem != "ring":  # the bystander first (one race): a lock on more than two rows (LOCK TABLE …) fails at once
         verdict["a transfer between two other accounts does not wait"] = not _bystander_waits(
             engine, statements, ids, balances, [(a, b, amounts[0]), (d, e, amounts[3])], lock_timeout)
