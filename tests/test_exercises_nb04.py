@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -402,6 +403,17 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
                     raise
             time.sleep(backoff)
 
+    def asks_for_forever(engine, work, attempts=5, backoff=0.05):   # time.sleep raises at once, never waits (rvx)
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except OperationalError as error:
+                if error.orig.sqlstate not in retryable or attempt == attempts:
+                    raise
+            with contextlib.suppress(OverflowError):
+                time.sleep(float("inf") if attempt % 2 else 1e308)
+
     def not_lock_timeouts(engine, work, attempts=5, backoff=0.05):   # §7's loop, with the backoff
         for attempt in range(1, attempts + 1):
             try:
@@ -446,7 +458,7 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
                        (retries_everything, "other errors at once, as they are (division"), (one_session, "retryable errors"),
                        (savepoints, "new transaction"), (ten_tries, "exactly `attempts`"),
                        (gives_up_with_its_own_error, "last attempt's own error"), (no_backoff, "waits backoff"),
-                       (constant_backoff, "waits backoff"),
+                       (constant_backoff, "waits backoff"), (asks_for_forever, "waits backoff"),
                        (not_lock_timeouts, "retryable errors"),
                        (retries_every_operational_error, ("57014", "class 40 or 55")),   # 55006 is one too
                        (retries_by_class, "class 40 or 55"),

@@ -25,6 +25,7 @@ moment) and really sleeps only `scale` × those seconds, so a backoff is read, n
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -262,12 +263,12 @@ def observed_sleep(*functions: Callable[..., Any], scale: float = 0.0, note: Cal
     lock = threading.Lock()
 
     def sleep(seconds: float) -> None:
-        if not watched():
-            return original(seconds)
+        if not watched() or not isinstance(seconds, int | float) or not 0 <= seconds < math.inf:
+            return original(seconds)  # as time.sleep: inf, NaN, negative or a string raise; nothing is noted
+        if scale:
+            original(seconds * scale)  # a sleep too long for time.sleep raises here, before it is noted
         with lock:
             calls.append(Sleep(threading.get_ident(), seconds, note()))
-        if scale:
-            original(seconds * scale)
         return None
 
     namespaces = {id(f.__globals__): f.__globals__ for f in functions if hasattr(f, "__globals__")}.values()
