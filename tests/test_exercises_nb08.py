@@ -366,3 +366,23 @@ def test_nb08_q3_rejects_a_conflict_table_walk_and_ending_the_sessions_ahead_on_
         for _ in range(3):   # every check stages a chain 3 links deep, with a statement queued behind a waiter
             status, diff = exercises[2].verdict(answer)
             assert status == INCORRECT and "does not hold" in diff, (answer.__name__, diff)
+
+
+def _as_many_roots_picked_by(order_by: str):
+    """Counts the roots with the reference's walk, then ends that many of the chain's sessions picked by `order_by`."""
+    def end_blocker(conn, pid):
+        chain = ("WITH RECURSIVE c(pid) AS (SELECT unnest(pg_blocking_pids(%s)) UNION "
+                 "SELECT unnest(pg_blocking_pids(c.pid)) FROM c) ")
+        roots = conn.execute(chain + "SELECT count(*) FROM c WHERE cardinality(pg_blocking_pids(pid)) = 0",
+                             [pid]).fetchone()[0]
+        conn.execute(chain + "SELECT pg_terminate_backend(pid) FROM (SELECT c.pid FROM c JOIN pg_stat_activity a "
+                     f"USING (pid) ORDER BY {order_by} LIMIT %s) AS picked", [pid, roots])
+    end_blocker.__name__ = f"as many as the roots, by {order_by}"
+    return end_blocker
+
+
+def test_nb08_q3_the_right_number_of_the_wrong_sessions_fails(exercises):
+    """rvx: the roots' number, then the oldest transactions or the lowest pids, passed every check."""
+    for order_by in ("a.xact_start", "c.pid", "c.pid DESC"):
+        status, diff = exercises[2].verdict(_as_many_roots_picked_by(order_by))
+        assert status == INCORRECT and "does not hold" in diff, (order_by, diff)

@@ -361,21 +361,26 @@ def _stage(staged: Staged, libpq: str, app: str, chains: list[Chain]) -> None:
                                 f"NOT NULL); TRUNCATE nb08.q3_accounts_{c.tag}; INSERT INTO nb08.q3_accounts_{c.tag} "
                                 "SELECT g, 100 FROM generate_series(1, 5) g; " for c in chains))
     staged.statements.update({name: sql for chain in chains for name, sql in chain.statements().items()})
-    names = [*SURROUNDINGS, *(name for c in chains for name in [*c.holders, *c.ahead, c.waiter])]
+    # pids in three batches, the sessions between the roots and the waiter in the middle: neither the lowest nor the
+    # highest pids of a chain are its roots
+    batches = [[*SURROUNDINGS, *(c.holders[0] for c in chains)], [n for c in chains for n in [*c.ahead, c.waiter]],
+               [n for c in chains for n in c.holders[1:]]]
 
     def connect(name: str) -> None:   # into `staged` at once: a failure leaves the ones made for the cleanup
         staged.sessions[name] = db.connect(libpq, autocommit=name.endswith("queued"), application_name=app)
         staged.pids[name] = staged.sessions[name].info.backend_pid
 
     with ThreadPoolExecutor(4) as pool:   # a connection costs a server process: four at a time
-        list(pool.map(connect, names))
+        for batch in batches:
+            list(pool.map(connect, batch))
     staged.sessions["bystander"].execute("UPDATE nb08.q3_other SET balance = balance + 1 WHERE id = 1")
+    for chain in chains:   # the middle session's transaction first: the oldest transactions of a chain are not its roots
+        if chain.ahead:   # it holds the row its waiter will wait for
+            staged.sessions[chain.ahead[0]].execute(chain.statements()[chain.waiter])
     for chain in chains:
         for name, row in zip(chain.holders, chain.rows, strict=True):
             staged.sessions[name].execute(f"UPDATE nb08.q3_accounts_{chain.tag} SET balance = balance + 1 WHERE id = %s",
                                           [row])
-        if chain.ahead:   # the middle session holds the row its waiter will wait for
-            staged.sessions[chain.ahead[0]].execute(chain.statements()[chain.waiter])
     staged.sessions["idle"].commit()
 
 
