@@ -386,3 +386,29 @@ def test_nb08_q3_the_right_number_of_the_wrong_sessions_fails(exercises):
     for order_by in ("a.xact_start", "c.pid", "c.pid DESC"):
         status, diff = exercises[2].verdict(_as_many_roots_picked_by(order_by))
         assert status == INCORRECT and "does not hold" in diff, (order_by, diff)
+
+
+
+def test_nb08_q3_a_session_ended_before_its_thread_ran_is_judged_ended(workbook):
+    """CI (stop 29): a session the answer ended counted as alive when its thread, starved of CPU, had not yet read why."""
+    import threading
+
+    from workbook_utils import db
+
+    libpq, app = workbook.url.replace("+psycopg", ""), f"{workbook.app_name} q3 test"
+    with db.connect(libpq, application_name=app) as other, db.connect(libpq, application_name=app) as ended:
+        staged, scheduled = nb08.Staged({"s": ended}, {}, failed={"s": []}), threading.Event()
+
+        def late_thread():   # reads its connection only once the OS runs it
+            scheduled.wait(5)
+            staged._run("s")
+        staged.statements["s"] = "SELECT 1"
+        staged.threads["s"] = threading.Thread(target=late_thread, daemon=True)
+        staged.threads["s"].start()
+        assert not nb08._has_news(ended) and staged.lives("s")   # nothing from the server yet: it lives
+        other.execute("SELECT pg_terminate_backend(%s)", [ended.info.backend_pid])
+        deadline = time.monotonic() + 5
+        while not nb08._has_news(ended) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        threading.Timer(0.05, scheduled.set).start()   # the thread runs 50 ms after the server told it
+        assert not staged.lives("s") and staged.failed["s"]

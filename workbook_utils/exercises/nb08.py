@@ -342,6 +342,8 @@ class Staged:
     def lives(self, name: str) -> bool:
         """Not ended: its statement still waits or runs, or it answers (a cancelled statement does not end it)."""
         thread = self.threads.get(name)
+        if thread is not None and _has_news(self.sessions[name]):
+            thread.join(SETTLE)   # the server answered it (its end, or its statement done): let its thread read that
         if thread is not None and thread.is_alive():
             return True
         if self.failed.get(name) and self.failed[name][0] != "57014":
@@ -464,6 +466,18 @@ def blocker_verdict(wb: Workbook, end_blocker: Callable[[Any, int], Any], draw: 
     finally:
         _cleanup(libpq, app, staged)
     return dict.fromkeys(BLOCKER_CLAIMS, True)
+
+
+def _has_news(conn: Any) -> bool:
+    """Whether the server sent the connection something its thread has not read yet (e.g. why it was ended)."""
+    import select
+
+    import psycopg
+
+    try:
+        return bool(select.select([conn.pgconn.socket], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):   # closed: its thread is done with it
+        return False
 
 
 def _lives(conn: Any) -> bool:
