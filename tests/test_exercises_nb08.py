@@ -85,6 +85,41 @@ def test_nb08_starters_are_not_attempted_and_are_wrong(exercises, two_fresh_logs
         assert q.verdict(namespace[name])[0] == INCORRECT, name
 
 
+def _per_request_ratio(r):
+    return (r["queries"] / r["items"]).groupby(r["path"])
+
+
+def _nearest_one(ratio):
+    return (ratio - 1).abs().idxmin()
+
+
+def _smallest_above_one(ratio):
+    return ratio[ratio > 1].idxmin()
+
+
+def _varied(r, ratio):   # among the paths whose items vary
+    return ratio[r.groupby("path")["items"].nunique() > 1]
+
+
+RATIOS = [lambda r: r.groupby("path")["queries"].sum() / r.groupby("path")["items"].sum(),
+          lambda r: r.groupby("path")["queries"].mean() / r.groupby("path")["items"].mean(),
+          *(lambda r, how=how: getattr(_per_request_ratio(r), how)() for how in ("mean", "median", "min", "max"))]
+# An N+1 sends 1 + N queries for N items, a little more than 1 a query: ratios near 1 (stop 29's review found two).
+RATIO_FINDERS = [lambda r, ratio=ratio, pick=pick, varied=varied: pick(_varied(r, ratio(r)) if varied else ratio(r))
+                 for ratio in RATIOS for pick in (_nearest_one, _smallest_above_one) for varied in (True, False)]
+
+
+def test_nb08_q2_no_ratio_of_queries_to_items_finds_the_n_plus_one_in_any_drawn_log(monkeypatch):
+    """The logs' `listing` lies between 1 and the N+1 on every ratio: 40 drawn logs (their plans), no request sent."""
+    import pandas as pd
+
+    monkeypatch.setattr(nb08, "random", random.Random(30))
+    for log_number in range(40):
+        log = pd.DataFrame([(kind, n, q) for kind, (n, q) in nb08._requests()], columns=["path", "items", "queries"])
+        found = [k for k, finder in enumerate(RATIO_FINDERS) if finder(log) == "feed"]
+        assert not found and nb08.n_plus_one_reference(log) == "feed", (log_number, found)
+
+
 def test_nb08_q2_rejects_shortcuts_and_accepts_every_relation_of_queries_to_items(exercises, monkeypatch):
     q2 = exercises[1]
     made, real = [], nb08.request_log
@@ -122,6 +157,7 @@ def test_nb08_q2_rejects_shortcuts_and_accepts_every_relation_of_queries_to_item
         (lambda r: r["path"].value_counts().loc[lambda s: s == 7].index[0], "N+1 endpoint|IndexError"),
         (lambda r: next(p for p, g in r.groupby("path") if g.queries.nunique() > 1 and g["items"].nunique() > 1),
          "N+1 endpoint"),
+        *((finder, "N+1 endpoint") for finder in RATIO_FINDERS),   # rvx (stop 29): nearest 1 query an item
         (lambda r: r.groupby("path")["queries"].sum(), "as a string"),
         ("/feed", "pass your function"),
     ]:

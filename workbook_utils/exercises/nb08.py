@@ -27,7 +27,7 @@ WORDS = ["alpha", "bravo", "cedar", "delta", "ember", "fjord", "grove", "heron",
 GAUGES = ("db_pool_open", "db_pool_idle", "db_pool_overflow")
 
 
-KINDS = ("user", "feed", "feed_eager", "stats", "report", "search")
+KINDS = ("user", "feed", "feed_eager", "stats", "report", "search", "listing")
 
 
 def request_log(wb: Workbook, tries: int = 3) -> tuple[pd.DataFrame, str]:
@@ -43,10 +43,11 @@ def request_log(wb: Workbook, tries: int = 3) -> tuple[pd.DataFrame, str]:
 
 
 def one_request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
-    """Requests to feed_app plus two endpoints of its own, under random paths; one row per request: path, items,
+    """Requests to feed_app plus three endpoints of its own, under random paths; one row per request: path, items,
     queries, ms. And the N+1's path. The number of requests and the limits of every endpoint are drawn (`plan`).
     Only the N+1's queries grow with its items: `report` sends many, varying queries for a few items and is the slowest
-    (its time grows with its queries); it and `search` vary both their items and their queries, independently."""
+    (its time grows with its queries); it and `search` vary both their items and their queries, independently;
+    `listing` (search's handler) sends as many queries whatever its items, a little more than it has items."""
     import warnings
 
     import pandas as pd
@@ -71,6 +72,7 @@ def one_request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
                       for page in range(pages)]   # its time grows with its queries
             return {"items": len(counts[:sections])}
 
+    @app.get(paths["listing"])
     @app.get(paths["search"])
     def search(limit: int = 1, facets: int = 0) -> dict[str, Any]:  # `limit` items, and `facets` counts besides
         with Session(engine) as session:
@@ -99,7 +101,8 @@ def plan() -> list[tuple[str, str]]:
         pass
     queries = {"user": lambda n, q: f"?id={random.randint(1, 50)}", "stats": lambda n, q: "",
                "feed": lambda n, q: f"?limit={n}", "feed_eager": lambda n, q: f"?limit={n}",
-               "report": lambda n, q: f"?pages={q}&sections={n}", "search": lambda n, q: f"?limit={n}&facets={q - 1}"}
+               "report": lambda n, q: f"?pages={q}&sections={n}", "search": lambda n, q: f"?limit={n}&facets={q - 1}",
+               "listing": lambda n, q: f"?limit={n}&facets={q - 1}"}
     return [(kind, queries[kind](n, q)) for kind, (n, q) in requests]
 
 
@@ -116,9 +119,13 @@ def _requests() -> list[tuple[str, tuple[int, int]]]:
     report = _drawn(lambda: [(random.randint(1, 3), q) for q in pages], lambda pairs: _unrelated(pairs, stdev(feed) ** 2))
     search = _drawn(lambda: [(random.randint(1, 4), random.randint(2, 6)) for _ in range(k)],  # as many requests
                     lambda pairs: _unrelated(pairs, stdev(feed) ** 2))
+    sent = 2 * max(feed) + random.randint(3, 6)   # `listing`: this many queries whatever its items, a few more than them
+    close = [n for n in range(1, sent) if sent / n < 1 + 1 / max(feed)]   # closer to 1 query an item than any N+1's
+    listing = _drawn(lambda: random.choices(close, k=random.randint(4, 10)), lambda items: len(set(items)) > 1)
     return ([("user", (1, 1))] * random.randint(2, k - 1) + [("stats", (8, 8))] * random.randint(12, 16)
             + [("feed", (n, n + 1)) for n in feed] + [("feed_eager", (n, 2)) for n in eager]
-            + [("report", pair) for pair in report] + [("search", pair) for pair in search])
+            + [("report", pair) for pair in report] + [("search", pair) for pair in search]
+            + [("listing", (n, sent)) for n in listing])
 
 
 def _drawn(make: Callable[[], Any], fits: Callable[[Any], bool]) -> Any:
@@ -553,7 +560,7 @@ Q2 = Question(
     name="q2",
     text="`requests` holds one row per request of an app: path, items returned, queries sent, ms. Return the path "
          "of the endpoint with an N+1: the one whose number of queries grows with the number of items it returns. "
-         "(The check calls your function on two fresh logs of its own, with other endpoint names, two more "
+         "(The check calls your function on two fresh logs of its own, with other endpoint names, three more "
          "endpoints, and the number of requests and their limits drawn for each endpoint; the busiest or slowest "
          "endpoint, or the one whose query count or item count varies most, is not always the culprit. pandas' "
          "Spearman correlation needs scipy, which is not installed here: use Pearson's, the default, or rank the "
@@ -568,8 +575,10 @@ Q2 = Question(
     discussion="The N+1 is the endpoint whose query count moves with its item count, so the correlation of queries "
                "with items, per path, finds it (a constant count gives NaN, read as 0). Common wrong answers pick the "
                "busiest, slowest or most varied endpoint, or read the items alone: the check's log has an endpoint "
-               "that beats the N+1 on each of those, an eager twin with more items, and an endpoint whose items and "
-               "queries both vary, but not together; how many requests each endpoint gets is drawn. In production "
+               "that beats the N+1 on each of those, an eager twin with more items, an endpoint whose items and "
+               "queries both vary, but not together, and one that sends a few more queries than it returns items, "
+               "closer to one query an item than the N+1 but as many whatever its items, so a ratio of queries to "
+               "items does not find it either; how many requests each endpoint gets is drawn. In production "
                "the same signal is a histogram of statements per request, by route.",
 )
 Q1 = Question(
