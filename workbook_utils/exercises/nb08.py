@@ -43,16 +43,12 @@ def request_log(wb: Workbook, tries: int = 3) -> tuple[pd.DataFrame, str]:
 
 
 def one_request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
-    """Requests to feed_app plus three endpoints of its own, under random paths; one row per request: path, items,
-    queries, ms. And the N+1's path. The number of requests and the limits of every endpoint are drawn (`plan`).
-    Only the N+1's queries grow with its items: `report` sends many, varying queries for a few items and is the slowest
-    (its time grows with its queries); it and `search` vary both their items and their queries, independently;
-    `listing` (search's handler) sends as many queries whatever its items, a little more than it has items."""
+    """Requests to feed_app plus three endpoints of its own (`_own_endpoints`), under random paths; one row per
+    request: path, items, queries, ms. And the N+1's path. The number of requests and the limits of every endpoint
+    are drawn (`plan`)."""
     import warnings
 
     import pandas as pd
-    from sqlalchemy import text
-    from sqlalchemy.orm import Session
 
     from .. import monitoring
 
@@ -63,6 +59,27 @@ def one_request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
     paths = dict(zip(KINDS, (f"/api/{name}" for name in random.sample(WORDS, len(KINDS))), strict=True))
     engine = _engine(wb)
     app = monitoring.feed_app(engine, paths)
+    _own_endpoints(app, engine, paths)
+    calls = [paths[kind] + query for kind, query in plan()]
+    random.shuffle(calls)
+    rows = []
+    with TestClient(app) as client:
+        for call in calls:
+            started = time.perf_counter()
+            response = client.get(call)
+            rows.append({"path": call.split("?")[0], "items": response.json()["items"],
+                         "queries": int(response.headers["X-DB-Query-Count"]),
+                         "ms": (time.perf_counter() - started) * 1000})
+    return pd.DataFrame(rows), paths["feed"]
+
+
+def _own_endpoints(app: Any, engine: Any, paths: dict[str, str]) -> None:
+    """The check's endpoints beside feed_app's. Only the N+1's queries grow with its items: `report` sends many,
+    varying queries for a few items and is the slowest (its time grows with its queries); it and `search` vary both
+    their items and their queries, independently; `listing` (search's handler) sends as many queries whatever its
+    items, a few more than it returns."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
 
     @app.get(paths["report"])
     def report(pages: int = 1, sections: int = 1) -> dict[str, Any]:  # `sections` items from `pages` queries
@@ -80,18 +97,6 @@ def one_request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
             for facet in range(facets):
                 session.execute(text("SELECT count(*) FROM posts WHERE id % 16 = :p"), {"p": facet})
             return {"items": len(found)}
-
-    calls = [paths[kind] + query for kind, query in plan()]
-    random.shuffle(calls)
-    rows = []
-    with TestClient(app) as client:
-        for call in calls:
-            started = time.perf_counter()
-            response = client.get(call)
-            rows.append({"path": call.split("?")[0], "items": response.json()["items"],
-                         "queries": int(response.headers["X-DB-Query-Count"]),
-                         "ms": (time.perf_counter() - started) * 1000})
-    return pd.DataFrame(rows), paths["feed"]
 
 
 def plan() -> list[tuple[str, str]]:
