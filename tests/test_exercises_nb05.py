@@ -172,6 +172,34 @@ def index_as_revision_0001():   # revision 0001's upgrade(), copied: it drops on
         op.execute("SET lock_timeout = '2s'")
 
 
+def index_dropping_the_names_it_knows():   # rvx: every leftover name the check drew had "user" in it
+    with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '10min'")
+        if not context.is_offline_mode():
+            for name in op.get_bind().execute(sa.text(
+                    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = "
+                    "'posts'::regclass AND NOT i.indisvalid AND c.relname LIKE '%%user%%'")).scalars().all():
+                op.drop_index(name, table_name="posts", postgresql_concurrently=True, if_exists=True)
+        op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
+
+
+def index_brin():   # rvx: valid, on posts(user_id), but no B-tree: it serves no lookup of one author's posts
+    with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '10min'")
+        op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True,
+                        postgresql_using="brin")
+
+
+def fk_adding_its_name_unless_there():   # rvx: a stale key under another name stays, beside a second key
+    names = [] if context.is_offline_mode() else op.get_bind().execute(sa.text(
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'posts'::regclass AND contype = 'f'")).scalars().all()
+    if "posts_user_id_fkey" not in names:
+        op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
+    with op.get_context().autocommit_block():
+        for name in names + ["posts_user_id_fkey"]:
+            op.execute(f'ALTER TABLE posts VALIDATE CONSTRAINT "{name}"')
+
+
 def fk_adding_one_name():   # the former reference: right only when no earlier run left a key
     op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
     with op.get_context().autocommit_block():
@@ -258,9 +286,9 @@ def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
              (q1, wrong.without_if_not_exists, "prefer-robust-stmts"),        # the rule that fired is named
              (q1, wrong.partial_index, "every row"),
              (q1, wrong.concurrently_in_transaction, "ActiveSqlTransaction"),
-             (q1, wrong.no_index, "valid index"),
+             (q1, wrong.no_index, "B-tree index"),
              (q1, wrong.index_then_table_lock, "waited"),                      # a lock taken after the build
-             (q1, wrong.wrong_column, "valid index"),
+             (q1, wrong.wrong_column, "B-tree index"),
              (q2, starter_fill.one, "tenth of the rows"),
              (q2, wrong.batches_in_one_transaction, "tenth of the rows"),     # batches that never commit
              (q2, wrong.batches_in_savepoints, "tenth of the rows"),          # savepoints: locks held to the end
@@ -304,8 +332,17 @@ def test_nb05_q1_q3_each_check_runs_without_and_with_a_leftover_never_under_the_
         assert status == INCORRECT and "no invalid index" in diff, (answer.__name__, seed, diff)
     status, diff = q3.verdict(wrong.fk_adding_one_name, seed=1)   # ignores a stale key
     assert status == INCORRECT, diff
+    for seed in (3, 4):   # fresh draws of the stale key's name: never the one this answer adds
+        status, diff = q3.verdict(wrong.fk_adding_its_name_unless_there, seed=seed)
+        assert status == INCORRECT and "by one key" in diff, diff
+        status, diff = q1.verdict(wrong.index_dropping_the_names_it_knows, seed=seed)
+        assert status == INCORRECT and "no invalid index" in diff, diff
+    status, diff = q1.verdict(wrong.index_brin, seed=5)
+    assert status == INCORRECT and "B-tree" in diff, diff
     assert {_drawn(seed, nb05.LEFTOVER, nb05.LEFTOVER_NAMES) for seed in range(200)} <= {
         name for name in nb05.LEFTOVER_NAMES if name not in ("none", "ix_posts_user_id")}
+    assert not any("user" in name or "posts" in name for name in nb05.OTHER_LEFTOVER_NAMES)
+    assert "posts_user_id_fkey" not in nb05.STALE_KEY_NAMES
     assert 2 <= q1.last_draw.values["every nth post deleted"] <= 9
 
 

@@ -106,21 +106,27 @@ def _sql(wb: Workbook, sql: str) -> Any:
         return conn.execute(sql).fetchone()[0]
 
 
-INDEX_CLAIMS = ("a valid index on posts(user_id), covering every row (no WHERE), exists",
+INDEX_CLAIMS = ("a valid B-tree index on posts(user_id), covering every row (no WHERE), exists",
                 "no invalid index is left on posts",
                 "a write during the migration waited on it")
-# Each check runs both cases: no leftover, then one under the drawn name. Never the reference's own name (the answer
-# that drops that name and builds it again would pass) and never "none" (an answer ignoring leftovers would pass).
-LEFTOVER = "an invalid index on posts(user_id) left by a failed earlier run"  # q1's draw: its name
+# Each check runs both cases: no leftover, then two under drawn names, one of them without "posts" or "user" in it
+# (an answer that drops the names it recognises fails). Never the reference's own name (the answer that drops that
+# name and builds it again would pass) and never "none" (an answer ignoring leftovers would pass).
+LEFTOVER = "an invalid index on posts(user_id) left by a failed earlier run"  # q1's draws: their names
 LEFTOVER_NAMES = ("posts_user_id_idx", "ix_posts_user_id_old", "idx_posts_user", "posts_user_id_idx1")
+OTHER_LEFTOVER = "another one, under a name that does not say what it indexes"
+OTHER_LEFTOVER_NAMES = ("tmp_build_1", "lookup_fast", "ix_3f9a2c", "by_author")
 STALE_KEY = "a NOT VALID key posts.user_id → users left by a failed earlier run"  # q3's draw: its name
-STALE_KEY_NAMES = ("posts_user_id_fkey", "fk_posts_users", "posts_user_fk")
+# Never the reference's own name (posts_user_id_fkey): an answer that adds that name whatever is there would pass.
+STALE_KEY_NAMES = ("fk_posts_users", "posts_user_fk", "fk_author", "ref_1")
 INDEX_EXPECTED = {"the squawk rules your revision's SQL breaks": "none",
                   **dict(zip(INDEX_CLAIMS, (True, True, False), strict=True))}
 VALID_INDEX = """
     SELECT EXISTS (SELECT FROM pg_index WHERE indrelid = '{schema}.posts'::regclass AND indisvalid AND indpred IS NULL
                      AND indnkeyatts = 1 AND indkey[0] = (SELECT attnum FROM pg_attribute
-                                                          WHERE attrelid = indrelid AND attname = 'user_id')),
+                                                          WHERE attrelid = indrelid AND attname = 'user_id')
+                     AND (SELECT amname FROM pg_class JOIN pg_am ON pg_am.oid = relam WHERE pg_class.oid = indexrelid)
+                         = 'btree'),
            NOT EXISTS (SELECT FROM pg_index WHERE indrelid = '{schema}.posts'::regclass AND NOT indisvalid)"""
 
 
@@ -148,16 +154,17 @@ def _leftover(wb: Workbook, name: str) -> None:
 
 
 def index_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None = None) -> dict[str, Any]:
-    """Run the answer on posts shaped by the draw without a leftover; if all holds, again with an INVALID index on
-    posts(user_id) under the drawn name (never ix_posts_user_id): an answer that drops one name it knows, or
-    ignores leftovers, fails every check."""
-    verdict = _index_case(wb, upgrade, draw, None)
+    """Run the answer on posts shaped by the draw without a leftover; if all holds, again with two INVALID indexes on
+    posts(user_id) under drawn names (never ix_posts_user_id; one without posts or user in it): an answer that drops
+    the names it knows, or ignores leftovers, fails every check."""
+    verdict = _index_case(wb, upgrade, draw, [])
     if draw is None or verdict != INDEX_EXPECTED:
         return verdict
-    return _index_case(wb, upgrade, draw, draw.choice(LEFTOVER, LEFTOVER_NAMES))
+    return _index_case(wb, upgrade, draw, [draw.choice(LEFTOVER, LEFTOVER_NAMES),
+                                           draw.choice(OTHER_LEFTOVER, OTHER_LEFTOVER_NAMES)])
 
 
-def _index_case(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None, leftover: str | None) -> dict[str, Any]:
+def _index_case(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None, leftovers: list[str]) -> dict[str, Any]:
     """Lint the answer's offline SQL, then run it while a request's transaction is open on posts; a write probes
     posts once the build waits for that request, and again at the revision's end (its transaction held open)."""
     from alembic import command
@@ -167,8 +174,8 @@ def _index_case(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None, le
     from ..locks import wait_until_blocked
 
     _posts_drawn(wb, draw)
-    if leftover:
-        _leftover(wb, leftover)
+    for name in leftovers:
+        _leftover(wb, name)
     libpq = wb.url.replace("+psycopg", "")
     hold = migrations.Hold(timeout=20)
     with tempfile.TemporaryDirectory() as folder:
@@ -346,11 +353,11 @@ def _fk_case(wb: Workbook, upgrade: Callable[[], None], draw: Draw | None, stale
         finally:
             hold.release()
         run.result(timeout=30)
-    validated = _sql(wb, f"SELECT coalesce(bool_and(convalidated), false) FROM pg_constraint WHERE contype = 'f' "
+    validated = _sql(wb, f"SELECT count(*) = 1 AND bool_and(convalidated) FROM pg_constraint WHERE contype = 'f' "
                          f"AND conrelid = '{SCHEMA}.posts'::regclass AND confrelid = '{SCHEMA}.users'::regclass")
     later = _sql(wb, VALIDATED_LATER.format(schema=SCHEMA))
     steps["VALIDATE runs after the ADD's transaction committed"] &= later
-    return {"posts.user_id references users, validated": validated, **steps,
+    return {"posts.user_id references users by one key, validated": validated, **steps,
             "writes waited at the revision's end": blocked}
 
 
@@ -363,7 +370,7 @@ def _stale_key(wb: Workbook, name: str) -> None:
                      f"REFERENCES {SCHEMA}.users NOT VALID")
 
 
-FK_EXPECTED = {"posts.user_id references users, validated": True,
+FK_EXPECTED = {"posts.user_id references users by one key, validated": True,
                "the key is added NOT VALID (no scan under the ADD's lock)": True,
                "VALIDATE runs after the ADD's transaction committed": True, "writes waited at the revision's end": False}
 
@@ -436,9 +443,9 @@ def fk_fixed() -> None:
 Q1 = Question(
     name="q1",
     text="This revision indexes posts.user_id the way the original sheet did. Fix upgrade() so that squawk finds "
-         "nothing, a valid index ends up on posts(user_id) with no invalid one beside it, and a write arriving "
+         "nothing, a valid B-tree index ends up on posts(user_id) with no invalid one beside it, and a write arriving "
          "during the build goes through. A failed earlier run may have left an INVALID index on posts behind, "
-         "under any name: each check runs your revision twice, without a leftover and with one under a drawn name "
+         "under any name: each check runs your revision twice, without a leftover and with two under drawn names "
          "(never ix_posts_user_id), on posts of a drawn size. Revision 0001's drop of its own name is not enough "
          "here. Allow about 10 minutes (a catalog query, an offline guard, autocommit_block()).",
     shape="the cell's `def upgrade(): …` (its imports and helpers may sit in the same cell), then "
