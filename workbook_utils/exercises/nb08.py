@@ -7,6 +7,7 @@ pool, sessions staged on the server. Endpoint names and the mix of requests are 
 from __future__ import annotations
 
 import random
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -269,6 +270,7 @@ def gauges_reference(engine: Any, registry: Any) -> None:
 BLOCKER_CLAIMS = ("the waiting statement went through", "every session at the root of the chain was ended",
                   "the sessions waiting ahead of it in the chain were left alone", "the waiting session was left alone",
                   "sessions that do not block it were left alone")
+FINISHING = 0.3   # s: the middle session's work between its statement and its commit (cut short if it is ended)
 SETTLE = 0.2   # s: how long an ended session may take to show it (~2-12 ms seen, CPUs overloaded 4x); bounds wrong answers
 ANSWER_BOUNDS = "-c statement_timeout=1s -c lock_timeout=500ms"   # an answer that waits gives up, never hangs
 SURROUNDINGS = ("bystander", "idle")   # idle in transaction (the oldest), and idle
@@ -346,8 +348,9 @@ class Staged:
             self.sessions[name].execute("SET lock_timeout = '10s'")
             self.sessions[name].execute(self.statements[name])
             self.done[name].set()   # its statement went through (the middle session's commit follows)
-            if name.endswith("middle"):
-                self.sessions[name].commit()   # its request ends once its statement went through
+            if name.endswith("middle"):   # its request does a little more work, then commits: a chain walked again
+                select.select([self.sessions[name].pgconn.socket], [], [], FINISHING)   # now finds it at the root
+                self.sessions[name].commit()
         except Exception as error:
             self.failed[name].append(getattr(error, "sqlstate", None))
 
@@ -482,8 +485,6 @@ def blocker_verdict(wb: Workbook, end_blocker: Callable[[Any, int], Any], draw: 
 
 def _has_news(conn: Any) -> bool:
     """Whether the server sent the connection something its thread has not read yet (e.g. why it was ended)."""
-    import select
-
     import psycopg
 
     try:
