@@ -28,7 +28,8 @@ WORDS = ["alpha", "bravo", "cedar", "delta", "ember", "fjord", "grove", "heron",
 GAUGES = ("db_pool_open", "db_pool_idle", "db_pool_overflow")
 
 
-KINDS = ("user", "feed", "feed_eager", "stats", "report", "search", "listing")
+KINDS = ("user", "feed", "feed_eager", "stats", "report", "search", "listing", "twin_a", "twin_b")
+TWINS = ("twin_a", "twin_b")   # the N+1's items and query counts, paired at random: no statistic of either alone finds it
 
 
 def request_log(wb: Workbook, tries: int = 3) -> tuple[pd.DataFrame, str]:
@@ -57,7 +58,7 @@ def one_request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
         warnings.simplefilter("ignore")  # starlette's notice about httpx (errata: TestClient)
         from fastapi.testclient import TestClient
 
-    paths = dict(zip(KINDS, (f"/api/{name}" for name in random.sample(WORDS, len(KINDS))), strict=True))
+    paths = _paths()
     engine = _engine(wb)
     app = monitoring.feed_app(engine, paths)
     _own_endpoints(app, engine, paths)
@@ -74,11 +75,21 @@ def one_request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
     return pd.DataFrame(rows), paths["feed"]
 
 
+def _paths() -> dict[str, str]:
+    """A random path for every endpoint; a twin's sorts before the N+1's, so a tie on a statistic of the items or of
+    the queries alone (idxmax takes the first) goes to the twin."""
+    paths = dict(zip(KINDS, (f"/api/{name}" for name in random.sample(WORDS, len(KINDS))), strict=True))
+    if paths["feed"] < min(paths[twin] for twin in TWINS):
+        paths["feed"], paths[TWINS[0]] = paths[TWINS[0]], paths["feed"]
+    return paths
+
+
 def _own_endpoints(app: Any, engine: Any, paths: dict[str, str]) -> None:
     """The check's endpoints beside feed_app's. Only the N+1's queries grow with its items: `report` sends many,
     varying queries for a few items and is the slowest (its time grows with its queries); it and `search` vary both
     their items and their queries, independently; `listing` (search's handler) sends as many queries whatever its
-    items, a few more than it returns."""
+    items, a few more than it returns; the twins (search's too) return the N+1's items and send its query counts,
+    paired at random. search's time grows with its items (1 ms each) too, as the N+1's does."""
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
@@ -90,11 +101,14 @@ def _own_endpoints(app: Any, engine: Any, paths: dict[str, str]) -> None:
                       for page in range(pages)]   # its time grows with its queries
             return {"items": len(counts[:sections])}
 
+    @app.get(paths["twin_b"])
+    @app.get(paths["twin_a"])
     @app.get(paths["listing"])
     @app.get(paths["search"])
     def search(limit: int = 1, facets: int = 0) -> dict[str, Any]:  # `limit` items, and `facets` counts besides
         with Session(engine) as session:
-            found = session.execute(text("SELECT id FROM users ORDER BY id LIMIT :n"), {"n": limit}).all()
+            found = session.execute(text("SELECT id, pg_sleep(0.001) FROM users ORDER BY id LIMIT :n"),
+                                    {"n": limit}).all()
             for facet in range(facets):
                 session.execute(text("SELECT count(*) FROM posts WHERE id % 16 = :p"), {"p": facet})
             return {"items": len(found)}
@@ -108,7 +122,7 @@ def plan() -> list[tuple[str, str]]:
     queries = {"user": lambda n, q: f"?id={random.randint(1, 50)}", "stats": lambda n, q: "",
                "feed": lambda n, q: f"?limit={n}", "feed_eager": lambda n, q: f"?limit={n}",
                "report": lambda n, q: f"?pages={q}&sections={n}", "search": lambda n, q: f"?limit={n}&facets={q - 1}",
-               "listing": lambda n, q: f"?limit={n}&facets={q - 1}"}
+               **{kind: lambda n, q: f"?limit={n}&facets={q - 1}" for kind in ("listing", *TWINS)}}
     return [(kind, queries[kind](n, q)) for kind, (n, q) in requests]
 
 
@@ -128,10 +142,13 @@ def _requests() -> list[tuple[str, tuple[int, int]]]:
     sent = 2 * max(feed) + random.randint(3, 6)   # `listing`: this many queries whatever its items, a few more than them
     close = [n for n in range(1, sent) if sent / n < 1 + 1 / max(feed)]   # closer to 1 query an item than any N+1's
     listing = _drawn(lambda: random.choices(close, k=random.randint(4, 10)), lambda items: len(set(items)) > 1)
+    twins = [_drawn(lambda: random.sample([n + 1 for n in feed], k),
+                    lambda queries: _unrelated(list(zip(feed, queries, strict=True)), stdev(feed) ** 2)) for _ in TWINS]
     return ([("user", (1, 1))] * random.randint(2, k - 1) + [("stats", (8, 8))] * random.randint(12, 16)
             + [("feed", (n, n + 1)) for n in feed] + [("feed_eager", (n, 2)) for n in eager]
             + [("report", pair) for pair in report] + [("search", pair) for pair in search]
-            + [("listing", (n, sent)) for n in listing])
+            + [("listing", (n, sent)) for n in listing]
+            + [(twin, pair) for twin, queries in zip(TWINS, twins, strict=True) for pair in zip(feed, queries, strict=True)])
 
 
 def _drawn(make: Callable[[], Any], fits: Callable[[Any], bool]) -> Any:
@@ -143,14 +160,15 @@ def _drawn(make: Callable[[], Any], fits: Callable[[Any], bool]) -> Any:
 
 def _unrelated(pairs: list[tuple[int, int]], feed_variance: float) -> bool:
     """Items and queries that both vary, but not together: no correlation (on values or ranks) of 0.3 or more, a
-    covariance under half the N+1's, and 1 + N queries for fewer than half of the requests."""
-    from statistics import correlation, covariance
+    covariance under half the N+1's, a slope of queries on items under half the N+1's (1), and 1 + N queries for
+    fewer than half of the requests."""
+    from statistics import correlation, covariance, variance
 
     items, queries = zip(*pairs, strict=True)
     if len(set(items)) < 2 or len(set(queries)) < 2:
         return False
     return (abs(correlation(items, queries)) < 0.3 and abs(correlation(_ranks(items), _ranks(queries))) < 0.3
-            and abs(covariance(items, queries)) < feed_variance / 2
+            and abs(covariance(items, queries)) < feed_variance / 2 and abs(covariance(items, queries)) < variance(items) / 2
             and sum(q == n + 1 for n, q in pairs) < len(pairs) / 2)
 
 
@@ -164,8 +182,9 @@ def _shortcuts(requests: list[tuple[str, tuple[int, int]]]) -> list[str]:
     """The statistics of a drawn log that would single out the N+1 without relating its queries to its items."""
     import pandas as pd
 
-    log = pd.DataFrame([(kind, n, q) for kind, (n, q) in requests], columns=["path", "items", "queries"])
-    by = log.groupby("path")
+    log = pd.DataFrame([(kind, n, q) for kind, (n, q) in requests if kind not in TWINS], columns=["path", "items",
+                                                                                                     "queries"])
+    by = log.groupby("path")   # the twins tie the N+1 on every one of these by design: `_paths` breaks the ties
     largest = {f"{column} {how}": getattr(by[column], how)() for column in ("queries", "items")
                for how in ("sum", "mean", "max", "std", "nunique")}
     found = [name for name, values in largest.items() if name != "items mean" and values["feed"] >= values.drop("feed").max()]
@@ -566,7 +585,7 @@ Q2 = Question(
     name="q2",
     text="`requests` holds one row per request of an app: path, items returned, queries sent, ms. Return the path "
          "of the endpoint with an N+1: the one whose number of queries grows with the number of items it returns. "
-         "(The check calls your function on two fresh logs of its own, with other endpoint names, three more "
+         "(The check calls your function on two fresh logs of its own, with other endpoint names, five more "
          "endpoints, and the number of requests and their limits drawn for each endpoint; the busiest or slowest "
          "endpoint, or the one whose query count or item count varies most, is not always the culprit. pandas' "
          "Spearman correlation needs scipy, which is not installed here: use Pearson's, the default, or rank the "
@@ -579,13 +598,17 @@ Q2 = Question(
                   "        lambda g: g[\"queries\"].corr(g[\"items\"]))\n"
                   "    return growth.fillna(0).idxmax()\n\nq2.check(n_plus_one_endpoint)",
     discussion="The N+1 is the endpoint whose query count moves with its item count, so the correlation of queries "
-               "with items, per path, finds it (a constant count gives NaN, read as 0). Common wrong answers pick the "
-               "busiest, slowest or most varied endpoint, or read the items alone: the check's log has an endpoint "
-               "that beats the N+1 on each of those, an eager twin with more items, an endpoint whose items and "
-               "queries both vary, but not together, and one that sends a few more queries than it returns items, "
-               "closer to one query an item than the N+1 but as many whatever its items, so a ratio of queries to "
-               "items does not find it either; how many requests each endpoint gets is drawn. In production "
-               "the same signal is a histogram of statements per request, by route.",
+               "with items, per path, finds it (a constant count gives NaN, read as 0). Common wrong answers read "
+               "something else, and the check's log has an endpoint that beats the N+1 on each:\n"
+               "- the busiest, slowest or most varied endpoint: another one is busier, slower or more varied, and "
+               "another one's items and queries both vary, but not together;\n"
+               "- the items alone: an eager twin returns more items;\n"
+               "- a ratio of queries to items: one endpoint sends a few more queries than it returns items, closer to "
+               "one query an item than the N+1, but as many whatever its items;\n"
+               "- a statistic of the items or of the queries alone: two endpoints return the N+1's items and send its "
+               "query counts, paired at random.\n"
+               "How many requests each endpoint gets is drawn. In production the same signal is a histogram of "
+               "statements per request, by route.",
 )
 Q1 = Question(
     name="q1",
