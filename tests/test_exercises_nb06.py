@@ -429,6 +429,25 @@ def test_nb06_q1_finds_an_email_equal_to_the_one_given(exercises):
         assert status == INCORRECT and why in diff, (wrong.__name__, diff)
 
 
+def test_nb06_q1_says_a_literal_execute_parameter_is_pasted(exercises):
+    """Stop 30's review: bindparam(…, literal_execute=True) renders the value into the SQL text when the statement runs."""
+    from sqlalchemy import String, bindparam
+
+    q1 = exercises[0]
+
+    def literal_execute(conn, email):   # untyped: SQLAlchemy cannot render it, so every lookup raises
+        return conn.execute(text("SELECT id, name FROM customers WHERE email = :e")
+                            .bindparams(bindparam("e", literal_execute=True)), {"e": email}).all()
+
+    def literal_execute_typed(conn, email):   # typed: rendered, quoted, pasted
+        return conn.execute(text("SELECT id, name FROM customers WHERE email = :e")
+                            .bindparams(bindparam("e", type_=String, literal_execute=True)), {"e": email}).all()
+
+    for wrong in (literal_execute, literal_execute_typed):
+        status, diff = q1.verdict(wrong)
+        assert status == INCORRECT and diff.startswith("“the email travels as a bound parameter"), (wrong.__name__, diff)
+
+
 def test_nb06_load_by_name_and_questions_match_the_exercises():   # last: its close() ends the fixture's sessions too
     from workbook_utils import setup
 

@@ -57,6 +57,8 @@ ATTACKS = ["' OR '1'='1", "' OR 1=1 --", "x' UNION SELECT 0, current_user --",
 QUOTED = "o'brien@example.com"
 WORDY = "orla.union@example.org"  # a real address a blacklist of SQL words (OR, UNION) would refuse
 SHOUTED = "USER3@example.com"  # not an address of the table: `lower(email) = lower(:email)` would find user3's row
+BOUND = ("the email travels as a bound parameter, sent apart from the SQL text (never pasted into it, not even "
+         "quoted by the client)")
 BUDGET = 1  # statements q3 may send for the whole feed
 QUOTED_NAME = "Dara's lamp"  # a new product of q3's feed: a value pasted into the SQL text breaks on its quote
 ANSWER_SECONDS = {"q1": 30, "q3": 15}  # how long an answer may run in one check: all of q1's lookups together
@@ -103,7 +105,7 @@ def find_verdict(engine: Engine, find: Callable[[Any, str], Any]) -> dict[str, b
               WORDY: [(offset - 1, "Orla")], "nobody@example.com": [], SHOUTED: []} | {attack: [] for attack in ATTACKS}
     got: dict[str, Any] = {}
     bound: dict[str, bool] = {}
-    damaged = False
+    damaged = rendered = False
     deadline = time.monotonic() + ANSWER_SECONDS["q1"]
     with engine.connect() as conn, conn.begin():
         conn.execute(text("SET LOCAL statement_timeout = '1s'"))  # 14 rows: a slow answer is stopped, not waited for
@@ -123,9 +125,13 @@ def find_verdict(engine: Engine, find: Callable[[Any, str], Any]) -> dict[str, b
                 raise  # still running at the deadline: the connection is invalidated, the verdict is that
             except Exception as error:  # noqa: BLE001 - an input the lookup cannot take is the observation
                 got[value], bound[value] = error, False
+                rendered |= _rendering(error)
             finally:
                 if not conn.invalidated:
                     savepoint.rollback()  # whatever an attack did is undone before the next input
+    if rendered:  # every lookup failed because of it: the pasting is what to fix, not the rows
+        raise WrongKind(f"“{BOUND}” does not hold: your statement asks SQLAlchemy to render the email into the SQL "
+                        "text when it runs", claim=BOUND)
     return {"finds user3@example.com (the check queries its own made-up `customers` table: name it `customers`, "
             "not `nb06.customers`)": got["user3@example.com"] == inputs["user3@example.com"],
             f"finds {QUOTED} (a quote in a real address)": got[QUOTED] == inputs[QUOTED],
@@ -136,8 +142,16 @@ def find_verdict(engine: Engine, find: Callable[[Any, str], Any]) -> dict[str, b
             "every attack string finds nothing (a wildcard too: the email must equal, not match)":
                 all(got[a] == [] for a in ATTACKS),
             "no attack changed the table": not damaged,
-            "the email travels as a bound parameter, sent apart from the SQL text (never pasted into it, not even "
-            "quoted by the client)": all(bound.values())}
+            BOUND: all(bound.values())}
+
+
+def _rendering(error: Exception) -> bool:
+    """True if `error` is SQLAlchemy failing to render a value into the SQL text when the statement ran (a
+    `bindparam(…, literal_execute=True)` it has no type to render with)."""
+    from sqlalchemy.exc import CompileError, StatementError
+
+    return (isinstance(error, StatementError) and isinstance(error.orig, CompileError)
+            and "__[POSTCOMPILE_" in (error.statement or ""))
 
 
 def find_reference(conn: Any, email: str) -> list:
