@@ -448,6 +448,24 @@ def test_nb06_q1_says_a_literal_execute_parameter_is_pasted(exercises):
         assert status == INCORRECT and diff.startswith("“the email travels as a bound parameter"), (wrong.__name__, diff)
 
 
+def test_nb06_q2_rejects_a_query_with_no_outer_order_by(exercises):
+    """Stop 30's review: the window's ORDER BY put the rows in order by chance; no outer ORDER BY promises none."""
+    q2 = exercises[1]
+    inner = ("SELECT date_trunc('month', created_at) AS month, sum(total) AS revenue FROM orders "
+             "WHERE status <> 'cancelled' GROUP BY 1")
+    unordered = f"SELECT month, revenue, lag(revenue) OVER (ORDER BY month) AS previous FROM ({inner}) t"
+    status, diff = q2.verdict(unordered)
+    assert status == INCORRECT and "ORDER BY" in diff, diff
+    ordered_inside = f"SELECT * FROM ({nb06.MONTHLY_REFERENCE}) t"   # an ORDER BY inside a subquery promises nothing
+    status, diff = q2.verdict(ordered_inside)
+    assert status == INCORRECT and "ORDER BY" in diff, diff
+    for right in (unordered + " ORDER BY 1", unordered + " ORDER BY month", unordered + " ORDER BY t.month",
+                  nb06.MONTHLY_REFERENCE.replace("ORDER BY 1", "ORDER BY date_trunc('month', created_at)"),
+                  f"WITH m AS ({inner}) SELECT month, revenue, lag(revenue) OVER (ORDER BY month) AS previous "
+                  "FROM m ORDER BY month"):
+        assert q2.verdict(right) == (CORRECT, None), right
+
+
 def test_nb06_load_by_name_and_questions_match_the_exercises():   # last: its close() ends the fixture's sessions too
     from workbook_utils import setup
 

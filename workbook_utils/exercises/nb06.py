@@ -2,7 +2,8 @@
 
 q1 runs the learner's lookup on a made-up `customers` table (a temporary table, random ids) with real
 attack strings, an address that contains a quote and one in capitals that must find nothing. q2 runs the
-learner's SQL on the seeded orders and on made-up ones, and reads its plan. q3 syncs a random price feed into a
+learner's SQL on the seeded orders and on made-up ones, and reads its plan and its outermost ORDER BY.
+q3 syncs a random price feed into a
 fresh copy of `products` and counts the statements sent (through SQLAlchemy, and through the psycopg connection
 itself, reads included; each statement of a text that holds several, read by PostgreSQL's scanner; each write
 the server ran, filed by a trigger), the feed's values found in the SQL text (a new name has a quote), the rows
@@ -59,6 +60,8 @@ WORDY = "orla.union@example.org"  # a real address a blacklist of SQL words (OR,
 SHOUTED = "USER3@example.com"  # not an address of the table: `lower(email) = lower(:email)` would find user3's row
 BOUND = ("the email travels as a bound parameter, sent apart from the SQL text (never pasted into it, not even "
          "quoted by the client)")
+ORDERED = ("ordered by month: the outermost SELECT has an ORDER BY of its own (a window's ORDER BY, or one inside a "
+           "subquery, orders nothing in the result)")
 BUDGET = 1  # statements q3 may send for the whole feed
 QUOTED_NAME = "Dara's lamp"  # a new product of q3's feed: a value pasted into the SQL text breaks on its quote
 ANSWER_SECONDS = {"q1": 30, "q3": 15}  # how long an answer may run in one check: all of q1's lookups together
@@ -183,8 +186,11 @@ def _monthly(conn: Connection, sql: str) -> list:
 
 
 def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
-    """The learner's query on the seeded orders, on made-up orders (totals shifted by `seed`), and its plan."""
+    """The learner's query on the seeded orders, on made-up orders (totals shifted by `seed`), its plan, and its
+    outermost ORDER BY, read by PostgreSQL's parser (rows that come out in order by chance are promised no order)."""
     from sqlalchemy import text
+
+    from .sqltree import order_by
 
     if not isinstance(sql, str) or not sql.strip():
         raise WrongKind("MONTHLY should be your query, as a string of SQL")
@@ -199,7 +205,8 @@ def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
             conn.execute(text(statement), {"seed": seed})
         made_up = _monthly(conn, sql)
         conn.rollback()
-    return {"your columns, then rows, on this database": seeded,
+    return {ORDERED: bool(order_by(sql)),
+            "your columns, then rows, on this database": seeded,
             "your columns, then rows, on made-up orders (one month has none)": made_up,
             "the plan computes a window function (WindowAgg)": '"WindowAgg"' in plan,
             "no subquery runs once per row (SubPlan)": '"SubPlan"' not in plan}
