@@ -287,7 +287,7 @@ def test_the_notebook_cells_define_the_starters_exactly(tmp_path):
 
 
 def test_q3_accepts_any_whole_number_type_and_rejects_bools_and_fractions(exercises):
-    """fx69 item 4: numpy's integers are whole numbers too (np.int64 failed "numbers are whole and not negative")."""
+    """Stop 30's review: numpy's integers are whole numbers too (np.int64 failed "numbers are whole and not negative")."""
     import numpy as np
 
     q3 = exercises[2]
