@@ -464,7 +464,9 @@ Q2 = Question(
                "- a correlated subquery for the previous month: the right rows, but it runs once per row (SubPlan);\n"
                "- a join on `month - interval '1 month'`: the calendar month before, NULL after a month with no "
                "orders;\n"
-               "- `lead` instead of `lag`, or `::float` on the sum (money stops being exact).",
+               "- `lead` instead of `lag`, or `::float` on the sum (money stops being exact);\n"
+               "- no ORDER BY on the outer query: the window's sort happens to leave the rows in order, but nothing "
+               "promises it.",
 )
 Q3 = Question(
     name="q3",
