@@ -354,7 +354,7 @@ def test_nb06_q3_counts_every_statement_of_a_string_that_holds_many(exercises):
     budget = f"at most {nb06.BUDGET} statement for the whole feed (reads through the driver count too)"
     verdict = q3.evaluate(joined_through_the_driver)
     assert [claim for claim, holds in verdict.items() if not holds] == [   # the right counts and table: only these
-        budget, "the feed's values travel as bound parameters, never inside the SQL text"], verdict
+        budget, nb06.PASTED], verdict
     status, diff = q3.verdict(joined_through_the_driver)
     assert status == INCORRECT and "statement" in diff, diff
     assert not q3.evaluate(joined_through_sqlalchemy)[budget]
@@ -427,6 +427,89 @@ def test_nb06_q1_finds_an_email_equal_to_the_one_given(exercises):
                        (notebook_table, "made-up `customers` table")):
         status, diff = q1.verdict(wrong)
         assert status == INCORRECT and why in diff, (wrong.__name__, diff)
+
+
+_UPSERT_ROWS = ("INSERT INTO products (sku, name, price, inventory) VALUES {rows} ON CONFLICT (sku) DO UPDATE "
+                "SET price = excluded.price WHERE products.price IS DISTINCT FROM excluded.price RETURNING xmax = 0")
+
+
+def _half_bound(price, inventory):
+    """A sync that binds sku and name but pastes the numbers with an f-string, in the forms `price`/`inventory` give."""
+    def sync(session, feed):
+        rows = ", ".join(f"(:s{i}, :n{i}, {price(r['price'])}, {inventory(r['inventory'])})" for i, r in enumerate(feed))
+        params = {key: value for i, r in enumerate(feed) for key, value in ((f"s{i}", r["sku"]), (f"n{i}", r["name"]))}
+        inserted = session.execute(text(_UPSERT_ROWS.format(rows=rows)), params).scalars().all()
+        return {"inserted": sum(inserted), "updated": len(inserted) - sum(inserted)}
+    return sync
+
+
+def test_nb06_q3_rejects_numbers_pasted_into_the_sql(exercises):
+    """Stop 30's review: sku and name bound, price and inventory pasted (12.5, 12.50, '12.50', 12): it passed 3/3."""
+    q3 = exercises[2]
+    claim = "the feed's values travel as bound parameters"
+    for price, inventory in ((str, int), (lambda p: f"'{p}'", str), (lambda p: repr(float(p)), lambda n: f"'{n}'")):
+        status, diff = q3.verdict(_half_bound(price, inventory))
+        assert status == INCORRECT and claim in diff, diff
+
+    def inventory_only(session, feed):   # the price bound too: only the inventory of each row is pasted
+        rows = ", ".join(f"(:s{i}, :n{i}, :p{i}, {r['inventory']})" for i, r in enumerate(feed))
+        params = {f"{k}{i}": r[key] for i, r in enumerate(feed) for k, key in (("s", "sku"), ("n", "name"), ("p", "price"))}
+        inserted = session.execute(text(_UPSERT_ROWS.format(rows=rows)), params).scalars().all()
+        return {"inserted": sum(inserted), "updated": len(inserted) - sum(inserted)}
+
+    status, diff = q3.verdict(inventory_only)
+    assert status == INCORRECT and claim in diff, diff
+
+
+def test_nb06_q3_accepts_its_own_placeholders_built_per_row(exercises):
+    """Every value bound, with placeholders of its own per row (:s0, :n0, …): the SQL text depends on the size only."""
+    q3 = exercises[2]
+
+    def per_row_placeholders(session, feed):
+        rows = ", ".join(f"(:s{i}, :n{i}, :p{i}, :v{i})" for i in range(len(feed)))
+        params = {f"{k}{i}": r[key] for i, r in enumerate(feed)
+                  for k, key in (("s", "sku"), ("n", "name"), ("p", "price"), ("v", "inventory"))}
+        inserted = session.execute(text(_UPSERT_ROWS.format(rows=rows)), params).scalars().all()
+        return {"inserted": sum(inserted), "updated": len(inserted) - sum(inserted)}
+
+    assert q3.verdict(per_row_placeholders) == (CORRECT, None)
+
+
+def test_nb06_q2_rejects_a_query_with_no_outer_order_by(exercises):
+    """Stop 30's review: the window's ORDER BY put the rows in order by chance; no outer ORDER BY promises none."""
+    q2 = exercises[1]
+    inner = ("SELECT date_trunc('month', created_at) AS month, sum(total) AS revenue FROM orders "
+             "WHERE status <> 'cancelled' GROUP BY 1")
+    unordered = f"SELECT month, revenue, lag(revenue) OVER (ORDER BY month) AS previous FROM ({inner}) t"
+    status, diff = q2.verdict(unordered)
+    assert status == INCORRECT and "ORDER BY" in diff, diff
+    ordered_inside = f"SELECT * FROM ({nb06.MONTHLY_REFERENCE}) t"   # an ORDER BY inside a subquery promises nothing
+    status, diff = q2.verdict(ordered_inside)
+    assert status == INCORRECT and "ORDER BY" in diff, diff
+    for right in (unordered + " ORDER BY 1", unordered + " ORDER BY month", unordered + " ORDER BY t.month",
+                  nb06.MONTHLY_REFERENCE.replace("ORDER BY 1", "ORDER BY date_trunc('month', created_at)"),
+                  f"WITH m AS ({inner}) SELECT month, revenue, lag(revenue) OVER (ORDER BY month) AS previous "
+                  "FROM m ORDER BY month"):
+        assert q2.verdict(right) == (CORRECT, None), right
+
+
+def test_nb06_q1_says_a_literal_execute_parameter_is_pasted(exercises):
+    """Stop 30's review: bindparam(…, literal_execute=True) renders the value into the SQL text when the statement runs."""
+    from sqlalchemy import String, bindparam
+
+    q1 = exercises[0]
+
+    def literal_execute(conn, email):   # untyped: SQLAlchemy cannot render it, so every lookup raises
+        return conn.execute(text("SELECT id, name FROM customers WHERE email = :e")
+                            .bindparams(bindparam("e", literal_execute=True)), {"e": email}).all()
+
+    def literal_execute_typed(conn, email):   # typed: rendered, quoted, pasted
+        return conn.execute(text("SELECT id, name FROM customers WHERE email = :e")
+                            .bindparams(bindparam("e", type_=String, literal_execute=True)), {"e": email}).all()
+
+    for wrong in (literal_execute, literal_execute_typed):
+        status, diff = q1.verdict(wrong)
+        assert status == INCORRECT and diff.startswith("“the email travels as a bound parameter"), (wrong.__name__, diff)
 
 
 def test_nb06_load_by_name_and_questions_match_the_exercises():   # last: its close() ends the fixture's sessions too

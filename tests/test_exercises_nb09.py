@@ -284,3 +284,16 @@ def test_the_notebook_cells_define_the_starters_exactly(tmp_path):
                                  ("q3.check(sizing)", nb09.SIZING_STARTER, "sizing")):
         answer_cell = sources[sources.index(check) - 1]  # the answer cell sits right above its check cell
         assert same_code(_define(tmp_path, answer_cell, name), starter)
+
+
+def test_q3_accepts_any_whole_number_type_and_rejects_bools_and_fractions(exercises):
+    """Stop 30's review: numpy's integers are whole numbers too (np.int64 failed "numbers are whole and not negative")."""
+    import numpy as np
+
+    q3 = exercises[2]
+    assert q3.verdict(lambda d: {k: np.int64(v) for k, v in nb09.sizing_reference(d).items()}) == (CORRECT, None)
+    assert q3.verdict(_sized(max_overflow=lambda d: np.int32(0))) == (CORRECT, None)
+    for wrong in (_sized(max_overflow=lambda d: False), _sized(pool_size=lambda d: d["threads"] + 0.5),
+                  _sized(default_pool_size=lambda d: np.float64(d["server_queries"]) + 0.25)):
+        status, diff = q3.verdict(wrong)
+        assert status == INCORRECT and "whole" in diff, diff

@@ -2,12 +2,13 @@
 
 q1 runs the learner's lookup on a made-up `customers` table (a temporary table, random ids) with real
 attack strings, an address that contains a quote and one in capitals that must find nothing. q2 runs the
-learner's SQL on the seeded orders and on made-up ones, and reads its plan. q3 syncs a random price feed into a
-fresh copy of `products` and counts the statements sent (through SQLAlchemy, and through the psycopg connection
-itself, reads included; each statement of a text that holds several, read by PostgreSQL's scanner; each write
-the server ran, filed by a trigger), the feed's values found in the SQL text (a new name has a quote), the rows
-written and the row versions left untouched. q1's and q3's answers run with a deadline (`bounded.run_bounded`):
-an answer that sleeps or loops fails the check instead of hanging it.
+learner's SQL on the seeded orders and on made-up ones, reads its plan and its outermost ORDER BY. q3 syncs a
+random price feed into a fresh copy of `products` and counts the statements sent (through SQLAlchemy, and through the
+psycopg connection itself, reads included; each statement of a text that holds several, read by PostgreSQL's scanner;
+each write the server ran, filed by a trigger), the rows written and the row versions left untouched (a new name has
+a quote); then it syncs a second feed of the same shape (other products, other values) and rolls it back: the SQL
+text sent must be the same, since a value pasted into it, in whatever spelling, changes it. q1's and q3's answers
+run with a deadline (`bounded.run_bounded`): an answer that sleeps or loops fails the check instead of hanging it.
 """
 
 from __future__ import annotations
@@ -57,7 +58,13 @@ ATTACKS = ["' OR '1'='1", "' OR 1=1 --", "x' UNION SELECT 0, current_user --",
 QUOTED = "o'brien@example.com"
 WORDY = "orla.union@example.org"  # a real address a blacklist of SQL words (OR, UNION) would refuse
 SHOUTED = "USER3@example.com"  # not an address of the table: `lower(email) = lower(:email)` would find user3's row
+BOUND = ("the email travels as a bound parameter, sent apart from the SQL text (never pasted into it, not even "
+         "quoted by the client)")
+ORDERED = ("ordered by month: the outermost SELECT has an ORDER BY of its own (a window's ORDER BY, or one inside a "
+           "subquery, orders nothing in the result)")
 BUDGET = 1  # statements q3 may send for the whole feed
+PASTED = ("the feed's values travel as bound parameters, never inside the SQL text (a second feed of the same size, "
+          "with other values, sends the same SQL text)")
 QUOTED_NAME = "Dara's lamp"  # a new product of q3's feed: a value pasted into the SQL text breaks on its quote
 ANSWER_SECONDS = {"q1": 30, "q3": 15}  # how long an answer may run in one check: all of q1's lookups together
 # (each one is stopped by a 1 s statement_timeout), q3's whole sync
@@ -103,7 +110,7 @@ def find_verdict(engine: Engine, find: Callable[[Any, str], Any]) -> dict[str, b
               WORDY: [(offset - 1, "Orla")], "nobody@example.com": [], SHOUTED: []} | {attack: [] for attack in ATTACKS}
     got: dict[str, Any] = {}
     bound: dict[str, bool] = {}
-    damaged = False
+    damaged = rendered = False
     deadline = time.monotonic() + ANSWER_SECONDS["q1"]
     with engine.connect() as conn, conn.begin():
         conn.execute(text("SET LOCAL statement_timeout = '1s'"))  # 14 rows: a slow answer is stopped, not waited for
@@ -123,9 +130,13 @@ def find_verdict(engine: Engine, find: Callable[[Any, str], Any]) -> dict[str, b
                 raise  # still running at the deadline: the connection is invalidated, the verdict is that
             except Exception as error:  # noqa: BLE001 - an input the lookup cannot take is the observation
                 got[value], bound[value] = error, False
+                rendered |= _rendering(error)
             finally:
                 if not conn.invalidated:
                     savepoint.rollback()  # whatever an attack did is undone before the next input
+    if rendered:  # every lookup failed because of it: the pasting is what to fix, not the rows
+        raise WrongKind(f"“{BOUND}” does not hold: your statement asks SQLAlchemy to render the email into the SQL "
+                        "text when it runs", claim=BOUND)
     return {"finds user3@example.com (the check queries its own made-up `customers` table: name it `customers`, "
             "not `nb06.customers`)": got["user3@example.com"] == inputs["user3@example.com"],
             f"finds {QUOTED} (a quote in a real address)": got[QUOTED] == inputs[QUOTED],
@@ -136,8 +147,16 @@ def find_verdict(engine: Engine, find: Callable[[Any, str], Any]) -> dict[str, b
             "every attack string finds nothing (a wildcard too: the email must equal, not match)":
                 all(got[a] == [] for a in ATTACKS),
             "no attack changed the table": not damaged,
-            "the email travels as a bound parameter, sent apart from the SQL text (never pasted into it, not even "
-            "quoted by the client)": all(bound.values())}
+            BOUND: all(bound.values())}
+
+
+def _rendering(error: Exception) -> bool:
+    """True if `error` is SQLAlchemy failing to render a value into the SQL text when the statement ran (a
+    `bindparam(…, literal_execute=True)` it has no type to render with)."""
+    from sqlalchemy.exc import CompileError, StatementError
+
+    return (isinstance(error, StatementError) and isinstance(error.orig, CompileError)
+            and "__[POSTCOMPILE_" in (error.statement or ""))
 
 
 def find_reference(conn: Any, email: str) -> list:
@@ -169,8 +188,11 @@ def _monthly(conn: Connection, sql: str) -> list:
 
 
 def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
-    """The learner's query on the seeded orders, on made-up orders (totals shifted by `seed`), and its plan."""
+    """The learner's query on the seeded orders, on made-up orders (totals shifted by `seed`), its plan, and its
+    outermost ORDER BY, read by PostgreSQL's parser (rows that come out in order by chance are promised no order)."""
     from sqlalchemy import text
+
+    from .sqltree import order_by
 
     if not isinstance(sql, str) or not sql.strip():
         raise WrongKind("MONTHLY should be your query, as a string of SQL")
@@ -185,7 +207,8 @@ def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
             conn.execute(text(statement), {"seed": seed})
         made_up = _monthly(conn, sql)
         conn.rollback()
-    return {"your columns, then rows, on this database": seeded,
+    return {ORDERED: bool(order_by(sql)),
+            "your columns, then rows, on this database": seeded,
             "your columns, then rows, on made-up orders (one month has none)": made_up,
             "the plan computes a window function (WindowAgg)": '"WindowAgg"' in plan,
             "no subquery runs once per row (SubPlan)": '"SubPlan"' not in plan}
@@ -200,7 +223,7 @@ GROUP BY 1 ORDER BY 1
 
 
 def _fresh_products(engine: Engine) -> None:
-    """nb06.products: a fresh copy of the dataset's products (id sequence after the copied ids), plus 200 more;
+    """nb06.products: a fresh copy of the dataset's products (id sequence after the copied ids), plus 400 more;
     a statement trigger files each statement that writes it (its operation) in nb06.product_writes: an upsert or a
     MERGE files one INSERT and one UPDATE, a string of 2N statements files N of each."""
     from sqlalchemy import text
@@ -211,8 +234,8 @@ def _fresh_products(engine: Engine) -> None:
                           "CREATE TABLE nb06.products (LIKE public.products INCLUDING ALL); "
                           "INSERT INTO nb06.products SELECT * FROM public.products; "
                           "SELECT setval(pg_get_serial_sequence('nb06.products', 'id'), max(id)) FROM nb06.products; "
-                          "INSERT INTO nb06.products (sku, name, price, inventory) "  # enough rows at every scale
-                          "SELECT 'EXTRA-' || g, 'Extra ' || g, 10 + g % 90, g % 50 FROM generate_series(1, 200) g; "
+                          "INSERT INTO nb06.products (sku, name, price, inventory) "  # two feeds' worth at every scale
+                          "SELECT 'EXTRA-' || g, 'Extra ' || g, 10 + g % 90, g % 50 FROM generate_series(1, 400) g; "
                           "CREATE TABLE nb06.product_writes (op text); "
                           "CREATE OR REPLACE FUNCTION nb06.file_write() RETURNS trigger LANGUAGE plpgsql AS "
                           "$$BEGIN INSERT INTO nb06.product_writes VALUES (TG_OP); RETURN NULL; END$$; "
@@ -220,41 +243,62 @@ def _fresh_products(engine: Engine) -> None:
                           "FOR EACH STATEMENT EXECUTE FUNCTION nb06.file_write()"))
 
 
-def sync_verdict(engine: Engine, sync: Callable[[Any, list[dict]], Any]) -> dict[str, Any]:
-    """A random feed of new, re-priced and unchanged products through the learner's function, counted."""
+def _feed(rng: random.Random, products: list, sizes: dict[str, int], order: list[int]) -> tuple[list[dict], list, set]:
+    """A feed of `sizes` re-priced, unchanged and new products (existing ones drawn from `products`), its rows in
+    `order`: (the feed, its new rows, the skus of its unchanged rows)."""
+    picked = rng.sample(products, sizes["changed"] + sizes["unchanged"])
+    rows = [{"sku": r.sku, "name": f"{r.name} (feed)", "inventory": r.inventory + 7,  # neither may be written
+             "price": r.price + (Decimal("1.00") if i < sizes["changed"] else 0)} for i, r in enumerate(picked)]
+    new = [{"sku": f"NEW-{rng.randint(0, 10**9):09d}-{i}", "name": f"New {i}" if i else QUOTED_NAME,
+            "price": Decimal(rng.randint(100, 99999)).scaleb(-2), "inventory": rng.randint(0, 500)}
+           for i in range(sizes["new"])]
+    rows += new
+    return [rows[i] for i in order], new, {r.sku for r in picked[sizes["changed"]:]}
+
+
+def _run_sync(engine: Engine, sync: Callable, feed: list[dict], deadline: float, commit: bool) -> tuple[Any, list, list]:
+    """The learner's sync on `feed` in a session of its own, then committed or rolled back: (what it returned, the
+    statements sent through SQLAlchemy, those sent through the driver)."""
     from sqlalchemy import text
     from sqlalchemy.orm import Session
+
+    with Session(engine) as session:
+        session.begin()
+        session.execute(text("SET LOCAL statement_timeout = '3s'"))  # the feed takes milliseconds
+        conn = session.connection()
+        with _sent() as sent, _driver_statements(conn.connection.driver_connection) as driver_sent:
+            counts = run_bounded(lambda: sync(session, [dict(row) for row in feed]), deadline - time.monotonic(),
+                                 "sync_prices(session, feed)", on_timeout=conn.invalidate)
+        session.commit() if commit else session.rollback()
+    return counts, sent, driver_sent
+
+
+def sync_verdict(engine: Engine, sync: Callable[[Any, list[dict]], Any]) -> dict[str, Any]:
+    """A random feed of new, re-priced and unchanged products through the learner's function, counted; then, rolled
+    back, a second feed of the same shape (other products, other values): the SQL text it sends must not change."""
+    from sqlalchemy import text
 
     _fresh_products(engine)
     rng = random.Random()
     sizes = {kind: rng.randint(40, 100) for kind in ("new", "changed", "unchanged")}  # never the same counts twice
+    order = rng.sample(range(sum(sizes.values())), sum(sizes.values()))
     with engine.connect() as conn:
         existing = conn.execute(text("SELECT sku, name, price, inventory FROM products ORDER BY id")).all()
-    picked = rng.sample(existing, sizes["changed"] + sizes["unchanged"])
-    feed = [{"sku": r.sku, "name": f"{r.name} (feed)", "inventory": r.inventory + 7,  # neither may be written
-             "price": r.price + (Decimal("1.00") if i < sizes["changed"] else 0)} for i, r in enumerate(picked)]
-    new = [{"sku": f"NEW-{rng.randint(0, 10**9):09d}-{i}", "name": f"New {i}" if i else QUOTED_NAME,
-            "price": Decimal("9.99"), "inventory": rng.randint(0, 50)} for i in range(sizes["new"])]
-    feed = rng.sample(feed + new, len(feed) + len(new))
+    feed, new, unchanged = _feed(rng, existing, sizes, order)
+    others = [r for r in existing if r.sku not in {row["sku"] for row in feed}]
+    deadline = time.monotonic() + ANSWER_SECONDS["q3"]
     before = _snapshot(engine)
-    with Session(engine) as session, session.begin():
-        session.execute(text("SET LOCAL statement_timeout = '3s'"))  # the feed takes milliseconds
-        conn = session.connection()
-        with _sent() as sent, _driver_statements(conn.connection.driver_connection) as driver_sent:
-            counts = run_bounded(lambda: sync(session, [dict(row) for row in feed]), ANSWER_SECONDS["q3"],
-                                 "sync_prices(session, feed)", on_timeout=conn.invalidate)
+    counts, sent, driver_sent = _run_sync(engine, sync, feed, deadline, commit=True)
     after = _snapshot(engine)
     with engine.connect() as conn:  # writes the server ran, however they were sent, are filed by the trigger
         writes = conn.execute(text("SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM product_writes "
                                    "GROUP BY op) AS per_operation")).scalar_one()
-    unchanged = {r.sku for r in picked[sizes["changed"]:]}
-    pasted = [row[key] for row in feed for key in ("sku", "name")]  # what an f-string would put in the SQL text
+    _, sent_again, driver_sent_again = _run_sync(engine, sync, _feed(rng, others, sizes, order)[0], deadline, commit=False)
     expected = {row["sku"]: row["price"] for row in feed}
     return {"returns the counts": counts == {"inserted": sizes["new"], "updated": sizes["changed"]},
             f"at most {BUDGET} statement for the whole feed (reads through the driver count too)":
                 max(_statements(sent), _statements(driver_sent), writes) <= BUDGET,
-            "the feed's values travel as bound parameters, never inside the SQL text":
-                not any(value in statement for statement, _ in sent + driver_sent for value in pasted),
+            PASTED: _texts(sent) == _texts(sent_again) and _texts(driver_sent) == _texts(driver_sent_again),
             "every price in the feed is now in the table": all(after.get(s, (0, 0))[1] == p for s, p in expected.items()),
             "new products are inserted as given": all(after.get(r["sku"], ())[1:4] == (r["price"], r["inventory"], r["name"])
                                                       for r in new),
@@ -262,6 +306,11 @@ def sync_verdict(engine: Engine, sync: Callable[[Any, list[dict]], Any]) -> dict
                 all(after[s][0] == before[s][0] and after[s][2:4] == before[s][2:4] for s in before),
             "unchanged products were not rewritten (same row version)":
                 all(after[s][4] == before[s][4] for s in unchanged)}
+
+
+def _texts(sent: list[tuple[str, list]]) -> list[str]:
+    """The SQL texts sent, without their bound values."""
+    return [statement for statement, _ in sent]
 
 
 def _statements(sent: list[tuple[str, list]]) -> int:
@@ -415,7 +464,9 @@ Q2 = Question(
                "- a correlated subquery for the previous month: the right rows, but it runs once per row (SubPlan);\n"
                "- a join on `month - interval '1 month'`: the calendar month before, NULL after a month with no "
                "orders;\n"
-               "- `lead` instead of `lag`, or `::float` on the sum (money stops being exact).",
+               "- `lead` instead of `lag`, or `::float` on the sum (money stops being exact);\n"
+               "- no ORDER BY on the outer query: the window's sort happens to leave the rows in order, but nothing "
+               "promises it.",
 )
 Q3 = Question(
     name="q3",
@@ -427,7 +478,8 @@ Q3 = Question(
          "text. The caller commits.",
     shape="a function `sync_prices(session, feed)` that returns a dict such as `{'inserted': 57, 'updated': 81}`; "
           "every statement it sends counts, through SQLAlchemy or straight through the driver, and each one in a "
-          "string that holds several.",
+          "string that holds several. The check also calls it on a second feed of the same size, other values, "
+          "and rolls that back: the SQL text sent must be the same.",
     hint_text="§4's upsert did it in one statement. on_conflict_do_update takes a `where=`; which rows does "
               "RETURNING then give back, and what tells an inserted row from an updated one on any version?",
     solution_code='def sync_prices(session, feed):\n'

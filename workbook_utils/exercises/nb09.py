@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections.abc import Callable
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 from . import Question, WrongKind
@@ -234,10 +235,11 @@ def chain_verdict(answer: dict[str, int], d: dict[str, int] = EXAMPLE) -> dict[s
     if not isinstance(answer, dict) or set(answer) != CHAIN_KEYS:
         return verdict
     verdict["sizing(d) returns a dict of the four settings"] = True
-    whole = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in answer.values())
+    whole = all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 0 for v in answer.values())  # numpy's too
     verdict["numbers are whole and not negative"] = whole
     if not whole:
         return verdict
+    answer = {key: int(value) for key, value in answer.items()}  # np.int64(4) as 4: each link's verdict a plain bool
     from sqlalchemy import exc
     from sqlalchemy.pool import QueuePool
 
