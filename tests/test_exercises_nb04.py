@@ -86,6 +86,8 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass_after_a_
     assert q1.verdict(sell_locked) == (CORRECT, None)
     assert q2.verdict(transfer_sorted) == (CORRECT, None)
     assert q2.verdict(transfer_core) == (CORRECT, None)
+    for order in ("ORDER BY id DESC", "ORDER BY balance DESC, id"):   # another column, or the other way: one order too
+        assert q2.verdict([LOCK_BOTH.format(order=order), *nb04.TRANSFER_STARTER]) == (CORRECT, None), order
     # the review's answer: its rows come after its own locks, taken in one order (the row-order probe alone rejected it)
     assert q2.verdict(ADVISORY_SORTED, seed=430157) == (CORRECT, None)
 
@@ -171,7 +173,12 @@ def test_nb04_q1_rejects_lost_updates_shared_locks_table_locks_commits_and_failu
         return first or session.execute(text("UPDATE products SET inventory = 8 WHERE id = :id RETURNING inventory"),
                                         {"id": product_id}).scalar_one()
 
+    def lock_by_parity(session, product_id):   # rv04: products 1 and 2 never share the key; 1 and 2521 do
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": product_id % 2})
+        return naive(session, product_id)
+
     for wrong, why in [(naive, "both sales of product 1 counted"), (for_share, "both sales read before either"),
+                       (lock_by_parity, "another product does not wait"),
                        (table_lock, "another product does not wait"), (commits, "leaves the commit"),
                        (repeatable_read, "product 1 counted"), (no_return, "returns the new inventory"),
                        (hard_coded, "product 1 counted"), (nb04.TRANSFER_REFERENCE, "pass your function sell")]:
@@ -279,6 +286,18 @@ def test_nb04_q2_rejects_orders_that_depend_on_the_held_row_or_the_amount_and_se
         assert status == INCORRECT and ("opposite directions" in diff or "ring of three" in diff), (check, diff)
     status, diff = q2.verdict(BY_XOR)   # one pair never meets itself reversed: only a ring of three shows it
     assert status == INCORRECT and "ring of three" in diff, diff
+    for rule in ("abs(:from_id - :to_id) > 5", "((:from_id # :to_id) & 16) = 0", "(:from_id + :to_id) % 10 < 5"):
+        status, diff = q2.verdict([LOCK_BOTH.format(order=f"ORDER BY CASE WHEN {rule} THEN id ELSE -id END"),
+                                   *nb04.TRANSFER_STARTER])   # rv04 (stop 30): no ring on five close ids, 8 checks in 8
+        assert status == INCORRECT and ("order of a column" in diff or "ring of three" in diff), (rule, diff)
+    status, diff = q2.verdict([ADVISORY_PARITY[0].replace("% 2 = 0", "% 10 < 5"), *nb04.TRANSFER_STARTER])   # keys too
+    assert status == INCORRECT and ("order of a column" in diff or "ring of three" in diff), diff
+    orders = {(1, 2): [((0, 1, 1), (0, 2, 1))], (2, 3): [((0, 3, 1), (0, 2, 1))]}   # ascending, then descending
+    assert nb04.key_order_problem(orders) == "column" and nb04.key_order_problem({(1, 2): orders[1, 2]}) is None
+    firsts = {(x, y): min(x, y) if abs(x - y) > 5 else max(x, y) for x in (1, 2, 9) for y in (1, 2, 9) if x != y}
+    assert nb04.column_problem(firsts, [1, 2, 9], [5, 6, 7]) == "column"   # no ring on three ids, but no column's order
+    assert nb04.column_problem({(1, 2): 1, (2, 1): 1}, [1, 2], [5, 6]) is None
+    assert nb04.column_problem({(1, 2): 2, (2, 1): 2}, [1, 2], [6, 5]) is None   # by balance, ascending
     status, diff = q2.verdict(SESSION_LOCKS)
     assert status == INCORRECT, diff
     assert q2.verdict(nb04.TRANSFER_REFERENCE)[0] == CORRECT   # the check after it holds no lock of it
@@ -458,6 +477,17 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
                     raise
             time.sleep(backoff * 2 ** (attempt - 1))
 
+    def class_40_and_lock_timeouts(engine, work, attempts=5, backoff=0.05):   # rv04: passed when 55000/55006 was drawn
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except DBAPIError as error:
+                code = getattr(error.orig, "sqlstate", None) or ""
+                if not (code.startswith("40") or code == "55P03") or attempt == attempts:
+                    raise
+            time.sleep(backoff * 2 ** (attempt - 1))
+
     def swallows_everything_forever(engine, work, attempts=5, backoff=0.05):   # even BaseException, even ^C
         while True:
             try:
@@ -473,8 +503,8 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
                        (gives_up_with_its_own_error, "last attempt's own error"), (no_backoff, "waits backoff"),
                        (constant_backoff, "waits backoff"), (asks_for_forever, "waits backoff"),
                        (not_lock_timeouts, "retryable errors"),
-                       (retries_every_operational_error, ("57014", "class 40 or 55")),   # 55006 is one too
-                       (retries_by_class, "class 40 or 55"),
+                       (retries_every_operational_error, ("57014", "class 40 and 55")),   # 55006 is one too
+                       (retries_by_class, "class 40 and 55"), (class_40_and_lock_timeouts, "class 40 and 55"),
                        (swallows_everything_forever, "still retrying after 1 s"),
                        ("run_with_retry", "pass your function")]:
         started = time.monotonic()

@@ -48,11 +48,14 @@ RETRY_TIMEOUT = 5.0  # seconds a learner's retry loop may run in one scenario be
 SLEEP_SCALE = 0.1  # share of each time.sleep the learner's loop asks for that it really sleeps (the call is recorded)
 QUEUE = "BLOCKS|ok"  # a step that may wait, or queue behind its session's waiting step
 ACCOUNTS = "CREATE TABLE IF NOT EXISTS nb04.accounts (id int PRIMARY KEY, balance int NOT NULL)"
+FAR = 2521  # q1's other products are 2 and this one: 1 + lcm(1..10), so a lock keyed on `product_id % m` meets 1's
 TABLES = f"""
     {ACCOUNTS};
     CREATE TABLE IF NOT EXISTS nb04.attempts (n int);
     CREATE TABLE IF NOT EXISTS nb04.products (LIKE public.products INCLUDING ALL);
-    INSERT INTO nb04.products SELECT * FROM public.products WHERE id IN (1, 2) ON CONFLICT DO NOTHING"""
+    INSERT INTO nb04.products SELECT * FROM public.products WHERE id IN (1, 2) ON CONFLICT DO NOTHING;
+    INSERT INTO nb04.products SELECT {FAR}, sku || '-far', name, price, inventory, version FROM public.products
+      WHERE id = 2 ON CONFLICT DO NOTHING"""
 Q1_CLAIMS = ("both sales of product 1 counted (stock − 2)", "every sale succeeded", "sell() returns the new inventory",
              "sell() leaves the commit to its caller", "a sale of another product does not wait for it",
              "no deadlock when both sales read before either writes (statements interleaved)")
@@ -60,7 +63,8 @@ Q2_CLAIMS = ("no deadlock between two transfers in opposite directions",
              "no deadlock around a ring of three transfers (a→b, b→c, c→a)", "every transfer committed",
              "the balances are right", "a transfer between two other accounts does not wait",
              "every lock a transfer takes ends with its transaction",
-             "a transfer takes its locks in one order, whatever another transfer holds")
+             "a transfer takes its locks in one order, whatever another transfer holds",
+             "every transfer takes its locks in the order of a column (its rows by id, say), whoever the two accounts are")
 RING_SAMPLE = 6  # schedules of the ring of three drawn beyond the ones every check runs
 T = TypeVar("T")
 
@@ -153,15 +157,15 @@ def sell_verdict(engine: Engine, sell: Callable[[Any, int], int], draw: Draw) ->
     from .. import races
 
     start = draw.integer("stock", 20, 90)
-    _scalar(engine, "UPDATE products SET inventory = :n, version = 1 WHERE id IN (1, 2)", {"n": start})
+    _scalar(engine, f"UPDATE products SET inventory = :n, version = 1 WHERE id IN (1, 2, {FAR})", {"n": start})
 
     def s1_sale(s: Any) -> int:
         """sell(session, 1)"""
         return sell(s, 1)
 
     def other_sale(s: Any) -> int:
-        """sell(session, 2)"""
-        return sell(s, 2)
+        """sell(session, 2); sell(session, 2521)"""
+        return sell(s, 2), sell(s, FAR)
 
     race = races.run(engine, [("s1", s1_sale), ("s3", "SELECT inventory FROM products WHERE id = 1"),
                               ("s3", other_sale, QUEUE), ("s2", s1_sale, QUEUE), ("s1", "COMMIT", QUEUE),
@@ -462,17 +466,21 @@ def _advisory_keys(conn: Any, pid: int, exclusive: bool = False) -> list[Key]:
     return [(c, o, s) for c, o, s, mode in rows if mode == "ExclusiveLock" or not exclusive]
 
 
+def _signed(n: int, bits: int) -> int:
+    """An unsigned oid of pg_locks read back as the signed integer the key was given as."""
+    return n - (1 << bits) if n >= 1 << (bits - 1) else n
+
+
 def _hold_key(conn: Any, key: Key) -> None:
     """Take the advisory lock `key` (as pg_locks showed it) on `conn`, until its transaction ends."""
     from sqlalchemy import text
 
     classid, objid, sub = key
-    signed = lambda n, bits: n - (1 << bits) if n >= 1 << (bits - 1) else n  # noqa: E731 - pg_locks shows oids
     if sub == 1:
-        conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:k AS bigint))"), {"k": signed(classid << 32 | objid, 64)})
+        conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:k AS bigint))"), {"k": _signed(classid << 32 | objid, 64)})
     else:
         conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:a AS int), CAST(:b AS int))"),
-                     {"a": signed(classid, 32), "b": signed(objid, 32)})
+                     {"a": _signed(classid, 32), "b": _signed(objid, 32)})
 
 
 def _keys_alone(engine: Engine, statements: Sequence[str], move: tuple[int, int, int], exclusive: bool = False) -> list[Key]:
@@ -571,14 +579,40 @@ def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
                          for (x, y), first in firsts.items()})
 
 
+def column_problem(firsts: dict[tuple[int, int], int | None], ids: list[int], balances: list[int]) -> str | None:
+    """"column" if the rows each transfer locks first follow no order of a column (id or balance, either way, ties
+    by id): an order that depends on the pair (`abs(:from_id - :to_id) > 5`, a bit of their xor …) can show no ring
+    on five accounts, yet rings on others. None if it does, or if some transfer showed no row order."""
+    if None in firsts.values():
+        return None
+    balance = dict(zip(ids, balances, strict=True))
+    keys = [lambda i: i, lambda i: -i, *(lambda i, s=s, t=t: (s * balance[i], t * i) for s in (1, -1) for t in (1, -1))]
+    if any(all(first == min((x, y), key=key) for (x, y), first in firsts.items()) for key in keys):
+        return None
+    return "column"
+
+
+def key_order_problem(orders: dict[tuple[int, int], list[tuple[Key, Key]]]) -> str | None:
+    """"column" if the transfers do not all take their advisory locks in one order of the keys (ascending, or
+    descending, as bigints): `column_problem` for locks that are keys."""
+    def signed(key: Key) -> tuple[int, ...]:
+        classid, objid, sub = key
+        return (sub, _signed(classid << 32 | objid, 64)) if sub == 1 else (sub, _signed(classid, 32), _signed(objid, 32))
+
+    steps = {signed(first) < signed(later) for edges in orders.values() for first, later in edges}
+    return "column" if len(steps) > 1 else None
+
+
 def _order_problem(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
                    amount: dict[tuple[int, int], int]) -> str | None:
     """"pair", "ring" or None: the order each transfer (its own drawn amount: an order may depend on it) takes its
     locks in, read on the server (a ring of any three ids is enough, and cheap): its exclusive advisory locks if it
     takes some, then its rows where they gate none."""
     if not takes_advisory_locks(engine, statements, ids, balances, amount[ids[1], ids[0]]):
-        return order_problem(lock_orders(engine, statements, ids, balances, amount, until_problem=True))
-    if problem := edge_problem(advisory_orders(engine, statements, ids, amount, until_problem=True)):
+        firsts = lock_orders(engine, statements, ids, balances, amount, until_problem=True)
+        return order_problem(firsts) or column_problem(firsts, ids, balances)
+    orders = advisory_orders(engine, statements, ids, amount, until_problem=True)
+    if problem := edge_problem(orders) or key_order_problem(orders):
         return problem
     keys = {(x, y): _keys_alone(engine, statements, (x, y, amount[x, y]), exclusive=True)
             for x in ids for y in ids if x != y}
@@ -667,6 +701,8 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
     problem = _order_problem(engine, statements, ids, balances, probed)
     verdict["no deadlock around a ring of three transfers (a→b, b→c, c→a)"] = problem != "ring"
     verdict["a transfer takes its locks in one order, whatever another transfer holds"] = problem != "held"
+    if problem == "column":   # right on these five accounts, but not on others: no race here can show it
+        return {**verdict, Q2_CLAIMS[-1]: False}
     if problem != "ring":  # the bystander first (one race): a lock on more than two rows (LOCK TABLE …) fails at once
         verdict["a transfer between two other accounts does not wait"] = not _bystander_waits(
             engine, statements, ids, balances, [(a, b, amounts[0]), (d, e, amounts[3])], lock_timeout)
@@ -699,7 +735,7 @@ class StatementsExercise(Exercise):
 RETRYABLE = ("40001", "40P01", "55P03")
 # Of the same classes, yet not worth another try: a loop that retries by class prefix ("40…", "55…") retries these.
 SAME_CLASS = ("40002", "55000", "55006")  # integrity violation at commit, object not in prerequisite state, in use
-SAME_CLASS_CLAIM = "raises another class 40 or 55 error (40002, 55000 or 55006) at once, as it is"
+SAME_CLASS_CLAIM = "raises other class 40 and 55 errors (40002, 55000, 55006) at once, as they are"
 
 
 class _Work:
@@ -797,7 +833,7 @@ def _failures(draw: Draw, n: int) -> list[str]:
 
 def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], draw: Draw) -> dict[str, Any]:
     """The learner's loop on work that fails with drawn retryable errors then succeeds; that always fails; that
-    divides by zero; that raises a drawn non-retryable SQLSTATE of class 40 or 55 (40002, 55000, 55006); whose
+    divides by zero; that raises each non-retryable SQLSTATE of class 40 or 55 (40002, 55000, 55006); whose
     statement the server cancels (57014, a real cancel). Each attempt's transaction id and start time, and each
     time.sleep the loop asks for (it sleeps SLEEP_SCALE of it), are recorded; each scenario runs at most
     RETRY_TIMEOUT s."""
@@ -824,8 +860,7 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
     committed = _scalar(engine, "SELECT count(*) FROM attempts")
     _, forever, forever_work = attempt(["40001"], attempts=give_up, backoff=backoff / 20)
     _, other, other_work = attempt(["22012"], attempts=give_up, backoff=backoff / 20)
-    same_class = draw.choice("a non-retryable error of class 40 or 55", SAME_CLASS)
-    _, kin, kin_work = attempt([same_class], attempts=give_up, backoff=backoff / 20)
+    kin = [attempt([sqlstate], attempts=give_up, backoff=backoff / 20) for sqlstate in SAME_CLASS]   # each of them
     faults.prepare(url, "nb04")
     with faults.inject(engine, url, "nb04", ["57014"], match=lambda sql: "INSERT INTO attempts" in sql):
         _, cancelled, cancelled_work = attempt([None], attempts=give_up, backoff=backoff / 20)
@@ -840,7 +875,7 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
                 isinstance(forever, OperationalError) and forever is forever_work.last_error,
             "raises other errors at once, as they are (division by zero)":
                 len(other_work.started) == 1 and other is other_work.last_error,
-            SAME_CLASS_CLAIM: len(kin_work.started) == 1 and kin is kin_work.last_error,
+            SAME_CLASS_CLAIM: all(len(w.started) == 1 and e is w.last_error for _, e, w in kin),
             "raises a cancelled statement (57014, an OperationalError too) at once, as it is":
                 len(cancelled_work.started) == 1 and cancelled is cancelled_work.last_error}
 
@@ -927,8 +962,9 @@ Q2 = Question(
          "below. Two transfers in opposite directions that run the starter's two statements at once can deadlock. "
          "Write the list of statements so that no two or more transfers can deadlock, however their statements "
          "interleave, and a transfer between two other accounts never waits. Keep the bind parameters: the check binds them. "
-         "The check draws five accounts with close ids and runs transfers in opposite directions, a ring of three "
-         "(a→b, b→c, c→a), and a transfer between two other accounts meanwhile.",
+         "The check draws five accounts with close ids, reads the order in which each transfer takes its locks (an "
+         "order that holds for any accounts follows a column, such as the id), and runs transfers in opposite "
+         "directions, a ring of three (a→b, b→c, c→a), and a transfer between two other accounts meanwhile.",
     shape="a list of SQL strings, one statement each, with the parameters `:from_id`, `:to_id` and `:amount` "
           "(never values formatted into the string); `text()` or Core statements with `bindparam(\"from_id\")` "
           "work too. The check creates the table in `nb04`, with drawn ids and "
