@@ -33,6 +33,7 @@ def no_index():
 
 def wrong_column():
     with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '10min'")   # §4, so that this answer fails for its own reason
         op.create_index("ix_posts_user_id", "posts", ["title"], postgresql_concurrently=True,
                         if_not_exists=True)
 
@@ -56,11 +57,13 @@ def batched_wrong_value():
 
 def without_if_not_exists():
     with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '10min'")   # §4, so that this answer fails for its own reason
         op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True)
 
 
 def partial_index():
     with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '10min'")   # §4, so that this answer fails for its own reason
         op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True,
                         if_not_exists=True, postgresql_where=sa.text("user_id < 10"))
 
@@ -144,11 +147,13 @@ def fk_both_in_one_execute():
 
 def index_keeping_the_leftover():
     with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '10min'")   # §4, so that this answer fails for its own reason
         op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
 
 
 def index_beside_the_leftover():
     with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '10min'")   # §4, so that this answer fails for its own reason
         op.create_index("ix_posts_by_user", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
 
 
@@ -183,6 +188,16 @@ def index_dropping_the_names_it_knows():   # rvx: every leftover name the check 
         op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
 
 
+def index_under_env_lock_timeout():   # rvx: the build ran under env.py's short lock_timeout, and passed
+    with op.get_context().autocommit_block():
+        if not context.is_offline_mode():
+            for name in op.get_bind().execute(sa.text(
+                    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "WHERE i.indrelid = 'posts'::regclass AND NOT i.indisvalid")).scalars().all():
+                op.drop_index(name, table_name="posts", postgresql_concurrently=True, if_exists=True)
+        op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
+
+
 def index_brin():   # rvx: valid, on posts(user_id), but no B-tree: it serves no lookup of one author's posts
     with op.get_context().autocommit_block():
         op.execute("SET lock_timeout = '10min'")
@@ -208,6 +223,7 @@ def fk_adding_one_name():   # the former reference: right only when no earlier r
 
 def index_then_table_lock():
     with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '10min'")   # §4, so that this answer fails for its own reason
         op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
     op.execute("LOCK TABLE posts IN SHARE MODE")
     op.execute("SELECT pg_sleep(0.5)")
@@ -337,6 +353,8 @@ def test_nb05_q1_q3_each_check_runs_without_and_with_a_leftover_never_under_the_
         assert status == INCORRECT and "by one key" in diff, diff
         status, diff = q1.verdict(wrong.index_dropping_the_names_it_knows, seed=seed)
         assert status == INCORRECT and "no invalid index" in diff, diff
+    status, diff = q1.verdict(wrong.index_under_env_lock_timeout, seed=5)   # a request outlasts env.py's setting
+    assert status == INCORRECT and "lock_timeout" in diff, diff
     status, diff = q1.verdict(wrong.index_brin, seed=5)
     assert status == INCORRECT and "B-tree" in diff, diff
     assert {_drawn(seed, nb05.LEFTOVER, nb05.LEFTOVER_NAMES) for seed in range(200)} <= {
