@@ -605,9 +605,9 @@ def key_order_problem(orders: dict[tuple[int, int], list[tuple[Key, Key]]]) -> s
 
 def _order_problem(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
                    amount: dict[tuple[int, int], int]) -> str | None:
-    """"pair", "ring" or None: the order each transfer (its own drawn amount: an order may depend on it) takes its
-    locks in, read on the server (a ring of any three ids is enough, and cheap): its exclusive advisory locks if it
-    takes some, then its rows where they gate none."""
+    """"pair", "ring", "held", "column" or None: the order each transfer (its own drawn amount: an order may depend
+    on it) takes its locks in, read on the server (a ring of any three ids is enough, and cheap): its exclusive
+    advisory locks if it takes some, then its rows where they gate none."""
     if not takes_advisory_locks(engine, statements, ids, balances, amount[ids[1], ids[0]]):
         firsts = lock_orders(engine, statements, ids, balances, amount, until_problem=True)
         return order_problem(firsts) or column_problem(firsts, ids, balances)
@@ -655,7 +655,7 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
     """First the order in which each transfer between two of the drawn accounts takes its locks, in both directions,
     seen on the server: its rows, or its exclusive advisory locks if it takes some (then its rows only where no such
     lock gates them, `ungated_problem`).
-    One global order: no pair, no ring of any three against it (either ends the check there). Then a transfer d→e
+    One global order: no pair, no ring of any three against it (either ends the check there), and a column's. Then a transfer d→e
     while a→b is open; transfers a→b and b→a in every interleaving of their statements; a ring a→b, b→c, c→a (each
     holding its first k statements, for every k, and drawn schedules). Accounts (drawn so that any
     order that depends on the pair shows a ring, `_account_ids`), balances and amounts are drawn."""

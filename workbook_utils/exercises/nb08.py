@@ -45,7 +45,7 @@ def request_log(wb: Workbook, tries: int = 3) -> tuple[pd.DataFrame, str]:
 
 
 def one_request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
-    """Requests to feed_app plus three endpoints of its own (`_own_endpoints`), under random paths; one row per
+    """Requests to feed_app plus five endpoints of its own (`_own_endpoints`), under random paths; one row per
     request: path, items, queries, ms. And the N+1's path. The number of requests and the limits of every endpoint
     are drawn (`plan`)."""
     import warnings
@@ -121,8 +121,8 @@ def plan() -> list[tuple[str, str]]:
         pass
     queries = {"user": lambda n, q: f"?id={random.randint(1, 50)}", "stats": lambda n, q: "",
                "feed": lambda n, q: f"?limit={n}", "feed_eager": lambda n, q: f"?limit={n}",
-               "report": lambda n, q: f"?pages={q}&sections={n}", "search": lambda n, q: f"?limit={n}&facets={q - 1}",
-               **{kind: lambda n, q: f"?limit={n}&facets={q - 1}" for kind in ("listing", *TWINS)}}
+               "report": lambda n, q: f"?pages={q}&sections={n}",
+               **{kind: lambda n, q: f"?limit={n}&facets={q - 1}" for kind in ("search", "listing", *TWINS)}}
     return [(kind, queries[kind](n, q)) for kind, (n, q) in requests]
 
 
