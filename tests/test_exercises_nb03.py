@@ -147,6 +147,12 @@ def test_nb03_q2_rejects_each_wrong_family_on_its_own_claim(exercises):
     def id_only(after):   # right within a week (ties come in id order); rvx: passed when the tie was the newest week
         return newest if after is None else newest.where(feed.c.id < after[1])
 
+    def same_week_only(after):   # rvc: at scale small a page after the cursor never left its week
+        return newest if after is None else newest.where(and_(feed.c.created_at == after[0], feed.c.id < after[1]))
+
+    def id_below_in_older_weeks_too(after):   # rvc: skips older weeks' rows whose id is above the cursor's
+        return newest if after is None else newest.where(and_(feed.c.created_at <= after[0], feed.c.id < after[1]))
+
     by_created_at = select(feed.c.id, feed.c.created_at).order_by(feed.c.created_at.desc()).limit(20)
 
     def no_tie_breaker(after):   # right rows here only because the index hands ties over in id order
@@ -174,7 +180,7 @@ def test_nb03_q2_rejects_each_wrong_family_on_its_own_claim(exercises):
         return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
 
     families = [(offset_in_disguise, reads), (positions_swapped, ordered), (created_at_only, tie), (or_equal, same),
-                (first_page_always, same), (id_only, tie),
+                (first_page_always, same), (id_only, tie), (same_week_only, tie), (id_below_in_older_weeks_too, tie),
                 (portable_keyset, reads),
                 (no_tie_breaker, ordered), (ascending_tie_breaker, ordered), (keyset_in_a_subquery, ordered)]
     for wrong, claim in families:
@@ -243,7 +249,7 @@ def test_nb03_q2_draws_a_cursor_inside_a_tie_and_replays_it(exercises):
     created_at, cursor_id = nb03.tie_cursor(engine, draw)
     with engine.connect() as conn:
         ids = conn.exec_driver_sql("SELECT id FROM feed WHERE created_at = %(c)s ORDER BY id", {"c": created_at}).scalars().all()
-    assert len(ids) >= 3 and ids[0] < cursor_id < ids[-1]
+    assert len(ids) >= 3 and ids[0] < cursor_id < ids[-1] and ids.index(cursor_id) < nb03.PAGE   # the page crosses a week
     with engine.connect() as conn:   # a newer week holds a smaller id: a cursor on the id alone returns that row first
         assert conn.exec_driver_sql("SELECT min(id) FROM feed WHERE created_at > %(c)s", {"c": created_at}).scalar() < cursor_id
     with engine.connect() as conn:   # ten pages of older rows: enough that the planner walks the index

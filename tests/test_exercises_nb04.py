@@ -86,7 +86,7 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass_after_a_
     assert q1.verdict(sell_locked) == (CORRECT, None)
     assert q2.verdict(transfer_sorted) == (CORRECT, None)
     assert q2.verdict(transfer_core) == (CORRECT, None)
-    for order in ("ORDER BY id DESC", "ORDER BY balance DESC, id"):   # another column, or the other way: one order too
+    for order in ("ORDER BY id DESC", "ORDER BY id DESC NULLS LAST"):   # the other way: one order too
         assert q2.verdict([LOCK_BOTH.format(order=order), *nb04.TRANSFER_STARTER]) == (CORRECT, None), order
     # the review's answer: its rows come after its own locks, taken in one order (the row-order probe alone rejected it)
     assert q2.verdict(ADVISORY_SORTED, seed=430157) == (CORRECT, None)
@@ -286,18 +286,22 @@ def test_nb04_q2_rejects_orders_that_depend_on_the_held_row_or_the_amount_and_se
         assert status == INCORRECT and ("opposite directions" in diff or "ring of three" in diff), (check, diff)
     status, diff = q2.verdict(BY_XOR)   # one pair never meets itself reversed: only a ring of three shows it
     assert status == INCORRECT and "ring of three" in diff, diff
-    for rule in ("abs(:from_id - :to_id) > 5", "((:from_id # :to_id) & 16) = 0", "(:from_id + :to_id) % 10 < 5"):
+    for rule in ("abs(:from_id - :to_id) > 5", "((:from_id # :to_id) & 16) = 0", "(:from_id + :to_id) % 10 < 5",
+                 "abs(:from_id - :to_id) > 100", "((:from_id # :to_id) & 128) = 0", ":amount > 1000"):   # rva: far
         status, diff = q2.verdict([LOCK_BOTH.format(order=f"ORDER BY CASE WHEN {rule} THEN id ELSE -id END"),
                                    *nb04.TRANSFER_STARTER])   # rv04 (stop 30): no ring on five close ids, 8 checks in 8
-        assert status == INCORRECT and ("order of a column" in diff or "ring of three" in diff), (rule, diff)
+        assert status == INCORRECT and ("order of the accounts' ids" in diff or "ring of three" in diff), (rule, diff)
     status, diff = q2.verdict([ADVISORY_PARITY[0].replace("% 2 = 0", "% 10 < 5"), *nb04.TRANSFER_STARTER])   # keys too
-    assert status == INCORRECT and ("order of a column" in diff or "ring of three" in diff), diff
-    orders = {(1, 2): [((0, 1, 1), (0, 2, 1))], (2, 3): [((0, 3, 1), (0, 2, 1))]}   # ascending, then descending
-    assert nb04.key_order_problem(orders) == "column" and nb04.key_order_problem({(1, 2): orders[1, 2]}) is None
+    assert status == INCORRECT and ("order of the accounts' ids" in diff or "ring of three" in diff), diff
+    status, diff = q2.verdict([LOCK_BOTH.format(order="ORDER BY balance"), *nb04.TRANSFER_STARTER])   # rva: balances
+    assert status == INCORRECT and "order of the accounts' ids" in diff, diff   # change, so their order is not one
     firsts = {(x, y): min(x, y) if abs(x - y) > 5 else max(x, y) for x in (1, 2, 9) for y in (1, 2, 9) if x != y}
-    assert nb04.column_problem(firsts, [1, 2, 9], [5, 6, 7]) == "column"   # no ring on three ids, but no column's order
-    assert nb04.column_problem({(1, 2): 1, (2, 1): 1}, [1, 2], [5, 6]) is None
-    assert nb04.column_problem({(1, 2): 2, (2, 1): 2}, [1, 2], [6, 5]) is None   # by balance, ascending
+    assert nb04.column_problem(firsts) == "column"   # no ring on three ids, but not their order
+    assert nb04.column_problem({(1, 2): 1, (2, 1): 1}) is None and nb04.column_problem({(1, 2): 2, (2, 1): 2}) is None
+    hashed = {1: (0, 77, 1), 2: (0, 5, 1), 3: (0, 40, 1)}   # each account's key (a hash of its id)
+    lower_first = {(x, y): [(hashed[min(x, y)], hashed[max(x, y)])] for x in hashed for y in hashed if x != y}
+    assert nb04.key_order_problem(lower_first) is None   # the ids' order, though not the keys'
+    assert nb04.key_order_problem({**lower_first, (2, 1): [(hashed[2], hashed[1])]}) == "column"
     status, diff = q2.verdict(SESSION_LOCKS)
     assert status == INCORRECT, diff
     assert q2.verdict(nb04.TRANSFER_REFERENCE)[0] == CORRECT   # the check after it holds no lock of it

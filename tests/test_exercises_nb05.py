@@ -198,6 +198,12 @@ def index_under_env_lock_timeout():   # rvx: the build ran under env.py's short 
         op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
 
 
+def index_under_a_short_lock_timeout():   # rva: 250 ms to 2 s outlasted the check's request; not a long report
+    with op.get_context().autocommit_block():
+        op.execute("SET lock_timeout = '2s'")
+        op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True, if_not_exists=True)
+
+
 def index_brin():   # rvx: valid, on posts(user_id), but no B-tree: it serves no lookup of one author's posts
     with op.get_context().autocommit_block():
         op.execute("SET lock_timeout = '10min'")
@@ -353,8 +359,9 @@ def test_nb05_q1_q3_each_check_runs_without_and_with_a_leftover_never_under_the_
         assert status == INCORRECT and "by one key" in diff, diff
         status, diff = q1.verdict(wrong.index_dropping_the_names_it_knows, seed=seed)
         assert status == INCORRECT and "no invalid index" in diff, diff
-    status, diff = q1.verdict(wrong.index_under_env_lock_timeout, seed=5)   # a request outlasts env.py's setting
-    assert status == INCORRECT and "lock_timeout" in diff, diff
+    for answer in (wrong.index_under_env_lock_timeout, wrong.index_under_a_short_lock_timeout):
+        status, diff = q1.verdict(answer, seed=5)   # a request outlasts env.py's setting; a report, 2 s
+        assert status == INCORRECT and "lock_timeout of its own" in diff, (answer.__name__, diff)
     status, diff = q1.verdict(wrong.index_brin, seed=5)
     assert status == INCORRECT and "B-tree" in diff, diff
     assert {_drawn(seed, nb05.LEFTOVER, nb05.LEFTOVER_NAMES) for seed in range(200)} <= {
@@ -461,6 +468,16 @@ def test_nb05_q2_reference_passes_wherever_the_held_row_and_the_ids_fall(wb05):
     q2 = nb05.load(wb05)[1]
     for seed in (0, 1, 2):
         assert q2.verdict(nb05.backfill_fixed, seed=seed) == (CORRECT, None), q2.last_draw.describe()
+
+
+def test_nb05_the_builds_lock_timeout_is_read_off_the_offline_sql():
+    sql = ("SET lock_timeout = '2s';\nBEGIN;\nCOMMIT;\n{own}\nCREATE INDEX CONCURRENTLY ix ON posts (user_id);\n"
+           "SET lock_timeout = '2s';")
+    for own, seconds in (("SET lock_timeout = '10min';", 600), ("SET SESSION lock_timeout TO 600000;", 600),
+                         ("SELECT set_config('lock_timeout', '5min', false);", 300), ("RESET lock_timeout;", 0),
+                         ("SET LOCAL lock_timeout = '10min';", 2), ("", 2), ("SET lock_timeout = '500ms';", 0.5)):
+        assert nb05.build_lock_timeout(sql.format(own=own)) == seconds, own
+    assert nb05.build_lock_timeout("SELECT 1") is None
 
 
 def test_nb05_fk_steps_read_quoted_names_and_autocommit():

@@ -460,6 +460,18 @@ def test_nb06_q3_rejects_numbers_pasted_into_the_sql(exercises):
     status, diff = q3.verdict(inventory_only)
     assert status == INCORRECT and claim in diff, diff
 
+    def new_names_pasted(session, feed):   # rvb: the new products' names were the same in both feeds, 4 checks in 4
+        def name(i, r):
+            return "'" + r["name"].replace("'", "''") + "'" if r["sku"].startswith("NEW-") else f":n{i}"
+        rows = ", ".join(f"(:s{i}, {name(i, r)}, :p{i}, :v{i})" for i, r in enumerate(feed))
+        params = {f"{k}{i}": r[key] for i, r in enumerate(feed)
+                  for k, key in (("s", "sku"), ("n", "name"), ("p", "price"), ("v", "inventory"))}
+        inserted = session.execute(text(_UPSERT_ROWS.format(rows=rows)), params).scalars().all()
+        return {"inserted": sum(inserted), "updated": len(inserted) - sum(inserted)}
+
+    status, diff = q3.verdict(new_names_pasted)
+    assert status == INCORRECT and claim in diff, diff
+
 
 def test_nb06_q3_accepts_its_own_placeholders_built_per_row(exercises):
     """Every value bound, with placeholders of its own per row (:s0, :n0, …): the SQL text depends on the size only."""

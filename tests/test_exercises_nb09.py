@@ -245,6 +245,9 @@ def _sized(**changes):
     (_sized(max_overflow=lambda d: -1), "not negative"),
     (_sized(pool_size=lambda d: float(d["threads"])), "whole"),
     (lambda d: {"pool_size": d["threads"], "max_overflow": 0}, "returns a dict of the four settings"),
+    # rvc (stop 30): a cap or a default that fit every small deployment; each check now has a big one
+    (_sized(pool_size=lambda d: min(d["threads"], 10)), "every thread"),
+    (_sized(max_client_conn=lambda d: 100), "≤ max_client_conn"),
 ])
 def test_q3_wrong_answers_fail(exercises, answer, why):
     status, diff = exercises[2].verdict(answer)

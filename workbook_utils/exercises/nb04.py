@@ -64,7 +64,8 @@ Q2_CLAIMS = ("no deadlock between two transfers in opposite directions",
              "the balances are right", "a transfer between two other accounts does not wait",
              "every lock a transfer takes ends with its transaction",
              "a transfer takes its locks in one order, whatever another transfer holds",
-             "every transfer takes its locks in the order of a column (its rows by id, say), whoever the two accounts are")
+             "every transfer takes its locks in the order of the accounts' ids (either way), whoever the two accounts are")
+ALL_BITS = 0x7FFFFFFF  # q2 also probes accounts b and b ^ ALL_BITS, every bit of their ids apart, with a huge amount
 RING_SAMPLE = 6  # schedules of the ring of three drawn beyond the ones every check runs
 T = TypeVar("T")
 
@@ -579,28 +580,30 @@ def order_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
                          for (x, y), first in firsts.items()})
 
 
-def column_problem(firsts: dict[tuple[int, int], int | None], ids: list[int], balances: list[int]) -> str | None:
-    """"column" if the rows each transfer locks first follow no order of a column (id or balance, either way, ties
-    by id): an order that depends on the pair (`abs(:from_id - :to_id) > 5`, a bit of their xor …) can show no ring
-    on five accounts, yet rings on others. None if it does, or if some transfer showed no row order."""
+def column_problem(firsts: dict[tuple[int, int], int | None]) -> str | None:
+    """"column" if the accounts each transfer locks first follow neither id order (ascending or descending): an
+    order that depends on the pair (`abs(:from_id - :to_id) > 5`, a bit of their xor …) can show no ring on five
+    accounts, yet rings on others. None if they do, or if some transfer showed no order."""
     if None in firsts.values():
         return None
-    balance = dict(zip(ids, balances, strict=True))
-    keys = [lambda i: i, lambda i: -i, *(lambda i, s=s, t=t: (s * balance[i], t * i) for s in (1, -1) for t in (1, -1))]
-    if any(all(first == min((x, y), key=key) for (x, y), first in firsts.items()) for key in keys):
-        return None
+    for pick in (min, max):
+        if all(first == pick(x, y) for (x, y), first in firsts.items()):
+            return None
     return "column"
 
 
 def key_order_problem(orders: dict[tuple[int, int], list[tuple[Key, Key]]]) -> str | None:
-    """"column" if the transfers do not all take their advisory locks in one order of the keys (ascending, or
-    descending, as bigints): `column_problem` for locks that are keys."""
-    def signed(key: Key) -> tuple[int, ...]:
-        classid, objid, sub = key
-        return (sub, _signed(classid << 32 | objid, 64)) if sub == 1 else (sub, _signed(classid, 32), _signed(objid, 32))
-
-    steps = {signed(first) < signed(later) for edges in orders.values() for first, later in edges}
-    return "column" if len(steps) > 1 else None
+    """`column_problem` of advisory locks: each account's key is the one every transfer of it takes (a hash of its
+    id will do); None where no key is an account's (a key per pair, one key for all: their order is not the ids')."""
+    involved: dict[int, list[set[Key]]] = {}
+    for (x, y), edges in orders.items():
+        for account in (x, y):
+            involved.setdefault(account, []).append({key for edge in edges for key in edge})
+    own = {account: set.intersection(*sets) for account, sets in involved.items()}
+    if any(len(keys) != 1 for keys in own.values()) or len({k for keys in own.values() for k in keys}) < len(own):
+        return None
+    account_of = {key: account for account, (key,) in ((a, tuple(k)) for a, k in own.items())}
+    return column_problem({move: account_of[edges[0][0]] if edges else None for move, edges in orders.items()})
 
 
 def _order_problem(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
@@ -610,7 +613,12 @@ def _order_problem(engine: Engine, statements: Sequence[str], ids: list[int], ba
     advisory locks if it takes some, then its rows where they gate none."""
     if not takes_advisory_locks(engine, statements, ids, balances, amount[ids[1], ids[0]]):
         firsts = lock_orders(engine, statements, ids, balances, amount, until_problem=True)
-        return order_problem(firsts) or column_problem(firsts, ids, balances)
+        if problem := order_problem(firsts) or column_problem(firsts):
+            return problem
+        lo = min(ids)   # and two accounts every bit of their ids apart, with a huge amount: the same order?
+        far = {(x, y): _locked_first(engine, statements, (x, y, 10**8), [lo, lo ^ ALL_BITS], [500, 500])
+               for x, y in ((lo, lo ^ ALL_BITS), (lo ^ ALL_BITS, lo))}
+        return column_problem({**firsts, **far}) if None not in firsts.values() else None
     orders = advisory_orders(engine, statements, ids, amount, until_problem=True)
     if problem := edge_problem(orders) or key_order_problem(orders):
         return problem
@@ -734,8 +742,8 @@ class StatementsExercise(Exercise):
 
 RETRYABLE = ("40001", "40P01", "55P03")
 # Of the same classes, yet not worth another try: a loop that retries by class prefix ("40…", "55…") retries these.
-SAME_CLASS = ("40002", "55000", "55006")  # integrity violation at commit, object not in prerequisite state, in use
-SAME_CLASS_CLAIM = "raises other class 40 and 55 errors (40002, 55000, 55006) at once, as they are"
+SAME_CLASS = ("40002", "40003", "55000", "55006")  # integrity violation at commit, completion unknown, not in state, in use
+SAME_CLASS_CLAIM = "raises other class 40 and 55 errors (40002, 40003, 55000, 55006) at once, as they are"
 
 
 class _Work:
@@ -833,7 +841,7 @@ def _failures(draw: Draw, n: int) -> list[str]:
 
 def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], draw: Draw) -> dict[str, Any]:
     """The learner's loop on work that fails with drawn retryable errors then succeeds; that always fails; that
-    divides by zero; that raises each non-retryable SQLSTATE of class 40 or 55 (40002, 55000, 55006); whose
+    divides by zero; that raises each non-retryable SQLSTATE of class 40 or 55 (SAME_CLASS); whose
     statement the server cancels (57014, a real cancel). Each attempt's transaction id and start time, and each
     time.sleep the loop asks for (it sleeps SLEEP_SCALE of it), are recorded; each scenario runs at most
     RETRY_TIMEOUT s."""

@@ -249,7 +249,8 @@ def _feed(rng: random.Random, products: list, sizes: dict[str, int], order: list
     picked = rng.sample(products, sizes["changed"] + sizes["unchanged"])
     rows = [{"sku": r.sku, "name": f"{r.name} (feed)", "inventory": r.inventory + 7,  # neither may be written
              "price": r.price + (Decimal("1.00") if i < sizes["changed"] else 0)} for i, r in enumerate(picked)]
-    new = [{"sku": f"NEW-{rng.randint(0, 10**9):09d}-{i}", "name": f"New {i}" if i else QUOTED_NAME,
+    new = [{"sku": f"NEW-{rng.randint(0, 10**9):09d}-{i}",   # names drawn too: a feed's pasted names change its text
+            "name": f"{'New' if i else QUOTED_NAME} {rng.randint(0, 10**6)}",
             "price": Decimal(rng.randint(100, 99999)).scaleb(-2), "inventory": rng.randint(0, 500)}
            for i in range(sizes["new"])]
     rows += new

@@ -139,16 +139,22 @@ def _requests() -> list[tuple[str, tuple[int, int]]]:
     report = _drawn(lambda: [(random.randint(1, 3), q) for q in pages], lambda pairs: _unrelated(pairs, stdev(feed) ** 2))
     search = _drawn(lambda: [(random.randint(1, 4), random.randint(2, 6)) for _ in range(k)],  # as many requests
                     lambda pairs: _unrelated(pairs, stdev(feed) ** 2))
-    sent = 2 * max(feed) + random.randint(3, 6)   # `listing`: this many queries whatever its items, a few more than them
-    close = [n for n in range(1, sent) if sent / n < 1 + 1 / max(feed)]   # closer to 1 query an item than any N+1's
-    listing = _drawn(lambda: random.choices(close, k=random.randint(4, 10)), lambda items: len(set(items)) > 1)
+    listing = _drawn(lambda: _listing(max(feed)), lambda pairs: _unrelated(pairs, stdev(feed) ** 2))
     twins = [_drawn(lambda: random.sample([n + 1 for n in feed], k),
                     lambda queries: _unrelated(list(zip(feed, queries, strict=True)), stdev(feed) ** 2)) for _ in TWINS]
     return ([("user", (1, 1))] * random.randint(2, k - 1) + [("stats", (8, 8))] * random.randint(12, 16)
             + [("feed", (n, n + 1)) for n in feed] + [("feed_eager", (n, 2)) for n in eager]
             + [("report", pair) for pair in report] + [("search", pair) for pair in search]
-            + [("listing", (n, sent)) for n in listing]
+            + [("listing", pair) for pair in listing]
             + [(twin, pair) for twin, queries in zip(TWINS, twins, strict=True) for pair in zip(feed, queries, strict=True)])
+
+
+def _listing(most: int) -> list[tuple[int, int]]:
+    """`listing`'s requests, (items, queries): a few more queries than items, and closer to one query an item than any
+    N+1 request's (`most` items at most: 1 + 1/most), whatever the items: its queries vary, but not with its items."""
+    sent = 4 * most + random.randint(3, 6)   # queries: sent, sent + 1 or sent + 2
+    close = [n for n in range(1, sent) if (sent + 2) / n < 1 + 1 / most]   # items: under sent, close to it
+    return [(random.choice(close), sent + random.randint(0, 2)) for _ in range(random.randint(4, 10))]
 
 
 def _drawn(make: Callable[[], Any], fits: Callable[[Any], bool]) -> Any:

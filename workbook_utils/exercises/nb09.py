@@ -217,9 +217,11 @@ SIZING_STARTER = ("def sizing(d):\n"
                   "\"default_pool_size\": ____}\n")
 
 
-def deployment(rng: Any) -> dict[str, int]:
-    """A deployment for q3: sizes drawn so that one sizing fits every link (the reference's)."""
-    processes, threads, queries = rng.randint(2, 12), rng.randint(2, 12), rng.randint(4, 40)
+def deployment(rng: Any, big: bool = False) -> dict[str, int]:
+    """A deployment for q3: sizes drawn so that one sizing fits every link (the reference's). A big one has more
+    than 12 threads a process and more than 100 clients, past a pool capped at 10 or PgBouncer's default 100."""
+    processes, threads = (rng.randint(9, 16), rng.randint(13, 24)) if big else (rng.randint(2, 12), rng.randint(2, 12))
+    queries = rng.randint(4, 40)
     reserved, headroom = 3, rng.randint(5, 20)
     return {"processes": processes, "threads": threads, "server_queries": queries, "reserved": reserved,
             "headroom": headroom, "max_connections": queries + reserved + headroom + rng.randint(0, 200),
@@ -277,8 +279,9 @@ def sizing_verdict(sizing: Callable[[dict[str, int]], dict[str, int]], draw: Dra
     if not callable(sizing):
         raise WrongKind("answer with a function sizing(d) that returns the dict of four settings for deployment d")
     verdict = dict(CHAIN_EXPECTED)
+    big = draw.integer("the big deployment", 1, DEPLOYMENTS)
     for i in range(1, DEPLOYMENTS + 1):
-        d = draw.pick(f"deployment {i}", deployment)
+        d = draw.pick(f"deployment {i}", lambda rng, i=i: deployment(rng, big=i == big))
         for link, holds in chain_verdict(sizing(dict(d)), d).items():
             verdict[link] = verdict[link] and holds
     return verdict
