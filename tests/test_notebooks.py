@@ -275,3 +275,37 @@ def test_every_lesson_cell_runs_again_once_whichever_kernel_asks_first(first):
         again = [*runs[first], *runs[second]]  # the generators are read in the order the kernels finish
         assert sorted(again) == lesson_cells(nb), path.name
         assert later.by == (first if rest else "")
+
+
+def test_a_reply_whose_wakeup_the_poll_missed_is_read_within_a_slice():
+    """jupyter/nbclient#312 (seen in 04's race player cell): the reply came, the poll waiting for it did not wake, and
+    the cell waited out its 600 s timeout. In slices, a reply is read at the next slice; no reply still times out."""
+    import asyncio
+    from queue import Empty
+
+    from workbook_utils.notebook_files import poll_in_slices
+
+    class MissesWakeups:
+        """A channel whose reply arrives after `delay` s, seen only by a poll that starts, or times out, after it."""
+
+        def __init__(self, delay: float) -> None:
+            self.arrives = time.monotonic() + delay
+
+        async def get_msg(self, timeout: float | None = None) -> str:
+            if time.monotonic() < self.arrives:
+                await asyncio.sleep(3600 if timeout is None else timeout)
+            if time.monotonic() < self.arrives:
+                raise Empty
+            return "reply"
+
+    for timeout in (30.0, None):
+        channel = MissesWakeups(0.1)
+        poll_in_slices(channel, every=0.2)
+        started = time.monotonic()
+        assert asyncio.run(channel.get_msg(timeout=timeout)) == "reply" and time.monotonic() - started < 2, timeout
+    never = MissesWakeups(3600)
+    poll_in_slices(never, every=0.2)
+    started = time.monotonic()
+    with pytest.raises(Empty):
+        asyncio.run(never.get_msg(timeout=0.5))
+    assert 0.5 <= time.monotonic() - started < 2

@@ -10,7 +10,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import config
 
@@ -107,6 +107,27 @@ def _client(nb: nbformat.NotebookNode, path: Path, timeout: int, kernel_dir: str
                           resources={"metadata": {"path": str(path.parent)}})
 
 
+def poll_in_slices(channel: Any, every: float = 1.0) -> None:
+    """Make `channel.get_msg` wait in slices of `every` s: a reply whose wakeup the poll missed (seen with widget
+    cells, as in jupyter/nbclient#312: 04's race player waited the whole 600 s cell timeout, then went on) is then
+    read a second later."""
+    from queue import Empty
+
+    get_msg = channel.get_msg
+
+    async def sliced(timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = every if deadline is None else min(every, max(0.0, deadline - time.monotonic()))
+            try:
+                return await get_msg(timeout=left)
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = sliced
+
+
 def lesson_cells(nb: nbformat.NotebookNode) -> list[int]:
     """Indexes of the code cells after the setup cell: what a learner runs again after finishing the notebook."""
     code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
@@ -138,6 +159,8 @@ def execute(path: Path, timeout: int = 600, rerun: bool | Callable[[nbformat.Not
     with tempfile.TemporaryDirectory(prefix="workbook-kernel-") as kernel_dir:
         client = _client(nb, path, timeout, kernel_dir)
         with client.setup_kernel(**({} if env is None else {"env": env})):
+            for channel in (client.kc.shell_channel, client.kc.iopub_channel):
+                poll_in_slices(channel)
             again = lesson_cells(nb) if rerun is True else rerun(nb) if rerun else []
             for index in itertools.chain(order, again):
                 if step is not None:
