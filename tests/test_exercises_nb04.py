@@ -173,12 +173,15 @@ def test_nb04_q1_rejects_lost_updates_shared_locks_table_locks_commits_and_failu
         return first or session.execute(text("UPDATE products SET inventory = 8 WHERE id = :id RETURNING inventory"),
                                         {"id": product_id}).scalar_one()
 
-    def lock_by_parity(session, product_id):   # rv04: products 1 and 2 never share the key; 1 and 2521 do
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": product_id % 2})
-        return naive(session, product_id)
+    def coarse_key(key):   # rv04, rvd: a key that products 1 and 2 never share, but 1 and 0 or 720721 do
+        def sell(session, product_id):
+            session.execute(text(f"SELECT pg_advisory_xact_lock({key})"), {"p": product_id})
+            return naive(session, product_id)
+        return sell
 
     for wrong, why in [(naive, "both sales of product 1 counted"), (for_share, "both sales read before either"),
-                       (lock_by_parity, "another product does not wait"),
+                       *((coarse_key(key), "another product does not wait")
+                         for key in ("CAST(:p AS int) % 2", "CAST(:p AS int) % 11", "CAST(:p AS int) / 2")),
                        (table_lock, "another product does not wait"), (commits, "leaves the commit"),
                        (repeatable_read, "product 1 counted"), (no_return, "returns the new inventory"),
                        (hard_coded, "product 1 counted"), (nb04.TRANSFER_REFERENCE, "pass your function sell")]:

@@ -475,6 +475,7 @@ def test_nb05_the_builds_lock_timeout_is_read_off_the_offline_sql():
            "SET lock_timeout = '2s';")
     for own, seconds in (("SET lock_timeout = '10min';", 600), ("SET SESSION lock_timeout TO 600000;", 600),
                          ("SELECT set_config('lock_timeout', '5min', false);", 300), ("RESET lock_timeout;", 0),
+                         ("SET lock_timeout = '10 min';", 600), ("SELECT set_config('lock_timeout', '1h', 'f');", 3600),
                          ("SET LOCAL lock_timeout = '10min';", 2), ("", 2), ("SET lock_timeout = '500ms';", 0.5)):
         assert nb05.build_lock_timeout(sql.format(own=own)) == seconds, own
     assert nb05.build_lock_timeout("SELECT 1") is None

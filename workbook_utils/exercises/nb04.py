@@ -48,14 +48,14 @@ RETRY_TIMEOUT = 5.0  # seconds a learner's retry loop may run in one scenario be
 SLEEP_SCALE = 0.1  # share of each time.sleep the learner's loop asks for that it really sleeps (the call is recorded)
 QUEUE = "BLOCKS|ok"  # a step that may wait, or queue behind its session's waiting step
 ACCOUNTS = "CREATE TABLE IF NOT EXISTS nb04.accounts (id int PRIMARY KEY, balance int NOT NULL)"
-FAR = 2521  # q1's other products are 2 and this one: 1 + lcm(1..10), so a lock keyed on `product_id % m` meets 1's
+FAR = 720721  # q1's other products: 0, 2, and 1 + lcm(1..16), so a lock keyed on `product_id % m` or `/ 2` meets 1's
 TABLES = f"""
     {ACCOUNTS};
     CREATE TABLE IF NOT EXISTS nb04.attempts (n int);
     CREATE TABLE IF NOT EXISTS nb04.products (LIKE public.products INCLUDING ALL);
     INSERT INTO nb04.products SELECT * FROM public.products WHERE id IN (1, 2) ON CONFLICT DO NOTHING;
-    INSERT INTO nb04.products SELECT {FAR}, sku || '-far', name, price, inventory, version FROM public.products
-      WHERE id = 2 ON CONFLICT DO NOTHING"""
+    INSERT INTO nb04.products SELECT other, sku || '-' || other, name, price, inventory, version
+      FROM public.products, unnest(ARRAY[0, {FAR}]) AS other WHERE id = 2 ON CONFLICT DO NOTHING"""
 Q1_CLAIMS = ("both sales of product 1 counted (stock − 2)", "every sale succeeded", "sell() returns the new inventory",
              "sell() leaves the commit to its caller", "a sale of another product does not wait for it",
              "no deadlock when both sales read before either writes (statements interleaved)")
@@ -158,15 +158,15 @@ def sell_verdict(engine: Engine, sell: Callable[[Any, int], int], draw: Draw) ->
     from .. import races
 
     start = draw.integer("stock", 20, 90)
-    _scalar(engine, f"UPDATE products SET inventory = :n, version = 1 WHERE id IN (1, 2, {FAR})", {"n": start})
+    _scalar(engine, f"UPDATE products SET inventory = :n, version = 1 WHERE id IN (0, 1, 2, {FAR})", {"n": start})
 
     def s1_sale(s: Any) -> int:
         """sell(session, 1)"""
         return sell(s, 1)
 
     def other_sale(s: Any) -> int:
-        """sell(session, 2); sell(session, 2521)"""
-        return sell(s, 2), sell(s, FAR)
+        """sell(session, 0); sell(session, 2); sell(session, 720721)"""
+        return sell(s, 0), sell(s, 2), sell(s, FAR)
 
     race = races.run(engine, [("s1", s1_sale), ("s3", "SELECT inventory FROM products WHERE id = 1"),
                               ("s3", other_sale, QUEUE), ("s2", s1_sale, QUEUE), ("s1", "COMMIT", QUEUE),
@@ -704,8 +704,8 @@ def transfer_verdict(engine: Engine, answer: Any, draw: Draw) -> dict[str, bool]
     _open_accounts(engine, ids, balances)
     if _locks_outlive(engine, statements, (a, b, amounts[0])):  # pg_advisory_lock: the rest would wait on it
         return {**verdict, "every lock a transfer takes ends with its transaction": False}
-    probed = draw.pick("the probe's amounts", lambda rng: {(x, y): rng.randint(1, 99) for x in ids for y in ids if x != y},
-                       show=lambda _: "one per transfer, 1 to 99")
+    probed = draw.pick("the probe's amounts", lambda rng: {(x, y): int(10 ** rng.uniform(0, 7)) for x in ids for y in ids
+                                                           if x != y}, show=lambda _: "one per transfer, 1 to 10**7")
     problem = _order_problem(engine, statements, ids, balances, probed)
     verdict["no deadlock around a ring of three transfers (a→b, b→c, c→a)"] = problem != "ring"
     verdict["a transfer takes its locks in one order, whatever another transfer holds"] = problem != "held"
@@ -970,9 +970,10 @@ Q2 = Question(
          "below. Two transfers in opposite directions that run the starter's two statements at once can deadlock. "
          "Write the list of statements so that no two or more transfers can deadlock, however their statements "
          "interleave, and a transfer between two other accounts never waits. Keep the bind parameters: the check binds them. "
-         "The check draws five accounts with close ids, reads the order in which each transfer takes its locks (an "
-         "order that holds for any accounts follows a column, such as the id), and runs transfers in opposite "
-         "directions, a ring of three (a→b, b→c, c→a), and a transfer between two other accounts meanwhile.",
+         "The check draws five accounts with close ids, reads the order in which each transfer takes its locks "
+         "(the accounts' id order is expected, ascending or descending, whoever the two accounts are, far apart "
+         "too), and runs transfers in opposite directions, a ring of three (a→b, b→c, c→a), and a transfer "
+         "between two other accounts meanwhile.",
     shape="a list of SQL strings, one statement each, with the parameters `:from_id`, `:to_id` and `:amount` "
           "(never values formatted into the string); `text()` or Core statements with `bindparam(\"from_id\")` "
           "work too. The check creates the table in `nb04`, with drawn ids and "

@@ -327,9 +327,11 @@ def build_lock_timeout(sql: str) -> float | None:
         if sqltree.kind(node) == "IndexStmt" and node.concurrent:
             return value
         if sqltree.kind(node) == "VariableSetStmt" and node.name == "lock_timeout" and not node.is_local:
-            given = re.search(r"lock_timeout\s*(?:=|to)\s*'?([\w.]+)", statement, re.IGNORECASE)
-            value = _seconds(given[1] if given else "0")   # RESET: the server's default, none
-        elif given := re.search(r"set_config\(\s*'lock_timeout'\s*,\s*'([^']*)'\s*,\s*false", statement, re.IGNORECASE):
+            given = re.search(r"lock_timeout\s*(?:=|to)\s*(?:'([^']*)'|([\w.]+))", statement, re.IGNORECASE)
+            given = given and (given[1] if given[1] is not None else given[2])
+            value = _seconds(given or "0")   # RESET: the server's default, none
+        elif given := re.search(r"set_config\(\s*'lock_timeout'\s*,\s*'([^']*)'\s*,\s*'?(false|f|off|no|0)\b",
+                                statement, re.IGNORECASE):
             value = _seconds(given[1])
     return None
 
@@ -338,7 +340,7 @@ def _seconds(setting: str) -> float:
     """A time setting as PostgreSQL reads it (a bare number is milliseconds; DEFAULT is lock_timeout's, 0)."""
     import re
 
-    found = re.fullmatch(r"([\d.]+)\s*(us|ms|s|min|h|d)?", setting.strip().lower())
+    found = re.fullmatch(r"([\d.]+)\s*(us|ms|s|min|h|d)?", setting.strip().lower())   # '10 min' too
     units = {"us": 1e-6, "ms": 1e-3, None: 1e-3, "s": 1, "min": 60, "h": 3600, "d": 86400}
     return float(found[1]) * units[found[2]] if found else 0.0
 
