@@ -473,27 +473,21 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
                     raise
             time.sleep(backoff * 2 ** (attempt - 1))
 
-    def retries_by_class(engine, work, attempts=5, backoff=0.05):   # the review's answer: 40002, 55006 retried too
-        for attempt in range(1, attempts + 1):
-            try:
-                with Session(engine) as session, session.begin():
-                    return work(session)
-            except DBAPIError as error:
-                code = getattr(error.orig, "sqlstate", None) or ""
-                if not (code.startswith("40") or code.startswith("55")) or attempt == attempts:
-                    raise
-            time.sleep(backoff * 2 ** (attempt - 1))
+    def retries_when(retried):   # a loop that retries the SQLSTATEs `retried(code)` accepts
+        def loop(engine, work, attempts=5, backoff=0.05):
+            for attempt in range(1, attempts + 1):
+                try:
+                    with Session(engine) as session, session.begin():
+                        return work(session)
+                except DBAPIError as error:
+                    if not retried(getattr(error.orig, "sqlstate", None) or "") or attempt == attempts:
+                        raise
+                time.sleep(backoff * 2 ** (attempt - 1))
+        return loop
 
-    def class_40_and_lock_timeouts(engine, work, attempts=5, backoff=0.05):   # rv04: passed when 55000/55006 was drawn
-        for attempt in range(1, attempts + 1):
-            try:
-                with Session(engine) as session, session.begin():
-                    return work(session)
-            except DBAPIError as error:
-                code = getattr(error.orig, "sqlstate", None) or ""
-                if not (code.startswith("40") or code == "55P03") or attempt == attempts:
-                    raise
-            time.sleep(backoff * 2 ** (attempt - 1))
+    retries_by_class = retries_when(lambda code: code[:2] in ("40", "55"))   # the review's: 40002, 55006 retried too
+    class_40_and_lock_timeouts = retries_when(lambda code: code[:2] == "40" or code == "55P03")   # rv04: passed when
+    # 55000 or 55006 was drawn
 
     def swallows_everything_forever(engine, work, attempts=5, backoff=0.05):   # even BaseException, even ^C
         while True:

@@ -76,11 +76,11 @@ def one_request_log(wb: Workbook) -> tuple[pd.DataFrame, str]:
 
 
 def _paths() -> dict[str, str]:
-    """A random path for every endpoint; a twin's sorts before the N+1's, so a tie on a statistic of the items or of
-    the queries alone (idxmax takes the first) goes to the twin."""
+    """A random path for every endpoint; the N+1's sorts between its twins', so a tie on a statistic of the items or
+    of the queries alone goes to a twin, whether the answer takes the first path (idxmax) or the last."""
     paths = dict(zip(KINDS, (f"/api/{name}" for name in random.sample(WORDS, len(KINDS))), strict=True))
-    if paths["feed"] < min(paths[twin] for twin in TWINS):
-        paths["feed"], paths[TWINS[0]] = paths[TWINS[0]], paths["feed"]
+    first, middle, last = sorted(paths[kind] for kind in ("feed", *TWINS))
+    paths["feed"], paths[TWINS[0]], paths[TWINS[1]] = (middle, *random.sample([first, last], 2))
     return paths
 
 
