@@ -248,6 +248,11 @@ def _sized(**changes):
     # rvc (stop 30): a cap or a default that fit every small deployment; each check now has a big one
     (_sized(pool_size=lambda d: min(d["threads"], 10)), "every thread"),
     (_sized(max_client_conn=lambda d: 100), "≤ max_client_conn"),
+    # rve (stop 30): oversized "to be safe" passed half the checks while the file limit had up to 500 files spare
+    (_sized(pool_size=lambda d: 24), "≤ max_client_conn"),
+    (_sized(pool_size=lambda d: 24, max_client_conn=lambda d: d["processes"] * 24), "file limit"),
+    (_sized(max_overflow=lambda d: 5, max_client_conn=lambda d: d["processes"] * (d["threads"] + 5)), "file limit"),
+    (_sized(max_client_conn=lambda d: d["files"] // 2), "≤ max_client_conn"),
 ])
 def test_q3_wrong_answers_fail(exercises, answer, why):
     status, diff = exercises[2].verdict(answer)

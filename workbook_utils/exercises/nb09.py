@@ -193,14 +193,15 @@ def limited_reference(conn, sql):
 
 
 EXAMPLE = {"processes": 6, "threads": 4, "max_connections": 100, "reserved": 3, "headroom": 10,
-           "server_queries": 16, "files": 1024}
+           "server_queries": 16, "files": 48}
 CHAIN = ("sizing(d) gets a deployment d: d['processes'] web processes with d['threads'] threads each talk to one "
          "database as one role, through PgBouncer in transaction mode. The server has d['max_connections'] "
          "(d['reserved'] of them reserved for superusers), you keep d['headroom'] for migrations and admin, and its "
-         "cores run d['server_queries'] queries at once at best. PgBouncer may open d['files'] files (its client plus "
-         "server connections). Return each process's pool_size and max_overflow, and PgBouncer's max_client_conn "
-         "and default_pool_size, so that every thread gets a connection at once without opening one per request, "
-         "PgBouncer never refuses a client, and exactly d['server_queries'] queries can run on the server at once. "
+         "cores run d['server_queries'] queries at once at best. PgBouncer may open d['files'] files for its client "
+         "and server connections (a tight limit: fewer than 10 to spare). Return each process's pool_size and "
+         "max_overflow, and PgBouncer's max_client_conn and default_pool_size, so that every thread gets a "
+         "connection at once without opening one per request, PgBouncer never refuses a client, and exactly "
+         "d['server_queries'] queries can run on the server at once. "
          f"(For example d = {EXAMPLE}. The check calls sizing on three deployments drawn afresh for each check.)")
 CHAIN_KEYS = {"pool_size", "max_overflow", "max_client_conn", "default_pool_size"}
 DEPLOYMENTS = 3
@@ -219,13 +220,14 @@ SIZING_STARTER = ("def sizing(d):\n"
 
 def deployment(rng: Any, big: bool = False) -> dict[str, int]:
     """A deployment for q3: sizes drawn so that one sizing fits every link (the reference's). A big one has more
-    than 12 threads a process and more than 100 clients, past a pool capped at 10 or PgBouncer's default 100."""
+    than 12 threads a process and more than 100 clients, past a pool capped at 10 or PgBouncer's default 100. The
+    file limit leaves fewer than 10 files spare, so a pool or max_client_conn oversized "to be safe" does not fit."""
     processes, threads = (rng.randint(9, 16), rng.randint(13, 24)) if big else (rng.randint(2, 12), rng.randint(2, 12))
     queries = rng.randint(4, 40)
     reserved, headroom = 3, rng.randint(5, 20)
     return {"processes": processes, "threads": threads, "server_queries": queries, "reserved": reserved,
             "headroom": headroom, "max_connections": queries + reserved + headroom + rng.randint(0, 200),
-            "files": processes * threads + queries + rng.randint(10, 500)}
+            "files": processes * threads + queries + rng.randint(0, 9)}
 
 
 def chain_verdict(answer: dict[str, int], d: dict[str, int] = EXAMPLE) -> dict[str, bool]:
@@ -348,6 +350,8 @@ Q3 = Question(
                "- numbers worked out for one deployment: the next one has other threads and cores;\n"
                "- pool_size = 0: to SQLAlchemy that means no limit, not no pool;\n"
                "- a default_pool_size up to max_connections: the server queues what its cores cannot run;\n"
+               "- a pool or max_client_conn larger than the threads need, to be safe: the file limit has no room "
+               "for it, and a pool PgBouncer cannot serve fails at the busiest moment;\n"
                "- a pool_size below the threads with max_overflow making up the rest: overflow connections close "
                "at checkin and reopen on the next request.",
 )
