@@ -134,9 +134,9 @@ def _requests() -> list[tuple[str, tuple[int, int]]]:
     feed = random.sample(range(1, 11), k)  # 1 + N queries for N items
     eager = _drawn(lambda: random.sample(range(1, 17), random.randint(k + 1, 11)),  # 2 queries whatever N: more items
                    lambda e: sum(e) > sum(feed) and max(e) > max(feed) and stdev(e) > stdev(feed))
-    pages = _drawn(lambda: random.sample(range(8, 30), random.randint(k + 1, 10)),  # more queries, a few items
-                   lambda p: stdev(p) > stdev(feed))
-    report = _drawn(lambda: [(random.randint(1, 3), q) for q in pages], lambda pairs: _unrelated(pairs, stdev(feed) ** 2))
+    report = _drawn(lambda: [(random.randint(1, 3), q)   # more queries, a few items
+                             for q in random.sample(range(8, 30), random.randint(k + 1, 10))],
+                    lambda pairs: stdev(q for _, q in pairs) > stdev(feed) and _unrelated(pairs, stdev(feed) ** 2))
     search = _drawn(lambda: [(random.randint(1, 4), random.randint(2, 6)) for _ in range(k)],  # as many requests
                     lambda pairs: _unrelated(pairs, stdev(feed) ** 2))
     listing = _drawn(lambda: _listing(max(feed)), lambda pairs: _unrelated(pairs, stdev(feed) ** 2))
@@ -166,8 +166,8 @@ def _drawn(make: Callable[[], Any], fits: Callable[[Any], bool]) -> Any:
 
 def _unrelated(pairs: list[tuple[int, int]], feed_variance: float) -> bool:
     """Items and queries that both vary, but not together: no correlation (on values or ranks) of 0.3 or more, a
-    covariance under half the N+1's, a slope of queries on items under half the N+1's (1), and 1 + N queries for
-    fewer than half of the requests."""
+    covariance under half the N+1's, a slope of queries on items under half the N+1's (1), least squares' or
+    Theil-Sen's, and 1 + N queries for fewer than half of the requests."""
     from statistics import correlation, covariance, variance
 
     items, queries = zip(*pairs, strict=True)
@@ -175,7 +175,15 @@ def _unrelated(pairs: list[tuple[int, int]], feed_variance: float) -> bool:
         return False
     return (abs(correlation(items, queries)) < 0.3 and abs(correlation(_ranks(items), _ranks(queries))) < 0.3
             and abs(covariance(items, queries)) < feed_variance / 2 and abs(covariance(items, queries)) < variance(items) / 2
-            and sum(q == n + 1 for n, q in pairs) < len(pairs) / 2)
+            and sum(q == n + 1 for n, q in pairs) < len(pairs) / 2 and abs(_theil_sen(pairs)) < 1 / 2)
+
+
+def _theil_sen(pairs: list[tuple[int, int]]) -> float:
+    """The median of the slopes between every two requests with different items: a slope outliers cannot pull."""
+    from itertools import combinations
+    from statistics import median
+
+    return median((q2 - q1) / (n2 - n1) for (n1, q1), (n2, q2) in combinations(pairs, 2) if n1 != n2)
 
 
 def _ranks(values: tuple[int, ...]) -> list[float]:
