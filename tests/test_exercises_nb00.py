@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from sqlalchemy import func, literal_column, select, table, text
+from sqlalchemy import Integer, String, cast, func, literal_column, select, table, text
 
 from workbook_utils.exercises import CORRECT, INCORRECT, NOT_ATTEMPTED, ____, nb00
 from workbook_utils.models import Post, Profile, User
@@ -93,7 +93,7 @@ def _tie_breaks(d: nb00.MadeUp) -> dict[str, tuple]:
         ranked = sorted(set(d.regions.values()), key=len, reverse=desc)
         picks[f"q2 length(region){' desc' if desc else ''}"] = min(ranked, key=lambda r: -len(by_region[r]))
         for what, key in [("name", d.names.get), ("email", d.emails.get), ("first post", first_post.get),
-                          ("last post", last_post.get), ("id", int)]:
+                          ("last post", last_post.get), ("id", int), ("id as text", str)]:
             ranked = sorted(d.posts, key=key, reverse=desc)
             picks[f"q3 {what}{' desc' if desc else ''}"] = tuple(sorted(ranked, key=lambda u: -d.posts[u])[:5])
     return picks
@@ -102,10 +102,10 @@ def _tie_breaks(d: nb00.MadeUp) -> dict[str, tuple]:
 def test_nb00_every_tie_break_but_the_asked_one_picks_another_winner_on_every_made_up_dataset():
     """A wrong tie-break cannot pass by chance: the tie is decisive on every dataset drawn, not only the first."""
     for seed in range(300):
-        d = nb00.draw_made_up(random.Random(seed))
+        d = nb00._plausible_draw(random.Random(seed), [])   # as the checker draws them
         right = {"q2": d.q2[0], "q3": tuple(u for u, _ in d.q3)}
         for family, pick in _tie_breaks(d).items():
-            if family != "q3 id":
+            if family not in ("q3 id", "q3 id as text desc"):   # the largest id as text: the one to beat
                 assert pick != right[family[:2]], (seed, family)
         assert _tie_breaks(d)["q3 id"] == right["q3"]  # the Python above agrees with the question's own order
 
@@ -128,6 +128,8 @@ def test_nb00_the_two_made_up_datasets_never_share_an_answer_with_each_other_or_
     "SELECT sum(CASE WHEN p.user_id IS NULL THEN 1 ELSE 0 END) FROM users u LEFT JOIN profiles p ON p.user_id = u.id",
     "SELECT (SELECT count(*) FROM users) - (SELECT count(*) FROM profiles)",
     select(func.count()).select_from(User).where(~select(Profile.user_id).where(Profile.user_id == User.id).exists()),
+    text("SELECT count(*) AS n FROM users u WHERE NOT EXISTS (SELECT FROM profiles p WHERE p.user_id = u.id)")
+    .columns(n=Integer),   # rvf (stop 31): the text with its column's type was refused as "a result"
 ])
 def test_nb00_q1_other_correct_answers_pass(questions, answer):
     assert questions[0].verdict(answer) == (CORRECT, None)
@@ -177,7 +179,9 @@ def test_nb00_q2_wrong_answers_fail_under_every_draw(wb, questions):
                   by_count.format(", region"),                                      # the fewest users
                   "SELECT region FROM users GROUP BY region ORDER BY count(*) DESC, region LIMIT 1",  # no count
                   "SELECT region, count(*) FROM users GROUP BY region ORDER BY count(*) DESC, region",  # every region
-                  "SELECT max(region), max(n) FROM (SELECT region, count(*) AS n FROM users GROUP BY region) c"]:
+                  "SELECT max(region), max(n) FROM (SELECT region, count(*) AS n FROM users GROUP BY region) c",
+                  # rvf (stop 31): the initial alone passed 10 checks in 10 while the tied regions' initials differed
+                  by_count.format("DESC, left(region, 1)"), by_count.format("DESC, ascii(region)")]:
         always_wrong(q2, wrong)
 
 
@@ -198,6 +202,8 @@ def test_nb00_q3_wrong_answers_fail_under_every_draw(wb, questions):
         select(User.id, func.count(Post.id)).join(Post).join(Profile, Profile.user_id == User.id)  # with a profile
         .group_by(User.id).order_by(func.count(Post.id).desc(), User.id).limit(5),
         per_user.order_by(func.count().desc(), Post.user_id).limit(6),          # one too many
+        # rvf (stop 31): the id as text passed 7 checks in 10 while the tied ids had as many digits
+        per_user.order_by(func.count().desc(), cast(Post.user_id, String)).limit(5),
     ]:
         always_wrong(q3, wrong)
 

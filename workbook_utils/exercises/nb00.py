@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 SEEDED = "your result on this database"
 MADE_UP = ("your result on a made-up dataset", "your result on a second made-up dataset")
-REGIONS = ("africa", "andes", "apac", "baltics", "caribbean", "eu", "latam", "mena", "nordics", "oceania", "us")
+REGIONS = ("africa", "andes", "apac", "arctic", "balkans", "baltics", "benelux", "caribbean", "cascadia", "caucasus", "eu",
+           "latam", "levant", "maghreb", "mena", "nordics", "oceania", "us")  # most share an initial with another
 TIMEOUT = 3  # seconds a query may run in a check (statement_timeout); on the seeded data at least 10× the reference's
 REFERENCE_TIMEOUT = 120  # the reference's own bound, on the largest scale and a busy machine
 TRIES = 60  # draws of a made-up dataset before the checker gives up on making a tie fall the wrong way
@@ -46,7 +47,8 @@ from workbook_utils.models import Post
 answer = (select(Post.user_id, func.count()).group_by(Post.user_id)
           .order_by(func.count().desc(), Post.user_id).limit(5))"""
 # The usual answers without a tie-break: a made-up dataset is kept only if each of them returns the wrong rows.
-UNBROKEN_TIES = {"q2": ["SELECT region, count(*) FROM users GROUP BY region ORDER BY count(*) DESC LIMIT 1"],
+UNBROKEN_TIES = {"q2": ["SELECT region, count(*) FROM users GROUP BY region ORDER BY count(*) DESC LIMIT 1",
+                        "SELECT region, count(*) FROM users GROUP BY region ORDER BY count(*) DESC, left(region, 1) LIMIT 1"],
                  "q3": ["SELECT user_id, count(*) FROM posts GROUP BY user_id ORDER BY count(*) DESC LIMIT 5",
                         "SELECT u.id, count(p.id) FROM users u JOIN posts p ON p.user_id = u.id GROUP BY u.id "
                         "ORDER BY count(p.id) DESC LIMIT 5"]}
@@ -61,14 +63,14 @@ Q1 = Question(
               "EXISTS (or a LEFT JOIN that keeps the users with no match).",
     solution_code=f'q1.check("{Q1_SQL}")',
     discussion="Why it works: `NOT EXISTS` counts the users for whom no profiles row carries their id, whatever their "
-               "ids are. `LEFT JOIN profiles p ON p.user_id = u.id WHERE p.user_id IS NULL` says the same.\n"
+               "ids are. `LEFT JOIN profiles p ON p.user_id = u.id WHERE p.user_id IS NULL` says the same. So does "
+               "`NOT IN (SELECT user_id FROM profiles)` here, only because `user_id` is never NULL: one NULL there "
+               "and it counts nobody.\n"
                "Common wrong answers:\n"
                "- a number copied from an output: right here, wrong on any other data;\n"
                "- the seed script's rule, `id % 10 = 0`: true of this dataset, not of users;\n"
                "- `WHERE p.website IS NULL` after the join: a profile may have no website (the right shape, the wrong "
-               "rows);\n"
-               "- `NOT IN (SELECT user_id FROM profiles)` passes only because `user_id` is never NULL: one NULL there "
-               "and it counts nobody.")
+               "rows).")
 Q2 = Question(
     name="q2",
     text="Write the SQL (as a string) that returns one row: the region with the most users, and its number of users. "
@@ -82,7 +84,8 @@ Q2 = Question(
                "Common wrong answers:\n"
                "- `ORDER BY count(*) DESC` alone: tied rows come back in whatever order the plan made them, so the "
                "answer changes with the data, the plan or the server version;\n"
-               "- `region DESC`, or `min(id)`, `length(region)` as the second key: the tie settled by another rule;\n"
+               "- `region DESC`, or `min(id)`, `length(region)`, `left(region, 1)` as the second key: the tie settled "
+               "by another rule;\n"
                "- a result without `count(*)`: half the question.")
 Q3 = Question(
     name="q3",
@@ -98,7 +101,8 @@ Q3 = Question(
                "both keys. A join through `User` works too.\n"
                "Common wrong answers:\n"
                "- one sort key: ties at the top-5 cut fall whichever way the plan made them;\n"
-               "- `User.name`, `User.email` or `func.min(Post.id)` as the second key: another rule than the question's;\n"
+               "- `User.name`, `User.email`, `func.min(Post.id)` or the id as text as the second key: another rule "
+               "than the question's (as text, 100 comes before 99);\n"
                "- `order_by(Post.user_id)`: the smallest ids, which are the busiest only in the seeded data;\n"
                "- ids copied from an output into `where(Post.user_id.in_(…))`;\n"
                "- an inner join to `Profile`, which drops the authors without a profile.")
@@ -165,13 +169,13 @@ def _nest(rng: random.Random, values: list[Any], groups: list[list[int]]) -> dic
 
 def _tied_regions(rng: random.Random) -> list[str]:
     """Three regions for the tie at the top, as (outer, right, inner): the right one is first in alphabetical
-    order and its length lies strictly between the other two's, so no length or name order but the asked one
-    picks it."""
+    order, its length lies strictly between the other two's, and another one shares its initial, so no length,
+    name or initial order but the asked one picks it."""
     while True:
         trio = rng.sample(REGIONS, 3)
         right = min(trio)
         short, long = sorted((r for r in trio if r != right), key=len)
-        if len(short) < len(right) < len(long):
+        if len(short) < len(right) < len(long) and (short[0] == right[0] or long[0] == right[0]):
             return [short, right, long] if rng.random() < 0.5 else [long, right, short]
 
 
@@ -213,7 +217,7 @@ def _nested_ids(rng: random.Random, n_users: int, tied: list[list[int]]) -> list
     """Random ids for the places 0…n_users-1: nested for the tied regions' places, the right region's mean id in the
     middle of the three (drawn again until it is)."""
     for _ in range(TRIES):
-        ids = rng.sample(range(1, 100_000), n_users)
+        ids = rng.sample(rng.sample(range(1, 1_000), n_users) + rng.sample(range(1_000, 100_000), n_users), n_users)
         ids[:3 * len(tied[0])] = [id_of for _, id_of in sorted(_nest(rng, ids[:3 * len(tied[0])], tied).items())]
         means = [sum(ids[place] for place in g) / len(g) for g in tied]
         if sorted(means)[1] == means[1]:
@@ -259,9 +263,11 @@ def plausible(made_up: MadeUp, avoid: list[tuple[Any, ...]]) -> bool:
     other datasets) differs from this one's in every exercise: no constant passes two datasets."""
     answers = (made_up.q1, made_up.q2[1], made_up.q3)
     smallest_ids = sorted(made_up.posts)[:5]
+    tied_at_cut = [u for u, n in made_up.posts.items() if n == made_up.q3[-1][1]]
     return (made_up.q1 != len(made_up.websites) and None in made_up.websites.values()
             and any(w is not None for w in made_up.websites.values())
             and [u for u, _ in made_up.q3] != smallest_ids
+            and min(tied_at_cut, key=str) != min(tied_at_cut)   # the ids as text put another first: 100 before 99
             and all(a != b for other in avoid for a, b in zip(answers, other, strict=True)))
 
 
@@ -327,7 +333,7 @@ class NotAQuery(WrongKind):
 
 def _statement(answer: Any, select_only: bool) -> Any:
     """The answer as something a connection executes: SQL text that only reads (a string or text()), or a select()."""
-    from sqlalchemy import Select, TextClause, text
+    from sqlalchemy import Select, TextClause, TextualSelect, text
 
     if isinstance(answer, Select):
         if select_only:
@@ -335,6 +341,8 @@ def _statement(answer: Any, select_only: bool) -> Any:
         return answer
     if select_only:
         raise NotAQuery(f"this question asks for a SQLAlchemy select() (got: {type(answer).__name__})")
+    if isinstance(answer, TextualSelect):  # text("SELECT …").columns(n=Integer): the text with its result's types
+        answer = answer.element
     if isinstance(answer, TextClause):  # text("SELECT …"), as §2 teaches: its SQL is read like a string's
         answer = answer.text
     if not isinstance(answer, str):
