@@ -317,6 +317,11 @@ def test_nb03_q3_rejects_wrong_differences_and_fixed_answers(exercises):
         work = after.merge(before, on="queryid", how="left", suffixes=("", "_b")).fillna({"calls_b": 0})
         return work[work.calls > work.calls_b].sort_values("total_exec_time", ascending=False)["query"].iloc[0]
 
+    def calls_times_mean(before, after):   # rvh (stop 31): the calls in between times the mean over all time
+        work = after.merge(before, on="queryid", how="left", suffixes=("", "_b")).fillna({"calls_b": 0})
+        work["t"] = (work.calls - work.calls_b) * work.total_exec_time / work.calls
+        return work.sort_values("t", ascending=False)["query"].iloc[0]
+
     def hard_coded_top(before, after):
         return "SELECT pg_sleep($1) FROM pg_database WHERE datname = current_database()"
 
@@ -324,7 +329,7 @@ def test_nb03_q3_rejects_wrong_differences_and_fixed_answers(exercises):
         return "SELECT pg_sleep($1) FROM pg_namespace WHERE nspname = $2"
 
     for wrong in (cumulative, by_mean, by_calls, without_fillna, inner_join, newest_only, cumulative_of_those_that_ran,
-                  hard_coded_top, hard_coded_slow):
+                  calls_times_mean, hard_coded_top, hard_coded_slow):
         for attempt in range(2 if wrong.__name__.startswith("hard_coded") else 1):  # a text seen once fails again
             status, diff = q3.verdict(wrong)
             assert status == INCORRECT and "does not hold" in diff, (wrong.__name__, attempt, diff)
@@ -332,3 +337,23 @@ def test_nb03_q3_rejects_wrong_differences_and_fixed_answers(exercises):
     status, diff = q3.verdict(lambda before, after: after.head(1))
     assert status == INCORRECT and diff == "top_statement should return the query text (a str), not DataFrame"
     assert issubclass(WrongKind, TypeError)
+
+
+def test_nb03_q3_a_disturbed_round_is_run_again_then_judged_on_what_it_measured(exercises, monkeypatch):
+    """rvh (stop 31): the reference, run once while another notebook loaded the server, came out wrong and failed every
+    later check. Now the expected verdict is a constant, and a round whose measured top is not the designed one (here
+    by design: MANY's one cheap call is not the top) is run again, then judged on the measured top."""
+    engine = exercises[0]
+    runs, snapshots, real = [], [], nb03.snapshot
+    monkeypatch.setattr(nb03, "snapshot", lambda e: snapshots.append(1) or real(e))
+    with engine.begin() as conn:
+        for sql in (nb03.SLOW, nb03.MANY):
+            conn.exec_driver_sql(sql).all()
+
+    def top(before, after):
+        runs.append(after)
+        return nb03.top_reference(before, after)
+
+    assert nb03._judged_round(engine, top, [(nb03.SLOW, 1), (nb03.MANY, 1)], nb03.MANY)
+    assert len(runs) == 1 and len(snapshots) == 6   # three runs, and the answer asked once, on the last
+    assert not nb03._judged_round(engine, lambda before, after: "SELECT 1", [(nb03.SLOW, 1), (nb03.MANY, 1)], nb03.SLOW)

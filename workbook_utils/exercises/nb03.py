@@ -293,10 +293,11 @@ def snapshot(engine: Engine) -> pd.DataFrame:
 
 # q3's statements. Each check makes a table with a new name, so the statements that read it are new to
 # pg_stat_statements (a new queryid) and their text cannot be known in advance; the others were seen before.
-HISTORY = "SELECT pg_sleep(0.2) FROM pg_roles WHERE rolname = current_user"          # much time, before the work
+HISTORY = "SELECT pg_sleep(0.3) FROM pg_roles WHERE rolname = current_user"          # much time, before the work
 SLOW = "SELECT pg_sleep(0.06) FROM pg_namespace WHERE nspname = 'pg_catalog'"      # the slowest single call
 MANY = "SELECT count(*) FROM pg_class WHERE relname = 'nb03-q3'"                   # the most calls
-HISTORY_AGAIN = HISTORY.replace("0.2", "0.001")   # HISTORY's queryid (a constant is $1): it ran, but its time is old
+HISTORY_AGAIN = HISTORY.replace("0.3", "0.001")   # HISTORY's queryid (a constant is $1): it ran, but its time is old
+# (its 2 calls times its mean over all time, ~100 ms a call, beat the top's 20 calls of 6 ms)
 
 
 def rounds(fresh: str) -> dict[str, tuple[list[tuple[str, int]], str]]:
@@ -322,30 +323,42 @@ def run_workload(engine: Engine, top: Callable[[pd.DataFrame, pd.DataFrame], Any
     import random
     import secrets
 
-    from . import WrongKind
-
     fresh = f"q3_{secrets.token_hex(4)}"
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TABLE {fresh} AS SELECT 1 AS one")
         for sql in (HISTORY, SLOW, MANY):   # seen before any snapshot
             conn.exec_driver_sql(sql).all()
-    verdict = {}
     try:
-        for name, (work, designed) in random.sample(list(rounds(fresh).items()), 2):
-            before = snapshot(engine)
-            with engine.connect() as conn:
-                for sql, times in random.sample(work, len(work)):
-                    for _ in range(times):
-                        conn.exec_driver_sql(sql).all()
-            after = snapshot(engine)
-            answer = top(before.copy(), after.copy())
-            if not isinstance(answer, str):
-                raise WrongKind(f"top_statement should return the query text (a str), not {type(answer).__name__}")
-            verdict[name] = answer == after.loc[after["queryid"] == query_id(engine, designed), "query"].iloc[0]
+        verdict = {name: _judged_round(engine, top, work, designed)
+                   for name, (work, designed) in random.sample(list(rounds(fresh).items()), 2)}
+        return dict(sorted(verdict.items()))
     finally:
         with engine.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE {fresh}")
-    return dict(sorted(verdict.items()))
+
+
+def _judged_round(engine: Engine, top: Callable[[pd.DataFrame, pd.DataFrame], Any], work: list[tuple[str, int]],
+                  designed: str, tries: int = 3) -> bool:
+    """Is `top` right on one round of work? A run a busy machine disturbed (the measured top is not the designed one,
+    say the 40 cheap calls took longer than the sleeps) is run again; after `tries` the measured top is the truth."""
+    import random
+
+    from . import WrongKind
+
+    for _ in range(tries):
+        before = snapshot(engine)
+        with engine.connect() as conn:
+            for sql, times in random.sample(work, len(work)):
+                for _ in range(times):
+                    conn.exec_driver_sql(sql).all()
+        after = snapshot(engine)
+        measured = top_reference(before.copy(), after.copy())
+        if measured == after.loc[after["queryid"] == query_id(engine, designed), "query"].iloc[0]:
+            break
+    answer = top(before.copy(), after.copy())
+    if not isinstance(answer, str):
+        raise WrongKind(f"top_statement should return the query text (a str), not {type(answer).__name__}")
+    return answer == measured
 
 
 def top_reference(before: pd.DataFrame, after: pd.DataFrame) -> str:
@@ -456,5 +469,5 @@ def top_statement_exercise(engine: Engine) -> Exercise:
         return Unavailable(name=Q3.name, question=Q3.text, shape=Q3.shape, hint_text=Q3.hint_text,
                            solution_code=Q3.solution_code, discussion=Q3.discussion, reference=lambda: None,
                            starter=TOP_STATEMENT_STARTER, reason=NO_STATEMENTS.format(why=why))
-    return Q3.exercise(reference=lambda: run_workload(engine, top_reference),
+    return Q3.exercise(reference=lambda: dict.fromkeys(rounds(""), True),   # a constant: one busy run cannot change it
                        evaluate=lambda top: run_workload(engine, top), starter=TOP_STATEMENT_STARTER)
