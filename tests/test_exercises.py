@@ -376,3 +376,13 @@ def test_observed_sleep_sees_a_sleep_imported_by_name_and_only_the_threads_it_wa
         other.join()
     assert [(s.seconds, s.note) for s in sleeps] == [(30, "noted")]
     assert namespace["sleep"] is real_time.sleep
+
+
+def test_a_reference_run_that_fails_a_claim_is_not_kept():
+    """rvh (stop 31): 03 q3's reference, run once on a busy server, failed a claim, and every later check of a right
+    answer failed with it. A claim dict is kept only when every claim held; a constant value is kept at once."""
+    runs = iter([{"holds": False}, {"holds": True}])
+    q = Exercise("q", "?", reference=lambda: next(runs), hint_text="", solution_code="", evaluate=lambda a: a)
+    assert q.verdict({"holds": True})[0] == INCORRECT    # judged against the disturbed run, once
+    assert q.verdict({"holds": True}) == (CORRECT, None)
+    assert q.verdict({"holds": True}) == (CORRECT, None)  # kept: the iterator is spent, and no third run happens
