@@ -167,6 +167,20 @@ def test_nb07_q2_rejects_unflushed_committing_and_shared_row_factories(exercises
     assert status == INCORRECT and why in diff, (variant, diff)
 
 
+def test_nb07_q2_rejects_a_factory_whose_id_is_set_in_python_and_never_sent(exercises):
+    """rvf (stop 31): with an id from a Sequence and no persistence, the INSERT waited for the checker's next query's
+    autoflush, and 'has its id at once' passed 6 checks in 6."""
+    for persistence in (None, "flush"):
+        meta = type("Meta", (), {"model": Order, "sqlalchemy_session_persistence": persistence})
+        made = type("OrderFactory", (SQLAlchemyModelFactory,), {
+            "Meta": meta, "id": factory.Sequence(lambda n: 10_000 + n), "quantity": 2, "total": 20, "status": "paid",
+            "user": factory.SubFactory(nb07.UserFactory), "product": factory.SubFactory(nb07.ProductFactory),
+            "user_id": factory.SelfAttribute("user.id"), "product_id": factory.SelfAttribute("product.id"),
+            "created_at": factory.LazyFunction(lambda: datetime.now(UTC))})
+        status, diff = exercises[1].verdict(made)
+        assert (status == CORRECT) if persistence else (status == INCORRECT and "has its id at once" in diff), diff
+
+
 def test_nb07_q2_accepts_a_product_made_by_a_lazy_function(exercises):
     """No SubFactory leads to ProductFactory: the check hands its session to every factory that has none."""
     lazy = type("OrderFactory", (_order_factory(),), {"product": factory.LazyFunction(lambda: nb07.ProductFactory())})
@@ -253,6 +267,16 @@ def test_order_history(db_session, query_budget):
     if len(sent) > 2:
         pytest.fail(f"{len(sent)} statements, budget 2; sent 4 times: SELECT products.id FROM products")
 ''', "query_budget's own failure"),
+    # rvf (stop 31): passed 3 checks in 3 while the two versions' docstrings differed
+    "sends statements of its own by the docstring": ('''
+from sqlalchemy import text
+
+def test_order_history(db_session, query_budget):
+    lazy = "lazily" in (order_history.__doc__ or "")
+    with query_budget(2):
+        for _ in range(3 if lazy else 0):
+            db_session.execute(text("SELECT name FROM products"))
+''', "fails on the lazy"),
 }
 
 
