@@ -498,6 +498,10 @@ def test_nb06_q2_rejects_a_query_with_no_outer_order_by(exercises):
     ordered_inside = f"SELECT * FROM ({nb06.MONTHLY_REFERENCE}) t"   # an ORDER BY inside a subquery promises nothing
     status, diff = q2.verdict(ordered_inside)
     assert status == INCORRECT and "ORDER BY" in diff, diff
+    for wrong in (unordered + " ORDER BY NULL::int", unordered + " ORDER BY count(*) OVER ()",   # rvh (stop 31): 3 in 3
+                  unordered + " ORDER BY revenue IS NULL, month"):
+        status, diff = q2.verdict(wrong)
+        assert status == INCORRECT and "first key is the month" in diff, (wrong, diff)
     for right in (unordered + " ORDER BY 1", unordered + " ORDER BY month", unordered + " ORDER BY t.month",
                   nb06.MONTHLY_REFERENCE.replace("ORDER BY 1", "ORDER BY date_trunc('month', created_at)"),
                   f"WITH m AS ({inner}) SELECT month, revenue, lag(revenue) OVER (ORDER BY month) AS previous "

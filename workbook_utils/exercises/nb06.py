@@ -60,8 +60,8 @@ WORDY = "orla.union@example.org"  # a real address a blacklist of SQL words (OR,
 SHOUTED = "USER3@example.com"  # not an address of the table: `lower(email) = lower(:email)` would find user3's row
 BOUND = ("the email travels as a bound parameter, sent apart from the SQL text (never pasted into it, not even "
          "quoted by the client)")
-ORDERED = ("ordered by month: the outermost SELECT has an ORDER BY of its own (a window's ORDER BY, or one inside a "
-           "subquery, orders nothing in the result)")
+ORDERED = ("ordered by month: the outermost SELECT has an ORDER BY of its own, and its first key is the month (a "
+           "window's ORDER BY, or one inside a subquery, orders nothing in the result)")
 BUDGET = 1  # statements q3 may send for the whole feed
 PASTED = ("the feed's values travel as bound parameters, never inside the SQL text (a second feed of the same size, "
           "with other values, sends the same SQL text)")
@@ -187,6 +187,14 @@ def _monthly(conn: Connection, sql: str) -> list:
     return [list(result.keys()), *rows]
 
 
+def _month_first(keys: list[Any]) -> bool:
+    """Does an ORDER BY start with the month: its position 1, a column named month, or an expression of created_at?
+    (`ORDER BY NULL::int` or `count(*) OVER ()` is an ORDER BY that orders nothing.)"""
+    import re
+
+    return bool(keys) and re.fullmatch(r"1|(\w+\.)?month|.*\bcreated_at\b.*", keys[0].expression) is not None
+
+
 def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
     """The learner's query on the seeded orders, on made-up orders (totals shifted by `seed`), its plan, and its
     outermost ORDER BY, read by PostgreSQL's parser (rows that come out in order by chance are promised no order)."""
@@ -207,7 +215,7 @@ def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
             conn.execute(text(statement), {"seed": seed})
         made_up = _monthly(conn, sql)
         conn.rollback()
-    return {ORDERED: bool(order_by(sql)),
+    return {ORDERED: _month_first(order_by(sql)),
             "your columns, then rows, on this database": seeded,
             "your columns, then rows, on made-up orders (one month has none)": made_up,
             "the plan computes a window function (WindowAgg)": '"WindowAgg"' in plan,
