@@ -201,8 +201,38 @@ def _own_connection(conn, sql):
             return own.execute(sql).fetchone()[0]
 
 
+def _set_then_rollback(conn, sql):   # rvh (stop 31): undoes its SET by rolling back the caller's work with it
+    conn.execute(text("SET statement_timeout = '100ms'"))
+    value = conn.execute(text(sql)).scalar()
+    conn.rollback()
+    return value
+
+
+def _local_then_commit(conn, sql):   # commits the caller's transaction early: its SET LOCAL goes, and so does its unit
+    conn.execute(text("SET LOCAL statement_timeout = '100ms'"))
+    value = conn.execute(text(sql)).scalar()
+    conn.commit()
+    return value
+
+
+def _local_and_a_leaked_lock_timeout(conn, sql):   # rvh: the check compared statement_timeout alone
+    conn.execute(text("SET LOCAL statement_timeout = '100ms'"))
+    conn.execute(text("SET lock_timeout = '100ms'"))
+    return conn.execute(text(sql)).scalar()
+
+
+def _says_100ms(conn, sql):   # rvh: a longer timeout, and "100ms" returned by hand when asked for the setting
+    conn.execute(text("SET LOCAL statement_timeout = '900ms'"))
+    value = conn.execute(text(sql)).scalar()
+    return "100ms" if "statement_timeout" in sql else value
+
+
 @pytest.mark.parametrize(("limited", "why"), [
-    (_session_set, "the next client of the same server connection finds its own statement_timeout"),
+    (_set_then_rollback, "the caller's transaction is still open"),
+    (_local_then_commit, "the caller's transaction is still open"),
+    (_local_and_a_leaked_lock_timeout, "no other setting left behind"),
+    (_says_100ms, "the timeout your function set is 100ms"),
+    (_session_set, "the next client of the same server connection finds its settings as they were"),
     (_session_set_config, "the next client of the same server connection"),
     (_set_then_zero, "the next client of the same server connection"),
     (_set_then_reset, "the next client of the same server connection"),

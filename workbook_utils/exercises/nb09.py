@@ -110,14 +110,21 @@ def worker_init_reference(engine) -> None:
 OWN_TIMEOUT = "4321ms"  # what the server connection already has (a role's or a connect setting) before the answer runs
 OWN_TIMEOUTS = (2001, 29999)  # q2 draws it afresh for each check, in milliseconds and never whole seconds: an answer
 # cannot guess the value to restore (a hard-coded '5s' or '30s' never matches)
-NEXT_CLIENT = "the next client of the same server connection finds its own statement_timeout (drawn for this check)"
+NEXT_CLIENT = ("the next client of the same server connection finds its settings as they were (its own "
+               "statement_timeout, drawn for this check, and no other setting left behind)")
+OPEN = "the caller's transaction is still open, with its own work in it, when your function returns"
 TIMEOUT_EXPECTED: dict[str, Any] = {
     "your function ran the statement on the connection it was given": True,
+    OPEN: True,
     "a 1 s statement is cancelled by the server (statement_timeout applied)": True,
     "the timeout your function set is 100ms": True,
     "a quick statement returns its result": True,
     NEXT_CLIENT: True,
 }
+# The settings a session set for itself; PgBouncer re-applies these few for each client itself (see §4)
+SESSION_SETTINGS = ("SELECT coalesce(string_agg(name || '=' || setting, ', ' ORDER BY name), '') FROM pg_settings "
+                    "WHERE source = 'session' AND lower(name) NOT IN ('application_name', 'client_encoding', "
+                    "'datestyle', 'timezone', 'standard_conforming_strings', 'intervalstyle')")
 LIMITED_STARTER = '''
 def limited(conn, sql):
     conn.execute(text("SET statement_timeout = '100ms'"))
@@ -155,10 +162,12 @@ def timeout_verdict(bouncer: PgBouncer | None, limited: Callable[[Any, str], Any
                            connect_args={"application_name": application_name, "prepare_threshold": None})
     seen: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda c, cur, statement, *a: seen.append(statement))
-    slow, setting, quick = "SELECT pg_sleep(1)", "SELECT current_setting('statement_timeout')", "SELECT count(*) FROM users"
+    slow, quick = "SELECT pg_sleep(1)", "SELECT count(*) FROM users"
+    setting = "SELECT set_config('workbook.seen', current_setting('statement_timeout'), true)"   # as it runs
     checker = threading.get_ident()
     try:
         _on_the_server_connection(bouncer, database, f"SELECT set_config('statement_timeout', '{own_timeout}', false)")
+        settings = _on_the_server_connection(bouncer, database, SESSION_SETTINGS)
         with observed_sleep(limited, watched=lambda: threading.get_ident() == checker):  # a sleep costs no time
             try:
                 with engine.begin() as conn:
@@ -167,11 +176,15 @@ def timeout_verdict(bouncer: PgBouncer | None, limited: Callable[[Any, str], Any
             except (exc.OperationalError, psycopg.errors.QueryCanceled) as error:  # also from a connection of its own
                 cancelled = isinstance(getattr(error, "orig", None), psycopg.errors.QueryCanceled)  # not by hand
             with engine.begin() as conn:
-                timeout = limited(conn, setting)
+                conn.execute(text("SELECT set_config('workbook.caller', 'work', true)"))   # the caller's own work
+                limited(conn, setting)
+                timeout, caller = _after(conn, "SELECT current_setting('workbook.seen', true), "
+                                               "current_setting('workbook.caller', true)")
             with engine.begin() as conn:
                 result = limited(conn, quick)
         answered = list(seen)  # what went through the engine while the answer ran (the checker's own come next)
         left = _on_the_server_connection(bouncer, database, "SHOW statement_timeout")
+        left_settings = _on_the_server_connection(bouncer, database, SESSION_SETTINGS)
         with engine.connect() as conn:
             expected = conn.execute(text(quick)).scalar()
     finally:
@@ -180,9 +193,20 @@ def timeout_verdict(bouncer: PgBouncer | None, limited: Callable[[Any, str], Any
     return {"your function ran the statement on the connection it was given": all(
                 sql in answered for sql in (slow, setting, quick)),
             "a 1 s statement is cancelled by the server (statement_timeout applied)": cancelled,
-            "the timeout your function set is 100ms": timeout == "100ms",
+            "the timeout your function set is 100ms": timeout == "100ms",   # read as the statement ran
+            OPEN: caller == "work",
             "a quick statement returns its result": result == expected,
-            NEXT_CLIENT: left == own_timeout}
+            NEXT_CLIENT: left == own_timeout and left_settings == settings}
+
+
+def _after(conn: Any, sql: str) -> tuple[Any, ...]:
+    """What `sql` reads in the caller's transaction after the answer ran; (None, None) if that transaction is gone."""
+    from sqlalchemy import exc, text
+
+    try:
+        return tuple(conn.execute(text(sql)).one())
+    except exc.SQLAlchemyError:   # the answer closed or ended the caller's transaction
+        return None, None
 
 
 def limited_reference(conn, sql):
@@ -330,6 +354,9 @@ Q2 = Question(
                "Common wrong answers:\n"
                "- a session `SET` (or `set_config(…, false)`): the next client inherits 100 ms;\n"
                "- `SET` then `SET … = 0` or `RESET`: the next client loses the timeout the connection had;\n"
+               "- `conn.commit()` or `conn.rollback()` inside the function: it ends the caller's unit of work, not "
+               "only the setting;\n"
+               "- another setting left behind (a session `SET lock_timeout`): the next client inherits it too;\n"
                "- a timeout that is not 100 ms, or a `QueryCanceled` raised by hand: the server did not cancel it.",
 )
 Q3 = Question(
