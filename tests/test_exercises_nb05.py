@@ -235,6 +235,28 @@ def index_then_table_lock():
     op.execute("SELECT pg_sleep(0.5)")
 
 
+INVALID = ("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+           "WHERE i.indrelid = 'posts'::regclass AND NOT i.indisvalid")
+
+
+def index_built_online_only():   # rvg (stop 31): a 1 s lock_timeout, the build out of the offline SQL's sight
+    with op.get_context().autocommit_block():
+        if not context.is_offline_mode():
+            op.execute("SET lock_timeout = '1s'")
+            for name in op.get_bind().execute(sa.text(INVALID)).scalars().all():
+                op.drop_index(name, table_name="posts", postgresql_concurrently=True, if_exists=True)
+            op.create_index("ix_posts_user_id", "posts", ["user_id"], postgresql_concurrently=True)
+
+
+def key_share_every_row_first():   # rvg (stop 31): KEY SHARE let the request's row lock through at once
+    conn = op.get_bind()
+    with op.get_context().autocommit_block():
+        ids = conn.execute(sa.text("SELECT id FROM users ORDER BY id FOR KEY SHARE")).scalars().all()
+        for i in range(0, len(ids), 5):
+            conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) WHERE id = ANY(:ids)"),
+                         {"ids": ids[i:i + 5]})
+
+
 def lock_every_row_first_then_batches():
     conn = op.get_bind()
     with op.get_context().autocommit_block():
@@ -311,6 +333,8 @@ def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
              (q1, wrong.no_index, "B-tree index"),
              (q1, wrong.index_then_table_lock, "waited"),                      # a lock taken after the build
              (q1, wrong.wrong_column, "B-tree index"),
+             (q1, wrong.index_built_online_only, "offline SQL"),
+             (q2, wrong.key_share_every_row_first, "tenth of the rows"),
              (q2, starter_fill.one, "tenth of the rows"),
              (q2, wrong.batches_in_one_transaction, "tenth of the rows"),     # batches that never commit
              (q2, wrong.batches_in_savepoints, "tenth of the rows"),          # savepoints: locks held to the end
@@ -450,6 +474,17 @@ def fk_both_in_autocommit():
             op.create_foreign_key("posts_user_id_fkey", "posts", "users", ["user_id"], ["id"], postgresql_not_valid=True)
         for key in keys or ["posts_user_id_fkey"]:
             op.execute(f"ALTER TABLE posts VALIDATE CONSTRAINT {key}")
+
+
+def fk_in_do_blocks():   # rvg (stop 31): SQL only, idempotent, offline too; fk_steps could not read inside DO
+    op.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_constraint WHERE contype = 'f' "
+               "AND conrelid = 'posts'::regclass AND confrelid = 'users'::regclass) THEN "
+               "ALTER TABLE posts ADD CONSTRAINT posts_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID; "
+               "END IF; END $$")
+    with op.get_context().autocommit_block():
+        op.execute("DO $$ DECLARE r record; BEGIN FOR r IN SELECT conname FROM pg_constraint WHERE contype = 'f' "
+                   "AND conrelid = 'posts'::regclass AND NOT convalidated LOOP "
+                   "EXECUTE format('ALTER TABLE posts VALIDATE CONSTRAINT %I', r.conname); END LOOP; END $$")
 '''
 
 
@@ -460,7 +495,7 @@ def test_nb05_other_correct_forms_pass_with_their_whole_cell(wb05, tmp_path):
     right = _module(tmp_path, "other_correct", "from alembic import context, op\n" + OTHER_CORRECT)
     for exercise, answer in ((q1, right.index_in_own_words), (q2, right.backfill_keyset_with_a_helper),
                              (q2, right.backfill_skip_locked_then_back), (q3, right.fk_quoted_name),
-                             (q3, right.fk_both_in_autocommit)):
+                             (q3, right.fk_both_in_autocommit), (q3, right.fk_in_do_blocks)):
         assert exercise.verdict(answer) == (CORRECT, None), (exercise.name, answer.__name__)
 
 
