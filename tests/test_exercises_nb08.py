@@ -259,6 +259,13 @@ def test_nb08_q1_rejects_stale_negative_capacity_and_misplaced_gauges(exercises)
 
     assert q1.verdict(gauges(open_, idle, overflow))[0] == CORRECT
     assert q1.verdict(gauges(lambda p: p.size() + p.overflow(), idle, overflow))[0] == CORRECT   # the same count
+
+    def labelled(engine, registry):   # rvh (stop 31): one label set per gauge was "no gauge named …"
+        pool = engine.pool
+        for name, value in zip(nb08.GAUGES, (open_, idle, overflow), strict=True):
+            Gauge(name, "", ["pool"], registry=registry).labels(pool="main").set_function(lambda v=value: v(pool))
+
+    assert q1.verdict(labelled)[0] == CORRECT
     for wrong, why in [
         (gauges(open_, idle, overflow, at_scrape=False), "db_pool_open&db_pool_idle&db_pool_overflow"),  # read once
         (gauges(lambda p: p.size(), idle, overflow), "db_pool_open"),                    # capacity, not open
