@@ -213,7 +213,13 @@ def test_nb03_q2_rejects_each_wrong_family_on_its_own_claim(exercises):
         stmt = select(feed.c.id, feed.c.created_at).order_by(text("2 DESC, 1 DESC")).limit(20)
         return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) < tuple_(*after))
 
-    for right in (qualified_text_order, text_cursor, outer_order_around_a_subquery, created_at_listed_first, by_position):
+    def up_to_the_cursor_but_not_it(after):   # rve (stop 30): reads the cursor's row, then filters it out
+        stmt = select(feed.c.id, feed.c.created_at).order_by(feed.c.created_at.desc(), feed.c.id.desc()).limit(20)
+        return stmt if after is None else stmt.where(tuple_(feed.c.created_at, feed.c.id) <= tuple_(*after),
+                                                     feed.c.id != after[1])
+
+    for right in (qualified_text_order, text_cursor, outer_order_around_a_subquery, created_at_listed_first, by_position,
+                  up_to_the_cursor_but_not_it):
         for _ in range(2):
             assert q2.verdict(right) == (CORRECT, None), right.__name__
 

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from ..workbook import Workbook
 
 PAGE, PAGES, NEWEST = 20, 4, 5
-READS_ONLY_ITS_PAGE = (f"each page reads only its own {PAGE} rows: the index scan starts at the cursor itself, not "
-                       "at the first row, nor at the first row with the cursor's created_at")
+READS_ONLY_ITS_PAGE = (f"each page reads only its own {PAGE} rows (and the cursor's, at most): the index scan starts at "
+                       "the cursor itself, not at the first row, nor at the first row with the cursor's created_at")
 Q1_ROWS, Q1_AUTHORS = 20_000, 100  # q1_posts: every author has dozens of posts (90 to 2,000), whatever the scale
 Q1_PAGES = NEWEST + 5              # an index's root and leaf (or two), and one table page per row returned
 Q1_REFERENCE = "CREATE INDEX ON q1_posts (user_id, created_at)"
@@ -246,7 +246,7 @@ def keyset_verdict(engine: Engine, next_page: Callable[[Any], Any], draw: Draw) 
             "the same rows as OFFSET on each page walked": pages == expected,
             "after a row that shares its created_at with others: the rows that follow it": from_tie == expected_tie,
             READS_ONLY_ITS_PAGE: max(plans.summary(plan)["rows read by scans"],
-                                                             plans.summary(tie_plan)["rows read by scans"]) <= PAGE}
+                                                             plans.summary(tie_plan)["rows read by scans"]) <= PAGE + 1}
 
 
 NO_STATEMENTS = ("Skipped: pg_stat_statements is not installed here ({why}): it must be in shared_preload_libraries, "
