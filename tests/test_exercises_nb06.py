@@ -499,10 +499,17 @@ def test_nb06_q2_rejects_a_query_with_no_outer_order_by(exercises):
     status, diff = q2.verdict(ordered_inside)
     assert status == INCORRECT and "ORDER BY" in diff, diff
     for wrong in (unordered + " ORDER BY NULL::int", unordered + " ORDER BY count(*) OVER ()",   # rvh (stop 31): 3 in 3
-                  unordered + " ORDER BY revenue IS NULL, month"):
+                  unordered + " ORDER BY month IS NULL", unordered + " ORDER BY t.month > '9999-01-01'",   # rvi: name the month
+                  f"SELECT t.month, revenue, previous FROM ({nb06.MONTHLY_REFERENCE.replace('ORDER BY 1', '')}) t, "
+                  "(SELECT 1 AS month) x ORDER BY x.month"):
         status, diff = q2.verdict(wrong)
-        assert status == INCORRECT and "first key is the month" in diff, (wrong, diff)
-    for right in (unordered + " ORDER BY 1", unordered + " ORDER BY month", unordered + " ORDER BY t.month",
+        assert status == INCORRECT and "whose keys put the months in order" in diff, (wrong, diff)
+    renamed = inner.replace("AS month", "AS mon").replace("AS revenue", "AS r")   # rvi: the month under another name
+    for right in (f"SELECT mon AS month, r AS revenue, lag(r) OVER (ORDER BY mon) AS previous FROM ({renamed}) t "
+                  "ORDER BY t.mon",
+                  f"WITH m AS ({renamed}) SELECT mon AS month, r AS revenue, lag(r) OVER (ORDER BY mon) AS previous "
+                  "FROM m ORDER BY mon NULLS FIRST, 2",
+                  unordered + " ORDER BY 1", unordered + " ORDER BY month", unordered + " ORDER BY t.month",
                   nb06.MONTHLY_REFERENCE.replace("ORDER BY 1", "ORDER BY date_trunc('month', created_at)"),
                   f"WITH m AS ({inner}) SELECT month, revenue, lag(revenue) OVER (ORDER BY month) AS previous "
                   "FROM m ORDER BY month"):

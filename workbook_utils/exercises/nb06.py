@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from . import NOT_ATTEMPTED, Exercise, Question, WrongKind
+from . import NOT_ATTEMPTED, Exercise, Question, WrongKind, sqltree
 from .bounded import run_bounded
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ WORDY = "orla.union@example.org"  # a real address a blacklist of SQL words (OR,
 SHOUTED = "USER3@example.com"  # not an address of the table: `lower(email) = lower(:email)` would find user3's row
 BOUND = ("the email travels as a bound parameter, sent apart from the SQL text (never pasted into it, not even "
          "quoted by the client)")
-ORDERED = ("ordered by month: the outermost SELECT has an ORDER BY of its own, and its first key is the month (a "
+ORDERED = ("ordered by month: the outermost SELECT has an ORDER BY of its own, whose keys put the months in order (a "
            "window's ORDER BY, or one inside a subquery, orders nothing in the result)")
 BUDGET = 1  # statements q3 may send for the whole feed
 PASTED = ("the feed's values travel as bound parameters, never inside the SQL text (a second feed of the same size, "
@@ -187,12 +187,65 @@ def _monthly(conn: Connection, sql: str) -> list:
     return [list(result.keys()), *rows]
 
 
-def _month_first(keys: list[Any]) -> bool:
-    """Does an ORDER BY start with the month: its position 1, a column named month, or an expression of created_at?
-    (`ORDER BY NULL::int` or `count(*) OVER ()` is an ORDER BY that orders nothing.)"""
-    import re
+def _orders_by_month(conn: Connection, sql: str) -> bool:
+    """Do the outermost ORDER BY's keys put the rows in month order, no two months tied? Each key is computed beside
+    the rows (a position or an output name read as that column), and the rows sorted by the keys as PostgreSQL sorts
+    them: `ORDER BY NULL::int`, `count(*) OVER ()` or a constant under the month's name order nothing."""
+    from functools import cmp_to_key
+    from itertools import pairwise
 
-    return bool(keys) and re.fullmatch(r"1|(\w+\.)?month|.*\bcreated_at\b.*", keys[0].expression) is not None
+    from pglast.enums import SortByDir, SortByNulls
+    from sqlalchemy import exc, text
+
+    stmt = sqltree.one(sql)
+    keys = list(stmt.sortClause or ())
+    if not keys:
+        return False
+    stmt.sortClause = None
+    probe = _with_keys(stmt, [key.node for key in keys])
+    try:
+        with conn.begin_nested():
+            rows = conn.execute(text(probe)).all()
+    except exc.DBAPIError:
+        return False
+    width = len(rows[0]) - len(keys) if rows else 0
+
+    def compare(a: tuple, b: tuple) -> int:
+        for key, x, y in zip(keys, a[width:], b[width:], strict=True):
+            descending = key.sortby_dir == SortByDir.SORTBY_DESC
+            nulls_first = {SortByNulls.SORTBY_NULLS_FIRST: True, SortByNulls.SORTBY_NULLS_LAST: False}.get(
+                key.sortby_nulls, descending)
+            if (x is None) != (y is None):
+                return -1 if (x is None) == nulls_first else 1
+            if x is not None and x != y:
+                return (-1 if x < y else 1) * (-1 if descending else 1)
+        return 0
+
+    ordered = sorted(rows, key=cmp_to_key(compare))
+    return all(compare(a, b) < 0 and a[0] < b[0] for a, b in pairwise(ordered))   # the month is the first column
+
+
+def _with_keys(stmt: Any, keys: list[Any]) -> str:
+    """The SELECT with each sort key added as a last column (a position or an output name read as that column)."""
+    from pglast import ast
+    from pglast.enums import SetOperation
+
+    targets = list(stmt.targetList or ())
+    if stmt.op != SetOperation.SETOP_NONE or any(isinstance(t.val, ast.ColumnRef) and isinstance(t.val.fields[-1], ast.A_Star)
+                                                  for t in targets):   # a UNION, or SELECT *: its output read from outside
+        outside = [ast.ColumnRef(fields=(ast.A_Star(),))] + keys
+        return f"SELECT {', '.join(sqltree.deparse(k) for k in outside)} FROM ({sqltree.deparse(stmt)}) AS workbook_q"
+    names = {t.name: t.val for t in targets if t.name}
+
+    def value(node: Any) -> Any:
+        if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer) and 0 < node.val.ival <= len(targets):
+            return targets[node.val.ival - 1].val
+        if isinstance(node, ast.ColumnRef) and len(node.fields) == 1 and getattr(node.fields[0], "sval", None) in names:
+            return names[node.fields[0].sval]
+        return node
+
+    stmt.targetList = (*targets, *(ast.ResTarget(val=value(k), name=f"workbook_k{i}") for i, k in enumerate(keys)))
+    return sqltree.deparse(stmt)
 
 
 def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
@@ -200,13 +253,12 @@ def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
     outermost ORDER BY, read by PostgreSQL's parser (rows that come out in order by chance are promised no order)."""
     from sqlalchemy import text
 
-    from .sqltree import order_by
-
     if not isinstance(sql, str) or not sql.strip():
         raise WrongKind("MONTHLY should be your query, as a string of SQL")
     with engine.connect() as conn, conn.begin():
         conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
         seeded = _monthly(conn, sql)
+        ordered = _orders_by_month(conn, sql)
         plan = str(conn.execute(text("EXPLAIN (FORMAT JSON) " + sql)).scalar_one()).replace("'", '"')
         conn.rollback()
     with engine.connect() as conn, conn.begin():
@@ -215,7 +267,7 @@ def monthly_verdict(engine: Engine, sql: Any, seed: int) -> dict[str, Any]:
             conn.execute(text(statement), {"seed": seed})
         made_up = _monthly(conn, sql)
         conn.rollback()
-    return {ORDERED: _month_first(order_by(sql)),
+    return {ORDERED: ordered,
             "your columns, then rows, on this database": seeded,
             "your columns, then rows, on made-up orders (one month has none)": made_up,
             "the plan computes a window function (WindowAgg)": '"WindowAgg"' in plan,
