@@ -221,6 +221,14 @@ def _local_and_a_leaked_lock_timeout(conn, sql):   # rvh: the check compared sta
     return conn.execute(text(sql)).scalar()
 
 
+def _local_and(leak):
+    def limited(conn, sql):
+        conn.execute(text("SET LOCAL statement_timeout = '100ms'"))
+        conn.exec_driver_sql(leak)
+        return conn.execute(text(sql)).scalar()
+    return limited
+
+
 def _says_100ms(conn, sql):   # rvh: a longer timeout, and "100ms" returned by hand when asked for the setting
     conn.execute(text("SET LOCAL statement_timeout = '900ms'"))
     value = conn.execute(text(sql)).scalar()
@@ -230,7 +238,11 @@ def _says_100ms(conn, sql):   # rvh: a longer timeout, and "100ms" returned by h
 @pytest.mark.parametrize(("limited", "why"), [
     (_set_then_rollback, "the caller's transaction is still open"),
     (_local_then_commit, "the caller's transaction is still open"),
-    (_local_and_a_leaked_lock_timeout, "no other setting left behind"),
+    (_local_and_a_leaked_lock_timeout, "no other setting"),
+    *((_local_and(leak), "no other setting") for leak in (   # rvi (stop 31): what pg_settings does not show
+        "DEALLOCATE ALL; PREPARE leaked AS SELECT 1", "SELECT pg_advisory_lock(424242)",
+        "CREATE TEMP TABLE IF NOT EXISTS leaked (x int)",
+        "LISTEN leaked")),
     (_says_100ms, "the timeout your function set is 100ms"),
     (_session_set, "the next client of the same server connection finds its settings as they were"),
     (_session_set_config, "the next client of the same server connection"),

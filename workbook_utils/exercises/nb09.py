@@ -111,7 +111,7 @@ OWN_TIMEOUT = "4321ms"  # what the server connection already has (a role's or a 
 OWN_TIMEOUTS = (2001, 29999)  # q2 draws it afresh for each check, in milliseconds and never whole seconds: an answer
 # cannot guess the value to restore (a hard-coded '5s' or '30s' never matches)
 NEXT_CLIENT = ("the next client of the same server connection finds its settings as they were (its own "
-               "statement_timeout, drawn for this check, and no other setting left behind)")
+               "statement_timeout, drawn for this check, and no other setting, role, lock or object left behind)")
 OPEN = "the caller's transaction is still open, with its own work in it, when your function returns"
 TIMEOUT_EXPECTED: dict[str, Any] = {
     "your function ran the statement on the connection it was given": True,
@@ -121,10 +121,19 @@ TIMEOUT_EXPECTED: dict[str, Any] = {
     "a quick statement returns its result": True,
     NEXT_CLIENT: True,
 }
-# The settings a session set for itself; PgBouncer re-applies these few for each client itself (see §4)
-SESSION_SETTINGS = ("SELECT coalesce(string_agg(name || '=' || setting, ', ' ORDER BY name), '') FROM pg_settings "
-                    "WHERE source = 'session' AND lower(name) NOT IN ('application_name', 'client_encoding', "
-                    "'datestyle', 'timezone', 'standard_conforming_strings', 'intervalstyle')")
+# What a session leaves on its server connection for the next client: its role, the settings it set for itself
+# (PgBouncer re-applies these few for each client itself, see §4), prepared statements, advisory locks, temporary
+# tables, channels it listens on; and settings stored for the role (ALTER ROLE … SET), for every new connection
+SESSION_STATE = """SELECT concat_ws(' | ', current_user,
+    (SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings WHERE source = 'session'
+       AND lower(name) NOT IN ('application_name', 'client_encoding', 'datestyle', 'timezone',
+                               'standard_conforming_strings', 'intervalstyle')),
+    (SELECT count(*) FROM pg_prepared_statements) || ' prepared',
+    (SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory') || ' advisory',
+    (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()) || ' temporary',
+    (SELECT count(*) FROM pg_listening_channels()) || ' listening',
+    (SELECT string_agg(array_to_string(setconfig, ','), ';') FROM pg_db_role_setting
+      WHERE setrole = (SELECT oid FROM pg_roles WHERE rolname = session_user)))"""
 LIMITED_STARTER = '''
 def limited(conn, sql):
     conn.execute(text("SET statement_timeout = '100ms'"))
@@ -167,7 +176,7 @@ def timeout_verdict(bouncer: PgBouncer | None, limited: Callable[[Any, str], Any
     checker = threading.get_ident()
     try:
         _on_the_server_connection(bouncer, database, f"SELECT set_config('statement_timeout', '{own_timeout}', false)")
-        settings = _on_the_server_connection(bouncer, database, SESSION_SETTINGS)
+        settings = _on_the_server_connection(bouncer, database, SESSION_STATE)
         with observed_sleep(limited, watched=lambda: threading.get_ident() == checker):  # a sleep costs no time
             try:
                 with engine.begin() as conn:
@@ -184,7 +193,7 @@ def timeout_verdict(bouncer: PgBouncer | None, limited: Callable[[Any, str], Any
                 result = limited(conn, quick)
         answered = list(seen)  # what went through the engine while the answer ran (the checker's own come next)
         left = _on_the_server_connection(bouncer, database, "SHOW statement_timeout")
-        left_settings = _on_the_server_connection(bouncer, database, SESSION_SETTINGS)
+        left_settings = _on_the_server_connection(bouncer, database, SESSION_STATE)
         with engine.connect() as conn:
             expected = conn.execute(text(quick)).scalar()
     finally:
