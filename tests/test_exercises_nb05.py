@@ -257,6 +257,19 @@ def key_share_every_row_first():   # rvg (stop 31): KEY SHARE let the request's 
                          {"ids": ids[i:i + 5]})
 
 
+def every_row_locked_on_another_connection():   # rvi (stop 31): only the migration's own session was watched
+    conn = op.get_bind()
+    with op.get_context().autocommit_block():
+        with conn.engine.connect() as other, other.begin():
+            other.execute(sa.text("SET search_path TO nb05_exercises"))
+            other.execute(sa.text("SELECT id FROM users FOR UPDATE SKIP LOCKED")).all()
+            time.sleep(0.5)
+        lo, hi = conn.execute(sa.text("SELECT min(id) - 1, max(id) FROM users")).one()
+        for start in range(lo, hi, 5):
+            conn.execute(sa.text("UPDATE users SET email_domain = split_part(email, '@', 2) "
+                                 "WHERE id > :lo AND id <= :hi"), {"lo": start, "hi": start + 5})
+
+
 def lock_every_row_first_then_batches():
     conn = op.get_bind()
     with op.get_context().autocommit_block():
@@ -335,6 +348,7 @@ def test_nb05_starters_are_not_attempted_and_wrong_answers_fail(wb05, tmp_path):
              (q1, wrong.wrong_column, "B-tree index"),
              (q1, wrong.index_built_online_only, "offline SQL"),
              (q2, wrong.key_share_every_row_first, "tenth of the rows"),
+             (q2, wrong.every_row_locked_on_another_connection, "tenth of the rows"),
              (q2, starter_fill.one, "tenth of the rows"),
              (q2, wrong.batches_in_one_transaction, "tenth of the rows"),     # batches that never commit
              (q2, wrong.batches_in_savepoints, "tenth of the rows"),          # savepoints: locks held to the end

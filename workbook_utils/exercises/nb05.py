@@ -242,10 +242,10 @@ WRITTEN_BY = f"""
     CREATE TRIGGER written_by AFTER UPDATE ON users REFERENCING NEW TABLE AS written
       FOR EACH STATEMENT EXECUTE FUNCTION log_written()"""
 LARGEST_WRITER = f"SELECT coalesce(max(n), 0) FROM (SELECT count(DISTINCT id) AS n FROM {SCHEMA}.written_by GROUP BY xid) t"
-# Rows whose xmax is the backfill's open transaction: those it has updated or locked (FOR UPDATE) and not yet released.
-LOCKED_BY = (f"SELECT count(*) FROM {SCHEMA}.users WHERE xmax = "
-             "(SELECT backend_xid FROM pg_stat_activity WHERE pid = %s "
-             "AND datname = current_database() AND usename = current_user)")
+# Rows whose xmax is an open transaction of the backfill's sessions (the migration's, and any other it opens with its
+# engine): those they have updated or locked (FOR UPDATE, FOR KEY SHARE …) and not yet released.
+LOCKED_BY = (f"SELECT count(*) FROM {SCHEMA}.users WHERE xmax IN (SELECT backend_xid FROM pg_stat_activity "
+             "WHERE application_name = %s AND datname = current_database() AND usename = current_user)")
 
 
 def _held_row(wb: Workbook, draw: Draw) -> tuple[int, int]:
@@ -283,13 +283,14 @@ def backfill_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw) -> d
             run = migrations.in_background(command.upgrade, cfg, "ex1")
             pid = None
             try:
-                pid = migrations.session_pid(observer, cfg.attributes["application_name"], 5, since)
-                locked, committed = _while_held(observer, run, pid, rows)
+                app = cfg.attributes["application_name"]
+                pid = migrations.session_pid(observer, app, 5, since)
+                locked, committed = _while_held(observer, run, pid, app, rows)
             finally:
                 request.rollback()
             deadline = time.monotonic() + 30
             while pid and not run.done() and time.monotonic() < deadline:  # the rest of the run, the row let go
-                locked = max(locked, observer.execute(LOCKED_BY, [pid]).fetchone()[0])
+                locked = max(locked, observer.execute(LOCKED_BY, [app]).fetchone()[0])
                 futures.wait([run], timeout=0.01)
             run.result(timeout=30)
             largest = observer.execute(f"SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM {SCHEMA}.users "
@@ -301,14 +302,14 @@ def backfill_verdict(wb: Workbook, upgrade: Callable[[], None], draw: Draw) -> d
     return dict(zip(BACKFILL_CLAIMS, holds, strict=True))
 
 
-def _while_held(observer: Any, run: Any, pid: int, rows: int, timeout: float = 10.0) -> tuple[int, int]:
+def _while_held(observer: Any, run: Any, pid: int, app: str, rows: int, timeout: float = 10.0) -> tuple[int, int]:
     """(most rows the backfill's open transaction held locked so far, rows committed) when it waits for the held row, or when
     it has filled every other row without waiting (it went around the row: nothing of its own is locked then; the
     row is let go a second later, so an answer that never comes back for it has ended by then)."""
     filled = f"SELECT count(*) FROM {SCHEMA}.users WHERE email_domain IS NOT NULL"
     deadline, peak = time.monotonic() + timeout, 0
     while time.monotonic() < deadline and not run.done():
-        peak = max(peak, observer.execute(LOCKED_BY, [pid]).fetchone()[0])  # sampled all along, not only at a wait
+        peak = max(peak, observer.execute(LOCKED_BY, [app]).fetchone()[0])  # sampled all along, not only at a wait
         if observer.execute("SELECT cardinality(pg_blocking_pids(%s)) > 0", [pid]).fetchone()[0]:
             unlocked = observer.execute(f"SELECT count(*) FROM (SELECT FROM {SCHEMA}.users "
                                         "FOR UPDATE SKIP LOCKED) t").fetchone()[0]
