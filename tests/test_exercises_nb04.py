@@ -521,3 +521,35 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
     with db.make_engine(urls.database_url("tiny")).connect() as conn:   # the parked loop holds no session
         assert conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%04%' "
                                  "AND state LIKE 'idle in transaction%'")).scalar() == 0
+
+
+def test_nb04_q3_a_loop_that_leaves_sessions_open_fails_at_once_and_no_later_check_pays_for_it(exercises, workbook):
+    q1, q2, q3 = exercises
+    engines = len(workbook.engines) or len([workbook.engine])   # the notebook's own engine, made once
+
+    def never_closes(engine, work, attempts=5, backoff=0.05):   # rvg: each failed attempt's Session stays open
+        for attempt in range(attempts):
+            session = Session(engine)
+            try:
+                session.begin()
+                result = work(session)
+                session.commit()
+                return result
+            except OperationalError as error:
+                if error.orig.sqlstate not in ("40001", "40P01", "55P03") or attempt == attempts - 1:
+                    raise
+            time.sleep(backoff * 2 ** attempt)
+
+    for check in range(3):   # rvg: passed the first check, then every later check (the references' too) failed
+        started = time.monotonic()   # after 30 s with "QueuePool limit … reached"
+        status, diff = q3.verdict(never_closes)
+        assert status == INCORRECT and "session(s) open" in diff and q3._claim == nb04.LEAK_CLAIM, (check, diff)
+        assert time.monotonic() - started < 10, check
+    for exercise, right in [(q3, nb04.retry_reference), (q1, nb04.sell_reference), (q2, nb04.TRANSFER_REFERENCE)]:
+        started = time.monotonic()
+        assert exercise.verdict(right) == (CORRECT, None), exercise.name
+        assert time.monotonic() - started < 30, exercise.name
+    with workbook.engine.connect() as conn:   # every check's engine is gone, its leaked sessions ended with it
+        assert conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+                                 "'workbook-nb04-check%'")).scalar() == 0
+    assert len(workbook.engines) == engines   # nor kept by the workbook

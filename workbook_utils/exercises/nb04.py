@@ -12,6 +12,8 @@ and its time.sleep calls are recorded, not waited for in full (`faults.observed_
 from __future__ import annotations
 
 import contextlib
+import gc
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +47,7 @@ def run_with_retry(engine, work, attempts=5, backoff=0.05):
         return work(session)
 '''
 RETRY_TIMEOUT = 5.0  # seconds a learner's retry loop may run in one scenario before the check gives up on it
+POOL_TIMEOUT = 3.0  # seconds a check's engine waits for a free connection (SQLAlchemy's default: 30)
 SLEEP_SCALE = 0.1  # share of each time.sleep the learner's loop asks for that it really sleeps (the call is recorded)
 QUEUE = "BLOCKS|ok"  # a step that may wait, or queue behind its session's waiting step
 ACCOUNTS = "CREATE TABLE IF NOT EXISTS nb04.accounts (id int PRIMARY KEY, balance int NOT NULL)"
@@ -83,15 +86,45 @@ def _ready(engine: Engine) -> Engine:
     return engine
 
 
-def _engine(wb: Workbook) -> Engine:
-
-    # every session of a check is bounded, even one a learner's runaway loop leaves behind
+def _engine(wb: Workbook, application_name: str | None = None) -> Engine:
+    """An engine on nb04 whose every session is bounded, even one a learner's runaway loop leaves behind; a pool
+    that is empty fails in POOL_TIMEOUT s, not 30."""
     from sqlalchemy import event
 
-    engine = wb.make_engine(connect_args={"options": "-c search_path=nb04 -c lock_timeout=5s -c statement_timeout=10s "
-                                                     "-c idle_in_transaction_session_timeout=30s"})
+    connect_args = {"options": "-c search_path=nb04 -c lock_timeout=5s -c statement_timeout=10s "
+                               "-c idle_in_transaction_session_timeout=30s"}
+    engine = wb.make_engine(connect_args=connect_args | ({"application_name": application_name} if application_name
+                                                         else {}), pool_timeout=POOL_TIMEOUT)
     event.listen(engine, "checkin", _unlock_all)
     return _ready(engine)
+
+
+_CHECKS = itertools.count(1)
+
+
+@contextmanager
+def _own_engine(wb: Workbook) -> Iterator[Engine]:
+    """A fresh engine for one check, disposed afterwards, and every session it opened ended (one an answer left
+    checked out too): nothing an answer leaks (sessions never closed, their locks) reaches a later check."""
+    from .. import db
+    from ..workbook import CLOSE_SQL
+
+    name = f"{wb.app_name}-check{next(_CHECKS)}"
+    engine = _engine(wb, name)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with contextlib.suppress(ValueError):
+            wb.engines.remove(engine)
+        with db.connect(wb.url) as conn:
+            conn.execute(CLOSE_SQL, [name])
+
+
+def _checked(wb: Workbook, verdict: Callable[[Engine], T]) -> T:
+    """verdict(engine) on a check's own engine (`_own_engine`)."""
+    with _own_engine(wb) as engine:
+        return verdict(engine)
 
 
 def _unlock_all(dbapi_connection: Any, _record: Any) -> None:
@@ -743,6 +776,7 @@ class StatementsExercise(Exercise):
 RETRYABLE = ("40001", "40P01", "55P03")
 # Of the same classes, yet not worth another try: a loop that retries by class prefix ("40…", "55…") retries these.
 SAME_CLASS = ("40002", "40003", "55000", "55006")  # integrity violation at commit, completion unknown, not in state, in use
+LEAK_CLAIM = "every session the loop opens is closed"
 SAME_CLASS_CLAIM = "raises other class 40 and 55 errors (40002, 40003, 55000, 55006) at once, as they are"
 
 
@@ -862,6 +896,12 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
         if how == "still running":
             raise WrongKind(f"your loop was still retrying after {RETRY_TIMEOUT:g} s (does it swallow every error, "
                             "or never stop?)")
+        if left := engine.pool.checkedout():   # each session the loop opened is closed once it has returned or raised
+            value = work = None   # what still holds the sessions (the error's frames): collected, they roll back
+            gc.collect()
+            raise WrongKind(f"your loop left {left} session(s) open after it {how} (an open session keeps its "
+                            "connection, and a failed transaction its locks): close each one, e.g. `with "
+                            "Session(engine) as session, session.begin():`", claim=LEAK_CLAIM)
         return how, value, work
 
     how, result, work = attempt([*failures, None], attempts=attempts, backoff=backoff)
@@ -1041,18 +1081,20 @@ QUESTIONS = (Q1, Q2, Q3)
 
 
 def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
-    """q1, q2, q3 of notebook 04, on tables of the scratch schema nb04; conditions drawn at each check."""
-    engine = _engine(wb)
+    """q1, q2, q3 of notebook 04, on tables of the scratch schema nb04; conditions drawn at each check, each check on
+    an engine of its own (`_own_engine`)."""
     q1 = Q1.exercise(reference=lambda draw: dict.fromkeys(Q1_CLAIMS, True),
-                     evaluate=lambda sell, draw: sell_verdict(_ready(engine), _callable(sell, "sell"), draw),
+                     evaluate=lambda sell, draw: _checked(wb, lambda engine: sell_verdict(
+                         engine, _callable(sell, "sell"), draw)),
                      starter=SELL_STARTER, drawn=True)
     q2 = StatementsExercise(name=Q2.name, question=Q2.text, shape=Q2.shape, hint_text=Q2.hint_text,
                             solution_code=Q2.solution_code, discussion=Q2.discussion,
                             reference=lambda draw: dict.fromkeys(Q2_CLAIMS, True),
-                            evaluate=lambda answer, draw: transfer_verdict(_ready(engine), answer, draw), drawn=True)
+                            evaluate=lambda answer, draw: _checked(wb, lambda engine: transfer_verdict(
+                                engine, answer, draw)), drawn=True)
     q3 = Q3.exercise(reference=_expected_retry,
-                     evaluate=lambda loop, draw: retry_verdict(_ready(engine), wb.url, _callable(loop, "run_with_retry"),
-                                                               draw),
+                     evaluate=lambda loop, draw: _checked(wb, lambda engine: retry_verdict(
+                         engine, wb.url, _callable(loop, "run_with_retry"), draw)),
                      starter=RETRY_STARTER, drawn=True)
     return q1, q2, q3
 
