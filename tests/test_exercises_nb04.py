@@ -90,6 +90,9 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass_after_a_
         assert q2.verdict([LOCK_BOTH.format(order=order), *nb04.TRANSFER_STARTER]) == (CORRECT, None), order
     # the review's answer: its rows come after its own locks, taken in one order (the row-order probe alone rejected it)
     assert q2.verdict(ADVISORY_SORTED, seed=430157) == (CORRECT, None)
+    hashed_in_id_order = [f"SELECT pg_advisory_xact_lock(hashtext('account:' || {f}(:from_id, :to_id)))"
+                          for f in ("least", "greatest")] + nb04.TRANSFER_STARTER   # rvg: keys far apart, in id order
+    assert q2.verdict(hashed_in_id_order) == (CORRECT, None)
 
     def waits_on_an_event(engine, work, attempts=5, backoff=0.05):   # no time.sleep: the real gaps are judged
         for attempt in range(1, attempts + 1):
@@ -308,6 +311,25 @@ def test_nb04_q2_rejects_orders_that_depend_on_the_held_row_or_the_amount_and_se
     status, diff = q2.verdict(SESSION_LOCKS)
     assert status == INCORRECT, diff
     assert q2.verdict(nb04.TRANSFER_REFERENCE)[0] == CORRECT   # the check after it holds no lock of it
+
+
+ADVISORY_IN = "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(ARRAY[:from_id, :to_id]) AS k) AS t ORDER BY {order}"
+
+
+@pytest.mark.parametrize("wrong", [
+    [LOCK_BOTH.format(order="ORDER BY id & 255"), *nb04.TRANSFER_STARTER],    # rvg: each passed on the five close
+    [LOCK_BOTH.format(order="ORDER BY id % 100"), *nb04.TRANSFER_STARTER],    # ids; % 100 7 checks in 10, ::text
+    [LOCK_BOTH.format(order="ORDER BY id::text"), *nb04.TRANSFER_STARTER],    # whenever the lowest id was < 22
+    [ADVISORY_IN.format(order="k::text"), *nb04.TRANSFER_STARTER],           # rvg: 10 checks in 10
+    [ADVISORY_IN.format(order="k & 255"), *nb04.TRANSFER_STARTER],
+    ["SELECT pg_advisory_xact_lock(least(:from_id, :to_id) & 255), "          # rvg: keys in the ids' order, but two
+     "pg_advisory_xact_lock(greatest(:from_id, :to_id) & 255)", *nb04.TRANSFER_STARTER],   # ids 256 apart share one
+], ids=["rows & 255", "rows % 100", "rows text", "keys text", "keys & 255", "keys of id & 255"])
+def test_nb04_q2_probes_ids_across_digit_and_bit_boundaries_rows_and_advisory_keys_alike(exercises, wrong):
+    q2 = exercises[1]
+    for check in range(2):   # fresh draws: the far accounts are the same whatever is drawn
+        status, diff = q2.verdict(wrong)
+        assert status == INCORRECT and ("order of the accounts' ids" in diff or "ring of three" in diff), (check, diff)
 
 
 def _exposes(ids, rule):

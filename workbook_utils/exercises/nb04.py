@@ -68,7 +68,7 @@ Q2_CLAIMS = ("no deadlock between two transfers in opposite directions",
              "every lock a transfer takes ends with its transaction",
              "a transfer takes its locks in one order, whatever another transfer holds",
              "every transfer takes its locks in the order of the accounts' ids (either way), whoever the two accounts are")
-ALL_BITS = 0x7FFFFFFF  # q2 also probes accounts b and b ^ ALL_BITS, every bit of their ids apart, with a huge amount
+ALL_BITS = 0x7FFFFFFF  # q2 also probes accounts lo and lo ^ ALL_BITS, every bit of their ids apart (`_far_moves`)
 RING_SAMPLE = 6  # schedules of the ring of three drawn beyond the ones every check runs
 T = TypeVar("T")
 
@@ -639,6 +639,16 @@ def key_order_problem(orders: dict[tuple[int, int], list[tuple[Key, Key]]]) -> s
     return column_problem({move: account_of[edges[0][0]] if edges else None for move, edges in orders.items()})
 
 
+def _far_moves(ids: list[int]) -> list[tuple[int, int, int]]:
+    """Transfers with a huge amount around a ring of seven accounts: the lowest drawn one, then ids far from it and
+    from each other, each next to one across a boundary an order by digits, text or low bits trips on: every bit of
+    the id apart (lo ^ ALL_BITS), 2**24 - 1, 2**24 and 2**25 - 1 (masks of low bits: rows `ORDER BY id & 255`; keys
+    `id & 255` taken in the ids' order meet in opposite orders), 10**6 and 10**6 - 1 (text, `id % 100`). Around a
+    ring, each account meets two others, so its own advisory key shows (`key_order_problem`)."""
+    ring = [min(ids), min(ids) ^ ALL_BITS, 2**25 - 1, 2**24, 2**24 - 1, 10**6, 10**6 - 1]
+    return [(x, y, 10**8) for x, y in zip(ring, ring[1:] + ring[:1], strict=True)]
+
+
 def _order_problem(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
                    amount: dict[tuple[int, int], int]) -> str | None:
     """"pair", "ring", "held", "column" or None: the order each transfer (its own drawn amount: an order may depend
@@ -648,12 +658,21 @@ def _order_problem(engine: Engine, statements: Sequence[str], ids: list[int], ba
         firsts = lock_orders(engine, statements, ids, balances, amount, until_problem=True)
         if problem := order_problem(firsts) or column_problem(firsts):
             return problem
-        lo = min(ids)   # and two accounts every bit of their ids apart, with a huge amount: the same order?
-        far = {(x, y): _locked_first(engine, statements, (x, y, 10**8), [lo, lo ^ ALL_BITS], [500, 500])
-               for x, y in ((lo, lo ^ ALL_BITS), (lo ^ ALL_BITS, lo))}
-        return column_problem({**firsts, **far}) if None not in firsts.values() else None
+        if None in firsts.values():
+            return None
+        far_ids = [x for x, _, _ in _far_moves(ids)]   # and far apart, across boundaries: the same order?
+        for x, y, far_amount in _far_moves(ids):
+            firsts[x, y] = _locked_first(engine, statements, (x, y, far_amount), far_ids, [500] * len(far_ids))
+            if problem := column_problem(firsts):
+                return problem
+        return None
     orders = advisory_orders(engine, statements, ids, amount, until_problem=True)
     if problem := edge_problem(orders) or key_order_problem(orders):
+        return problem
+    far_ids = [x for x, _, _ in _far_moves(ids)]
+    _open_accounts(engine, far_ids, [500] * len(far_ids))
+    orders |= {(x, y): _advisory_order(engine, statements, (x, y, far_amount)) for x, y, far_amount in _far_moves(ids)}
+    if problem := edge_problem(orders) or key_order_problem(orders):   # the keys' order far apart too
         return problem
     keys = {(x, y): _keys_alone(engine, statements, (x, y, amount[x, y]), exclusive=True)
             for x in ids for y in ids if x != y}
