@@ -519,7 +519,47 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
             except:  # noqa: E722
                 pass
 
-    for wrong, why in [(unbounded, ("exactly `attempts`", "still retrying", "waits backoff")),
+    def sleeps_holding_locks(engine, work, attempts=5, backoff=0.05):   # rvg: waits inside the failed transaction
+        for attempt in range(1, attempts + 1):
+            with Session(engine) as session:
+                session.begin()
+                try:
+                    result = work(session)
+                    session.commit()
+                    return result
+                except OperationalError as error:
+                    if error.orig.sqlstate not in retryable or attempt == attempts:
+                        raise
+                    time.sleep(backoff * 2 ** (attempt - 1))   # the session, its locks, closed only after the wait
+
+    def waits_then_decides(engine, work, attempts=5, backoff=0.05):   # rvg: a division by zero raised after a wait
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except DBAPIError as error:
+                if attempt == attempts:
+                    raise
+                time.sleep(backoff * 2 ** (attempt - 1))
+                if getattr(error.orig, "sqlstate", None) not in retryable:
+                    raise
+
+    def waits_after_the_last(engine, work, attempts=5, backoff=0.05):   # rvg: one more wait, then the error
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except OperationalError as error:
+                if error.orig.sqlstate not in retryable:
+                    raise
+                time.sleep(backoff * 2 ** (attempt - 1))
+                if attempt == attempts:
+                    raise
+
+    for wrong, why in [(sleeps_holding_locks, "while the loop waits to retry"),
+                       (waits_then_decides, "other errors at once, as they are (division"),
+                       (waits_after_the_last, "no wait after the last attempt"),
+                       (unbounded, ("exactly `attempts`", "still retrying", "waits backoff")),
                        (swallows, "last attempt's own error"),
                        (retries_everything, "other errors at once, as they are (division"), (one_session, "retryable errors"),
                        (savepoints, "new transaction"), (ten_tries, "exactly `attempts`"),

@@ -796,6 +796,8 @@ RETRYABLE = ("40001", "40P01", "55P03")
 # Of the same classes, yet not worth another try: a loop that retries by class prefix ("40…", "55…") retries these.
 SAME_CLASS = ("40002", "40003", "55000", "55006")  # integrity violation at commit, completion unknown, not in state, in use
 LEAK_CLAIM = "every session the loop opens is closed"
+WAIT_CLAIM = "no session (nor the locks of its failed transaction) is held while the loop waits to retry"
+LAST_CLAIM = "no wait after the last attempt"
 SAME_CLASS_CLAIM = "raises other class 40 and 55 errors (40002, 40003, 55000, 55006) at once, as they are"
 
 
@@ -809,6 +811,7 @@ class _Work:
         self.started: list[float] = []
         self.last_error: BaseException | None = None
         self.sleeps: list[Any] = []  # the loop's time.sleep calls (faults.Sleep), each noted with the attempts so far
+        self.open_while_sleeping: list[int] = []  # at each of those calls, the sessions (connections) the loop had open
 
     def __call__(self, session: Any) -> str:
         from sqlalchemy import text
@@ -859,14 +862,20 @@ def _in_thread(call: Callable[[], Any], stopped: threading.Event,
     return outcome[0] if outcome else ("still running", None)
 
 
-def _sleeps_of(work: _Work, loop: Callable[..., Any]) -> Callable[[threading.Thread], AbstractContextManager[Any]]:
+def _sleeps_of(work: _Work, loop: Callable[..., Any], checked_out: Callable[[], int] = lambda: 0
+               ) -> Callable[[threading.Thread], AbstractContextManager[Any]]:
     """While the loop runs: its thread's time.sleep calls (`from time import sleep` too) are kept in work.sleeps,
-    each noted with the attempts started so far, and really sleep SLEEP_SCALE of what they ask."""
+    each noted with the attempts started so far, and really sleep SLEEP_SCALE of what they ask; the connections
+    `checked_out()` at the end of each call go to work.open_while_sleeping."""
     from . import faults
+
+    def noted() -> int:
+        work.open_while_sleeping.append(checked_out())
+        return len(work.started)
 
     @contextmanager
     def watch(thread: threading.Thread) -> Iterator[None]:
-        with faults.observed_sleep(loop, scale=SLEEP_SCALE, note=lambda: len(work.started),
+        with faults.observed_sleep(loop, scale=SLEEP_SCALE, note=noted,
                                    watched=lambda: threading.current_thread() is thread) as calls:
             work.sleeps = calls
             yield
@@ -896,8 +905,8 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
     """The learner's loop on work that fails with drawn retryable errors then succeeds; that always fails; that
     divides by zero; that raises each non-retryable SQLSTATE of class 40 or 55 (SAME_CLASS); whose
     statement the server cancels (57014, a real cancel). Each attempt's transaction id and start time, and each
-    time.sleep the loop asks for (it sleeps SLEEP_SCALE of it), are recorded; each scenario runs at most
-    RETRY_TIMEOUT s."""
+    time.sleep the loop asks for (it sleeps SLEEP_SCALE of it) with the sessions it has open then, are recorded; each
+    scenario runs at most RETRY_TIMEOUT s, and leaves no session open."""
     from sqlalchemy.exc import OperationalError
 
     from . import faults
@@ -911,7 +920,7 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
         _scalar(engine, "TRUNCATE attempts")
         work = _Work(sqlstates, threading.Event())
         how, value = _in_thread(lambda: run_with_retry(engine, work, **kwargs), work.stopped,
-                                _sleeps_of(work, run_with_retry))
+                                _sleeps_of(work, run_with_retry, engine.pool.checkedout))
         if how == "still running":
             raise WrongKind(f"your loop was still retrying after {RETRY_TIMEOUT:g} s (does it swallow every error, "
                             "or never stop?)")
@@ -931,6 +940,7 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
     faults.prepare(url, "nb04")
     with faults.inject(engine, url, "nb04", ["57014"], match=lambda sql: "INSERT INTO attempts" in sql):
         _, cancelled, cancelled_work = attempt([None], attempts=give_up, backoff=backoff / 20)
+    works = [work, forever_work, other_work, *(w for _, _, w in kin), cancelled_work]
     return {f"returns work's result after {len(failures)} retryable errors": how == "returned" and result == "done",
             "attempts made (the retryable errors, then the success)": len(work.started),
             "every attempt ran in a new transaction": len(set(work.xids)) == len(work.xids) == len(work.started),
@@ -940,11 +950,13 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
             "gives up after exactly `attempts` attempts": len(forever_work.started) == give_up,
             "then raises the last attempt's own error (OperationalError 40001)":
                 isinstance(forever, OperationalError) and forever is forever_work.last_error,
+            LAST_CLAIM: all(s.note < give_up for s in forever_work.sleeps),
             "raises other errors at once, as they are (division by zero)":
-                len(other_work.started) == 1 and other is other_work.last_error,
-            SAME_CLASS_CLAIM: all(len(w.started) == 1 and e is w.last_error for _, e, w in kin),
+                len(other_work.started) == 1 and other is other_work.last_error and not other_work.sleeps,
+            SAME_CLASS_CLAIM: all(len(w.started) == 1 and e is w.last_error and not w.sleeps for _, e, w in kin),
             "raises a cancelled statement (57014, an OperationalError too) at once, as it is":
-                len(cancelled_work.started) == 1 and cancelled is cancelled_work.last_error}
+                len(cancelled_work.started) == 1 and cancelled is cancelled_work.last_error and not cancelled_work.sleeps,
+            WAIT_CLAIM: not any(n for w in works for n in w.open_while_sleeping)}
 
 
 def _expected_retry(draw: Draw) -> dict[str, Any]:
@@ -955,9 +967,10 @@ def _expected_retry(draw: Draw) -> dict[str, Any]:
             **dict.fromkeys(["every attempt ran in a new transaction", "the failed attempts left nothing behind",
                              "waits backoff × 1, × 2, × 4 … before the retries",
                              "gives up after exactly `attempts` attempts",
-                             "then raises the last attempt's own error (OperationalError 40001)",
+                             "then raises the last attempt's own error (OperationalError 40001)", LAST_CLAIM,
                              "raises other errors at once, as they are (division by zero)", SAME_CLASS_CLAIM,
-                             "raises a cancelled statement (57014, an OperationalError too) at once, as it is"], True)}
+                             "raises a cancelled statement (57014, an OperationalError too) at once, as it is",
+                             WAIT_CLAIM], True)}
 
 
 # references ----------------------------------------------------------------------------------------------------
@@ -1070,8 +1083,8 @@ Q3 = Question(
          "its result. When `work` fails with a serialization failure (40001), a deadlock (40P01) or a lock timeout "
          "(55P03), make it run `work` again, each time in a new transaction. Run it at most `attempts` times in "
          "all, waiting at least backoff, then 2 × backoff, 4 × backoff … seconds before the first, second, third … "
-         "retry. After the last attempt, raise the "
-         "error that attempt got, unchanged; raise any other error at once.",
+         "retry, with the failed attempt's session closed. After the last attempt, raise the "
+         "error that attempt got at once, unchanged; raise any other error at once too.",
     shape="a function `run_with_retry(engine, work, attempts=5, backoff=0.05)` that returns what `work(session)` "
           "returned.",
     hint_text="§8's loop is a start: which of its lines decide what is retried, and where does a wait fit "
@@ -1094,6 +1107,7 @@ Q3 = Question(
                "(`57014`) is an `OperationalError` too, and retrying it multiplies the load that caused it;\n"
                "- `except Exception`: retries bugs (a division by zero) as well;\n"
                "- retrying inside one transaction or a savepoint: the failed transaction cannot go on;\n"
+               "- waiting inside the failed attempt's session: its transaction keeps its locks through the backoff;\n"
                "- returning `None` or raising a new error after the last attempt: the caller loses the SQLSTATE.",
 )
 QUESTIONS = (Q1, Q2, Q3)
