@@ -672,6 +672,7 @@ def _order_problem(engine: Engine, statements: Sequence[str], ids: list[int], ba
     far_ids = [x for x, _, _ in _far_moves(ids)]
     _open_accounts(engine, far_ids, [500] * len(far_ids))
     orders |= {(x, y): _advisory_order(engine, statements, (x, y, far_amount)) for x, y, far_amount in _far_moves(ids)}
+    _open_accounts(engine, ids, balances)   # the drawn accounts again, for the rows' probe below
     if problem := edge_problem(orders) or key_order_problem(orders):   # the keys' order far apart too
         return problem
     keys = {(x, y): _keys_alone(engine, statements, (x, y, amount[x, y]), exclusive=True)
