@@ -90,6 +90,9 @@ def test_nb04_references_printed_solutions_and_other_right_answers_pass_after_a_
         assert q2.verdict([LOCK_BOTH.format(order=order), *nb04.TRANSFER_STARTER]) == (CORRECT, None), order
     # the review's answer: its rows come after its own locks, taken in one order (the row-order probe alone rejected it)
     assert q2.verdict(ADVISORY_SORTED, seed=430157) == (CORRECT, None)
+    hashed_in_id_order = [f"SELECT pg_advisory_xact_lock(hashtext('account:' || {f}(:from_id, :to_id)))"
+                          for f in ("least", "greatest")] + nb04.TRANSFER_STARTER   # rvg: keys far apart, in id order
+    assert q2.verdict(hashed_in_id_order) == (CORRECT, None)
 
     def waits_on_an_event(engine, work, attempts=5, backoff=0.05):   # no time.sleep: the real gaps are judged
         for attempt in range(1, attempts + 1):
@@ -310,6 +313,25 @@ def test_nb04_q2_rejects_orders_that_depend_on_the_held_row_or_the_amount_and_se
     assert q2.verdict(nb04.TRANSFER_REFERENCE)[0] == CORRECT   # the check after it holds no lock of it
 
 
+ADVISORY_IN = "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(ARRAY[:from_id, :to_id]) AS k) AS t ORDER BY {order}"
+
+
+@pytest.mark.parametrize("wrong", [
+    [LOCK_BOTH.format(order="ORDER BY id & 255"), *nb04.TRANSFER_STARTER],    # rvg: each passed on the five close
+    [LOCK_BOTH.format(order="ORDER BY id % 100"), *nb04.TRANSFER_STARTER],    # ids; % 100 7 checks in 10, ::text
+    [LOCK_BOTH.format(order="ORDER BY id::text"), *nb04.TRANSFER_STARTER],    # whenever the lowest id was < 22
+    [ADVISORY_IN.format(order="k::text"), *nb04.TRANSFER_STARTER],           # rvg: 10 checks in 10
+    [ADVISORY_IN.format(order="k & 255"), *nb04.TRANSFER_STARTER],
+    ["SELECT pg_advisory_xact_lock(least(:from_id, :to_id) & 255), "          # rvg: keys in the ids' order, but two
+     "pg_advisory_xact_lock(greatest(:from_id, :to_id) & 255)", *nb04.TRANSFER_STARTER],   # ids 256 apart share one
+], ids=["rows & 255", "rows % 100", "rows text", "keys text", "keys & 255", "keys of id & 255"])
+def test_nb04_q2_probes_ids_across_digit_and_bit_boundaries_rows_and_advisory_keys_alike(exercises, wrong):
+    q2 = exercises[1]
+    for check in range(2):   # fresh draws: the far accounts are the same whatever is drawn
+        status, diff = q2.verdict(wrong)
+        assert status == INCORRECT and ("order of the accounts' ids" in diff or "ring of three" in diff), (check, diff)
+
+
 def _exposes(ids, rule):
     """True if `rule` (True: the lower id first) locks some three of `ids` in a cycle, x < y < z with x before y and
     y before z but z before x, or the other way round (a tournament without one has an order)."""
@@ -497,7 +519,47 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
             except:  # noqa: E722
                 pass
 
-    for wrong, why in [(unbounded, ("exactly `attempts`", "still retrying", "waits backoff")),
+    def sleeps_holding_locks(engine, work, attempts=5, backoff=0.05):   # rvg: waits inside the failed transaction
+        for attempt in range(1, attempts + 1):
+            with Session(engine) as session:
+                session.begin()
+                try:
+                    result = work(session)
+                    session.commit()
+                    return result
+                except OperationalError as error:
+                    if error.orig.sqlstate not in retryable or attempt == attempts:
+                        raise
+                    time.sleep(backoff * 2 ** (attempt - 1))   # the session, its locks, closed only after the wait
+
+    def waits_then_decides(engine, work, attempts=5, backoff=0.05):   # rvg: a division by zero raised after a wait
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except DBAPIError as error:
+                if attempt == attempts:
+                    raise
+                time.sleep(backoff * 2 ** (attempt - 1))
+                if getattr(error.orig, "sqlstate", None) not in retryable:
+                    raise
+
+    def waits_after_the_last(engine, work, attempts=5, backoff=0.05):   # rvg: one more wait, then the error
+        for attempt in range(1, attempts + 1):
+            try:
+                with Session(engine) as session, session.begin():
+                    return work(session)
+            except OperationalError as error:
+                if error.orig.sqlstate not in retryable:
+                    raise
+                time.sleep(backoff * 2 ** (attempt - 1))
+                if attempt == attempts:
+                    raise
+
+    for wrong, why in [(sleeps_holding_locks, "while the loop waits to retry"),
+                       (waits_then_decides, "other errors at once, as they are (division"),
+                       (waits_after_the_last, "no wait after the last attempt"),
+                       (unbounded, ("exactly `attempts`", "still retrying", "waits backoff")),
                        (swallows, "last attempt's own error"),
                        (retries_everything, "other errors at once, as they are (division"), (one_session, "retryable errors"),
                        (savepoints, "new transaction"), (ten_tries, "exactly `attempts`"),
@@ -521,3 +583,35 @@ def test_nb04_q3_rejects_no_retry_unbounded_swallowing_and_retrying_everything(e
     with db.make_engine(urls.database_url("tiny")).connect() as conn:   # the parked loop holds no session
         assert conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%04%' "
                                  "AND state LIKE 'idle in transaction%'")).scalar() == 0
+
+
+def test_nb04_q3_a_loop_that_leaves_sessions_open_fails_at_once_and_no_later_check_pays_for_it(exercises, workbook):
+    q1, q2, q3 = exercises
+    engines = len(workbook.engines) or len([workbook.engine])   # the notebook's own engine, made once
+
+    def never_closes(engine, work, attempts=5, backoff=0.05):   # rvg: each failed attempt's Session stays open
+        for attempt in range(attempts):
+            session = Session(engine)
+            try:
+                session.begin()
+                result = work(session)
+                session.commit()
+                return result
+            except OperationalError as error:
+                if error.orig.sqlstate not in ("40001", "40P01", "55P03") or attempt == attempts - 1:
+                    raise
+            time.sleep(backoff * 2 ** attempt)
+
+    for check in range(3):   # rvg: passed the first check, then every later check (the references' too) failed
+        started = time.monotonic()   # after 30 s with "QueuePool limit … reached"
+        status, diff = q3.verdict(never_closes)
+        assert status == INCORRECT and "session(s) open" in diff and q3._claim == nb04.LEAK_CLAIM, (check, diff)
+        assert time.monotonic() - started < 10, check
+    for exercise, right in [(q3, nb04.retry_reference), (q1, nb04.sell_reference), (q2, nb04.TRANSFER_REFERENCE)]:
+        started = time.monotonic()
+        assert exercise.verdict(right) == (CORRECT, None), exercise.name
+        assert time.monotonic() - started < 30, exercise.name
+    with workbook.engine.connect() as conn:   # every check's engine is gone, its leaked sessions ended with it
+        assert conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+                                 "'workbook-nb04-check%'")).scalar() == 0
+    assert len(workbook.engines) == engines   # nor kept by the workbook

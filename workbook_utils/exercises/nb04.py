@@ -12,6 +12,8 @@ and its time.sleep calls are recorded, not waited for in full (`faults.observed_
 from __future__ import annotations
 
 import contextlib
+import gc
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -45,6 +47,7 @@ def run_with_retry(engine, work, attempts=5, backoff=0.05):
         return work(session)
 '''
 RETRY_TIMEOUT = 5.0  # seconds a learner's retry loop may run in one scenario before the check gives up on it
+POOL_TIMEOUT = 3.0  # seconds a check's engine waits for a free connection (SQLAlchemy's default: 30)
 SLEEP_SCALE = 0.1  # share of each time.sleep the learner's loop asks for that it really sleeps (the call is recorded)
 QUEUE = "BLOCKS|ok"  # a step that may wait, or queue behind its session's waiting step
 ACCOUNTS = "CREATE TABLE IF NOT EXISTS nb04.accounts (id int PRIMARY KEY, balance int NOT NULL)"
@@ -65,7 +68,7 @@ Q2_CLAIMS = ("no deadlock between two transfers in opposite directions",
              "every lock a transfer takes ends with its transaction",
              "a transfer takes its locks in one order, whatever another transfer holds",
              "every transfer takes its locks in the order of the accounts' ids (either way), whoever the two accounts are")
-ALL_BITS = 0x7FFFFFFF  # q2 also probes accounts b and b ^ ALL_BITS, every bit of their ids apart, with a huge amount
+ALL_BITS = 0x7FFFFFFF  # q2 also probes accounts lo and lo ^ ALL_BITS, every bit of their ids apart (`_far_moves`)
 RING_SAMPLE = 6  # schedules of the ring of three drawn beyond the ones every check runs
 T = TypeVar("T")
 
@@ -83,15 +86,45 @@ def _ready(engine: Engine) -> Engine:
     return engine
 
 
-def _engine(wb: Workbook) -> Engine:
-
-    # every session of a check is bounded, even one a learner's runaway loop leaves behind
+def _engine(wb: Workbook, application_name: str | None = None) -> Engine:
+    """An engine on nb04 whose every session is bounded, even one a learner's runaway loop leaves behind; a pool
+    that is empty fails in POOL_TIMEOUT s, not 30."""
     from sqlalchemy import event
 
-    engine = wb.make_engine(connect_args={"options": "-c search_path=nb04 -c lock_timeout=5s -c statement_timeout=10s "
-                                                     "-c idle_in_transaction_session_timeout=30s"})
+    connect_args = {"options": "-c search_path=nb04 -c lock_timeout=5s -c statement_timeout=10s "
+                               "-c idle_in_transaction_session_timeout=30s"}
+    engine = wb.make_engine(connect_args=connect_args | ({"application_name": application_name} if application_name
+                                                         else {}), pool_timeout=POOL_TIMEOUT)
     event.listen(engine, "checkin", _unlock_all)
     return _ready(engine)
+
+
+_CHECKS = itertools.count(1)
+
+
+@contextmanager
+def _own_engine(wb: Workbook) -> Iterator[Engine]:
+    """A fresh engine for one check, disposed afterwards, and every session it opened ended (one an answer left
+    checked out too): nothing an answer leaks (sessions never closed, their locks) reaches a later check."""
+    from .. import db
+    from ..workbook import CLOSE_SQL
+
+    name = f"{wb.app_name}-check{next(_CHECKS)}"
+    engine = _engine(wb, name)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with contextlib.suppress(ValueError):
+            wb.engines.remove(engine)
+        with db.connect(wb.url) as conn:
+            conn.execute(CLOSE_SQL, [name])
+
+
+def _checked(wb: Workbook, verdict: Callable[[Engine], T]) -> T:
+    """verdict(engine) on a check's own engine (`_own_engine`)."""
+    with _own_engine(wb) as engine:
+        return verdict(engine)
 
 
 def _unlock_all(dbapi_connection: Any, _record: Any) -> None:
@@ -606,6 +639,16 @@ def key_order_problem(orders: dict[tuple[int, int], list[tuple[Key, Key]]]) -> s
     return column_problem({move: account_of[edges[0][0]] if edges else None for move, edges in orders.items()})
 
 
+def _far_moves(ids: list[int]) -> list[tuple[int, int, int]]:
+    """Transfers with a huge amount around a ring of seven accounts: the lowest drawn one, then ids far from it and
+    from each other, each next to one across a boundary an order by digits, text or low bits trips on: every bit of
+    the id apart (lo ^ ALL_BITS), 2**24 - 1, 2**24 and 2**25 - 1 (masks of low bits: rows `ORDER BY id & 255`; keys
+    `id & 255` taken in the ids' order meet in opposite orders), 10**6 and 10**6 - 1 (text, `id % 100`). Around a
+    ring, each account meets two others, so its own advisory key shows (`key_order_problem`)."""
+    ring = [min(ids), min(ids) ^ ALL_BITS, 2**25 - 1, 2**24, 2**24 - 1, 10**6, 10**6 - 1]
+    return [(x, y, 10**8) for x, y in zip(ring, ring[1:] + ring[:1], strict=True)]
+
+
 def _order_problem(engine: Engine, statements: Sequence[str], ids: list[int], balances: list[int],
                    amount: dict[tuple[int, int], int]) -> str | None:
     """"pair", "ring", "held", "column" or None: the order each transfer (its own drawn amount: an order may depend
@@ -615,12 +658,22 @@ def _order_problem(engine: Engine, statements: Sequence[str], ids: list[int], ba
         firsts = lock_orders(engine, statements, ids, balances, amount, until_problem=True)
         if problem := order_problem(firsts) or column_problem(firsts):
             return problem
-        lo = min(ids)   # and two accounts every bit of their ids apart, with a huge amount: the same order?
-        far = {(x, y): _locked_first(engine, statements, (x, y, 10**8), [lo, lo ^ ALL_BITS], [500, 500])
-               for x, y in ((lo, lo ^ ALL_BITS), (lo ^ ALL_BITS, lo))}
-        return column_problem({**firsts, **far}) if None not in firsts.values() else None
+        if None in firsts.values():
+            return None
+        far_ids = [x for x, _, _ in _far_moves(ids)]   # and far apart, across boundaries: the same order?
+        for x, y, far_amount in _far_moves(ids):
+            firsts[x, y] = _locked_first(engine, statements, (x, y, far_amount), far_ids, [500] * len(far_ids))
+            if problem := column_problem(firsts):
+                return problem
+        return None
     orders = advisory_orders(engine, statements, ids, amount, until_problem=True)
     if problem := edge_problem(orders) or key_order_problem(orders):
+        return problem
+    far_ids = [x for x, _, _ in _far_moves(ids)]
+    _open_accounts(engine, far_ids, [500] * len(far_ids))
+    orders |= {(x, y): _advisory_order(engine, statements, (x, y, far_amount)) for x, y, far_amount in _far_moves(ids)}
+    _open_accounts(engine, ids, balances)   # the drawn accounts again, for the rows' probe below
+    if problem := edge_problem(orders) or key_order_problem(orders):   # the keys' order far apart too
         return problem
     keys = {(x, y): _keys_alone(engine, statements, (x, y, amount[x, y]), exclusive=True)
             for x in ids for y in ids if x != y}
@@ -743,6 +796,9 @@ class StatementsExercise(Exercise):
 RETRYABLE = ("40001", "40P01", "55P03")
 # Of the same classes, yet not worth another try: a loop that retries by class prefix ("40…", "55…") retries these.
 SAME_CLASS = ("40002", "40003", "55000", "55006")  # integrity violation at commit, completion unknown, not in state, in use
+LEAK_CLAIM = "every session the loop opens is closed"
+WAIT_CLAIM = "no session (nor the locks of its failed transaction) is held while the loop waits to retry"
+LAST_CLAIM = "no wait after the last attempt"
 SAME_CLASS_CLAIM = "raises other class 40 and 55 errors (40002, 40003, 55000, 55006) at once, as they are"
 
 
@@ -756,6 +812,7 @@ class _Work:
         self.started: list[float] = []
         self.last_error: BaseException | None = None
         self.sleeps: list[Any] = []  # the loop's time.sleep calls (faults.Sleep), each noted with the attempts so far
+        self.open_while_sleeping: list[int] = []  # at each of those calls, the sessions (connections) the loop had open
 
     def __call__(self, session: Any) -> str:
         from sqlalchemy import text
@@ -806,14 +863,20 @@ def _in_thread(call: Callable[[], Any], stopped: threading.Event,
     return outcome[0] if outcome else ("still running", None)
 
 
-def _sleeps_of(work: _Work, loop: Callable[..., Any]) -> Callable[[threading.Thread], AbstractContextManager[Any]]:
+def _sleeps_of(work: _Work, loop: Callable[..., Any], checked_out: Callable[[], int] = lambda: 0
+               ) -> Callable[[threading.Thread], AbstractContextManager[Any]]:
     """While the loop runs: its thread's time.sleep calls (`from time import sleep` too) are kept in work.sleeps,
-    each noted with the attempts started so far, and really sleep SLEEP_SCALE of what they ask."""
+    each noted with the attempts started so far, and really sleep SLEEP_SCALE of what they ask; the connections
+    `checked_out()` at the end of each call go to work.open_while_sleeping."""
     from . import faults
+
+    def noted() -> int:
+        work.open_while_sleeping.append(checked_out())
+        return len(work.started)
 
     @contextmanager
     def watch(thread: threading.Thread) -> Iterator[None]:
-        with faults.observed_sleep(loop, scale=SLEEP_SCALE, note=lambda: len(work.started),
+        with faults.observed_sleep(loop, scale=SLEEP_SCALE, note=noted,
                                    watched=lambda: threading.current_thread() is thread) as calls:
             work.sleeps = calls
             yield
@@ -843,8 +906,8 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
     """The learner's loop on work that fails with drawn retryable errors then succeeds; that always fails; that
     divides by zero; that raises each non-retryable SQLSTATE of class 40 or 55 (SAME_CLASS); whose
     statement the server cancels (57014, a real cancel). Each attempt's transaction id and start time, and each
-    time.sleep the loop asks for (it sleeps SLEEP_SCALE of it), are recorded; each scenario runs at most
-    RETRY_TIMEOUT s."""
+    time.sleep the loop asks for (it sleeps SLEEP_SCALE of it) with the sessions it has open then, are recorded; each
+    scenario runs at most RETRY_TIMEOUT s, and leaves no session open."""
     from sqlalchemy.exc import OperationalError
 
     from . import faults
@@ -858,10 +921,16 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
         _scalar(engine, "TRUNCATE attempts")
         work = _Work(sqlstates, threading.Event())
         how, value = _in_thread(lambda: run_with_retry(engine, work, **kwargs), work.stopped,
-                                _sleeps_of(work, run_with_retry))
+                                _sleeps_of(work, run_with_retry, engine.pool.checkedout))
         if how == "still running":
             raise WrongKind(f"your loop was still retrying after {RETRY_TIMEOUT:g} s (does it swallow every error, "
                             "or never stop?)")
+        if left := engine.pool.checkedout():   # each session the loop opened is closed once it has returned or raised
+            value = work = None   # what still holds the sessions (the error's frames): collected, they roll back
+            gc.collect()
+            raise WrongKind(f"your loop left {left} session(s) open after it {how} (an open session keeps its "
+                            "connection, and a failed transaction its locks): close each one, e.g. `with "
+                            "Session(engine) as session, session.begin():`", claim=LEAK_CLAIM)
         return how, value, work
 
     how, result, work = attempt([*failures, None], attempts=attempts, backoff=backoff)
@@ -872,6 +941,7 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
     faults.prepare(url, "nb04")
     with faults.inject(engine, url, "nb04", ["57014"], match=lambda sql: "INSERT INTO attempts" in sql):
         _, cancelled, cancelled_work = attempt([None], attempts=give_up, backoff=backoff / 20)
+    works = [work, forever_work, other_work, *(w for _, _, w in kin), cancelled_work]
     return {f"returns work's result after {len(failures)} retryable errors": how == "returned" and result == "done",
             "attempts made (the retryable errors, then the success)": len(work.started),
             "every attempt ran in a new transaction": len(set(work.xids)) == len(work.xids) == len(work.started),
@@ -881,11 +951,13 @@ def retry_verdict(engine: Engine, url: str, run_with_retry: Callable[..., Any], 
             "gives up after exactly `attempts` attempts": len(forever_work.started) == give_up,
             "then raises the last attempt's own error (OperationalError 40001)":
                 isinstance(forever, OperationalError) and forever is forever_work.last_error,
+            LAST_CLAIM: all(s.note < give_up for s in forever_work.sleeps),
             "raises other errors at once, as they are (division by zero)":
-                len(other_work.started) == 1 and other is other_work.last_error,
-            SAME_CLASS_CLAIM: all(len(w.started) == 1 and e is w.last_error for _, e, w in kin),
+                len(other_work.started) == 1 and other is other_work.last_error and not other_work.sleeps,
+            SAME_CLASS_CLAIM: all(len(w.started) == 1 and e is w.last_error and not w.sleeps for _, e, w in kin),
             "raises a cancelled statement (57014, an OperationalError too) at once, as it is":
-                len(cancelled_work.started) == 1 and cancelled is cancelled_work.last_error}
+                len(cancelled_work.started) == 1 and cancelled is cancelled_work.last_error and not cancelled_work.sleeps,
+            WAIT_CLAIM: not any(n for w in works for n in w.open_while_sleeping)}
 
 
 def _expected_retry(draw: Draw) -> dict[str, Any]:
@@ -896,9 +968,10 @@ def _expected_retry(draw: Draw) -> dict[str, Any]:
             **dict.fromkeys(["every attempt ran in a new transaction", "the failed attempts left nothing behind",
                              "waits backoff × 1, × 2, × 4 … before the retries",
                              "gives up after exactly `attempts` attempts",
-                             "then raises the last attempt's own error (OperationalError 40001)",
+                             "then raises the last attempt's own error (OperationalError 40001)", LAST_CLAIM,
                              "raises other errors at once, as they are (division by zero)", SAME_CLASS_CLAIM,
-                             "raises a cancelled statement (57014, an OperationalError too) at once, as it is"], True)}
+                             "raises a cancelled statement (57014, an OperationalError too) at once, as it is",
+                             WAIT_CLAIM], True)}
 
 
 # references ----------------------------------------------------------------------------------------------------
@@ -1011,8 +1084,8 @@ Q3 = Question(
          "its result. When `work` fails with a serialization failure (40001), a deadlock (40P01) or a lock timeout "
          "(55P03), make it run `work` again, each time in a new transaction. Run it at most `attempts` times in "
          "all, waiting at least backoff, then 2 × backoff, 4 × backoff … seconds before the first, second, third … "
-         "retry. After the last attempt, raise the "
-         "error that attempt got, unchanged; raise any other error at once.",
+         "retry, with the failed attempt's session closed. After the last attempt, raise the "
+         "error that attempt got at once, unchanged; raise any other error at once too.",
     shape="a function `run_with_retry(engine, work, attempts=5, backoff=0.05)` that returns what `work(session)` "
           "returned.",
     hint_text="§8's loop is a start: which of its lines decide what is retried, and where does a wait fit "
@@ -1035,24 +1108,27 @@ Q3 = Question(
                "(`57014`) is an `OperationalError` too, and retrying it multiplies the load that caused it;\n"
                "- `except Exception`: retries bugs (a division by zero) as well;\n"
                "- retrying inside one transaction or a savepoint: the failed transaction cannot go on;\n"
+               "- waiting inside the failed attempt's session: its transaction keeps its locks through the backoff;\n"
                "- returning `None` or raising a new error after the last attempt: the caller loses the SQLSTATE.",
 )
 QUESTIONS = (Q1, Q2, Q3)
 
 
 def load(wb: Workbook) -> tuple[Exercise, Exercise, Exercise]:
-    """q1, q2, q3 of notebook 04, on tables of the scratch schema nb04; conditions drawn at each check."""
-    engine = _engine(wb)
+    """q1, q2, q3 of notebook 04, on tables of the scratch schema nb04; conditions drawn at each check, each check on
+    an engine of its own (`_own_engine`)."""
     q1 = Q1.exercise(reference=lambda draw: dict.fromkeys(Q1_CLAIMS, True),
-                     evaluate=lambda sell, draw: sell_verdict(_ready(engine), _callable(sell, "sell"), draw),
+                     evaluate=lambda sell, draw: _checked(wb, lambda engine: sell_verdict(
+                         engine, _callable(sell, "sell"), draw)),
                      starter=SELL_STARTER, drawn=True)
     q2 = StatementsExercise(name=Q2.name, question=Q2.text, shape=Q2.shape, hint_text=Q2.hint_text,
                             solution_code=Q2.solution_code, discussion=Q2.discussion,
                             reference=lambda draw: dict.fromkeys(Q2_CLAIMS, True),
-                            evaluate=lambda answer, draw: transfer_verdict(_ready(engine), answer, draw), drawn=True)
+                            evaluate=lambda answer, draw: _checked(wb, lambda engine: transfer_verdict(
+                                engine, answer, draw)), drawn=True)
     q3 = Q3.exercise(reference=_expected_retry,
-                     evaluate=lambda loop, draw: retry_verdict(_ready(engine), wb.url, _callable(loop, "run_with_retry"),
-                                                               draw),
+                     evaluate=lambda loop, draw: _checked(wb, lambda engine: retry_verdict(
+                         engine, wb.url, _callable(loop, "run_with_retry"), draw)),
                      starter=RETRY_STARTER, drawn=True)
     return q1, q2, q3
 
