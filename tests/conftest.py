@@ -11,6 +11,7 @@ os.environ["WORKBOOK_SCALE"] = "tiny"  # before anything reads it: the test suit
 
 import pytest
 
+import workbook_utils.cli  # noqa: E402, F401 - before nbformat: its IRI grammar is skipped, ~2 s (see cli.py)
 from workbook_utils import db, learners, seed, urls
 
 from . import second_server

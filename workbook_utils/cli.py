@@ -11,6 +11,10 @@ from pathlib import Path
 from . import config, seed, server, urls
 from .errors import WorkbookError
 
+# jsonschema, under nbformat, imports rfc3987_syntax when it is installed (JupyterLab brings it), which builds a grammar
+# for ~2 s at import; no notebook holds an IRI to validate, so `workbook run` and `room` start without it
+sys.modules.setdefault("rfc3987_syntax", None)
+
 
 def cmd_db(args: argparse.Namespace) -> int:
     if config.external_url() and args.action in ("start", "stop"):
