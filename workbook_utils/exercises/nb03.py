@@ -293,16 +293,16 @@ def snapshot(engine: Engine) -> pd.DataFrame:
 
 # q3's statements. Each check makes a table with a new name, so the statements that read it are new to
 # pg_stat_statements (a new queryid) and their text cannot be known in advance; the others were seen before.
-HISTORY = "SELECT pg_sleep(0.3) FROM pg_roles WHERE rolname = current_user"          # much time, before the work
+HISTORY = "SELECT pg_sleep(0.2) FROM pg_roles WHERE rolname = current_user"          # much time, before the work
 SLOW = "SELECT pg_sleep(0.06) FROM pg_namespace WHERE nspname = 'pg_catalog'"      # the slowest single call
 MANY = "SELECT count(*) FROM pg_class WHERE relname = 'nb03-q3'"                   # the most calls
-HISTORY_AGAIN = HISTORY.replace("0.3", "0.001")   # HISTORY's queryid (a constant is $1): it ran, but its time is old
-# (its 2 calls times its mean over all time, ~100 ms a call, beat the top's 20 calls of 6 ms)
+HISTORY_AGAIN = HISTORY.replace("0.2", "0.001")   # HISTORY's queryid (a constant is $1): it ran, but its time is old
+# (its 2 calls times its mean over all time, ~67 ms a call, beat the top's 20 calls of 4 ms)
 
 
 def rounds(fresh: str) -> dict[str, tuple[list[tuple[str, int]], str]]:
     """Two pieces of work: (statements and how many times each runs, the one that spends the most time)."""
-    top_new = f"SELECT pg_sleep(0.006) FROM {fresh}"
+    top_new = f"SELECT pg_sleep(0.004) FROM {fresh}"
     return {
         "the top statement when it first ran during the work": (
             [(MANY, 40), (SLOW, 1), (HISTORY_AGAIN, 2), (f"SELECT count(*) FROM {fresh}", 5), (top_new, 20)], top_new),
