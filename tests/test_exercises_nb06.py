@@ -509,6 +509,7 @@ def test_nb06_q2_rejects_a_query_with_no_outer_order_by(exercises):
                   "ORDER BY t.mon",
                   f"WITH m AS ({renamed}) SELECT mon AS month, r AS revenue, lag(r) OVER (ORDER BY mon) AS previous "
                   "FROM m ORDER BY mon NULLS FIRST, 2",
+                  f"SELECT * FROM ({nb06.MONTHLY_REFERENCE.replace('ORDER BY 1', '')}) t ORDER BY 1",   # the column
                   unordered + " ORDER BY 1", unordered + " ORDER BY month", unordered + " ORDER BY t.month",
                   nb06.MONTHLY_REFERENCE.replace("ORDER BY 1", "ORDER BY date_trunc('month', created_at)"),
                   f"WITH m AS ({inner}) SELECT month, revenue, lag(revenue) OVER (ORDER BY month) AS previous "

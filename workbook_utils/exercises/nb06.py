@@ -189,11 +189,13 @@ def _monthly(conn: Connection, sql: str) -> list:
 
 def _orders_by_month(conn: Connection, sql: str) -> bool:
     """Do the outermost ORDER BY's keys put the rows in month order, no two months tied? Each key is computed beside
-    the rows (a position or an output name read as that column), and the rows sorted by the keys as PostgreSQL sorts
-    them: `ORDER BY NULL::int`, `count(*) OVER ()` or a constant under the month's name order nothing."""
+    the rows (a position read as that column, an output name as that column's expression), and the rows sorted by
+    the keys as PostgreSQL sorts them: `ORDER BY NULL::int`, `count(*) OVER ()` or a constant under the month's name
+    order nothing."""
     from functools import cmp_to_key
     from itertools import pairwise
 
+    from pglast import ast
     from pglast.enums import SortByDir, SortByNulls
     from sqlalchemy import exc, text
 
@@ -201,17 +203,23 @@ def _orders_by_month(conn: Connection, sql: str) -> bool:
     keys = list(stmt.sortClause or ())
     if not keys:
         return False
+    positions = [k.node.val.ival - 1 if isinstance(k.node, ast.A_Const) and isinstance(k.node.val, ast.Integer) else None
+                 for k in keys]
+    computed = [k.node for k, p in zip(keys, positions, strict=True) if p is None]
     stmt.sortClause = None
-    probe = _with_keys(stmt, [key.node for key in keys])
     try:
         with conn.begin_nested():
-            rows = conn.execute(text(probe)).all()
+            rows = conn.execute(text(_with_keys(stmt, computed))).all()
     except exc.DBAPIError:
         return False
-    width = len(rows[0]) - len(keys) if rows else 0
+    width = len(rows[0]) - len(computed) if rows else 0
+
+    def values(row: tuple) -> list[Any]:
+        extra = iter(row[width:])
+        return [row[p] if p is not None else next(extra) for p in positions]
 
     def compare(a: tuple, b: tuple) -> int:
-        for key, x, y in zip(keys, a[width:], b[width:], strict=True):
+        for key, x, y in zip(keys, values(a), values(b), strict=True):
             descending = key.sortby_dir == SortByDir.SORTBY_DESC
             nulls_first = {SortByNulls.SORTBY_NULLS_FIRST: True, SortByNulls.SORTBY_NULLS_LAST: False}.get(
                 key.sortby_nulls, descending)
@@ -226,7 +234,7 @@ def _orders_by_month(conn: Connection, sql: str) -> bool:
 
 
 def _with_keys(stmt: Any, keys: list[Any]) -> str:
-    """The SELECT with each sort key added as a last column (a position or an output name read as that column)."""
+    """The SELECT with each key expression added as a last column (an output name read as that column's expression)."""
     from pglast import ast
     from pglast.enums import SetOperation
 
@@ -238,8 +246,6 @@ def _with_keys(stmt: Any, keys: list[Any]) -> str:
     names = {t.name: t.val for t in targets if t.name}
 
     def value(node: Any) -> Any:
-        if isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer) and 0 < node.val.ival <= len(targets):
-            return targets[node.val.ival - 1].val
         if isinstance(node, ast.ColumnRef) and len(node.fields) == 1 and getattr(node.fields[0], "sval", None) in names:
             return names[node.fields[0].sval]
         return node
