@@ -348,10 +348,13 @@ def test_nb03_q3_rejects_wrong_differences_and_fixed_answers(exercises):
 def test_nb03_q3_a_disturbed_round_is_run_again_then_judged_on_what_it_measured(exercises, monkeypatch):
     """rvh (stop 31): the reference, run once while another notebook loaded the server, came out wrong and failed every
     later check. Now the expected verdict is a constant, and a round whose measured top is not the designed one (here
-    by design: MANY's one cheap call is not the top) is run again, then judged on the measured top."""
+    by design: MANY's one cheap call is not the top) is run again, on a table of a new name (its statements new
+    again), then judged on the measured top."""
     engine = exercises[0]
-    runs, snapshots, real = [], [], nb03.snapshot
-    monkeypatch.setattr(nb03, "snapshot", lambda e: snapshots.append(1) or real(e))
+    runs, tables = [], []
+    work = [(nb03.SLOW, 1), (nb03.MANY, 1)]
+    monkeypatch.setattr(nb03, "rounds", lambda fresh: tables.append(fresh) or {"disturbed": (work, nb03.MANY),
+                                                                               "quiet": (work, nb03.SLOW)})
     with engine.begin() as conn:
         for sql in (nb03.SLOW, nb03.MANY):
             conn.exec_driver_sql(sql).all()
@@ -360,6 +363,6 @@ def test_nb03_q3_a_disturbed_round_is_run_again_then_judged_on_what_it_measured(
         runs.append(after)
         return nb03.top_reference(before, after)
 
-    assert nb03._judged_round(engine, top, [(nb03.SLOW, 1), (nb03.MANY, 1)], nb03.MANY)
-    assert len(runs) == 1 and len(snapshots) == 6   # three runs, and the answer asked once, on the last
-    assert not nb03._judged_round(engine, lambda before, after: "SELECT 1", [(nb03.SLOW, 1), (nb03.MANY, 1)], nb03.SLOW)
+    assert nb03._judged_round(engine, top, "disturbed")
+    assert len(runs) == 1 and len(set(tables)) == 3   # three runs, each on a new table; the answer asked once
+    assert not nb03._judged_round(engine, lambda before, after: "SELECT 1", "quiet")
