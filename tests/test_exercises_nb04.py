@@ -614,5 +614,6 @@ def test_nb04_q3_a_loop_that_leaves_sessions_open_fails_at_once_and_no_later_che
         assert time.monotonic() - started < 30, exercise.name
     with workbook.engine.connect() as conn:   # every check's engine is gone, its leaked sessions ended with it
         assert conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
-                                 "'workbook-nb04-check%'")).scalar() == 0
+                                 "'workbook-nb04-check%' AND datname = current_database() "
+                                 "AND usename = current_user")).scalar() == 0
     assert len(workbook.engines) == engines   # nor kept by the workbook
