@@ -170,7 +170,8 @@ class Exercise:
         if self._expected is not ____:
             return self._expected
         value = self.reference()
-        if not (isinstance(value, dict) and not all(v is True for v in value.values())):
+        claim_failed = isinstance(value, dict) and not all(v is True for v in value.values())
+        if not claim_failed:
             self._expected = value
         return value
 
